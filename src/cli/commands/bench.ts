@@ -1,0 +1,12 @@
+/**
+ * `evomerge bench <what>`: measurements that take longer than a test. Each benchmark module in
+ * src/bench/ exports `registerBench(bench)` adding its subcommand; list it here.
+ */
+import type { Command } from 'commander';
+
+const benches: Array<(bench: Command) => void> = [];
+
+export function register(program: Command): void {
+  const bench = program.command('bench').description('measure throughput and optimizer efficiency (long; not part of the tests)');
+  for (const add of benches) add(bench);
+}

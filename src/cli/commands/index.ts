@@ -1,0 +1,10 @@
+/**
+ * The list of CLI commands, explicit and in help order. Each module exports one
+ * `register(program)` function; add new commands here.
+ */
+import type { Command } from 'commander';
+import { register as bench } from './bench.ts';
+
+export function registerCommands(program: Command): void {
+  for (const register of [bench]) register(program);
+}

@@ -1,0 +1,4 @@
+/** evomerge's public API. Everything a library user needs is re-exported from here. */
+export * from './errors.ts';
+export * from './tensor/dtype.ts';
+export * from './tensor/rng.ts';
