@@ -5,7 +5,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { CheckpointFormatError, InputError, MissingTensorError } from '../errors.ts';
+import { CheckpointFormatError, InputError, MissingTensorError, RuntimeFailure } from '../errors.ts';
 import { DTYPE_SIZE, type DType } from '../tensor/dtype.ts';
 import { temporaryPathFor, unlinkQuietly, writeFileAtomic } from './atomic.ts';
 import { SafetensorsFile, SafetensorsWriter, type ReadOptions, type TensorData, type TensorInfo, type TensorSource, type TensorSpec } from './safetensors.ts';
@@ -197,10 +197,12 @@ class OpenCheckpoint implements Checkpoint {
   readonly layers: LayerInfo;
   readonly files: readonly string[];
   readonly warnings: readonly string[];
+  readonly path: string;
   private readonly source: TensorSource;
   private readonly dir: string | null;
 
   constructor(format: CheckpointFormat, source: TensorSource, files: string[], config: Record<string, unknown> | null, dir: string | null, warnings: string[]) {
+    this.path = dir ?? source.path;
     this.format = format;
     this.source = source;
     this.files = files;
@@ -208,9 +210,6 @@ class OpenCheckpoint implements Checkpoint {
     this.dir = dir;
     this.layers = detectLayers(source.names(), config, warnings);
     this.warnings = warnings;
-  }
-  get path(): string {
-    return this.source.path;
   }
   names(): string[] {
     return this.source.names();
@@ -368,6 +367,12 @@ export class CheckpointWriter {
 
   finish(extra: FinishOptions = {}): void {
     if (this.finished) return;
+    // every shard must be complete before any is renamed into place
+    const missing = this.writers.flatMap((w) => w.missing());
+    if (missing.length > 0) {
+      this.abort();
+      throw new RuntimeFailure('E_INCOMPLETE_WRITE', `${this.dir}: ${missing.length} declared tensors were never written (first: '${missing[0]}')`);
+    }
     try {
       for (const w of this.writers) w.close();
     } catch (err) {

@@ -411,9 +411,14 @@ export class SafetensorsWriter {
     slot.written = true;
   }
 
+  /** Names of declared tensors not written yet. */
+  missing(): string[] {
+    return [...this.slots.values()].filter((s) => !s.written).map((s) => s.spec.name);
+  }
+
   /** Check completeness, flush, and rename into place. */
   close(): void {
-    const missing = [...this.slots.values()].filter((s) => !s.written).map((s) => s.spec.name);
+    const missing = this.missing();
     if (missing.length > 0) {
       this.abort();
       throw new RuntimeFailure('E_INCOMPLETE_WRITE', `${this.path}: ${missing.length} declared tensors were never written (first: '${missing[0]}')`);

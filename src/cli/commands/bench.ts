@@ -3,8 +3,9 @@
  * src/bench/ exports `registerBench(bench)` adding its subcommand; list it here.
  */
 import type { Command } from 'commander';
+import { registerBench as io } from '../../bench/io.ts';
 
-const benches: Array<(bench: Command) => void> = [];
+const benches: Array<(bench: Command) => void> = [io];
 
 export function register(program: Command): void {
   const bench = program.command('bench').description('measure throughput and optimizer efficiency (long; not part of the tests)');
