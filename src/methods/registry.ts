@@ -1,0 +1,110 @@
+/**
+ * The method registry: one explicit list; a duplicate id throws when the registry is built.
+ */
+import { MethodParamError, UnknownMethodError } from './errors.ts';
+import { fusechatMethods } from './fusechat.ts';
+import { gtaMethods } from './gta.ts';
+import { interpMethods } from './interp.ts';
+import { loraMethods } from './lora.ts';
+import type { MergeMethod, ParamSpec, ParamValue, ResolvedParams } from './types.ts';
+
+/** Build a registry from a list, refusing duplicate ids. */
+export function buildRegistry(methods: readonly MergeMethod[]): ReadonlyMap<string, MergeMethod> {
+  const map = new Map<string, MergeMethod>();
+  for (const m of methods) {
+    if (map.has(m.id)) throw new Error(`merge method registry: duplicate id '${m.id}'`);
+    const names = new Set<string>();
+    for (const p of m.params) {
+      if (names.has(p.name)) throw new Error(`merge method ${m.id}: duplicate parameter '${p.name}'`);
+      names.add(p.name);
+    }
+    map.set(m.id, m);
+  }
+  return map;
+}
+
+export const METHOD_LIST: readonly MergeMethod[] = [...interpMethods, ...gtaMethods, ...fusechatMethods, ...loraMethods];
+
+export const METHODS: ReadonlyMap<string, MergeMethod> = buildRegistry(METHOD_LIST);
+
+export function getMethod(id: string): MergeMethod {
+  const m = METHODS.get(id);
+  if (!m) throw new UnknownMethodError(id, [...METHODS.keys()]);
+  return m;
+}
+
+export function methodParam(method: MergeMethod, name: string): ParamSpec | undefined {
+  return method.params.find((p) => p.name === name);
+}
+
+/** Check one value against its spec; returns it normalised (numbers from numeric strings refused). */
+export function checkParamValue(method: MergeMethod, spec: ParamSpec, value: unknown, where: string): ParamValue | null {
+  if (value === null && spec.default === null) return null;
+  switch (spec.type) {
+    case 'number': {
+      if (typeof value !== 'number' || Number.isNaN(value)) {
+        throw new MethodParamError('E_PARAM_TYPE', `${where}: parameter '${spec.name}' of ${method.id} must be a number, got ${JSON.stringify(value)}`);
+      }
+      const [lo, hi] = spec.range ?? [-Infinity, Infinity];
+      if (value < lo || value > hi) {
+        throw new MethodParamError('E_PARAM_RANGE', `${where}: parameter '${spec.name}' of ${method.id} is ${value}, outside [${lo}, ${hi}]`);
+      }
+      return value;
+    }
+    case 'boolean':
+      if (typeof value !== 'boolean') {
+        throw new MethodParamError('E_PARAM_TYPE', `${where}: parameter '${spec.name}' of ${method.id} must be true or false, got ${JSON.stringify(value)}`);
+      }
+      return value;
+    case 'enum':
+      if (typeof value !== 'string' || !spec.values!.includes(value)) {
+        throw new MethodParamError('E_PARAM_VALUE', `${where}: parameter '${spec.name}' of ${method.id} must be one of ${spec.values!.join(', ')}, got ${JSON.stringify(value)}`);
+      }
+      return value;
+  }
+}
+
+/**
+ * Fill and check one scope's parameters for one tensor: `raw` holds what the recipe set (already
+ * evaluated to plain values); unknown names, missing required ones and bad values throw.
+ */
+export function resolveScope(method: MergeMethod, scope: 'global' | 'per-model', raw: Readonly<Record<string, unknown>>, where: string): ResolvedParams {
+  const out: Record<string, ParamValue | null> = {};
+  for (const spec of method.params) {
+    if (spec.scope !== scope) continue;
+    const v = raw[spec.name];
+    if (v === undefined) {
+      if (spec.default === undefined) {
+        throw new MethodParamError('E_PARAM_MISSING', `${where}: ${method.id} needs parameter '${spec.name}' (${spec.doc})`);
+      }
+      out[spec.name] = spec.default;
+    } else out[spec.name] = checkParamValue(method, spec, v, where);
+  }
+  return out;
+}
+
+/** A JSON description of every method (for `evomerge methods --json` and docs). */
+export function describeMethods(): Array<Record<string, unknown>> {
+  return METHOD_LIST.map((m) => ({
+    id: m.id,
+    title: m.title,
+    reference: m.reference,
+    base: m.requiresBase,
+    models: { min: m.minModels, max: Number.isFinite(m.maxModels) ? m.maxModels : null },
+    mergekit: m.mergekitId,
+    random: m.random,
+    lora: m.lora ?? false,
+    params: m.params.map((p) => ({
+      name: p.name,
+      scope: p.scope,
+      type: p.type,
+      ...(p.range ? { range: p.range.map((x) => (Number.isFinite(x) ? x : null)) } : {}),
+      ...(p.values ? { values: p.values } : {}),
+      ...(p.search ? { search: p.search } : {}),
+      default: p.default === undefined ? 'required' : p.default,
+      mergekit: p.mergekit ?? true,
+      doc: p.doc,
+    })),
+    notes: m.notes ?? [],
+  }));
+}
