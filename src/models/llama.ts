@@ -667,3 +667,29 @@ export function composeLlamaPath(models: readonly LlamaModel[], steps: readonly 
   if (path.length === 0) throw new InputError('E_PATH_EMPTY', 'layer path is empty; a path needs at least one layer');
   return new LlamaPathModel({ embed: embed.ends, head: head.ends, path, tokenizer: embed.tokenizer });
 }
+
+/** Every tensor a Llama-family checkpoint with this config holds, with its shape. */
+export function llamaTensorShapes(c: LlamaConfig): Array<{ name: string; shape: number[] }> {
+  const { vocabSize: V, hidden: H, intermediate: I, heads, kvHeads, headDim: D } = c;
+  const out: Array<{ name: string; shape: number[] }> = [{ name: 'model.embed_tokens.weight', shape: [V, H] }];
+  for (let i = 0; i < c.layers; i++) {
+    const p = `model.layers.${i}.`;
+    out.push(
+      { name: p + 'input_layernorm.weight', shape: [H] },
+      { name: p + 'post_attention_layernorm.weight', shape: [H] },
+      { name: p + 'self_attn.q_proj.weight', shape: [heads * D, H] },
+      { name: p + 'self_attn.k_proj.weight', shape: [kvHeads * D, H] },
+      { name: p + 'self_attn.v_proj.weight', shape: [kvHeads * D, H] },
+      { name: p + 'self_attn.o_proj.weight', shape: [H, heads * D] },
+      { name: p + 'mlp.gate_proj.weight', shape: [I, H] },
+      { name: p + 'mlp.up_proj.weight', shape: [I, H] },
+      { name: p + 'mlp.down_proj.weight', shape: [H, I] },
+    );
+    if (c.qkvBias) out.push({ name: p + 'self_attn.q_proj.bias', shape: [heads * D] }, { name: p + 'self_attn.k_proj.bias', shape: [kvHeads * D] }, { name: p + 'self_attn.v_proj.bias', shape: [kvHeads * D] });
+    if (c.oBias) out.push({ name: p + 'self_attn.o_proj.bias', shape: [H] });
+    if (c.mlpBias) out.push({ name: p + 'mlp.gate_proj.bias', shape: [I] }, { name: p + 'mlp.up_proj.bias', shape: [I] }, { name: p + 'mlp.down_proj.bias', shape: [H] });
+  }
+  out.push({ name: 'model.norm.weight', shape: [H] });
+  if (!c.tieWordEmbeddings) out.push({ name: 'lm_head.weight', shape: [V, H] });
+  return out;
+}

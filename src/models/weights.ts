@@ -4,6 +4,7 @@
  * merged candidate reaches the backend without a disk round trip.
  */
 import { MissingTensorError, ShapeMismatchError } from '../errors.ts';
+import { Rng, deriveSeed } from '../tensor/rng.ts';
 
 export interface WeightSource {
   /** Names the source in error messages (a path, or a label such as `candidate 17`). */
@@ -45,4 +46,22 @@ export function readChecked(source: WeightSource, name: string, shape: readonly 
     throw new ShapeMismatchError(`tensor ${name} has ${data.length} values in ${source.path} but the config implies [${shape.join(',')}] (${n} values)`);
   }
   return data;
+}
+
+/**
+ * Random weights for generated benchmark and test models: N(0, std^2) for matrices, and
+ * 1 + N(0, std^2) for vectors whose name ends in `norm.weight` or `layernorm.weight`, so norms
+ * start near identity. Reproducible from `seed` through the project's seeded streams.
+ */
+export function randomWeights(shapes: ReadonlyArray<{ name: string; shape: readonly number[] }>, seed: number, std = 0.1): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const { name, shape } of shapes) {
+    const rng = Rng.seeded(deriveSeed(seed, name));
+    const n = shape.reduce((a, b) => a * b, 1);
+    const a = new Float32Array(n);
+    const offset = /norm\.weight$/.test(name) ? 1 : 0;
+    for (let i = 0; i < n; i++) a[i] = offset + std * rng.normal();
+    out.set(name, a);
+  }
+  return out;
 }
