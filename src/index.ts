@@ -2,3 +2,5 @@
 export * from './errors.ts';
 export * from './tensor/dtype.ts';
 export * from './tensor/rng.ts';
+export * from './checkpoint/index.ts';
+export * from './zoo/index.ts';
