@@ -1,0 +1,121 @@
+/**
+ * The run database: one schema, the single source of truth of a search. Anything not here is
+ * lost when the process dies; everything here is enough to resume. Optimizer state and
+ * lineage have tables and columns of their own, as plain JSON and rows (not pickles).
+ */
+export const SCHEMA_VERSION = 1;
+
+export const DDL: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS meta (
+     key TEXT PRIMARY KEY,
+     value TEXT NOT NULL
+   )`,
+  `CREATE TABLE IF NOT EXISTS runs (
+     id INTEGER PRIMARY KEY,
+     name TEXT NOT NULL UNIQUE,
+     space_json TEXT NOT NULL,
+     space_path TEXT,
+     code_version TEXT NOT NULL,
+     seed INTEGER NOT NULL,
+     fingerprints_json TEXT NOT NULL DEFAULT '{}',
+     status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'finished', 'stopped')),
+     created_at TEXT NOT NULL,
+     updated_at TEXT NOT NULL
+   )`,
+  // optimizer state after each tell: the row with the highest (stage, generation) resumes the run
+  `CREATE TABLE IF NOT EXISTS generations (
+     run_id INTEGER NOT NULL REFERENCES runs(id),
+     stage INTEGER NOT NULL,
+     generation INTEGER NOT NULL,
+     optimizer_state TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     PRIMARY KEY (run_id, stage, generation)
+   )`,
+  `CREATE TABLE IF NOT EXISTS candidates (
+     id INTEGER PRIMARY KEY,
+     run_id INTEGER NOT NULL REFERENCES runs(id),
+     stage INTEGER NOT NULL,
+     generation INTEGER NOT NULL,
+     proposal_id TEXT NOT NULL,
+     operator TEXT NOT NULL,
+     genome_json TEXT NOT NULL,
+     recipe_json TEXT NOT NULL,
+     recipe_hash TEXT NOT NULL,
+     state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed')),
+     fitness REAL,
+     objectives_json TEXT,
+     error TEXT,
+     worker TEXT,
+     backend TEXT,
+     reused_from INTEGER REFERENCES candidates(id),
+     created_at TEXT NOT NULL,
+     started_at TEXT,
+     finished_at TEXT,
+     eval_ms REAL,
+     UNIQUE (run_id, stage, proposal_id)
+   )`,
+  `CREATE INDEX IF NOT EXISTS candidates_by_state ON candidates (run_id, state)`,
+  `CREATE INDEX IF NOT EXISTS candidates_by_hash ON candidates (run_id, recipe_hash)`,
+  `CREATE INDEX IF NOT EXISTS candidates_by_fitness ON candidates (run_id, fitness DESC)`,
+  `CREATE TABLE IF NOT EXISTS candidate_parents (
+     candidate_id INTEGER NOT NULL REFERENCES candidates(id),
+     parent_id INTEGER NOT NULL REFERENCES candidates(id),
+     position INTEGER NOT NULL,
+     operator TEXT NOT NULL,
+     PRIMARY KEY (candidate_id, parent_id)
+   )`,
+  `CREATE TABLE IF NOT EXISTS metrics (
+     candidate_id INTEGER NOT NULL REFERENCES candidates(id),
+     evaluator TEXT NOT NULL,
+     metric TEXT NOT NULL,
+     value REAL,
+     PRIMARY KEY (candidate_id, evaluator, metric)
+   )`,
+  `CREATE TABLE IF NOT EXISTS events (
+     id INTEGER PRIMARY KEY,
+     run_id INTEGER REFERENCES runs(id),
+     at TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     message TEXT NOT NULL,
+     data_json TEXT
+   )`,
+];
+
+export type RunStatus = 'running' | 'finished' | 'stopped';
+export type CandidateState = 'pending' | 'running' | 'done' | 'failed';
+
+export interface RunRow {
+  id: number;
+  name: string;
+  space: unknown;
+  spacePath: string | null;
+  codeVersion: string;
+  seed: number;
+  fingerprints: Record<string, string>;
+  status: RunStatus;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface CandidateRow {
+  id: number;
+  runId: number;
+  stage: number;
+  generation: number;
+  proposalId: string;
+  operator: string;
+  genome: number[];
+  recipe: unknown;
+  recipeHash: string;
+  state: CandidateState;
+  fitness: number | null;
+  objectives: number[] | null;
+  error: string | null;
+  worker: string | null;
+  backend: string | null;
+  reusedFrom: number | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  evalMs: number | null;
+}

@@ -1,0 +1,351 @@
+/**
+ * The run store over better-sqlite3 in WAL mode: one writer (the process that owns the run),
+ * any number of readers (`evomerge status` during a search). Each step of the search loop is
+ * one transaction, so a kill at any moment leaves the database at a step boundary.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { InputError, RuntimeFailure } from '../errors.ts';
+import { DDL, SCHEMA_VERSION, type CandidateRow, type CandidateState, type RunRow, type RunStatus } from './schema.ts';
+
+export interface NewRun {
+  name: string;
+  space: unknown;
+  spacePath?: string | null;
+  codeVersion: string;
+  seed: number;
+  fingerprints?: Record<string, string>;
+}
+
+export interface NewCandidate {
+  stage: number;
+  generation: number;
+  /** The optimizer's id for the proposal, unique within (run, stage). */
+  proposalId: string;
+  operator: string;
+  genome: readonly number[];
+  recipe: unknown;
+  recipeHash: string;
+  /** Proposal ids of the parents, in the same stage, or candidate ids (numbers) of any stage. */
+  parents?: ReadonlyArray<string | number>;
+}
+
+export interface MetricValue {
+  evaluator: string;
+  metric: string;
+  value: number | null;
+}
+
+export interface CandidateResult {
+  /** null (or NaN) for a failed candidate. */
+  fitness: number | null;
+  objectives?: readonly number[] | null;
+  metrics?: readonly MetricValue[];
+  error?: string | null;
+  worker?: string | null;
+  backend?: string | null;
+  evalMs?: number | null;
+  reusedFrom?: number | null;
+}
+
+export interface LineageEntry {
+  candidate: CandidateRow;
+  depth: number;
+  /** Parents of this entry with the operator that used them. */
+  parents: Array<{ id: number; operator: string }>;
+}
+
+const now = () => new Date().toISOString();
+
+type Row = Record<string, unknown>;
+
+function toRun(r: Row): RunRow {
+  return {
+    id: r.id as number,
+    name: r.name as string,
+    space: JSON.parse(r.space_json as string),
+    spacePath: (r.space_path as string | null) ?? null,
+    codeVersion: r.code_version as string,
+    seed: r.seed as number,
+    fingerprints: JSON.parse(r.fingerprints_json as string),
+    status: r.status as RunStatus,
+    createdAt: r.created_at as string,
+    updatedAt: r.updated_at as string,
+  };
+}
+
+function toCandidate(r: Row): CandidateRow {
+  return {
+    id: r.id as number,
+    runId: r.run_id as number,
+    stage: r.stage as number,
+    generation: r.generation as number,
+    proposalId: r.proposal_id as string,
+    operator: r.operator as string,
+    genome: JSON.parse(r.genome_json as string),
+    recipe: JSON.parse(r.recipe_json as string),
+    recipeHash: r.recipe_hash as string,
+    state: r.state as CandidateState,
+    fitness: (r.fitness as number | null) ?? null,
+    objectives: r.objectives_json ? JSON.parse(r.objectives_json as string) : null,
+    error: (r.error as string | null) ?? null,
+    worker: (r.worker as string | null) ?? null,
+    backend: (r.backend as string | null) ?? null,
+    reusedFrom: (r.reused_from as number | null) ?? null,
+    createdAt: r.created_at as string,
+    startedAt: (r.started_at as string | null) ?? null,
+    finishedAt: (r.finished_at as string | null) ?? null,
+    evalMs: (r.eval_ms as number | null) ?? null,
+  };
+}
+
+export class RunStore {
+  readonly path: string;
+  readonly db: Database.Database;
+  readonly readonly: boolean;
+
+  private constructor(path: string, db: Database.Database, readonly: boolean) {
+    this.path = path;
+    this.db = db;
+    this.readonly = readonly;
+  }
+
+  /** Open (creating when allowed) a run database. */
+  static open(path: string, options: { readonly?: boolean; create?: boolean } = {}): RunStore {
+    const readonly = options.readonly ?? false;
+    if (!readonly && options.create !== false) mkdirSync(dirname(path), { recursive: true });
+    let db: Database.Database;
+    try {
+      db = new Database(path, { readonly, fileMustExist: readonly || options.create === false });
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      if (e.code === 'SQLITE_CANTOPEN') throw new InputError('E_NO_RUN_DB', `${path}: no run database there; check --db or the run name (evomerge runs lists them)`);
+      throw new RuntimeFailure('E_DB_OPEN', `${path}: cannot open the run database (${e.message})`, { cause: err });
+    }
+    try {
+      db.pragma('busy_timeout = 5000');
+      if (!readonly) {
+        db.pragma('journal_mode = WAL');
+        db.pragma('synchronous = NORMAL');
+      }
+      db.pragma('foreign_keys = ON');
+      const store = new RunStore(path, db, readonly);
+      store.migrate();
+      return store;
+    } catch (err) {
+      db.close();
+      if (err instanceof InputError) throw err;
+      const e = err as Error & { code?: string };
+      if (e.code === 'SQLITE_NOTADB' || e.code === 'SQLITE_CORRUPT') {
+        throw new InputError('E_DB_CORRUPT', `${path}: not a run database, or a damaged one (${e.message})`);
+      }
+      throw err;
+    }
+  }
+
+  private migrate(): void {
+    const hasMeta = this.db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).get();
+    if (hasMeta) {
+      const row = this.db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined;
+      const version = row ? Number(row.value) : NaN;
+      if (version !== SCHEMA_VERSION) {
+        throw new InputError('E_DB_VERSION', `${this.path}: run database schema version ${row?.value ?? 'unknown'}, this evomerge reads version ${SCHEMA_VERSION}; use the evomerge version that wrote it`);
+      }
+      return;
+    }
+    if (this.readonly) throw new InputError('E_DB_EMPTY', `${this.path}: this file holds no evomerge run`);
+    this.db.transaction(() => {
+      for (const ddl of DDL) this.db.exec(ddl);
+      this.db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('created_by', 'evomerge')`).run(String(SCHEMA_VERSION));
+    })();
+  }
+
+  /** Run `fn` in one transaction (nested calls join the outer one). */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  // --- runs -------------------------------------------------------------------------------
+
+  createRun(run: NewRun): RunRow {
+    if (this.run(run.name)) {
+      throw new InputError('E_RUN_EXISTS', `a run named '${run.name}' already exists in ${this.path}; continue it with 'evomerge resume ${run.name}' or choose another --run name`);
+    }
+    const t = now();
+    const info = this.db.prepare(
+      `INSERT INTO runs (name, space_json, space_path, code_version, seed, fingerprints_json, status, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)`,
+    ).run(run.name, JSON.stringify(run.space), run.spacePath ?? null, run.codeVersion, run.seed, JSON.stringify(run.fingerprints ?? {}), t, t);
+    return this.runById(Number(info.lastInsertRowid))!;
+  }
+
+  run(name: string): RunRow | undefined {
+    const r = this.db.prepare(`SELECT * FROM runs WHERE name = ?`).get(name) as Row | undefined;
+    return r ? toRun(r) : undefined;
+  }
+
+  runById(id: number): RunRow | undefined {
+    const r = this.db.prepare(`SELECT * FROM runs WHERE id = ?`).get(id) as Row | undefined;
+    return r ? toRun(r) : undefined;
+  }
+
+  runs(): RunRow[] {
+    return (this.db.prepare(`SELECT * FROM runs ORDER BY id`).all() as Row[]).map(toRun);
+  }
+
+  setRunStatus(runId: number, status: RunStatus): void {
+    this.db.prepare(`UPDATE runs SET status = ?, updated_at = ? WHERE id = ?`).run(status, now(), runId);
+  }
+
+  // --- candidates ---------------------------------------------------------------------------
+
+  /** Insert proposals as pending candidates, with their parents, in one transaction. */
+  addCandidates(runId: number, candidates: readonly NewCandidate[]): CandidateRow[] {
+    const insert = this.db.prepare(
+      `INSERT INTO candidates (run_id, stage, generation, proposal_id, operator, genome_json, recipe_json, recipe_hash, state, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)`,
+    );
+    const byProposal = this.db.prepare(`SELECT id FROM candidates WHERE run_id = ? AND stage = ? AND proposal_id = ?`);
+    const link = this.db.prepare(`INSERT OR IGNORE INTO candidate_parents (candidate_id, parent_id, position, operator) VALUES (?, ?, ?, ?)`);
+    return this.transaction(() => {
+      const t = now();
+      const ids: number[] = [];
+      for (const c of candidates) {
+        const info = insert.run(runId, c.stage, c.generation, c.proposalId, c.operator, JSON.stringify(c.genome), JSON.stringify(c.recipe), c.recipeHash, t);
+        const id = Number(info.lastInsertRowid);
+        ids.push(id);
+        (c.parents ?? []).forEach((p, position) => {
+          const parentId = typeof p === 'number' ? p : (byProposal.get(runId, c.stage, p) as { id: number } | undefined)?.id;
+          if (parentId === undefined) {
+            throw new RuntimeFailure('E_LINEAGE', `candidate '${c.proposalId}' names parent '${p}', which is not in the run (stage ${c.stage})`);
+          }
+          link.run(id, parentId, position, c.operator);
+        });
+      }
+      return ids.map((id) => this.candidate(id)!);
+    });
+  }
+
+  candidate(id: number): CandidateRow | undefined {
+    const r = this.db.prepare(`SELECT * FROM candidates WHERE id = ?`).get(id) as Row | undefined;
+    return r ? toCandidate(r) : undefined;
+  }
+
+  candidateByProposal(runId: number, stage: number, proposalId: string): CandidateRow | undefined {
+    const r = this.db.prepare(`SELECT * FROM candidates WHERE run_id = ? AND stage = ? AND proposal_id = ?`).get(runId, stage, proposalId) as Row | undefined;
+    return r ? toCandidate(r) : undefined;
+  }
+
+  candidates(runId: number, filter: { state?: CandidateState | CandidateState[]; stage?: number } = {}): CandidateRow[] {
+    const states = filter.state === undefined ? null : Array.isArray(filter.state) ? filter.state : [filter.state];
+    const where = ['run_id = ?'];
+    const args: unknown[] = [runId];
+    if (states) {
+      where.push(`state IN (${states.map(() => '?').join(', ')})`);
+      args.push(...states);
+    }
+    if (filter.stage !== undefined) {
+      where.push('stage = ?');
+      args.push(filter.stage);
+    }
+    return (this.db.prepare(`SELECT * FROM candidates WHERE ${where.join(' AND ')} ORDER BY id`).all(...args) as Row[]).map(toCandidate);
+  }
+
+  markRunning(candidateId: number, worker: string | null): void {
+    this.db.prepare(`UPDATE candidates SET state = 'running', worker = ?, started_at = ? WHERE id = ? AND state IN ('pending', 'running')`).run(worker, now(), candidateId);
+  }
+
+  /**
+   * Record a candidate's outcome once: a second result for a finished candidate (a retry, a
+   * duplicate delivery) is ignored and `false` returned. NaN fitness counts as a failure.
+   */
+  recordResult(candidateId: number, result: CandidateResult): boolean {
+    const fitness = result.fitness === null || Number.isNaN(result.fitness) ? null : result.fitness;
+    const failed = fitness === null;
+    const error = failed ? result.error ?? (result.fitness === null ? 'no fitness returned' : 'fitness is NaN') : result.error ?? null;
+    return this.transaction(() => {
+      const info = this.db.prepare(
+        `UPDATE candidates SET state = ?, fitness = ?, objectives_json = ?, error = ?, worker = COALESCE(?, worker), backend = ?, eval_ms = ?, reused_from = ?, finished_at = ?
+         WHERE id = ? AND state IN ('pending', 'running')`,
+      ).run(failed ? 'failed' : 'done', fitness, result.objectives ? JSON.stringify(result.objectives) : null, error,
+        result.worker ?? null, result.backend ?? null, result.evalMs ?? null, result.reusedFrom ?? null, now(), candidateId);
+      if (info.changes === 0) return false;
+      const put = this.db.prepare(`INSERT OR REPLACE INTO metrics (candidate_id, evaluator, metric, value) VALUES (?, ?, ?, ?)`);
+      for (const m of result.metrics ?? []) put.run(candidateId, m.evaluator, m.metric, m.value === null || Number.isNaN(m.value) ? null : m.value);
+      return true;
+    });
+  }
+
+  /** A finished, successful candidate of this run with the same recipe hash, if any. */
+  scoredByHash(runId: number, recipeHash: string): CandidateRow | undefined {
+    const r = this.db.prepare(`SELECT * FROM candidates WHERE run_id = ? AND recipe_hash = ? AND state = 'done' ORDER BY id LIMIT 1`).get(runId, recipeHash) as Row | undefined;
+    return r ? toCandidate(r) : undefined;
+  }
+
+  /** The k best finished candidates, best first (ties: earlier first). Failures never rank. */
+  best(runId: number, k = 1): CandidateRow[] {
+    return (this.db.prepare(`SELECT * FROM candidates WHERE run_id = ? AND state = 'done' AND fitness IS NOT NULL ORDER BY fitness DESC, id ASC LIMIT ?`).all(runId, k) as Row[]).map(toCandidate);
+  }
+
+  metrics(candidateId: number): MetricValue[] {
+    return this.db.prepare(`SELECT evaluator, metric, value FROM metrics WHERE candidate_id = ? ORDER BY evaluator, metric`).all(candidateId) as MetricValue[];
+  }
+
+  counts(runId: number): Record<CandidateState, number> {
+    const out: Record<CandidateState, number> = { pending: 0, running: 0, done: 0, failed: 0 };
+    for (const r of this.db.prepare(`SELECT state, COUNT(*) AS n FROM candidates WHERE run_id = ? GROUP BY state`).all(runId) as Array<{ state: CandidateState; n: number }>) out[r.state] = r.n;
+    return out;
+  }
+
+  /** Ancestors of a candidate, breadth first, each with the operator that made its child. */
+  lineage(candidateId: number, maxDepth = 64): LineageEntry[] {
+    const rows = this.db.prepare(
+      `WITH RECURSIVE anc(id, depth) AS (
+         SELECT ?, 0
+         UNION
+         SELECT p.parent_id, anc.depth + 1 FROM candidate_parents p JOIN anc ON p.candidate_id = anc.id WHERE anc.depth < ?
+       )
+       SELECT id, MIN(depth) AS depth FROM anc GROUP BY id ORDER BY depth, id`,
+    ).all(candidateId, maxDepth) as Array<{ id: number; depth: number }>;
+    const parentsOf = this.db.prepare(`SELECT parent_id AS id, operator FROM candidate_parents WHERE candidate_id = ? ORDER BY position`);
+    return rows.map(({ id, depth }) => ({ candidate: this.candidate(id)!, depth, parents: parentsOf.all(id) as Array<{ id: number; operator: string }> }));
+  }
+
+  // --- optimizer state --------------------------------------------------------------------
+
+  saveGeneration(runId: number, stage: number, generation: number, optimizerState: unknown): void {
+    this.db.prepare(`INSERT OR REPLACE INTO generations (run_id, stage, generation, optimizer_state, created_at) VALUES (?, ?, ?, ?, ?)`)
+      .run(runId, stage, generation, JSON.stringify(optimizerState), now());
+    this.db.prepare(`UPDATE runs SET updated_at = ? WHERE id = ?`).run(now(), runId);
+  }
+
+  /** The latest optimizer state (highest stage, then generation). */
+  latestGeneration(runId: number): { stage: number; generation: number; state: unknown } | undefined {
+    const r = this.db.prepare(`SELECT stage, generation, optimizer_state FROM generations WHERE run_id = ? ORDER BY stage DESC, generation DESC LIMIT 1`).get(runId) as
+      | { stage: number; generation: number; optimizer_state: string } | undefined;
+    return r ? { stage: r.stage, generation: r.generation, state: JSON.parse(r.optimizer_state) } : undefined;
+  }
+
+  // --- events -------------------------------------------------------------------------------
+
+  event(runId: number | null, kind: string, message: string, data?: unknown): void {
+    this.db.prepare(`INSERT INTO events (run_id, at, kind, message, data_json) VALUES (?, ?, ?, ?, ?)`)
+      .run(runId, now(), kind, message, data === undefined ? null : JSON.stringify(data));
+  }
+
+  events(runId: number, limit = 100): Array<{ at: string; kind: string; message: string; data: unknown }> {
+    return (this.db.prepare(`SELECT at, kind, message, data_json FROM events WHERE run_id = ? ORDER BY id DESC LIMIT ?`).all(runId, limit) as Row[])
+      .map((r) => ({ at: r.at as string, kind: r.kind as string, message: r.message as string, data: r.data_json ? JSON.parse(r.data_json as string) : null }))
+      .reverse();
+  }
+
+  /** SQLite's own consistency check: 'ok' when the file is sound. */
+  integrityCheck(): string {
+    return (this.db.pragma('integrity_check') as Array<{ integrity_check: string }>).map((r) => r.integrity_check).join('; ');
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,100 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { InputError } from '../src/errors.ts';
+import { RunStore, type NewCandidate } from '../src/store/index.ts';
+import { tempDir } from './helpers/tmp.ts';
+
+const dir = tempDir();
+let n = 0;
+const freshStore = () => RunStore.open(join(dir, `run-${n++}`, 'run.sqlite'));
+
+function proposal(id: string, generation: number, parents: string[] = [], operator = 'sample'): NewCandidate {
+  return { stage: 0, generation, proposalId: id, operator, genome: [generation, 0.5], recipe: { method: 'linear', id }, recipeHash: `h-${id}`, parents };
+}
+
+test('a run is created once; a second run of the same name is refused with the way out', () => {
+  const store = freshStore();
+  const run = store.createRun({ name: 'demo', space: { method: 'ties' }, codeVersion: '0.1.0', seed: 7 });
+  assert.equal(run.name, 'demo');
+  assert.deepEqual(run.space, { method: 'ties' });
+  assert.throws(() => store.createRun({ name: 'demo', space: {}, codeVersion: '0.1.0', seed: 7 }), (e: unknown) => e instanceof InputError && e.code === 'E_RUN_EXISTS' && /evomerge resume demo/.test(e.message));
+  store.close();
+});
+
+test('results are recorded once per candidate, and failures and NaN never rank as best', () => {
+  const store = freshStore();
+  const run = store.createRun({ name: 'r', space: {}, codeVersion: 'x', seed: 1 });
+  const [a, b, c] = store.addCandidates(run.id, [proposal('g0-0', 0), proposal('g0-1', 0), proposal('g0-2', 0)]);
+  store.markRunning(a!.id, 'worker-1');
+  assert.equal(store.candidate(a!.id)!.state, 'running');
+  assert.equal(store.recordResult(a!.id, { fitness: 0.5, metrics: [{ evaluator: 'digits', metric: 'acc', value: 0.5 }] }), true);
+  assert.equal(store.recordResult(a!.id, { fitness: 0.9 }), false, 'a duplicate result is ignored');
+  assert.equal(store.candidate(a!.id)!.fitness, 0.5);
+  assert.equal(store.recordResult(b!.id, { fitness: Number.NaN }), true);
+  assert.equal(store.candidate(b!.id)!.state, 'failed');
+  assert.match(store.candidate(b!.id)!.error!, /NaN/);
+  store.recordResult(c!.id, { fitness: null, error: 'evaluator timed out after 30 s' });
+  assert.deepEqual(store.best(run.id, 5).map((x) => x.proposalId), ['g0-0']);
+  assert.deepEqual(store.counts(run.id), { pending: 0, running: 0, done: 1, failed: 2 });
+  assert.deepEqual(store.metrics(a!.id), [{ evaluator: 'digits', metric: 'acc', value: 0.5 }]);
+  assert.equal(store.scoredByHash(run.id, 'h-g0-0')!.id, a!.id);
+  assert.equal(store.scoredByHash(run.id, 'h-g0-1'), undefined, 'a failed candidate is not reused');
+  store.close();
+});
+
+test('lineage follows parents across generations with their operators', () => {
+  const store = freshStore();
+  const run = store.createRun({ name: 'r', space: {}, codeVersion: 'x', seed: 1 });
+  store.addCandidates(run.id, [proposal('a', 0), proposal('b', 0)]);
+  store.addCandidates(run.id, [proposal('c', 1, ['a', 'b'], 'crossover')]);
+  const [d] = store.addCandidates(run.id, [proposal('d', 2, ['c'], 'mutation')]);
+  const lineage = store.lineage(d!.id);
+  assert.deepEqual(lineage.map((e) => [e.candidate.proposalId, e.depth]), [['d', 0], ['c', 1], ['a', 2], ['b', 2]]);
+  assert.deepEqual(lineage[0]!.parents.map((p) => p.operator), ['mutation']);
+  assert.deepEqual(lineage[1]!.parents.map((p) => store.candidate(p.id)!.proposalId), ['a', 'b']);
+  assert.throws(() => store.addCandidates(run.id, [proposal('e', 3, ['nope'])]), /parent 'nope'/);
+  assert.equal(store.candidateByProposal(run.id, 0, 'e'), undefined, 'a failed insert rolls back the whole batch');
+  store.close();
+});
+
+test('the latest optimizer state is the one of the highest stage and generation', () => {
+  const store = freshStore();
+  const run = store.createRun({ name: 'r', space: {}, codeVersion: 'x', seed: 1 });
+  assert.equal(store.latestGeneration(run.id), undefined);
+  store.saveGeneration(run.id, 0, 0, { mean: [0] });
+  store.saveGeneration(run.id, 0, 1, { mean: [1] });
+  store.saveGeneration(run.id, 1, 0, { mean: [2] });
+  assert.deepEqual(store.latestGeneration(run.id), { stage: 1, generation: 0, state: { mean: [2] } });
+  store.event(run.id, 'resume', 'resumed after a restart', { pending: 3 });
+  assert.equal(store.events(run.id)[0]!.kind, 'resume');
+  assert.equal(store.integrityCheck(), 'ok');
+  store.close();
+});
+
+test('a reader in another connection sees committed results while the writer is open', () => {
+  const path = join(dir, 'shared', 'run.sqlite');
+  const writer = RunStore.open(path);
+  const run = writer.createRun({ name: 'live', space: {}, codeVersion: 'x', seed: 1 });
+  const [a] = writer.addCandidates(run.id, [proposal('a', 0)]);
+  const reader = RunStore.open(path, { readonly: true });
+  assert.equal(reader.counts(run.id).pending, 1);
+  writer.recordResult(a!.id, { fitness: 1 });
+  assert.equal(reader.counts(run.id).done, 1);
+  assert.throws(() => reader.createRun({ name: 'x', space: {}, codeVersion: 'x', seed: 1 }));
+  reader.close();
+  writer.close();
+});
+
+test('a missing, foreign or newer database is refused with a clear error', () => {
+  assert.throws(() => RunStore.open(join(dir, 'none.sqlite'), { readonly: true }), (e: unknown) => e instanceof InputError && e.code === 'E_NO_RUN_DB');
+  const junk = join(dir, 'junk.sqlite');
+  writeFileSync(junk, 'this is not sqlite at all, just text that is long enough to look like a header....');
+  assert.throws(() => RunStore.open(junk), (e: unknown) => e instanceof InputError && e.code === 'E_DB_CORRUPT');
+  const path = join(dir, 'future', 'run.sqlite');
+  const s = RunStore.open(path);
+  s.db.prepare(`UPDATE meta SET value = '99' WHERE key = 'schema_version'`).run();
+  s.close();
+  assert.throws(() => RunStore.open(path), (e: unknown) => e instanceof InputError && e.code === 'E_DB_VERSION');
+});
