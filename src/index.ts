@@ -4,3 +4,4 @@ export * from './tensor/dtype.ts';
 export * from './tensor/rng.ts';
 export * from './checkpoint/index.ts';
 export * from './zoo/index.ts';
+export * from './optim/index.ts';

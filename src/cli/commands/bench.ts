@@ -4,8 +4,9 @@
  */
 import type { Command } from 'commander';
 import { registerBench as io } from '../../bench/io.ts';
+import { registerBench as optimizer } from '../../bench/optimizer.ts';
 
-const benches: Array<(bench: Command) => void> = [io];
+const benches: Array<(bench: Command) => void> = [io, optimizer];
 
 export function register(program: Command): void {
   const bench = program.command('bench').description('measure throughput and optimizer efficiency (long; not part of the tests)');

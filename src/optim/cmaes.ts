@@ -1,0 +1,681 @@
+/**
+ * CMA-ES: the covariance matrix adaptation evolution strategy, with active (negative)
+ * recombination weights, a separable (diagonal) variant, box bounds by a smooth transform,
+ * and IPOP / BIPOP restarts, as pure ask/tell over a plain-JSON state.
+ *
+ * References:
+ * - N. Hansen, "The CMA Evolution Strategy: A Tutorial", arXiv:1604.00772 (2016); equation
+ *   numbers below are the tutorial's.
+ * - pycma 4.x (github.com/CMA-ES/pycma): default strategy parameters in
+ *   `evolution_strategy._CMAParameters.set`, negative weights in
+ *   `recombination_weights.RecombinationWeights.finalize_negative_weights`, step size in
+ *   `sigma_adaptation.CMAAdaptSigmaCSA`, the covariance update and lazy eigendecomposition in
+ *   `sampler.GaussFullSampler`, termination in `evolution_strategy._CMAStopDict`, the bound
+ *   transform in `transformations.BoxConstraintsLinQuadTransformation`.
+ * - R. Ros and N. Hansen, "A Simple Modification in CMA-ES Achieving Linear Time and Space
+ *   Complexity", PPSN 2008 (separable CMA-ES).
+ * - A. Auger and N. Hansen, "A Restart CMA Evolution Strategy With Increasing Population Size",
+ *   CEC 2005 (IPOP); N. Hansen, "Benchmarking a BI-Population CMA-ES on the BBOB-2009 Function
+ *   Testbed", GECCO 2009 (BIPOP).
+ *
+ * Internally CMA-ES minimises f = -fitness (failed evaluations: f = +Infinity, ranked last).
+ * Each asked point is sampled as x_k = m + sigma * B (D . z_k), z_k ~ N(0, I) (eq. 38-40); with
+ * bounds the genome is the transform of x_k, which lies in the box by construction.
+ */
+import { z } from 'zod';
+import { Rng } from '../tensor/rng.ts';
+import { symmetricEigen } from './linalg.ts';
+import {
+  type AskResult, type BaseState, type Optimizer, type Outcome, type Proposal,
+  OptimizerOptionsError, OutcomeMismatchError, betterBest, checkDim, checkKind, isFailed, parseOptions, resolveBounds,
+} from './types.ts';
+
+const boundsSchema = z.union([
+  z.tuple([z.number(), z.number()]),
+  z.array(z.tuple([z.number(), z.number()])),
+]);
+
+export const cmaesOptionsSchema = z.object({
+  /** Initial step size; default a quarter of the mean box width (1 without bounds). */
+  sigma0: z.number().positive().optional(),
+  /** Initial mean; default the box centre (zeros without bounds). */
+  x0: z.array(z.number()).optional(),
+  /** A common box [lo, hi] or one pair per dimension. */
+  bounds: boundsSchema.optional(),
+  /** Population size lambda; default 4 + floor(3 ln n) (tutorial eq. 48). */
+  popsize: z.number().int().min(2).optional(),
+  /** Diagonal covariance (sep-CMA-ES): linear time and memory, for high dimensions. */
+  separable: z.boolean().default(false),
+  /** Active CMA: negative weights for the worst half (tutorial section 3.6; pycma's default). */
+  active: z.boolean().default(true),
+  restarts: z.enum(['none', 'ipop', 'bipop']).default('none'),
+  maxRestarts: z.number().int().min(0).default(9),
+  /** IPOP population growth factor (Auger and Hansen 2005 use 2). */
+  incPopsize: z.number().min(1).default(2),
+  /** On restart, draw a fresh mean uniformly in the box (else restart from x0). */
+  restartFromRandom: z.boolean().default(true),
+  /** Stop (all restarts included) after this many evaluations. */
+  maxEvaluations: z.number().int().positive().optional(),
+  /** Stop once a fitness of at least this value is seen. */
+  targetFitness: z.number().optional(),
+  // pycma's termination tolerances (CMAOptions defaults)
+  tolfun: z.number().nonnegative().default(1e-11),
+  tolfunhist: z.number().nonnegative().default(1e-12),
+  tolx: z.number().nonnegative().default(1e-11),
+  tolconditioncov: z.number().positive().default(1e14),
+  tolupsigma: z.number().positive().default(1e20),
+  tolflatfitness: z.number().int().min(0).default(1),
+  /** Default int(100 + 100 n^1.5 / lambda). */
+  tolstagnation: z.number().int().positive().optional(),
+  /** Iterations per run; default 100 + 150 (n+3)^2 / sqrt(lambda). */
+  maxiter: z.number().int().positive().optional(),
+});
+export type CmaesOptions = z.output<typeof cmaesOptionsSchema>;
+
+/** Strategy parameters of one run (depend on n and lambda only). */
+export interface CmaesParams {
+  lambda: number;
+  mu: number;
+  /** lambda recombination weights: positive ones sum to 1, negative ones scaled as pycma does. */
+  weights: number[];
+  mueff: number;
+  cc: number;
+  cs: number;
+  c1: number;
+  cmu: number;
+  damps: number;
+  chiN: number;
+  /** Iterations between eigendecompositions (pycma's lazy_update_gap). */
+  lazyGap: number;
+}
+
+interface Pending {
+  ids: string[];
+  /** Internal (untransformed) points, one per proposal. */
+  x: number[][];
+  /** ||z_k||^2, the squared Mahalanobis norm of y_k (needed by the active update). */
+  z2: number[];
+  genomes: number[][];
+  /** f = -fitness per slot once told; null while waiting. */
+  f: Array<number | null>;
+  told: number;
+}
+
+export interface CmaesState extends BaseState {
+  kind: 'cmaes';
+  options: CmaesOptions;
+  bounds: { lo: number[]; hi: number[] } | null;
+  separable: boolean;
+  /** Global generation counter (ids), across restarts. */
+  generation: number;
+  /** Index of the current run (0 = first). */
+  run: number;
+  runEvaluations: number;
+  runLambda: number;
+  defaultLambda: number;
+  sigma0: number;
+  runSigma0: number;
+  bipop: { largeEvals: number; smallEvals: number; largeLambda: number; regime: 'large' | 'small' };
+  params: CmaesParams;
+  mean: number[];
+  sigma: number;
+  /** Full: n*n row-major; separable: the n variances. */
+  C: number[];
+  /** Eigenvectors as rows (full only); empty when separable. */
+  B: number[];
+  /** Square roots of the eigenvalues (full) or of the variances (separable). */
+  D: number[];
+  pc: number[];
+  ps: number[];
+  /** Iterations (tells) of the current run. */
+  iteration: number;
+  eigenAt: number;
+  pending: Pending | null;
+  lastParents: string[];
+  firstOfRun: boolean;
+  /** Best f of recent iterations, newest last (pycma fit.hist). */
+  histFit: number[];
+  histBest: number[];
+  histMedian: number[];
+  flatCount: number;
+  runStop: string | null;
+  done: string | null;
+}
+
+/** Default population size, tutorial eq. (48). */
+export function defaultPopsize(n: number): number {
+  return 4 + Math.floor(3 * Math.log(n));
+}
+
+/**
+ * Strategy parameters as pycma computes them (`_CMAParameters.set`, `CMAAdaptSigmaCSA.initialize`,
+ * `RecombinationWeights`); the separable ones from the same file (c1_sep, cmu_sep, cc_sep).
+ */
+export function cmaesParams(n: number, lambda: number, separable: boolean, active = true): CmaesParams {
+  // raw weights w'_i = ln((lambda+1)/2) - ln i, i = 1..lambda (tutorial eq. 49)
+  const raw = Array.from({ length: lambda }, (_, i) => Math.log((lambda + 1) / 2) - Math.log(i + 1));
+  let mu = 0;
+  while (mu < lambda && raw[mu]! > 0) mu++;
+  const sumPos = raw.slice(0, mu).reduce((a, b) => a + b, 0);
+  const weights = raw.map((w) => (w > 0 ? w / sumPos : w));
+  const mueff = 1 / weights.slice(0, mu).reduce((a, w) => a + w * w, 0); // eq. (8), positive weights sum to 1
+  const neg = raw.slice(mu);
+  const sumNegRaw = neg.reduce((a, b) => a + b, 0);
+  const mueffMinus = sumNegRaw === 0 ? 0 : (sumNegRaw * sumNegRaw) / neg.reduce((a, w) => a + w * w, 0);
+
+  let c1: number;
+  let cmu: number;
+  let cc: number;
+  if (!separable) {
+    // pycma: c1 = min(1, lambda/6) * 2 / ((n+1.3)^2 + mueff)  (tutorial eq. 57, alpha_cov = 2)
+    c1 = (Math.min(1, lambda / 6) * 2) / ((n + 1.3) ** 2 + mueff);
+    // pycma: cmu = min(1 - c1, 2 (0.25 + mueff + 1/mueff - 2) / ((n+2)^2 + mueff))  (eq. 58 with offset 1/4)
+    cmu = Math.min(1 - c1, (2 * (0.25 + mueff + 1 / mueff - 2)) / ((n + 2) ** 2 + mueff));
+    // cc = (4 + mueff/n) / (n + 4 + 2 mueff/n)  (eq. 56)
+    cc = (4 + mueff / n) / (n + 4 + (2 * mueff) / n);
+  } else {
+    // pycma: c1_sep = 1 / (n + 2 sqrt(n) + mueff/n)  (conedf with df = n)
+    c1 = 1 / (n + 2 * Math.sqrt(n) + mueff / n);
+    // pycma: cmu_sep = min(1 - c1_sep, (0.25 + mueff + 1/mueff - 2) / (n + 4 sqrt(n) + mueff/2))  (cmudf)
+    cmu = Math.min(1 - c1, (0.25 + mueff + 1 / mueff - 2) / (n + 4 * Math.sqrt(n) + mueff / 2));
+    // pycma: cc_sep = (1 + 1/n + mueff/n) / (sqrt(n) + 1/n + 2 mueff/n)
+    cc = (1 + 1 / n + mueff / n) / (Math.sqrt(n) + 1 / n + (2 * mueff) / n);
+  }
+  // Every learning rate capped so no decay factor can turn negative, also with the huge
+  // populations of late IPOP restarts (CyberAgent cmaes 0.9.1 leaves the sep rates uncapped).
+  c1 = Math.min(c1, 1);
+  cmu = Math.max(0, Math.min(cmu, 1 - c1));
+  cc = Math.min(cc, 1);
+
+  // Negative weights (pycma finalize_negative_weights): sum |w-| = 1 + c1/cmu, then limited
+  // by (1 - c1 - cmu)/(cmu n) (positive definiteness, full CMA only) and 1 + 2 mueff-/(mueff+2).
+  if (active && lambda > mu && cmu > 0) {
+    const setSum = 1 + c1 / cmu;
+    let factor = setSum / Math.abs(sumNegRaw);
+    let sumNeg = setSum;
+    const limits = [1 + (2 * mueffMinus) / (mueff + 2)];
+    if (!separable) limits.unshift((1 - c1 - cmu) / cmu / n);
+    for (const lim of limits) {
+      if (sumNeg > lim) {
+        factor *= lim / sumNeg;
+        sumNeg = lim;
+      }
+    }
+    for (let i = mu; i < lambda; i++) weights[i] = raw[i]! * factor;
+  } else {
+    for (let i = mu; i < lambda; i++) weights[i] = 0;
+  }
+
+  // CSA (pycma CMAAdaptSigmaCSA.initialize): cs = (mueff + 2) / (n + mueff + 3),
+  // damps = 1 + 2 max(0, sqrt((mueff-1)/(n+1)) - 1) + cs  (tutorial eq. 55 with pycma's +3)
+  const cs = Math.min(1, (mueff + 2) / (n + mueff + 3));
+  const damps = 1 + 2 * Math.max(0, Math.sqrt((mueff - 1) / (n + 1)) - 1) + cs;
+  // E||N(0,I)|| ~ sqrt(n)(1 - 1/(4n) + 1/(21 n^2))  (tutorial, after eq. 44)
+  const chiN = Math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n * n));
+  // pycma: lazy_update_gap = 1 / (c1 + cmu) / n / 10 iterations
+  const lazyGap = 1 / (c1 + cmu + 1e-23) / n / 10;
+  return { lambda, mu, weights, mueff, cc, cs, c1, cmu, damps, chiN, lazyGap };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Box bounds: pycma's BoxConstraintsLinQuadTransformation. The transform is the identity in the
+// interior, quadratic within a margin of each bound, and periodic (reflecting) beyond, so the
+// internal Gaussian lives on R^n while every genome lies in [lo, hi].
+
+function margins(lo: number, hi: number): [number, number] {
+  // pycma: al = min((u - l)/20, (1 + |l|)/20), au likewise with |u|
+  return [Math.min((hi - lo) / 20, (1 + Math.abs(lo)) / 20), Math.min((hi - lo) / 20, (1 + Math.abs(hi)) / 20)];
+}
+
+export function boxTransform(x: number, lo: number, hi: number): number {
+  const [al, au] = margins(lo, hi);
+  let y = x;
+  // fold into [lo - al, hi + au] by reflection with period 2 (hi - lo + al + au)
+  const xlow = lo - 2 * al - (hi - lo) / 2;
+  const xup = hi + 2 * au + (hi - lo) / 2;
+  const r = 2 * (hi - lo + al + au);
+  if (y < xlow) y += r * (1 + Math.floor((xlow - y) / r));
+  if (y > xup) y -= r * (1 + Math.floor((y - xup) / r));
+  if (y < lo - al) y += 2 * (lo - al - y);
+  if (y > hi + au) y -= 2 * (y - hi - au);
+  if (y < lo + al) y = lo + (y - (lo - al)) ** 2 / 4 / al;
+  else if (y > hi - au) y = hi - (y - (hi + au)) ** 2 / 4 / au;
+  return Math.min(hi, Math.max(lo, y));
+}
+
+/** Inverse of `boxTransform` on [lo, hi] (used to start the internal mean at x0). */
+export function boxTransformInverse(y: number, lo: number, hi: number): number {
+  const [al, au] = margins(lo, hi);
+  if (y < lo + al) return lo - al + 2 * Math.sqrt(al * Math.max(0, y - lo));
+  if (y > hi - au) return hi + au - 2 * Math.sqrt(au * Math.max(0, hi - y));
+  return y;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function startRun(s: CmaesState, lambda: number, sigma0: number, mean: number[], rng: Rng): void {
+  const n = s.dim;
+  s.params = cmaesParams(n, lambda, s.separable, s.options.active);
+  s.runLambda = lambda;
+  s.runSigma0 = sigma0;
+  s.sigma = sigma0;
+  s.mean = s.bounds ? mean.map((v, i) => boxTransformInverse(v, s.bounds!.lo[i]!, s.bounds!.hi[i]!)) : mean.slice();
+  if (s.separable) {
+    s.C = new Array<number>(n).fill(1);
+    s.B = [];
+  } else {
+    const c = new Array<number>(n * n).fill(0);
+    for (let i = 0; i < n; i++) c[i * n + i] = 1;
+    s.C = c;
+    s.B = c.slice();
+  }
+  s.D = new Array<number>(n).fill(1);
+  s.pc = new Array<number>(n).fill(0);
+  s.ps = new Array<number>(n).fill(0);
+  s.iteration = 0;
+  s.eigenAt = 0;
+  s.runEvaluations = 0;
+  s.histFit = [];
+  s.histBest = [];
+  s.histMedian = [];
+  s.flatCount = 0;
+  s.runStop = null;
+  s.pending = null;
+  void rng;
+}
+
+function init(dim: number, options: unknown, seed: string | number): CmaesState {
+  checkDim('cmaes', dim);
+  const o = parseOptions('cmaes', cmaesOptionsSchema, options);
+  const bounds = resolveBounds('cmaes', dim, o.bounds, null);
+  if (o.x0 && o.x0.length !== dim) throw new OptimizerOptionsError('cmaes', `x0 has ${o.x0.length} values but the genome has ${dim} dimensions`);
+  const x0 = o.x0 ? o.x0.slice() : bounds ? bounds.lo.map((l, i) => (l + bounds.hi[i]!) / 2) : new Array<number>(dim).fill(0);
+  if (bounds) {
+    for (let i = 0; i < dim; i++) {
+      if (!(x0[i]! >= bounds.lo[i]! && x0[i]! <= bounds.hi[i]!)) {
+        throw new OptimizerOptionsError('cmaes', `x0[${i}] = ${x0[i]} is outside bounds [${bounds.lo[i]}, ${bounds.hi[i]}]`);
+      }
+    }
+  }
+  const sigma0 = o.sigma0 ?? (bounds ? (0.25 * bounds.hi.reduce((a, h, i) => a + h - bounds.lo[i]!, 0)) / dim : 1);
+  const lambda = o.popsize ?? defaultPopsize(dim);
+  const rng = Rng.seeded(seed);
+  const s: CmaesState = {
+    kind: 'cmaes', dim, rng: rng.state(), evaluations: 0, best: null,
+    options: { ...o, x0 }, bounds, separable: o.separable, generation: 0, run: 0,
+    runEvaluations: 0, runLambda: lambda, defaultLambda: lambda, sigma0, runSigma0: sigma0,
+    bipop: { largeEvals: 0, smallEvals: 0, largeLambda: lambda, regime: 'large' },
+    params: cmaesParams(dim, lambda, o.separable, o.active),
+    mean: [], sigma: sigma0, C: [], B: [], D: [], pc: [], ps: [], iteration: 0, eigenAt: 0,
+    pending: null, lastParents: [], firstOfRun: true, histFit: [], histBest: [], histMedian: [],
+    flatCount: 0, runStop: null, done: null,
+  };
+  startRun(s, lambda, sigma0, x0, rng);
+  s.rng = rng.state();
+  return s;
+}
+
+/** pycma GaussFullSampler.update_now: decompose unless fewer than lazyGap tells since the last one. */
+function maybeDecompose(s: CmaesState): void {
+  if (s.separable) return;
+  const gap = s.params.lazyGap;
+  if (s.iteration < s.eigenAt + gap || s.iteration === s.eigenAt) return;
+  const n = s.dim;
+  const c = Float64Array.from(s.C);
+  // symmetrise as pycma does before eigh
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) {
+      const v = (c[i * n + j]! + c[j * n + i]!) / 2;
+      c[i * n + j] = v;
+      c[j * n + i] = v;
+    }
+  }
+  const { values, vectors } = symmetricEigen(c, n);
+  const floor = Math.max(values[n - 1]! * 1e-300, Number.MIN_VALUE);
+  s.D = Array.from(values, (v) => Math.sqrt(Math.max(v, floor)));
+  s.B = toArray(vectors);
+  s.C = toArray(c);
+  s.eigenAt = s.iteration;
+}
+
+function ask(prev: CmaesState): AskResult<CmaesState> {
+  checkKind('cmaes', prev);
+  if (prev.done || prev.pending) return { proposals: [], state: prev };
+  const s: CmaesState = { ...prev };
+  maybeDecompose(s);
+  const n = s.dim;
+  const lambda = s.params.lambda;
+  const rng = Rng.fromState(s.rng);
+  // one lambda x n block of standard normals, then y = Z diag(D) B (rows of B are eigenvectors)
+  const Z = rng.fillNormal(new Float64Array(lambda * n));
+  const Y = new Float64Array(lambda * n);
+  const D = s.D;
+  if (s.separable) {
+    for (let k = 0; k < lambda; k++) for (let i = 0; i < n; i++) Y[k * n + i] = D[i]! * Z[k * n + i]!;
+  } else {
+    const B = Float64Array.from(s.B);
+    const Dv = Float64Array.from(D);
+    for (let k = 0; k < lambda; k++) {
+      const ko = k * n;
+      for (let j = 0; j < n; j++) {
+        const a = Dv[j]! * Z[ko + j]!;
+        if (a === 0) continue;
+        const bj = j * n;
+        for (let i = 0; i < n; i++) Y[ko + i] = Y[ko + i]! + a * B[bj + i]!;
+      }
+    }
+  }
+  const ids: string[] = [];
+  const xs: number[][] = [];
+  const z2: number[] = [];
+  const genomes: number[][] = [];
+  const proposals: Proposal[] = [];
+  const operator = s.firstOfRun ? (s.run === 0 ? 'init' : 'restart') : 'sample';
+  for (let k = 0; k < lambda; k++) {
+    const x = new Array<number>(n);
+    let zz = 0;
+    for (let i = 0; i < n; i++) {
+      x[i] = s.mean[i]! + s.sigma * Y[k * n + i]!;
+      const zi = Z[k * n + i]!;
+      zz += zi * zi;
+    }
+    const g = s.bounds ? x.map((v, i) => boxTransform(v, s.bounds!.lo[i]!, s.bounds!.hi[i]!)) : x.slice();
+    const id = `g${s.generation}-${k}`;
+    ids.push(id);
+    xs.push(x);
+    z2.push(zz);
+    genomes.push(g);
+    proposals.push({ id, genome: g, parentIds: s.lastParents.slice(), operator });
+  }
+  s.pending = { ids, x: xs, z2, genomes, f: new Array<number | null>(lambda).fill(null), told: 0 };
+  s.rng = rng.state();
+  return { proposals, state: s };
+}
+
+/** Typed array to a plain array for the JSON state (Array.from on a typed array is ~10x slower). */
+function toArray(a: Float64Array): number[] {
+  const r = new Array<number>(a.length);
+  for (let i = 0; i < a.length; i++) r[i] = a[i]!;
+  return r;
+}
+
+function median(a: readonly number[]): number {
+  const b = a.slice().sort((x, y) => x - y);
+  const m = b.length >> 1;
+  return b.length % 2 ? b[m]! : (b[m - 1]! + b[m]!) / 2;
+}
+
+function tell(prev: CmaesState, outcomes: readonly Outcome[]): CmaesState {
+  checkKind('cmaes', prev);
+  if (outcomes.length === 0) return prev;
+  if (!prev.pending) throw new OutcomeMismatchError('cmaes', `got ${outcomes.length} outcomes but no proposals are pending`);
+  const p: Pending = { ...prev.pending, f: prev.pending.f.slice() };
+  const s: CmaesState = { ...prev, pending: p };
+  for (const o of outcomes) {
+    const k = p.ids.indexOf(o.id);
+    if (k < 0) throw new OutcomeMismatchError('cmaes', `outcome '${o.id}' is not one of the pending proposals`);
+    if (p.f[k] !== null) throw new OutcomeMismatchError('cmaes', `outcome '${o.id}' was told twice`);
+    p.f[k] = isFailed(o.fitness) ? Infinity : -(o.fitness as number);
+    p.told++;
+    s.evaluations++;
+    s.runEvaluations++;
+    s.best = betterBest(s.best, o.id, p.genomes[k]!, o.fitness);
+  }
+  if (p.told < p.ids.length) return s;
+  update(s);
+  return s;
+}
+
+/** One generation's update (tutorial Fig. 6 with pycma's variants). Mutates `s` (a fresh copy). */
+function update(s: CmaesState): void {
+  const n = s.dim;
+  const P = s.params;
+  const pend = s.pending!;
+  const lambda = P.lambda;
+  const f = pend.f as number[];
+  const order = Array.from({ length: lambda }, (_, i) => i).sort((a, b) => f[a]! - f[b]! || a - b);
+  s.iteration++;
+  s.generation++;
+  s.firstOfRun = false;
+  const sigma = s.sigma;
+  const mOld = s.mean;
+  // mean, eq. (41): m = sum_{i<=mu} w_i x_{i:lambda}
+  const mean = new Float64Array(n);
+  for (let r = 0; r < P.mu; r++) {
+    const x = pend.x[order[r]!]!;
+    const w = P.weights[r]!;
+    for (let i = 0; i < n; i++) mean[i] = mean[i]! + w * x[i]!;
+  }
+  const dm = new Float64Array(n); // (m - m_old) / sigma = <y>_w
+  for (let i = 0; i < n; i++) dm[i] = (mean[i]! - mOld[i]!) / sigma;
+  // C^{-1/2} <y>_w = B D^{-1} B^T <y>_w
+  const invSqrt = new Float64Array(n);
+  const D = s.D;
+  if (s.separable) {
+    for (let i = 0; i < n; i++) invSqrt[i] = dm[i]! / D[i]!;
+  } else {
+    const B = s.B;
+    for (let j = 0; j < n; j++) {
+      let t = 0;
+      const bj = j * n;
+      for (let i = 0; i < n; i++) t += B[bj + i]! * dm[i]!;
+      t /= D[j]!;
+      for (let i = 0; i < n; i++) invSqrt[i] = invSqrt[i]! + t * B[bj + i]!;
+    }
+  }
+  // p_sigma, eq. (43)
+  const ps = new Array<number>(n);
+  const cps = Math.sqrt(P.cs * (2 - P.cs) * P.mueff);
+  let ps2 = 0;
+  for (let i = 0; i < n; i++) {
+    ps[i] = (1 - P.cs) * s.ps[i]! + cps * invSqrt[i]!;
+    ps2 += ps[i]! * ps[i]!;
+  }
+  // h_sigma as pycma's CMAAdaptSigmaBase.hsig: ||ps||^2 / (1 - (1-cs)^(2t)) / n < 2 + 4/(n+1)
+  const hsig = ps2 / (1 - (1 - P.cs) ** (2 * s.iteration)) / n < 2 + 4 / (n + 1) ? 1 : 0;
+  // p_c, eq. (45)
+  const pc = new Array<number>(n);
+  const cpc = hsig * Math.sqrt(P.cc * (2 - P.cc) * P.mueff);
+  for (let i = 0; i < n; i++) pc[i] = (1 - P.cc) * s.pc[i]! + cpc * dm[i]!;
+  // covariance, eq. (47) with pycma's c1a = c1 (1 - (1 - hsig) cc (2 - cc)) and negative
+  // weights rescaled by n / ||C^{-1/2} y_i||^2 (eq. 46; pycma sampler.update)
+  const c1a = P.c1 * (1 - (1 - hsig) * P.cc * (2 - P.cc));
+  let sumW = 0;
+  for (let r = 0; r < lambda; r++) sumW += P.weights[r]!;
+  const decay = 1 - c1a - P.cmu * sumW;
+  const coef: number[] = [];
+  const ys: Float64Array[] = [];
+  for (let r = 0; r < lambda; r++) {
+    let w = P.weights[r]!;
+    if (w === 0) continue;
+    const k = order[r]!;
+    if (w < 0) {
+      if (!Number.isFinite(f[k]!)) continue; // a failed point carries no information about f
+      w *= n / (pend.z2[k]! + 1e-9);
+    }
+    const x = pend.x[k]!;
+    const y = new Float64Array(n);
+    for (let i = 0; i < n; i++) y[i] = (x[i]! - mOld[i]!) / sigma;
+    coef.push(P.cmu * w);
+    ys.push(y);
+  }
+  if (s.separable) {
+    const C = new Array<number>(n);
+    for (let i = 0; i < n; i++) {
+      let c = decay * s.C[i]! + P.c1 * pc[i]! * pc[i]!;
+      for (let q = 0; q < ys.length; q++) c += coef[q]! * ys[q]![i]! * ys[q]![i]!;
+      C[i] = c;
+    }
+    s.C = C;
+    s.D = C.map((v) => Math.sqrt(Math.max(v, 0)));
+  } else {
+    const C = Float64Array.from(s.C);
+    const pcv = Float64Array.from(pc);
+    for (let i = 0; i < n; i++) {
+      const row = i * n;
+      const pi = P.c1 * pcv[i]!;
+      for (let j = i; j < n; j++) C[row + j] = decay * C[row + j]! + pi * pcv[j]!;
+    }
+    for (let q = 0; q < ys.length; q++) {
+      const y = ys[q]!;
+      const cq = coef[q]!;
+      for (let i = 0; i < n; i++) {
+        const a = cq * y[i]!;
+        const row = i * n;
+        for (let j = i; j < n; j++) C[row + j] = C[row + j]! + a * y[j]!;
+      }
+    }
+    for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) C[j * n + i] = C[i * n + j]!;
+    s.C = toArray(C);
+  }
+  // step size, eq. (44) with pycma's clip of the exponent to [-1, 1]
+  const delta = (P.cs / P.damps) * (Math.sqrt(ps2) / P.chiN - 1);
+  s.sigma = sigma * Math.exp(Math.max(-1, Math.min(1, delta)));
+  s.mean = toArray(mean);
+  s.ps = ps;
+  s.pc = pc;
+  s.lastParents = order.slice(0, P.mu).filter((k) => Number.isFinite(f[k]!)).map((k) => pend.ids[k]!);
+
+  // pycma flat-fitness handling: increase sigma and count (terminates after tolflatfitness)
+  const sorted = order.map((k) => f[k]!);
+  const flatIdx = Math.min(lambda - 1, Math.ceil(0.1 + lambda / 4));
+  if (sorted[0] === sorted[flatIdx]) {
+    s.flatCount++;
+    s.sigma *= Math.exp(0.2 + P.cs / P.damps);
+  } else {
+    s.flatCount = 0;
+  }
+  const histLen = Math.floor(10 + (30 * n) / lambda);
+  s.histFit = [...s.histFit, sorted[0]!].slice(-histLen);
+  const stagLen = s.options.tolstagnation ?? Math.floor(100 + (100 * n ** 1.5) / lambda);
+  s.histBest = [...s.histBest, sorted[0]!].slice(-stagLen);
+  s.histMedian = [...s.histMedian, median(sorted)].slice(-stagLen);
+  s.pending = null;
+  s.runStop = runTermination(s, sorted, stagLen);
+  if (s.runStop) finishRun(s);
+}
+
+/** pycma `_CMAStopDict` tests, in pycma's order; returns the first reason that holds. */
+function runTermination(s: CmaesState, sorted: number[], stagLen: number): string | null {
+  const o = s.options;
+  const n = s.dim;
+  const P = s.params;
+  if (o.targetFitness !== undefined && s.best && s.best.fitness >= o.targetFitness) return 'ftarget';
+  if (o.maxEvaluations !== undefined && s.evaluations >= o.maxEvaluations) return 'maxfevals';
+  const maxiter = o.maxiter ?? Math.floor(100 + (150 * (n + 3) ** 2) / Math.sqrt(P.lambda));
+  if (s.iteration >= maxiter) return 'maxiter';
+  const hist = s.histFit;
+  const hmax = Math.max(...hist);
+  const hmin = Math.min(...hist);
+  if (sorted[sorted.length - 1]! - sorted[0]! < o.tolfun && hmax - hmin < o.tolfun) return 'tolfun';
+  if (hist.length > 9 && hmax - hmin < o.tolfunhist) return 'tolfunhist';
+  const diagC = (i: number) => (s.separable ? s.C[i]! : s.C[i * n + i]!);
+  let tolx = true;
+  for (let i = 0; i < n && tolx; i++) {
+    if (s.sigma * Math.abs(s.pc[i]!) >= o.tolx || s.sigma * Math.sqrt(diagC(i)) >= o.tolx) tolx = false;
+  }
+  if (tolx) return 'tolx';
+  const dmax = Math.max(...s.D);
+  const dmin = Math.min(...s.D);
+  if (s.separable) {
+    let cmax = 0;
+    let cmin = Infinity;
+    for (let i = 0; i < n; i++) {
+      cmax = Math.max(cmax, s.C[i]!);
+      cmin = Math.min(cmin, s.C[i]!);
+    }
+    if (cmax / cmin > o.tolconditioncov) return 'tolconditioncov';
+  } else if ((dmax / dmin) ** 2 > o.tolconditioncov) return 'tolconditioncov';
+  if (s.sigma / s.runSigma0 > o.tolupsigma * dmax) return 'tolupsigma';
+  // stagnation (cmaes.m / pycma): over the last tolstagnation iterations, the median of the
+  // newest 30% of the best and the median f-values is no better than that of the oldest 30%
+  if (s.histBest.length >= stagLen && s.iteration > n * (5 + 100 / P.lambda) && stagLen >= 10) {
+    const l = Math.max(1, Math.floor(0.3 * stagLen));
+    const hb = s.histBest;
+    const hm = s.histMedian;
+    if (median(hb.slice(-l)) >= median(hb.slice(0, l)) && median(hm.slice(-l)) >= median(hm.slice(0, l))) return 'tolstagnation';
+  }
+  if (s.flatCount > o.tolflatfitness) return 'tolflatfitness';
+  // no effect of a principal axis (cycling through axes) or of a coordinate step
+  const m = s.mean;
+  const axis = s.iteration % n;
+  if (s.separable) {
+    // B = I: the axis is a coordinate
+    if (m[axis] === m[axis]! + 0.1 * s.sigma * s.D[axis]!) return 'noeffectaxis';
+  } else {
+    const a = 0.1 * s.sigma * s.D[axis]!;
+    let all = true;
+    for (let k = 0; k < n && all; k++) if (m[k] !== m[k]! + a * s.B[axis * n + k]!) all = false;
+    if (all) return 'noeffectaxis';
+  }
+  for (let i = 0; i < n; i++) if (m[i] === m[i]! + 0.2 * s.sigma * Math.sqrt(diagC(i))) return 'noeffectcoord';
+  return null;
+}
+
+/** A run has stopped: restart (IPOP / BIPOP) or finish. */
+function finishRun(s: CmaesState): void {
+  const o = s.options;
+  const reason = s.runStop!;
+  const global = reason === 'ftarget' || reason === 'maxfevals';
+  if (global || o.restarts === 'none' || s.run >= o.maxRestarts) {
+    s.done = reason;
+    return;
+  }
+  const rng = Rng.fromState(s.rng);
+  const n = s.dim;
+  let lambda: number;
+  let sigma0 = s.sigma0;
+  const bp = { ...s.bipop };
+  if (o.restarts === 'ipop') {
+    lambda = Math.round(s.runLambda * o.incPopsize);
+  } else {
+    // BIPOP (Hansen 2009): count the finished run into its regime, then run the regime that has
+    // used fewer evaluations; the small regime draws lambda and sigma0 log-uniformly.
+    if (bp.regime === 'large') bp.largeEvals += s.runEvaluations;
+    else bp.smallEvals += s.runEvaluations;
+    if (s.run === 0 || bp.smallEvals >= bp.largeEvals) {
+      bp.regime = 'large';
+      bp.largeLambda = Math.round(bp.largeLambda * o.incPopsize);
+      lambda = bp.largeLambda;
+    } else {
+      bp.regime = 'small';
+      const u = rng.next();
+      lambda = Math.max(2, Math.floor(s.defaultLambda * (0.5 * bp.largeLambda / s.defaultLambda) ** (u * u)));
+      sigma0 = s.sigma0 * 10 ** (-2 * rng.next());
+    }
+  }
+  s.bipop = bp;
+  let x0 = o.x0!;
+  if (o.restartFromRandom && s.bounds) x0 = s.bounds.lo.map((l, i) => l + (s.bounds!.hi[i]! - l) * rng.next());
+  s.run++;
+  s.firstOfRun = true;
+  s.lastParents = [];
+  startRun(s, lambda, sigma0, x0, rng);
+  s.rng = rng.state();
+  void n;
+}
+
+function isDone(s: CmaesState): string | null {
+  checkKind('cmaes', s);
+  return s.done;
+}
+
+export const cmaes: Optimizer<CmaesOptions, CmaesState> = {
+  id: 'cmaes',
+  title: 'CMA-ES (active, full or separable covariance; IPOP/BIPOP restarts)',
+  reference: 'Hansen 2016, arXiv:1604.00772; pycma 4.x defaults',
+  optionsSchema: cmaesOptionsSchema,
+  init,
+  ask,
+  tell,
+  isDone,
+};
+
+/** The same optimizer with `separable: true` as default (sep-CMA-ES, Ros and Hansen 2008). */
+export const sepCmaes: Optimizer<CmaesOptions, CmaesState> = {
+  ...cmaes,
+  id: 'sep-cmaes',
+  title: 'sep-CMA-ES (diagonal covariance, linear time per sample)',
+  reference: 'Ros and Hansen, PPSN 2008; pycma CMA_diagonal=True',
+  init: (dim, options, seed) => init(dim, { separable: true, ...((options as object | undefined) ?? {}) }, seed),
+};

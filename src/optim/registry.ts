@@ -1,0 +1,38 @@
+/**
+ * The optimizer registry: one explicit list, looked up by id (search-space YAML `optimizer:`)
+ * or by a stored state's `kind` (resume). A duplicate id is a programming error, caught at load.
+ */
+import { cmaes, sepCmaes } from './cmaes.ts';
+import { ga } from './ga.ts';
+import { nsga2 } from './nsga2.ts';
+import { randomSearch } from './random.ts';
+import { type BaseState, type Optimizer, OptimizerStateError, UnknownOptimizerError } from './types.ts';
+
+// Each optimizer is typed with its own options and state; the registry hands them out behind
+// the common interface, which is all the search loop needs.
+const list = [cmaes, sepCmaes, ga, nsga2, randomSearch] as unknown as Optimizer[];
+
+const byId = new Map<string, Optimizer>();
+for (const o of list) {
+  if (byId.has(o.id)) throw new Error(`duplicate optimizer id '${o.id}' in src/optim/registry.ts`);
+  byId.set(o.id, o);
+}
+
+export const optimizerIds: readonly string[] = list.map((o) => o.id);
+
+export function listOptimizers(): readonly Optimizer[] {
+  return list;
+}
+
+export function getOptimizer(id: string): Optimizer {
+  const o = byId.get(id);
+  if (!o) throw new UnknownOptimizerError(id, optimizerIds);
+  return o;
+}
+
+/** The optimizer that continues a stored state (`sep-cmaes` states have kind `cmaes`). */
+export function optimizerForState(state: BaseState): Optimizer {
+  const o = byId.get(state?.kind);
+  if (!o) throw new OptimizerStateError(String(state?.kind), `no optimizer for a state of kind '${state?.kind}'; known: ${optimizerIds.join(', ')}`);
+  return o;
+}

@@ -1,0 +1,185 @@
+/**
+ * One contract suite, run against every optimizer: seeded reproducibility, identical proposals
+ * after a JSON round trip of the state (in this process and in another), bounds, failures never
+ * best, lineage fields, and rejection of outcomes that were never asked.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { getOptimizer, type BaseState, type Optimizer, type Outcome, type Proposal } from '../src/optim/index.ts';
+
+interface Case {
+  name: string;
+  id: string;
+  dim: number;
+  options: Record<string, unknown>;
+  /** Tell outcomes in reverse order and in two partial batches. */
+  shuffled?: boolean;
+}
+
+const cases: Case[] = [
+  { name: 'cmaes', id: 'cmaes', dim: 4, options: { bounds: [0, 1], sigma0: 0.6 } },
+  { name: 'cmaes with BIPOP restarts', id: 'cmaes', dim: 3, options: { bounds: [0, 1], restarts: 'bipop', tolfun: 1e-2, tolflatfitness: 0 } },
+  { name: 'sep-cmaes', id: 'sep-cmaes', dim: 6, options: { bounds: [[0, 1], [0, 1], [0, 1], [-2, 2], [-2, 2], [0, 10]], restarts: 'ipop', tolfun: 1e-2 } },
+  { name: 'generational ga', id: 'ga', dim: 5, options: { popsize: 8 } },
+  { name: 'steady-state ga', id: 'ga', dim: 5, options: { popsize: 8, mode: 'steady-state', crossover: 'uniform', mutation: 'gaussian' }, shuffled: true },
+  { name: 'ga with integer and binary genes', id: 'ga', dim: 4, options: { popsize: 6, bounds: [[0, 10], [0, 1], [0, 1], [-3, 3]], geneTypes: ['integer', 'binary', 'real', 'integer'] } },
+  { name: 'nsga2', id: 'nsga2', dim: 4, options: { popsize: 8 }, shuffled: true },
+  { name: 'random', id: 'random', dim: 3, options: { batch: 5 }, shuffled: true },
+];
+
+function boundsOf(c: Case): Array<[number, number]> {
+  const b = (c.options.bounds ?? [0, 1]) as [number, number] | Array<[number, number]>;
+  return typeof b[0] === 'number' ? Array.from({ length: c.dim }, () => b as [number, number]) : (b as Array<[number, number]>);
+}
+
+/** A deterministic objective with failures: every 7th proposal fails (null), every 11th is NaN. */
+function evaluate(p: Proposal, k: number): Outcome {
+  const f = -p.genome.reduce((a, x, i) => a + (x - 0.3 - 0.05 * i) ** 2, 0);
+  if (k % 7 === 3) return { id: p.id, fitness: null };
+  if (k % 11 === 5) return { id: p.id, fitness: Number.NaN };
+  return { id: p.id, fitness: f, objectives: [f, -p.genome.reduce((a, x) => a + (x - 0.8) ** 2, 0)] };
+}
+
+interface Trace {
+  proposals: Proposal[];
+  outcomes: Outcome[];
+  states: string[];
+}
+
+/** Runs `steps` ask/tell rounds; `roundTrip` passes the state through JSON at every step. */
+function drive(opt: Optimizer, c: Case, seed: string, steps: number, roundTrip: boolean): Trace {
+  const rt = <T>(s: T): T => (roundTrip ? (JSON.parse(JSON.stringify(s)) as T) : s);
+  let state: BaseState = rt(opt.init(c.dim, c.options, seed));
+  const trace: Trace = { proposals: [], outcomes: [], states: [] };
+  for (let step = 0; step < steps && !opt.isDone(state); step++) {
+    const asked = opt.ask(state);
+    state = rt(asked.state);
+    const outs = asked.proposals.map((p) => evaluate(p, trace.proposals.length + asked.proposals.indexOf(p)));
+    trace.proposals.push(...asked.proposals);
+    trace.outcomes.push(...outs);
+    if (c.shuffled) {
+      const rev = outs.slice().reverse();
+      const half = Math.ceil(rev.length / 2);
+      state = rt(opt.tell(state, rev.slice(0, half)));
+      trace.states.push(JSON.stringify(state));
+      state = rt(opt.tell(state, rev.slice(half)));
+    } else {
+      state = rt(opt.tell(state, outs));
+    }
+    trace.states.push(JSON.stringify(state));
+  }
+  return trace;
+}
+
+for (const c of cases) {
+  const opt = getOptimizer(c.id);
+
+  test(`${c.name}: the same seed gives the same proposals, another seed different ones`, () => {
+    const a = drive(opt, c, 'seed-1', 12, false);
+    const b = drive(opt, c, 'seed-1', 12, false);
+    const other = drive(opt, c, 'seed-2', 2, false);
+    assert.ok(a.proposals.length > 0);
+    assert.deepEqual(b.proposals, a.proposals);
+    assert.notDeepEqual(other.proposals[0]!.genome, a.proposals[0]!.genome);
+  });
+
+  test(`${c.name}: a JSON round trip of the state at every step changes nothing`, () => {
+    const plain = drive(opt, c, 'rt', 12, false);
+    const tripped = drive(opt, c, 'rt', 12, true);
+    assert.deepEqual(tripped.proposals, plain.proposals);
+    assert.deepEqual(tripped.states, plain.states);
+  });
+
+  test(`${c.name}: every proposal lies inside the bounds and has the gene types asked for`, () => {
+    const b = boundsOf(c);
+    const types = c.options.geneTypes as string[] | undefined;
+    const t = drive(opt, c, 'bounds', 30, false);
+    for (const p of t.proposals) {
+      assert.equal(p.genome.length, c.dim);
+      p.genome.forEach((x, i) => {
+        assert.ok(x >= b[i]![0] && x <= b[i]![1], `${p.id}[${i}] = ${x} outside [${b[i]}]`);
+        if (types?.[i] === 'integer') assert.ok(Number.isInteger(x), `${p.id}[${i}] = ${x} is not an integer`);
+        if (types?.[i] === 'binary') assert.ok(x === 0 || x === 1, `${p.id}[${i}] = ${x} is not binary`);
+      });
+    }
+  });
+
+  test(`${c.name}: failed and NaN outcomes never become the best`, () => {
+    let state = opt.init(c.dim, c.options, 'fail');
+    let bestTold = -Infinity;
+    let k = 0;
+    for (let step = 0; step < 10 && !opt.isDone(state); step++) {
+      const asked = opt.ask(state);
+      // the failures are the points that would otherwise be the best ones
+      const outs = asked.proposals.map((p) => {
+        k++;
+        if (k % 3 === 0) return { id: p.id, fitness: null };
+        if (k % 3 === 1) return { id: p.id, fitness: Number.NaN };
+        const f = -(k % 5) - 1;
+        bestTold = Math.max(bestTold, f);
+        return { id: p.id, fitness: f };
+      });
+      state = opt.tell(asked.state, outs);
+      if (state.best) {
+        assert.ok(Number.isFinite(state.best.fitness));
+        assert.equal(state.best.fitness, bestTold);
+      }
+    }
+    assert.ok(state.best !== null);
+  });
+
+  test(`${c.name}: proposals carry unique ids, known parents and an operator`, () => {
+    const t = drive(opt, c, 'lineage', 15, false);
+    const seen = new Set<string>();
+    for (const p of t.proposals) {
+      assert.equal(typeof p.id, 'string');
+      assert.ok(!seen.has(p.id), `duplicate id ${p.id}`);
+      assert.ok(Array.isArray(p.parentIds));
+      for (const q of p.parentIds) assert.ok(seen.has(q), `${p.id} names parent ${q} that was never proposed before it`);
+      assert.ok(['sample', 'crossover', 'mutation', 'elite', 'restart', 'init'].includes(p.operator), p.operator);
+      seen.add(p.id);
+    }
+    assert.ok(t.proposals.some((p) => p.parentIds.length > 0) || c.id === 'random', 'some proposal has parents');
+  });
+
+  test(`${c.name}: an outcome for an id that was never asked is refused with E_OPTIM_OUTCOME`, () => {
+    const asked = opt.ask(opt.init(c.dim, c.options, 'x'));
+    assert.throws(() => opt.tell(asked.state, [{ id: 'nope', fitness: 1 }]), (e: Error & { code?: string }) => e.code === 'E_OPTIM_OUTCOME');
+  });
+}
+
+test('every optimizer continues identically in another process from a JSON state', () => {
+  const inputs = cases.map((c) => {
+    const opt = getOptimizer(c.id);
+    const t = drive(opt, c, 'xproc', 4, false);
+    const state = JSON.parse(t.states[t.states.length - 1]!) as BaseState;
+    return { id: c.id, state, expected: opt.ask(state).proposals };
+  });
+  const script = `
+    import { getOptimizer } from './src/optim/index.ts';
+    let s = ''; process.stdin.on('data', (d) => (s += d)).on('end', () => {
+      const inputs = JSON.parse(s);
+      process.stdout.write(JSON.stringify(inputs.map((i) => getOptimizer(i.id).ask(i.state).proposals)));
+    });`;
+  const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    input: JSON.stringify(inputs.map(({ id, state }) => ({ id, state }))),
+    cwd: new URL('..', import.meta.url),
+    encoding: 'utf8',
+  });
+  const got = JSON.parse(out) as Proposal[][];
+  inputs.forEach((inp, i) => {
+    assert.ok(inp.expected.length > 0 || inp.id === 'nsga2' || inp.id.includes('cma'), `case ${i} asked nothing`);
+    assert.deepEqual(got[i], inp.expected, `case ${cases[i]!.name}`);
+  });
+});
+
+test('an unknown optimizer id is refused with the list of known ones', () => {
+  assert.throws(() => getOptimizer('pso'), (e: Error & { code?: string }) => e.code === 'E_OPTIM_UNKNOWN' && /cmaes/.test(e.message));
+});
+
+test('invalid options are refused with E_OPTIM_OPTIONS naming the field', () => {
+  assert.throws(() => getOptimizer('cmaes').init(3, { popsize: 1 }, 1), (e: Error & { code?: string }) => e.code === 'E_OPTIM_OPTIONS' && /popsize/.test(e.message));
+  assert.throws(() => getOptimizer('ga').init(2, { bounds: [[0, 1]] }, 1), (e: Error & { code?: string }) => e.code === 'E_OPTIM_OPTIONS' && /bounds/.test(e.message));
+  assert.throws(() => getOptimizer('cmaes').init(2, { bounds: [0, 1], x0: [0.5, 2] }, 1), (e: Error & { code?: string }) => e.code === 'E_OPTIM_OPTIONS' && /x0\[1\]/.test(e.message));
+});
