@@ -5,3 +5,5 @@ export * from './tensor/rng.ts';
 export * from './checkpoint/index.ts';
 export * from './zoo/index.ts';
 export * from './optim/index.ts';
+export * from './models/index.ts';
+export * from './eval/index.ts';

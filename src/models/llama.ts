@@ -669,7 +669,7 @@ export function composeLlamaPath(models: readonly LlamaModel[], steps: readonly 
 }
 
 /** Every tensor a Llama-family checkpoint with this config holds, with its shape. */
-export function llamaTensorShapes(c: LlamaConfig): Array<{ name: string; shape: number[] }> {
+export function llamaShapesOf(c: LlamaConfig): Array<{ name: string; shape: number[] }> {
   const { vocabSize: V, hidden: H, intermediate: I, heads, kvHeads, headDim: D } = c;
   const out: Array<{ name: string; shape: number[] }> = [{ name: 'model.embed_tokens.weight', shape: [V, H] }];
   for (let i = 0; i < c.layers; i++) {

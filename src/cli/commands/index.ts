@@ -5,8 +5,9 @@
 import type { Command } from 'commander';
 import { register as inspect } from './inspect.ts';
 import { register as zoo } from './zoo.ts';
+import { register as evaluate } from './eval.ts';
 import { register as bench } from './bench.ts';
 
 export function registerCommands(program: Command): void {
-  for (const register of [inspect, zoo, bench]) register(program);
+  for (const register of [inspect, zoo, evaluate, bench]) register(program);
 }

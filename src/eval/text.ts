@@ -1,0 +1,264 @@
+/**
+ * Text evaluators for causal language models: multiple choice by log-likelihood, greedy
+ * generation with answer extraction, and perplexity.
+ */
+import { InputError, ShapeMismatchError } from '../errors.ts';
+import type { CausalLM } from '../models/llama.ts';
+import type { RunnableModel } from '../models/load.ts';
+import type { TextTokenizer } from '../models/tokenizer.ts';
+import { Rng, deriveSeed } from '../tensor/rng.ts';
+import { fillTemplate, loadRows, type EvalRow } from './data.ts';
+import { manifestFitness, type ChoiceManifest, type GenerateManifest, type Manifest, type PerplexityManifest } from './manifest.ts';
+import type { EvalContext, EvalResult, Evaluator } from './types.ts';
+
+function requireLm(m: Manifest, model: RunnableModel | null): { lm: CausalLM; tok: TextTokenizer } {
+  if (!model || model.kind !== 'causal-lm') {
+    throw new InputError('E_EVAL_FAMILY', `evaluator ${m.id} (${m.file}) scores causal language models, but the model is ${model ? 'a classifier' : 'missing'}`);
+  }
+  const lm = model as CausalLM;
+  if (!lm.tokenizer) throw new InputError('E_TOKENIZER_MISSING', `evaluator ${m.id} needs the model's tokenizer.json, and the model folder has none`);
+  if (lm.tokenizer.size > lm.config.vocabSize) {
+    throw new ShapeMismatchError(`the tokenizer can produce ids up to ${lm.tokenizer.size - 1} but the model's vocab_size is ${lm.config.vocabSize}; tokenizer.json does not belong to this model`);
+  }
+  return { lm, tok: lm.tokenizer };
+}
+
+function primary(m: Manifest, metrics: Record<string, number>, names: string): number {
+  const v = metrics[m.metric.name];
+  if (v === undefined) throw new InputError('E_EVAL_METRIC', `${m.file}: field 'metric.name' is '${m.metric.name}' but kind ${m.kind} reports ${names}`);
+  return v;
+}
+
+abstract class TextEvaluator<M extends ChoiceManifest | GenerateManifest | PerplexityManifest> implements Evaluator {
+  readonly needsModel = true;
+  readonly family = 'llama' as const;
+  protected rowsCache: EvalRow[] | null = null;
+  protected fewshotPool: EvalRow[] | null = null;
+  constructor(protected readonly m: M) {}
+  get id() {
+    return this.m.id;
+  }
+  get version() {
+    return this.m.version;
+  }
+  get kind() {
+    return this.m.kind;
+  }
+  get split() {
+    return this.m.split;
+  }
+  get metric() {
+    return this.m.metric;
+  }
+  protected rows(): EvalRow[] {
+    if (!this.rowsCache) {
+      const all = loadRows(this.m, this.m.split);
+      this.rowsCache = this.m.limit ? all.slice(0, this.m.limit) : all;
+    }
+    return this.rowsCache;
+  }
+  /**
+   * The few-shot prefix of item `index`: k examples drawn without replacement from the few-shot
+   * split (the evaluated split by default, never the item itself), by a stream seeded from
+   * (fewshot seed, index), so every candidate sees the same prompts.
+   */
+  protected prefix(index: number, render: (ex: EvalRow) => string): string {
+    if (!('fewshot' in this.m) || !this.m.fewshot || this.m.fewshot.k === 0) return '';
+    const fs = this.m.fewshot;
+    const same = !fs.split || fs.split === this.m.split;
+    if (!this.fewshotPool) this.fewshotPool = same ? loadRows(this.m, this.m.split) : loadRows(this.m, fs.split!);
+    const pool = this.fewshotPool;
+    const candidates = pool.map((_, i) => i).filter((i) => !(same && i === index));
+    if (candidates.length < fs.k) throw new InputError('E_EVAL_FEWSHOT', `${this.m.file}: fewshot.k is ${fs.k} but the few-shot split has only ${candidates.length} other items`);
+    const rng = Rng.seeded(deriveSeed('fewshot', fs.seed, index));
+    // partial Fisher-Yates: the first k of a uniformly random permutation
+    for (let i = 0; i < fs.k; i++) {
+      const j = i + rng.int(candidates.length - i);
+      [candidates[i], candidates[j]] = [candidates[j]!, candidates[i]!];
+    }
+    return candidates.slice(0, fs.k).map((i) => render(pool[i]!)).join(fs.separator) + fs.separator;
+  }
+  abstract evaluate(model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult>;
+  dispose(): void {}
+}
+
+/** The longest suffix of `ids` a model with `max` positions can take. */
+function fit(ids: number[], max: number): number[] {
+  return ids.length > max ? ids.slice(ids.length - max) : ids;
+}
+
+/**
+ * Multiple choice by log-likelihood, as lm-eval-harness defines it (`api/task.py`,
+ * `process_results` for `multiple_choice`): the score of option i is the summed log-probability
+ * of its tokens after the context; `acc` takes the arg-max, `acc_norm` the arg-max after dividing
+ * each score by the option's length in characters. Option tokens are those of
+ * tokenize(context + delimiter + option) beyond tokenize(context), so merges across the boundary
+ * are tokenized as the model saw them.
+ */
+export class ChoiceEvaluator extends TextEvaluator<ChoiceManifest> {
+  private itemParts(row: EvalRow, index: number): { context: string; choices: string[]; gold: number } {
+    const where = `${this.m.id} item ${index}`;
+    const choices = row[this.m.choices_field];
+    if (!Array.isArray(choices) || choices.length < 2 || choices.some((c) => typeof c !== 'string')) {
+      throw new InputError('E_EVAL_DATA', `${where}: field '${this.m.choices_field}' must be an array of at least two strings`);
+    }
+    const gold = Number(row[this.m.gold_field]);
+    if (!Number.isInteger(gold) || gold < 0 || gold >= choices.length) {
+      throw new InputError('E_EVAL_DATA', `${where}: field '${this.m.gold_field}' is ${String(row[this.m.gold_field])}, not an index into its ${choices.length} choices`);
+    }
+    return { context: fillTemplate(this.m.prompt, row, where), choices: choices as string[], gold };
+  }
+
+  async evaluate(model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult> {
+    const { lm, tok } = requireLm(this.m, model);
+    const rows = this.rows();
+    let acc = 0;
+    let accNorm = 0;
+    for (let i = 0; i < rows.length; i++) {
+      ctx.signal?.throwIfAborted();
+      const item = this.itemParts(rows[i]!, i);
+      const prefix = this.prefix(i, (ex) => {
+        const p = this.itemParts(ex, -1);
+        return p.context + this.m.target_delimiter + p.choices[p.gold];
+      });
+      const context = prefix + item.context;
+      const ctxIds = tok.encode(context);
+      const seqs: number[][] = [];
+      const contLens: number[] = [];
+      for (const choice of item.choices) {
+        const whole = tok.encode(context + this.m.target_delimiter + choice);
+        const n = Math.max(1, whole.length - ctxIds.length);
+        const s = fit(whole, lm.config.maxPositions);
+        seqs.push(s);
+        contLens.push(Math.min(n, s.length - 1));
+      }
+      const lps = await lm.tokenLogProbs(seqs);
+      const ll = lps.map((lp, c) => {
+        let s = 0;
+        for (let t = lp.length - contLens[c]!; t < lp.length; t++) s += lp[t]!;
+        return s;
+      });
+      const argmax = (v: number[]) => v.reduce((b, x, j) => (x > v[b]! ? j : b), 0);
+      if (argmax(ll) === item.gold) acc++;
+      if (argmax(ll.map((x, c) => x / item.choices[c]!.length)) === item.gold) accNorm++;
+      ctx.onProgress?.(i + 1, rows.length);
+    }
+    const n = rows.length;
+    const metrics = { acc: n ? acc / n : 0, acc_norm: n ? accNorm / n : 0 };
+    return { fitness: manifestFitness(this.m, primary(this.m, metrics, 'acc and acc_norm')), metrics, samples: n };
+  }
+}
+
+/** The answer a generation states: the last number (commas dropped), or a regex's first group. */
+export function extractAnswer(text: string, rule: string): string | null {
+  if (rule === 'none') return text.trim();
+  if (rule === 'last-number') {
+    const all = text.match(/-?\d[\d,]*(?:\.\d+)?/g);
+    return all ? all[all.length - 1]!.replace(/,/g, '') : null;
+  }
+  const m = new RegExp(rule).exec(text);
+  return m ? (m[1] ?? m[0]).trim() : null;
+}
+
+/** Exact match after trimming; numbers compare by value (so "42.0" matches "42"). */
+export function answersMatch(got: string | null, want: string): boolean {
+  if (got === null) return false;
+  const a = got.trim();
+  const b = want.trim();
+  if (a === b) return true;
+  const x = Number(a.replace(/,/g, ''));
+  const y = Number(b.replace(/,/g, ''));
+  return a !== '' && b !== '' && Number.isFinite(x) && Number.isFinite(y) && x === y;
+}
+
+/**
+ * Greedy generation up to `max_tokens` or a stop string, then answer extraction and exact
+ * match. With `extract: last-number` this is the answer rule of the Sakana evaluation (Akiba et
+ * al. 2024, section 4.1: the last number in the output is the model's answer).
+ */
+export class GenerateEvaluator extends TextEvaluator<GenerateManifest> {
+  async evaluate(model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult> {
+    const { lm, tok } = requireLm(this.m, model);
+    const rows = this.rows();
+    if (this.m.extract !== 'none' && this.m.extract !== 'last-number') {
+      try {
+        new RegExp(this.m.extract);
+      } catch (err) {
+        throw new InputError('E_EVAL_MANIFEST', `${this.m.file}: field 'extract' is not a valid regular expression (${(err as Error).message})`);
+      }
+    }
+    let right = 0;
+    let answered = 0;
+    let generatedTokens = 0;
+    for (let i = 0; i < rows.length; i++) {
+      ctx.signal?.throwIfAborted();
+      const where = `${this.m.id} item ${i}`;
+      const row = rows[i]!;
+      const prefix = this.prefix(i, (ex) => fillTemplate(this.m.prompt, ex, where) + fillTemplate(this.m.target, ex, where));
+      const prompt = fit(tok.encode(prefix + fillTemplate(this.m.prompt, row, where)), Math.max(1, lm.config.maxPositions - this.m.max_tokens));
+      const stops = this.m.stop;
+      const out = await lm.generate(prompt, {
+        maxTokens: this.m.max_tokens,
+        stop: stops.length ? (g) => stops.some((s) => tok.decode(g).includes(s)) : undefined,
+      });
+      generatedTokens += out.length;
+      let text = tok.decode(out);
+      for (const s of stops) {
+        const at = text.indexOf(s);
+        if (at >= 0) text = text.slice(0, at);
+      }
+      const answer = extractAnswer(text, this.m.extract);
+      if (answer !== null) answered++;
+      if (answersMatch(answer, fillTemplate(this.m.target, row, where))) right++;
+      ctx.onProgress?.(i + 1, rows.length);
+    }
+    const n = rows.length;
+    const metrics = { exact_match: n ? right / n : 0, answered: n ? answered / n : 0, generated_tokens: generatedTokens };
+    return { fitness: manifestFitness(this.m, primary(this.m, metrics, 'exact_match and answered')), metrics, samples: n };
+  }
+}
+
+/**
+ * Perplexity of texts: every token after the first is predicted once, by windows of at most
+ * `context` tokens where each window after the first starts at the previous window's last token.
+ * loss = mean negative log-likelihood per predicted token (nats), perplexity = exp(loss),
+ * bits_per_char = total NLL / ln 2 / characters (Unicode code points) of the texts.
+ */
+export async function scorePerplexity(lm: CausalLM, tok: TextTokenizer, texts: readonly string[], options: { context?: number; onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {}): Promise<{ loss: number; perplexity: number; bits_per_char: number; tokens: number; characters: number }> {
+  const ctxLen = options.context ?? Math.min(lm.config.maxPositions, 1024);
+  if (ctxLen < 2) throw new InputError('E_EVAL_CONTEXT', `a perplexity window needs at least 2 tokens (got ${ctxLen})`);
+  let nll = 0;
+  let tokens = 0;
+  let characters = 0;
+  for (let d = 0; d < texts.length; d++) {
+    options.signal?.throwIfAborted();
+    const text = texts[d]!;
+    characters += [...text].length;
+    const ids = tok.encode(text);
+    const windows: number[][] = [];
+    for (let s = 0; s + 1 < ids.length; s += ctxLen - 1) windows.push(ids.slice(s, Math.min(s + ctxLen, ids.length)));
+    // A few windows per call: one forward pass over a small batch instead of many tiny ones.
+    for (let w = 0; w < windows.length; w += 4) {
+      const lps = await lm.tokenLogProbs(windows.slice(w, w + 4));
+      for (const lp of lps) for (const v of lp) nll -= v;
+      for (const win of windows.slice(w, w + 4)) tokens += win.length - 1;
+    }
+    options.onProgress?.(d + 1, texts.length);
+  }
+  const loss = tokens ? nll / tokens : 0;
+  return { loss, perplexity: Math.exp(loss), bits_per_char: characters ? nll / Math.LN2 / characters : 0, tokens, characters };
+}
+
+export class PerplexityEvaluator extends TextEvaluator<PerplexityManifest> {
+  async evaluate(model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult> {
+    const { lm, tok } = requireLm(this.m, model);
+    const texts = this.rows().map((r, i) => {
+      const t = r[this.m.text_field];
+      if (typeof t !== 'string') throw new InputError('E_EVAL_DATA', `${this.m.id} item ${i}: field '${this.m.text_field}' is not a string`);
+      return t;
+    });
+    const r = await scorePerplexity(lm, tok, texts, { context: this.m.context, onProgress: ctx.onProgress, signal: ctx.signal });
+    const metrics = { ...r };
+    return { fitness: manifestFitness(this.m, primary(this.m, metrics, 'loss, perplexity, bits_per_char and tokens')), metrics, samples: texts.length };
+  }
+}
