@@ -22,7 +22,8 @@
  */
 import { MethodInputError } from './errors.ts';
 import type { MergeContext, MergeMethod, ParamSpec, ResolvedParams, TensorInput } from './types.ts';
-import { magnitudeCut, rowMagnitudeRanks } from '../tensor/select.ts';
+import { HISTOGRAM_BUCKETS, magnitudeCut, rowMagnitudeRanks } from '../tensor/select.ts';
+import { bernoulliPruneInPlace, deltaWithHistogram, dropExcessTies, tiesMerge, weightedSum } from '../tensor/kernels.ts';
 import { FastRng, bernoulliThreshold } from '../tensor/fastrng.ts';
 import { NotSupportedError } from '../errors.ts';
 
@@ -113,90 +114,75 @@ function gtaMerge(cfg: GtaConfig, input: TensorInput, g: ResolvedParams, pm: rea
   const lambda = g.lambda as number;
   const normalize = g.normalize as boolean;
   if (cfg.sparsification === null && cfg.consensus === null) {
-    linearDeltaCombine(base, input.models, weights, normalize, lambda, out);
+    // task arithmetic: base + s * sum_j w_j (x_j - base) = (1 - s sum_j w_j) base + sum_j s w_j x_j,
+    // one pass; in float64 the rearrangement is exact to far below float32 rounding
+    const scale = (normalize ? 1 / guardedSum(weights) : 1) * lambda;
+    const c = weights.map((w) => w * scale);
+    weightedSum([base, ...input.models], [1 - c.reduce((a, b) => a + b, 0), ...c], out);
     return out;
   }
-  // effective per-model factor on the (pruned) delta: weight times the rescale factor
   const deltas = scratchArrays(m, n);
   const eff = new Float64Array(m);
+  const cut = new Float64Array(m); // 0: keep every element
   for (let j = 0; j < m; j++) {
     const d = deltas[j]!;
     const x = input.models[j]!;
-    for (let i = 0; i < n; i++) d[i] = x[i]! - base[i]!;
+    const density = pm[j]!.density as number;
     let factor = 1;
-    if (cfg.sparsification) factor = sparsifyInPlace(cfg.sparsification, d, input, j, g, pm[j]!, ctx);
+    if (cfg.sparsification === 'magnitude' && cfg.consensus === 'sum' && density < 1) {
+      // TIES: the top-k cut is found here and applied inside the fused election kernel
+      deltaWithHistogram(x, base, d, histogram);
+      const k = Math.floor(density * n); // python int() truncates toward zero
+      if (k <= 0) throw densityTooLow(input, j, density, n);
+      const c = magnitudeCut(d, k, histogram);
+      if (g.rescale) factor = l1FactorOfCut(d, c.bits, c.ties);
+      dropExcessTies(d, c.bits, c.ties, c.equal);
+      cut[j] = c.bits;
+    } else {
+      deltaWithHistogram(x, base, d, null);
+      if (cfg.sparsification) factor = sparsifyInPlace(cfg.sparsification, d, input, j, g, pm[j]!, ctx);
+    }
     eff[j] = weights[j]! * factor;
   }
   if (cfg.consensus === 'sum') {
-    tiesCombine(base, deltas, m, eff, weights, normalize, lambda, out);
+    tiesMerge(base, deltas, cut, eff, weights, normalize, lambda, out);
   } else {
-    let wsum = 0;
-    for (const w of weights) wsum += w;
-    if (Math.abs(wsum) < 1e-8) wsum = 1;
-    const scale = (normalize ? 1 / wsum : 1) * lambda;
-    for (let i = 0; i < n; i++) {
-      let s = 0;
-      for (let j = 0; j < m; j++) s += deltas[j]![i]! * eff[j]!;
-      out[i] = base[i]! + s * scale;
-    }
+    const scale = (normalize ? 1 / guardedSum(weights) : 1) * lambda;
+    weightedSum([base, ...deltas], [1, ...Array.from(eff, (e) => e * scale)], out);
   }
   return out;
 }
 
-const BLOCK = 8192;
-
-/** task_arithmetic: base + lambda * sum_i w_i (x_i - base) [/ sum_i w_i], one blocked pass. */
-function linearDeltaCombine(base: Float32Array, models: readonly Float32Array[], w: readonly number[], normalize: boolean, lambda: number, out: Float32Array): void {
-  let wsum = 0;
-  for (const x of w) wsum += x;
-  if (Math.abs(wsum) < 1e-8) wsum = 1; // generalized_task_arithmetic.py: divisor[|divisor| < 1e-8] = 1
-  const scale = (normalize ? 1 / wsum : 1) * lambda;
-  const n = base.length;
-  const m = models.length;
-  const acc = new Float64Array(BLOCK);
-  for (let start = 0; start < n; start += BLOCK) {
-    const end = Math.min(n, start + BLOCK);
-    const len = end - start;
-    const x0 = models[0]!;
-    const w0 = w[0]!;
-    for (let i = 0; i < len; i++) acc[i] = w0 * (x0[start + i]! - base[start + i]!);
-    for (let j = 1; j < m; j++) {
-      const x = models[j]!;
-      const wj = w[j]!;
-      for (let i = 0; i < len; i++) acc[i] += wj * (x[start + i]! - base[start + i]!);
-    }
-    for (let i = 0; i < len; i++) out[start + i] = base[start + i]! + acc[i]! * scale;
-  }
+/** Sum of weights with mergekit's guard for the non-consensus divisor: |sum| < 1e-8 becomes 1. */
+function guardedSum(weights: readonly number[]): number {
+  let s = 0;
+  for (const w of weights) s += w;
+  return Math.abs(s) < 1e-8 ? 1 : s;
 }
 
-/** TIES sign election over weighted deltas (eff[j] * d_j) and the disjoint mean. */
-function tiesCombine(base: Float32Array, d: Float32Array[], m: number, eff: Float64Array, w: readonly number[], normalize: boolean, lambda: number, out: Float32Array): void {
-  const n = base.length;
-  for (let i = 0; i < n; i++) {
-    let sum = 0;
-    for (let j = 0; j < m; j++) sum += d[j]![i]! * eff[j]!;
-    let mixed = 0;
-    let div = 0;
-    if (sum >= 0) {
-      for (let j = 0; j < m; j++) {
-        const v = d[j]![i]! * eff[j]!;
-        if (v > 0) {
-          mixed += v;
-          div += w[j]!;
-        }
-      }
-    } else {
-      for (let j = 0; j < m; j++) {
-        const v = d[j]![i]! * eff[j]!;
-        if (v < 0) {
-          mixed += v;
-          div += w[j]!;
-        }
-      }
+function densityTooLow(input: TensorInput, j: number, density: number, n: number): MethodInputError {
+  return new MethodInputError('E_DENSITY_TOO_LOW', `tensor ${input.name}: density ${density} keeps int(${density} * ${n}) = 0 entries of model ${input.modelIndex?.[j] ?? j}; mergekit refuses this too. Raise the density or exclude the tensor with a filter`);
+}
+
+const histogram = new Uint32Array(HISTOGRAM_BUCKETS);
+
+/** L1 rescale factor for a magnitude cut (sparsify.py `rescaled_masked_tensor`, norm l1). */
+function l1FactorOfCut(d: Float32Array, cutBits: number, ties: number): number {
+  const bits = new Uint32Array(d.buffer, d.byteOffset, d.length);
+  let before = 0;
+  let after = 0;
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i]!;
+    const a = v < 0 ? -v : v;
+    before += a;
+    const b = bits[i]! & 0x7fffffff;
+    if (b > cutBits) after += a;
+    else if (b === cutBits && ties > 0) {
+      ties--;
+      after += a;
     }
-    if (normalize) mixed /= div === 0 ? 1 : div;
-    out[i] = base[i]! + mixed * lambda;
   }
+  return l1Factor(before, after);
 }
 
 /**
@@ -213,9 +199,7 @@ function sparsifyInPlace(method: Sparsification, d: Float32Array, input: TensorI
   switch (method) {
     case 'magnitude': {
       const k = Math.floor(density * n); // python int() truncates toward zero
-      if (k <= 0) {
-        throw new MethodInputError('E_DENSITY_TOO_LOW', `tensor ${input.name}: density ${density} keeps int(${density} * ${n}) = 0 entries of model ${modelIndex}; mergekit refuses this too. Raise the density or exclude the tensor with a filter`);
-      }
+      if (k <= 0) throw densityTooLow(input, j, density, n);
       const { before, after } = applyTopRange(d, 0, k);
       return rescale ? l1Factor(before, after) : 1;
     }
@@ -233,16 +217,7 @@ function sparsifyInPlace(method: Sparsification, d: Float32Array, input: TensorI
     }
     case 'random': {
       const rng = FastRng.forTensor(ctx.seed, input.name, modelIndex, 'dare');
-      const thr = bernoulliThreshold(density);
-      let before = 0;
-      let after = 0;
-      for (let i = 0; i < n; i++) {
-        const v = d[i]!;
-        const a = v < 0 ? -v : v;
-        before += a;
-        if (rng.nextU32() < thr) after += a;
-        else d[i] = 0;
-      }
+      const { before, after } = bernoulliPruneInPlace(d, rng, bernoulliThreshold(density));
       if (!rescale) return 1;
       if (inverse) return density > 0 ? 1 / density : 1;
       return l1Factor(before, after);

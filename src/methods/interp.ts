@@ -6,6 +6,7 @@
 import { MethodInputError } from './errors.ts';
 import type { MergeMethod, ResolvedParams, TensorInput } from './types.ts';
 import { quickselect } from '../tensor/select.ts';
+import { weightedSum } from '../tensor/kernels.ts';
 import { FastRng } from '../tensor/fastrng.ts';
 
 function alloc(n: number, out?: Float32Array): Float32Array {
@@ -51,21 +52,7 @@ export const linear: MergeMethod = {
       if (wsum === 0) throw new MethodInputError('E_LINEAR_ZERO_WEIGHTS', `tensor ${input.name}: linear with normalize divides by the sum of weights, which is 0; change the weights or set normalize: false`);
       scale = 1 / wsum;
     }
-    const m = input.models.length;
-    const BLOCK = 8192;
-    const acc = new Float64Array(BLOCK);
-    for (let start = 0; start < n; start += BLOCK) {
-      const len = Math.min(BLOCK, n - start);
-      const x0 = input.models[0]!;
-      const w0 = w[0]!;
-      for (let i = 0; i < len; i++) acc[i] = w0 * x0[start + i]!;
-      for (let j = 1; j < m; j++) {
-        const x = input.models[j]!;
-        const wj = w[j]!;
-        for (let i = 0; i < len; i++) acc[i] += wj * x[start + i]!;
-      }
-      for (let i = 0; i < len; i++) out[start + i] = acc[i]! * scale;
-    }
+    weightedSum(input.models, w.map((x) => x * scale), out);
     return out;
   },
 };

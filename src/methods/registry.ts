@@ -108,3 +108,31 @@ export function describeMethods(): Array<Record<string, unknown>> {
     notes: m.notes ?? [],
   }));
 }
+
+function formatRange(r: readonly [number, number] | undefined): string {
+  if (!r) return '';
+  const f = (x: number) => (x === Infinity ? 'inf' : x === -Infinity ? '-inf' : String(x));
+  return ` in [${f(r[0])}, ${f(r[1])}]`;
+}
+
+/** Human-readable listing for `evomerge methods`. */
+export function formatMethods(): string {
+  const lines: string[] = [];
+  for (const m of METHOD_LIST) {
+    const base = m.requiresBase === 'required' ? 'needs a base' : m.requiresBase === 'optional' ? 'base optional' : 'no base';
+    const count = m.maxModels === m.minModels ? `${m.minModels}` : Number.isFinite(m.maxModels) ? `${m.minModels}-${m.maxModels}` : `${m.minModels}+`;
+    const tags = [base, `${count} model(s)`, m.mergekitId ? `mergekit: ${m.mergekitId}` : 'evomerge only', ...(m.random ? ['seeded random'] : []), ...(m.lora ? ['LoRA adapters'] : [])];
+    lines.push(`${m.id} - ${m.title} (${tags.join('; ')})`);
+    lines.push(`  ${m.reference}`);
+    for (const p of m.params) {
+      const def = p.default === undefined ? 'required' : `default ${JSON.stringify(p.default)}`;
+      const values = p.values ? ` one of ${p.values.join('|')}` : '';
+      lines.push(`  ${p.name} (${p.scope}, ${p.type}${formatRange(p.range)}${values}; ${def}${p.mergekit === false ? '; evomerge only' : ''}): ${p.doc}`);
+    }
+    for (const note of m.notes ?? []) lines.push(`  note: ${note}`);
+    lines.push('');
+  }
+  lines.push('Magnitude ties: among equal magnitudes the element with the lower flat index ranks higher.');
+  lines.push('Random masks: streams seeded by (seed, tensor name, model index); any tensor can be recomputed alone.');
+  return lines.join('\n');
+}

@@ -46,6 +46,15 @@ export class FastRng {
     return result;
   }
 
+  /** The four state words (for kernels that step the generator inline). */
+  getState(): [number, number, number, number] {
+    return [this.s0, this.s1, this.s2, this.s3];
+  }
+
+  setState(s: readonly [number, number, number, number]): void {
+    [this.s0, this.s1, this.s2, this.s3] = s;
+  }
+
   /** Uniform in [0, 1) with 32 bits of resolution. */
   nextFloat(): number {
     return this.nextU32() * 2.3283064365386963e-10; // 2^-32

@@ -21,22 +21,29 @@ export interface MagnitudeCut {
   bits: number;
   /** How many elements whose magnitude bits equal `bits` are kept (the lowest indices). */
   ties: number;
+  /** How many elements have magnitude bits equal to `bits`. */
+  equal: number;
 }
 
-const hiCounts = new Uint32Array(1 << 15);
+export const HISTOGRAM_BUCKETS = 1 << 15;
+const hiCounts = new Uint32Array(HISTOGRAM_BUCKETS);
 const loCounts = new Uint32Array(1 << 16);
 
 /**
  * The cut for the `k` largest |values| of `data` (0 <= k <= data.length), in two passes.
- * `data` is read through its bit patterns; nothing is written.
+ * `data` is read through its bit patterns; nothing is written. `histogram` (1 << 15 counts of
+ * the top 15 bits of |x|, as kernels.ts `deltaWithHistogram` fills) saves the first pass.
  */
-export function magnitudeCut(data: Float32Array, k: number): MagnitudeCut {
+export function magnitudeCut(data: Float32Array, k: number, histogram?: Uint32Array): MagnitudeCut {
   const n = data.length;
-  if (k <= 0) return { bits: 0x80000000, ties: 0 };
+  if (k <= 0) return { bits: 0x80000000, ties: 0, equal: 0 };
   if (k > n) throw new RangeError(`magnitudeCut: k=${k} exceeds ${n} elements`);
   const bits = new Uint32Array(data.buffer, data.byteOffset, n);
-  hiCounts.fill(0);
-  for (let i = 0; i < n; i++) hiCounts[(bits[i]! & 0x7fffffff) >>> 16]!++;
+  if (histogram) hiCounts.set(histogram);
+  else {
+    hiCounts.fill(0);
+    for (let i = 0; i < n; i++) hiCounts[(bits[i]! & 0x7fffffff) >>> 16]!++;
+  }
   // walk buckets from the top until k elements are covered
   let remaining = k;
   let hi = (1 << 15) - 1;
@@ -56,7 +63,7 @@ export function magnitudeCut(data: Float32Array, k: number): MagnitudeCut {
     if (c >= remaining) break;
     remaining -= c;
   }
-  return { bits: ((hi << 16) | lo) >>> 0, ties: remaining };
+  return { bits: ((hi << 16) | lo) >>> 0, ties: remaining, equal: loCounts[lo]! };
 }
 
 /**
