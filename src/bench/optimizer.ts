@@ -9,6 +9,7 @@
  * stops at the optimizer's own termination or at 100 n^2 + 10000 evaluations, IPOP at 1e6.
  */
 import type { Command } from 'commander';
+import { InputError } from '../errors.ts';
 import { cmaes, defaultPopsize, type CmaesState } from '../optim/cmaes.ts';
 
 export type BenchFunction = 'sphere' | 'ellipsoid' | 'rosenbrock' | 'rastrigin';
@@ -189,11 +190,17 @@ export function measureOverhead(n: number, variant: 'full' | 'sep', minMs = 1500
 
 export interface OptimizerBenchOptions {
   quick: boolean;
+  /** Seeds per case (default 10, 3 with quick). */
+  seeds?: number;
+  /** Only these cases, as `function:n` (e.g. `sphere:200`); default all of the protocol. */
+  cases?: string[];
+  /** Skip the time-per-generation measurement. */
+  noOverhead?: boolean;
   progress?: (line: string) => void;
 }
 
 export function runOptimizerBench(opts: OptimizerBenchOptions): OptimizerBenchResult {
-  const seeds = opts.quick ? 3 : 10;
+  const seeds = opts.seeds ?? (opts.quick ? 3 : 10);
   const say = opts.progress ?? (() => {});
   const plan: Array<[BenchFunction, number, 'full' | 'sep', 'none' | 'ipop']> = [];
   for (const n of [10, 40, 200]) for (const fn of ['sphere', 'ellipsoid', 'rosenbrock'] as const) plan.push([fn, n, 'full', 'none']);
@@ -201,13 +208,14 @@ export function runOptimizerBench(opts: OptimizerBenchOptions): OptimizerBenchRe
   for (const n of [10, 40]) plan.push(['rastrigin', n, 'full', 'ipop']);
   const cases: OptimizerBenchCase[] = [];
   const overhead: OptimizerBenchOverhead[] = [];
-  for (const [n, variant] of [[10, 'full'], [40, 'full'], [200, 'full'], [1000, 'sep']] as const) {
+  for (const [n, variant] of opts.noOverhead ? [] : ([[10, 'full'], [40, 'full'], [200, 'full'], [1000, 'sep']] as const)) {
     const o = measureOverhead(n, variant);
     say(`overhead n=${n} ${variant}: ${o.msPerGeneration.toFixed(3)} ms/generation`);
     overhead.push(o);
   }
   for (const [fn, n, variant, restarts] of plan) {
     if (opts.quick && n > 40) continue;
+    if (opts.cases && !opts.cases.includes(`${fn}:${n}`)) continue;
     const t0 = performance.now();
     const c = runBenchCase(fn, n, variant, restarts, seeds);
     say(`${fn} n=${n} ${variant} ${restarts}: ${c.successes}/${c.runs} successes, median ${c.medianEvals} evaluations (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
@@ -239,8 +247,17 @@ export function registerBench(bench: Command): void {
     .description('CMA-ES sample efficiency and time per generation against pycma reference figures (full protocol: long)')
     .option('--json', 'print one JSON object { cases, overhead }')
     .option('--quick', 'only n <= 40 with 3 seeds (time per generation is still measured at every n)')
-    .action((o: { json?: boolean; quick?: boolean }) => {
-      const result = runOptimizerBench({ quick: !!o.quick, progress: (l) => process.stderr.write(`${l}\n`) });
+    .option('--seeds <k>', 'seeds per case (default 10, 3 with --quick)', (v) => Number.parseInt(v, 10))
+    .option('--cases <list>', 'only these cases, comma-separated function:n (e.g. sphere:200,rastrigin:40)')
+    .option('--no-overhead', 'skip the time-per-generation measurement')
+    .action((o: { json?: boolean; quick?: boolean; seeds?: number; cases?: string; overhead?: boolean }) => {
+      if (o.seeds !== undefined && !(Number.isInteger(o.seeds) && o.seeds > 0)) {
+        throw new InputError('E_BENCH_SEEDS', `--seeds must be a positive integer, got '${o.seeds}'`);
+      }
+      const result = runOptimizerBench({
+        quick: !!o.quick, seeds: o.seeds, cases: o.cases?.split(',').map((c) => c.trim()), noOverhead: o.overhead === false,
+        progress: (l) => process.stderr.write(`${l}\n`),
+      });
       if (o.json) process.stdout.write(`${JSON.stringify(result)}\n`);
       else process.stdout.write(`${formatTable(result)}\n`);
     });

@@ -476,7 +476,9 @@ function update(s: CmaesState): void {
   // p_c, eq. (45)
   const pc = new Array<number>(n);
   const cpc = hsig * Math.sqrt(P.cc * (2 - P.cc) * P.mueff);
-  for (let i = 0; i < n; i++) pc[i] = (1 - P.cc) * s.pc[i]! + cpc * dm[i]!;
+  // separable: p_c lives in the coordinates normalised by the diagonal scaling (pycma tell)
+  if (s.separable) for (let i = 0; i < n; i++) pc[i] = (1 - P.cc) * s.pc[i]! + (cpc * dm[i]!) / D[i]!;
+  else for (let i = 0; i < n; i++) pc[i] = (1 - P.cc) * s.pc[i]! + cpc * dm[i]!;
   // covariance, eq. (47) with pycma's c1a = c1 (1 - (1 - hsig) cc (2 - cc)) and negative
   // weights rescaled by n / ||C^{-1/2} y_i||^2 (eq. 46; pycma sampler.update)
   const c1a = P.c1 * (1 - (1 - hsig) * P.cc * (2 - P.cc));
@@ -500,14 +502,31 @@ function update(s: CmaesState): void {
     ys.push(y);
   }
   if (s.separable) {
+    // pycma (tell with CMA_diagonal=True; transformations.DiagonalDecoding.update): the
+    // diagonal is learned multiplicatively, var_i *= exp(ln 2 (c1a pc_i^2 + cmu sum_k w_k z_ki^2
+    // - c1a - cmu sum_k w_k)), with z_k the standard normal samples and no rescaling of the
+    // negative weights; the exponential form keeps every variance positive with any rate.
+    const Zs: Array<[number, Float64Array]> = [];
+    let wsum = c1a;
+    for (let r = 0; r < lambda; r++) {
+      const w = P.cmu * P.weights[r]!;
+      if (w === 0) continue;
+      const k = order[r]!;
+      if (w < 0 && !Number.isFinite(f[k]!)) continue;
+      const x = pend.x[k]!;
+      const z = new Float64Array(n);
+      for (let i = 0; i < n; i++) z[i] = (x[i]! - mOld[i]!) / sigma / D[i]!;
+      Zs.push([w, z]);
+      wsum += w;
+    }
     const C = new Array<number>(n);
     for (let i = 0; i < n; i++) {
-      let c = decay * s.C[i]! + P.c1 * pc[i]! * pc[i]!;
-      for (let q = 0; q < ys.length; q++) c += coef[q]! * ys[q]![i]! * ys[q]![i]!;
-      C[i] = c;
+      let e = c1a * pc[i]! * pc[i]!;
+      for (const [w, z] of Zs) e += w * z[i]! * z[i]!;
+      C[i] = s.C[i]! * Math.exp(Math.LN2 * (e - wsum));
     }
     s.C = C;
-    s.D = C.map((v) => Math.sqrt(Math.max(v, 0)));
+    s.D = C.map((v) => Math.sqrt(v));
   } else {
     const C = Float64Array.from(s.C);
     const pcv = Float64Array.from(pc);
@@ -572,7 +591,8 @@ function runTermination(s: CmaesState, sorted: number[], stagLen: number): strin
   const diagC = (i: number) => (s.separable ? s.C[i]! : s.C[i * n + i]!);
   let tolx = true;
   for (let i = 0; i < n && tolx; i++) {
-    if (s.sigma * Math.abs(s.pc[i]!) >= o.tolx || s.sigma * Math.sqrt(diagC(i)) >= o.tolx) tolx = false;
+    const pcI = s.separable ? s.pc[i]! * s.D[i]! : s.pc[i]!;
+    if (s.sigma * Math.abs(pcI) >= o.tolx || s.sigma * Math.sqrt(diagC(i)) >= o.tolx) tolx = false;
   }
   if (tolx) return 'tolx';
   const dmax = Math.max(...s.D);

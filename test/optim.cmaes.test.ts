@@ -1,0 +1,175 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  boxTransform, boxTransformInverse, cmaes, cmaesParams, defaultPopsize, sepCmaes, symmetricEigen, type CmaesState,
+} from '../src/optim/index.ts';
+import { Rng } from '../src/tensor/rng.ts';
+import { benchFunctions, mulberry32 } from '../src/bench/optimizer.ts';
+
+const close = (a: number, b: number, rel = 1e-4, what = '') => assert.ok(Math.abs(a - b) <= rel * Math.abs(b) + 1e-12, `${what}: ${a} vs ${b}`);
+
+test('strategy parameters for n = 10 equal pycma values computed by hand', () => {
+  // Hand computation (pycma formulas, see cmaes.ts): raw w'_i = ln 5.5 - ln i, positive sum 3.73618
+  const p = cmaesParams(10, defaultPopsize(10), false);
+  assert.equal(p.lambda, 10);
+  assert.equal(p.mu, 5);
+  close(p.weights[0]!, 0.45627, 1e-4, 'w1 (pycma prints w_1=45%)');
+  close(p.mueff, 3.1672, 1e-4, 'mueff (pycma prints mu_w=3.2)');
+  close(p.c1, 2 / (11.3 ** 2 + 3.1672), 1e-4, 'c1');
+  close(p.cmu, 0.02355, 1e-3, 'cmu');
+  close(p.cc, 4.31672 / 14.63344, 1e-4, 'cc');
+  close(p.cs, 5.1672 / 16.1672, 1e-4, 'cs');
+  close(p.damps, 1 + 5.1672 / 16.1672, 1e-4, 'damps');
+  // negative weights: sum |w-| = 1 + c1/cmu = 1.6490 (both limits, 4.08 and 2.54, are larger)
+  close(-p.weights.slice(5).reduce((a, b) => a + b, 0), 1.649, 1e-3, 'sum of negative weights');
+  close(p.weights[9]!, -0.5978 * (1.649 / 1.7932), 2e-3, 'w10');
+  close(p.weights.slice(0, 5).reduce((a, b) => a + b, 0), 1, 1e-12, 'positive weights sum to 1');
+});
+
+test('separable learning rates for n = 10 equal pycma c1_sep, cmu_sep and cc_sep computed by hand', () => {
+  const p = cmaesParams(10, 10, true);
+  close(p.c1, 1 / (10 + 2 * Math.sqrt(10) + 0.31672), 1e-4, 'c1_sep');
+  close(p.cmu, 1.73293 / (10 + 4 * Math.sqrt(10) + 1.5836), 1e-4, 'cmu_sep');
+  close(p.cc, 1.41672 / (Math.sqrt(10) + 0.1 + 0.63344), 1e-4, 'cc_sep');
+});
+
+test('learning rates stay capped with the huge populations of late IPOP restarts', () => {
+  for (const [n, sep] of [[2, true], [2, false], [10, true], [40, true]] as const) {
+    const p = cmaesParams(n, defaultPopsize(n) * 2 ** 9, sep);
+    assert.ok(p.c1 + p.cmu <= 1 + 1e-12, `n=${n} sep=${sep}: c1 + cmu = ${p.c1 + p.cmu}`);
+    assert.ok(p.cc <= 1 && p.cs <= 1);
+    const decay = 1 - p.c1 - p.cmu * p.weights.reduce((a, b) => a + b, 0);
+    assert.ok(sep || decay >= -1e-12, `decay ${decay}`);
+  }
+});
+
+test('the box transform is the identity inside and maps everything into the box, as hand-computed', () => {
+  // [0, 1]: margins al = au = min(1/20, 1/20) = 0.05
+  assert.equal(boxTransform(0.5, 0, 1), 0.5);
+  assert.equal(boxTransform(0.2, 0, 1), 0.2);
+  close(boxTransform(0, 0, 1), 0.0125, 1e-12, 'x = 0: (0.05)^2 / 0.2');
+  close(boxTransform(-0.05, 0, 1), 0, 1e-12, 'x = lo - al');
+  close(boxTransform(1.2, 0, 1), 0.9, 1e-12, 'x = 1.2 reflects to 0.9');
+  for (let x = -50; x <= 50; x += 0.37) {
+    const y = boxTransform(x, -2, 3);
+    assert.ok(y >= -2 && y <= 3, `${x} -> ${y}`);
+  }
+  for (const y of [0, 0.01, 0.03, 0.5, 0.97, 1]) close(boxTransform(boxTransformInverse(y, 0, 1), 0, 1), y, 1e-9, `inverse at ${y}`);
+});
+
+test('the symmetric eigensolver returns hand-computed eigenpairs and reconstructs random matrices', () => {
+  const e = symmetricEigen(new Float64Array([2, 1, 1, 2]), 2);
+  close(e.values[0]!, 1, 1e-12, 'lambda1');
+  close(e.values[1]!, 3, 1e-12, 'lambda2');
+  close(Math.abs(e.vectors[2]!), Math.SQRT1_2, 1e-12, 'v2 = (1,1)/sqrt2');
+  const rng = Rng.seeded('eig');
+  for (const n of [1, 3, 17, 40]) {
+    const a = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) a[i * n + j] = a[j * n + i] = rng.normal();
+    const { values, vectors } = symmetricEigen(a, n);
+    for (let j = 1; j < n; j++) assert.ok(values[j]! >= values[j - 1]!);
+    let err = 0;
+    for (let i = 0; i < n; i++) {
+      for (let k = 0; k < n; k++) {
+        let s = 0;
+        for (let j = 0; j < n; j++) s += vectors[j * n + i]! * values[j]! * vectors[j * n + k]!;
+        err = Math.max(err, Math.abs(s - a[i * n + k]!));
+      }
+    }
+    assert.ok(err < 1e-10, `n=${n}: reconstruction error ${err}`);
+  }
+});
+
+test('the eigendecomposition is updated lazily on pycma\'s schedule', () => {
+  for (const n of [5, 60]) {
+    let s: CmaesState = cmaes.init(n, { x0: new Array(n).fill(1), sigma0: 0.5 }, 'lazy');
+    const gap = s.params.lazyGap;
+    const updatedAt: number[] = [];
+    for (let g = 0; g < 8; g++) {
+      const before = s.eigenAt;
+      const a = cmaes.ask(s);
+      if (a.state.eigenAt !== before) updatedAt.push(a.state.iteration);
+      s = cmaes.tell(a.state, a.proposals.map((p) => ({ id: p.id, fitness: -benchFunctions.ellipsoid(p.genome) })));
+    }
+    const expected: number[] = [];
+    let last = 0;
+    for (let it = 1; it < 8; it++) if (!(it < last + gap)) expected.push((last = it));
+    assert.deepEqual(updatedAt, expected, `n=${n}, gap=${gap}`);
+  }
+});
+
+test('CMA-ES reaches 1e-10 on a 5-D sphere inside the unit box within 2000 evaluations', () => {
+  for (const opt of [cmaes, sepCmaes]) {
+    let s = opt.init(5, { bounds: [0, 1], sigma0: 0.3 }, 'conv');
+    while (!opt.isDone(s) && s.evaluations < 2000 && !(s.best && s.best.fitness > -1e-10)) {
+      const a = opt.ask(s);
+      s = opt.tell(a.state, a.proposals.map((p) => ({ id: p.id, fitness: -p.genome.reduce((t, x, i) => t + (x - 0.2 - 0.1 * i) ** 2, 0) })));
+    }
+    assert.ok(s.best!.fitness > -1e-10, `${opt.id}: best ${s.best!.fitness} after ${s.evaluations}`);
+  }
+});
+
+test('an optimum outside the box is approached at the bound', () => {
+  let s = cmaes.init(3, { bounds: [0, 1] }, 'edge');
+  for (let g = 0; g < 150 && !cmaes.isDone(s); g++) {
+    const a = cmaes.ask(s);
+    s = cmaes.tell(a.state, a.proposals.map((p) => ({ id: p.id, fitness: -p.genome.reduce((t, x) => t + (x - 1.5) ** 2, 0) })));
+  }
+  for (const x of s.best!.genome) assert.ok(x > 0.999 && x <= 1, `coordinate ${x}`);
+});
+
+test('IPOP restarts double the population and mark the first proposals of a run as restart', () => {
+  let s: CmaesState = cmaes.init(3, { bounds: [0, 1], restarts: 'ipop', maxRestarts: 2 }, 'ipop');
+  const lambdas: number[] = [];
+  const ops = new Set<string>();
+  for (let g = 0; g < 200 && !cmaes.isDone(s); g++) {
+    const a = cmaes.ask(s);
+    if (!lambdas.includes(a.proposals.length)) lambdas.push(a.proposals.length);
+    for (const p of a.proposals) ops.add(p.operator);
+    // a flat objective: every run ends at once on tolfun (pycma tests tolfun before flat fitness)
+    s = cmaes.tell(a.state, a.proposals.map((p) => ({ id: p.id, fitness: 1 })));
+  }
+  const l0 = defaultPopsize(3);
+  assert.deepEqual(lambdas, [l0, 2 * l0, 4 * l0]);
+  assert.equal(cmaes.isDone(s), 'tolfun');
+  assert.ok(ops.has('init') && ops.has('restart'), [...ops].join());
+});
+
+test('BIPOP alternates a growing large regime with small populations and smaller step sizes', () => {
+  let s: CmaesState = cmaes.init(4, { bounds: [0, 1], restarts: 'bipop', maxRestarts: 8 }, 'bipop');
+  const runs: Array<{ lambda: number; sigma0: number; regime: string }> = [];
+  let run = -1;
+  for (let g = 0; g < 400 && !cmaes.isDone(s); g++) {
+    if (s.run !== run) {
+      run = s.run;
+      runs.push({ lambda: s.runLambda, sigma0: s.runSigma0, regime: s.bipop.regime });
+    }
+    const a = cmaes.ask(s);
+    s = cmaes.tell(a.state, a.proposals.map((p) => ({ id: p.id, fitness: 1 })));
+  }
+  assert.equal(runs.length, 9);
+  const large = runs.filter((r, i) => i > 0 && r.regime === 'large');
+  const small = runs.filter((r) => r.regime === 'small');
+  assert.ok(large.length > 0 && small.length > 0, JSON.stringify(runs));
+  for (let i = 1; i < large.length; i++) assert.equal(large[i]!.lambda, 2 * large[i - 1]!.lambda);
+  for (const r of small) assert.ok(r.lambda <= large[large.length - 1]!.lambda && r.sigma0 <= runs[0]!.sigma0);
+});
+
+test('the benchmark start points reproduce the check values of the protocol', () => {
+  const u = mulberry32(1000 * 10 + 1);
+  const x = [0, 1, 2].map(() => -3 + 6 * u());
+  assert.deepEqual(x, [2.5910029713995755, -0.45813772827386856, -0.08582362113520503]);
+});
+
+test('bulk normals are a pure function of the stream state and look standard normal', () => {
+  const r = Rng.seeded('normals');
+  r.normal(); // leaves a Box-Muller spare, which fillNormal must not disturb
+  const saved = JSON.parse(JSON.stringify(r.state()));
+  const a = r.fillNormal(new Float64Array(20001));
+  const b = Rng.fromState(saved).fillNormal(new Float64Array(20001));
+  assert.deepEqual(a, b);
+  const mean = a.reduce((s, v) => s + v, 0) / a.length;
+  const variance = a.reduce((s, v) => s + v * v, 0) / a.length - mean * mean;
+  assert.ok(Math.abs(mean) < 0.03 && Math.abs(variance - 1) < 0.05, `mean ${mean}, variance ${variance}`);
+  assert.equal(r.normal(), Rng.fromState(saved).normal(), 'the spare is kept');
+});
