@@ -18,7 +18,8 @@
  *   CEC 2005 (IPOP); N. Hansen, "Benchmarking a BI-Population CMA-ES on the BBOB-2009 Function
  *   Testbed", GECCO 2009 (BIPOP).
  *
- * Internally CMA-ES minimises f = -fitness (failed evaluations: f = +Infinity, ranked last).
+ * Internally CMA-ES minimises f = -fitness (failed evaluations: f = Number.MAX_VALUE, ranked last;
+ * not Infinity, which JSON would turn into null and a restored state would read as "not told").
  * Each asked point is sampled as x_k = m + sigma * B (D . z_k), z_k ~ N(0, I) (eq. 38-40); with
  * bounds the genome is the transform of x_k, which lies in the box by construction.
  */
@@ -405,6 +406,9 @@ function median(a: readonly number[]): number {
   return b.length % 2 ? b[m]! : (b[m - 1]! + b[m]!) / 2;
 }
 
+/** f of a failed evaluation: worse than any real value, and representable in JSON. */
+const FAILED_F = Number.MAX_VALUE;
+
 function tell(prev: CmaesState, outcomes: readonly Outcome[]): CmaesState {
   checkKind('cmaes', prev);
   if (outcomes.length === 0) return prev;
@@ -415,7 +419,7 @@ function tell(prev: CmaesState, outcomes: readonly Outcome[]): CmaesState {
     const k = p.ids.indexOf(o.id);
     if (k < 0) throw new OutcomeMismatchError('cmaes', `outcome '${o.id}' is not one of the pending proposals`);
     if (p.f[k] !== null) throw new OutcomeMismatchError('cmaes', `outcome '${o.id}' was told twice`);
-    p.f[k] = isFailed(o.fitness) ? Infinity : -(o.fitness as number);
+    p.f[k] = isFailed(o.fitness) ? FAILED_F : -(o.fitness as number);
     p.told++;
     s.evaluations++;
     s.runEvaluations++;

@@ -48,6 +48,7 @@ export const DDL: readonly string[] = [
      worker TEXT,
      backend TEXT,
      reused_from INTEGER REFERENCES candidates(id),
+     told INTEGER NOT NULL DEFAULT 0,
      created_at TEXT NOT NULL,
      started_at TEXT,
      finished_at TEXT,
@@ -114,6 +115,8 @@ export interface CandidateRow {
   worker: string | null;
   backend: string | null;
   reusedFrom: number | null;
+  /** Whether the optimizer has been told this candidate's outcome (in a committed step). */
+  told: boolean;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;

@@ -93,6 +93,7 @@ function toCandidate(r: Row): CandidateRow {
     worker: (r.worker as string | null) ?? null,
     backend: (r.backend as string | null) ?? null,
     reusedFrom: (r.reused_from as number | null) ?? null,
+    told: r.told === 1,
     createdAt: r.created_at as string,
     startedAt: (r.started_at as string | null) ?? null,
     finishedAt: (r.finished_at as string | null) ?? null,
@@ -312,6 +313,25 @@ export class RunStore {
     return rows.map(({ id, depth }) => ({ candidate: this.candidate(id)!, depth, parents: parentsOf.all(id) as Array<{ id: number; operator: string }> }));
   }
 
+  /** Candidates of a stage not yet told to the optimizer, in proposal order. */
+  outstanding(runId: number, stage: number): CandidateRow[] {
+    return (this.db.prepare(`SELECT * FROM candidates WHERE run_id = ? AND stage = ? AND told = 0 ORDER BY id`).all(runId, stage) as Row[]).map(toCandidate);
+  }
+
+  /**
+   * One step of the search loop, atomically: mark the candidates whose outcomes were just told,
+   * store the optimizer state that results from that tell and the following ask, and insert
+   * the proposals of that ask. A kill before the commit leaves the previous step intact.
+   */
+  commitStep(runId: number, step: { stage: number; generation: number; optimizerState: unknown; told: readonly number[]; proposals: readonly NewCandidate[] }): CandidateRow[] {
+    return this.transaction(() => {
+      const mark = this.db.prepare(`UPDATE candidates SET told = 1 WHERE id = ? AND run_id = ?`);
+      for (const id of step.told) mark.run(id, runId);
+      this.saveGeneration(runId, step.stage, step.generation, step.optimizerState);
+      return this.addCandidates(runId, step.proposals);
+    });
+  }
+
   // --- optimizer state --------------------------------------------------------------------
 
   saveGeneration(runId: number, stage: number, generation: number, optimizerState: unknown): void {
@@ -320,9 +340,11 @@ export class RunStore {
     this.db.prepare(`UPDATE runs SET updated_at = ? WHERE id = ?`).run(now(), runId);
   }
 
-  /** The latest optimizer state (highest stage, then generation). */
-  latestGeneration(runId: number): { stage: number; generation: number; state: unknown } | undefined {
-    const r = this.db.prepare(`SELECT stage, generation, optimizer_state FROM generations WHERE run_id = ? ORDER BY stage DESC, generation DESC LIMIT 1`).get(runId) as
+  /** The latest optimizer state (highest stage, then generation), optionally of one stage. */
+  latestGeneration(runId: number, stage?: number): { stage: number; generation: number; state: unknown } | undefined {
+    const r = (stage === undefined
+      ? this.db.prepare(`SELECT stage, generation, optimizer_state FROM generations WHERE run_id = ? ORDER BY stage DESC, generation DESC LIMIT 1`).get(runId)
+      : this.db.prepare(`SELECT stage, generation, optimizer_state FROM generations WHERE run_id = ? AND stage = ? ORDER BY generation DESC LIMIT 1`).get(runId, stage)) as
       | { stage: number; generation: number; optimizer_state: string } | undefined;
     return r ? { stage: r.stage, generation: r.generation, state: JSON.parse(r.optimizer_state) } : undefined;
   }

@@ -1,0 +1,211 @@
+/**
+ * The search loop of one stage: ask, record, dispatch, tell; exact to resume.
+ *
+ * Determinism: the optimizer is told outcomes only at points that do not depend on timing:
+ * the longest prefix of outstanding proposals (in proposal order) whose results are all in.
+ * Each tell is followed at once by an ask, and the state after both is committed in one
+ * transaction with the new proposals and the "told" marks (store.commitStep). Results are
+ * committed one by one as they arrive, idempotently. So after a kill at any moment, reloading
+ * the last committed state and the stored results replays exactly the tells an uninterrupted
+ * run makes, whatever order the workers finished in: same candidates, same scores, same best.
+ * (Steady-state optimizers get their outcomes in proposal order too, so they stay
+ * reproducible; a worker never waits for a whole generation as long as the optimizer has
+ * proposals to give.)
+ */
+import { getOptimizer, optimizerForState, type BaseState, type Proposal } from '../optim/index.ts';
+import type { CandidateRow, MetricValue, NewCandidate, RunRow, RunStore } from '../store/index.ts';
+import { deriveSeed } from '../tensor/rng.ts';
+import type { TaskOutcome } from '../pool/index.ts';
+
+/** What a worker returns for one candidate. */
+export interface CandidateScore {
+  fitness: number | null;
+  objectives?: number[];
+  metrics: MetricValue[];
+  backend?: string;
+  error?: string;
+}
+
+/** A stage's problem: how genomes become recipes and tasks, and tasks become scores. */
+export interface StageProblem<Task> {
+  stage: number;
+  dimension: number;
+  optimizer: { id: string; options: unknown };
+  /** Owner side, pure: the recipe a genome stands for, its canonical hash, and the worker task. */
+  prepare(genome: readonly number[], candidate: { id: number; proposalId: string }): { recipe: unknown; recipeHash: string; task: Task };
+}
+
+/** Runs tasks; the WorkerPool, or a stand-in in tests. */
+export interface TaskRunner<Task> {
+  readonly threads: number;
+  run(task: Task): Promise<TaskOutcome<CandidateScore>>;
+}
+
+export interface Budget {
+  /** Stop asking once this many candidates of the stage were proposed (the last generation is completed). */
+  evaluations?: number;
+  /** Stop asking after this many seconds of this session (outstanding candidates still finish). */
+  seconds?: number;
+}
+
+export type SearchEvent =
+  | { type: 'result'; candidate: CandidateRow; reused: boolean }
+  | { type: 'step'; generation: number; proposals: number; told: number }
+  | { type: 'done'; reason: string };
+
+export interface StageSummary {
+  reason: string;
+  evaluated: number;
+  reused: number;
+  failed: number;
+  best: CandidateRow | null;
+}
+
+function toCandidates<T>(problem: StageProblem<T>, generation: number, proposals: readonly Proposal[], prepared: Map<string, { recipe: unknown; recipeHash: string }>): NewCandidate[] {
+  return proposals.map((p) => {
+    const pre = problem.prepare(p.genome, { id: -1, proposalId: p.id });
+    prepared.set(p.id, pre);
+    return { stage: problem.stage, generation, proposalId: p.id, operator: p.operator, genome: p.genome, recipe: pre.recipe, recipeHash: pre.recipeHash, parents: p.parentIds };
+  });
+}
+
+/** Run (or resume) one stage of a run until its budget, the optimizer's own stop, or `signal`. */
+export async function runStage<Task>(
+  store: RunStore,
+  run: RunRow,
+  problem: StageProblem<Task>,
+  runner: TaskRunner<Task>,
+  options: { budget: Budget; signal?: AbortSignal; onEvent?: (e: SearchEvent) => void },
+): Promise<StageSummary> {
+  const { stage } = problem;
+  const emit = options.onEvent ?? (() => {});
+  const started = performance.now();
+  const prepared = new Map<string, { recipe: unknown; recipeHash: string }>();
+
+  // resume from the last committed step, or start
+  let state: BaseState;
+  let generation: number;
+  const saved = store.latestGeneration(run.id, stage);
+  if (saved) {
+    state = saved.state as BaseState;
+    generation = saved.generation;
+  } else {
+    const optimizer = getOptimizer(problem.optimizer.id);
+    const initial = optimizer.init(problem.dimension, problem.optimizer.options, deriveSeed(run.seed, 'optimizer', stage));
+    const asked = optimizer.ask(initial);
+    generation = 0;
+    state = asked.state;
+    store.commitStep(run.id, { stage, generation, optimizerState: state, told: [], proposals: toCandidates(problem, generation, asked.proposals, prepared) });
+    emit({ type: 'step', generation, proposals: asked.proposals.length, told: 0 });
+  }
+  const optimizer = optimizerForState(state);
+
+  let evaluated = 0;
+  let reused = 0;
+  let failed = 0;
+  let stopReason: string | null = null;
+  const inFlight = new Map<number, Promise<void>>();
+  /** Recipe hashes being evaluated: a twin waits for the first one's score instead of repeating it. */
+  const inFlightHashes = new Set<string>();
+
+  let proposed = store.candidates(run.id, { stage }).length;
+  const budgetReason = (): string | null => {
+    if (options.signal?.aborted) return 'stopped';
+    if (options.budget.evaluations !== undefined && proposed >= options.budget.evaluations) return 'budget: evaluations';
+    if (options.budget.seconds !== undefined && (performance.now() - started) / 1000 >= options.budget.seconds) return 'budget: time';
+    return optimizer.isDone(state);
+  };
+
+  const finish = (candidate: CandidateRow, outcome: TaskOutcome<CandidateScore>) => {
+    if (outcome.ok) {
+      const s = outcome.value;
+      const fitness = s.fitness === null || Number.isNaN(s.fitness) ? null : s.fitness;
+      store.recordResult(candidate.id, {
+        fitness, objectives: s.objectives ?? null, metrics: s.metrics, backend: s.backend ?? null, worker: String(outcome.worker), evalMs: outcome.ms,
+        error: fitness === null ? s.error ?? 'the evaluators returned no usable fitness (NaN or missing)' : null,
+      });
+    } else {
+      store.recordResult(candidate.id, { fitness: null, error: `${outcome.kind}: ${outcome.error}`, evalMs: outcome.ms });
+    }
+    const row = store.candidate(candidate.id)!;
+    evaluated++;
+    if (row.state === 'failed') failed++;
+    emit({ type: 'result', candidate: row, reused: false });
+  };
+
+  const dispatch = (candidate: CandidateRow) => {
+    const hit = store.scoredByHash(run.id, candidate.recipeHash);
+    if (hit && hit.id !== candidate.id) {
+      store.recordResult(candidate.id, { fitness: hit.fitness, objectives: hit.objectives, metrics: store.metrics(hit.id), reusedFrom: hit.id, backend: hit.backend, evalMs: 0 });
+      reused++;
+      emit({ type: 'result', candidate: store.candidate(candidate.id)!, reused: true });
+      return;
+    }
+    store.markRunning(candidate.id, null);
+    const { task } = problem.prepare(candidate.genome, { id: candidate.id, proposalId: candidate.proposalId });
+    inFlightHashes.add(candidate.recipeHash);
+    const p = runner.run(task).then((outcome) => finish(candidate, outcome)).finally(() => {
+      inFlight.delete(candidate.id);
+      inFlightHashes.delete(candidate.recipeHash);
+    });
+    inFlight.set(candidate.id, p);
+  };
+
+  for (;;) {
+    const outstanding = store.outstanding(run.id, stage);
+    const prefix: CandidateRow[] = [];
+    for (const c of outstanding) {
+      if (c.state !== 'done' && c.state !== 'failed') break;
+      prefix.push(c);
+    }
+    // 1. tell the finished prefix of outstanding proposals (if any), one outcome at a time,
+    //    each tell followed by an ask, so grouping by arrival time cannot change the result;
+    //    then commit the whole step
+    if (prefix.length > 0 || outstanding.length === 0) {
+      const proposals: NewCandidate[] = [];
+      const askOnce = () => {
+        stopReason = budgetReason();
+        if (stopReason !== null) return;
+        const asked = optimizer.ask(state);
+        state = asked.state;
+        if (asked.proposals.length === 0) return;
+        generation++;
+        proposed += asked.proposals.length;
+        proposals.push(...toCandidates(problem, generation, asked.proposals, prepared));
+      };
+      for (const c of prefix) {
+        state = optimizer.tell(state, [{ id: c.proposalId, fitness: c.fitness, ...(c.objectives ? { objectives: c.objectives } : {}) }]);
+        askOnce();
+      }
+      if (prefix.length === 0) askOnce();
+      if (prefix.length > 0 || proposals.length > 0) {
+        store.commitStep(run.id, { stage, generation, optimizerState: state, told: prefix.map((c) => c.id), proposals });
+        emit({ type: 'step', generation, proposals: proposals.length, told: prefix.length });
+      }
+      if (outstanding.length === prefix.length && proposals.length === 0) {
+        stopReason = stopReason ?? 'the optimizer asked for nothing more';
+        break;
+      }
+      continue;
+    }
+    // 2. keep every thread busy with outstanding unfinished candidates (pending, or running in a dead session)
+    if (!options.signal?.aborted) {
+      for (const c of outstanding) {
+        if (inFlight.size >= runner.threads) break;
+        if ((c.state === 'pending' || c.state === 'running') && !inFlight.has(c.id) && !inFlightHashes.has(c.recipeHash)) dispatch(c);
+      }
+    }
+    if (inFlight.size === 0) {
+      if (options.signal?.aborted) {
+        stopReason = 'stopped';
+        break;
+      }
+      continue; // results were reused from earlier candidates: tell them
+    }
+    await Promise.race(inFlight.values());
+  }
+  await Promise.all(inFlight.values());
+  const reason = stopReason ?? 'finished';
+  emit({ type: 'done', reason });
+  return { reason, evaluated, reused, failed, best: store.best(run.id, 1)[0] ?? null };
+}
