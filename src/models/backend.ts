@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { createRequire } from 'node:module';
+import { isMainThread } from 'node:worker_threads';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { InputError, RuntimeFailure } from '../errors.ts';
@@ -140,12 +141,17 @@ async function tryOne(name: BackendName): Promise<string | null> {
  * Calling it again with the same choice is cheap; switching backends is allowed (tensors of the
  * previous backend stay valid where tfjs can move them, but models should be reloaded).
  */
-export async function useBackend(choice: BackendChoice = 'auto'): Promise<BackendInfo> {
+export async function useBackend(choice: BackendChoice = 'auto', options: { native?: boolean } = {}): Promise<BackendInfo> {
   if (current && (choice === 'auto' || choice === current.name) && tf.getBackend() === current.tfName) return current;
+  // `auto` in a worker thread skips the native backends unless the caller owns the native lane:
+  // a second thread loading tfjs-node crashes the process (tfjs issue 8388).
+  const native = options.native ?? isMainThread;
   const order: BackendName[] = choice === 'auto' ? ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] : [choice];
   const attempts: BackendInfo['attempts'] = [];
   for (const name of order) {
-    const reason = await tryOne(name);
+    const reason = choice === 'auto' && !native && (name === 'tensorflow-gpu' || name === 'tensorflow')
+      ? 'skipped in a worker thread: only the native evaluation lane loads a native backend'
+      : await tryOne(name);
     if (reason === null) {
       await tf.ready();
       current = { name, tfName: tf.getBackend(), attempts };
