@@ -354,8 +354,8 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
   if (s.separable) {
     for (let k = 0; k < lambda; k++) for (let i = 0; i < n; i++) Y[k * n + i] = D[i]! * Z[k * n + i]!;
   } else {
-    const B = Float64Array.from(s.B);
-    const Dv = Float64Array.from(D);
+    const B = s.B;
+    const Dv = D;
     for (let k = 0; k < lambda; k++) {
       const ko = k * n;
       for (let j = 0; j < n; j++) {
@@ -372,6 +372,8 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
   const genomes: number[][] = [];
   const proposals: Proposal[] = [];
   const operator = s.firstOfRun ? (s.run === 0 ? 'init' : 'restart') : 'sample';
+  // every proposal of a generation has the same parents: one frozen array, shared
+  const parentIds = Object.freeze(s.lastParents.slice()) as string[];
   for (let k = 0; k < lambda; k++) {
     const x = new Array<number>(n);
     let zz = 0;
@@ -386,7 +388,7 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
     xs.push(x);
     z2.push(zz);
     genomes.push(g);
-    proposals.push({ id, genome: g, parentIds: s.lastParents.slice(), operator });
+    proposals.push({ id, genome: g, parentIds, operator });
   }
   s.pending = { ids, x: xs, z2, genomes, f: new Array<number | null>(lambda).fill(null), told: 0 };
   s.rng = rng.state();
@@ -415,8 +417,9 @@ function tell(prev: CmaesState, outcomes: readonly Outcome[]): CmaesState {
   if (!prev.pending) throw new OutcomeMismatchError('cmaes', `got ${outcomes.length} outcomes but no proposals are pending`);
   const p: Pending = { ...prev.pending, f: prev.pending.f.slice() };
   const s: CmaesState = { ...prev, pending: p };
+  const slot = new Map(p.ids.map((id, k) => [id, k]));
   for (const o of outcomes) {
-    const k = p.ids.indexOf(o.id);
+    const k = slot.get(o.id) ?? -1;
     if (k < 0) throw new OutcomeMismatchError('cmaes', `outcome '${o.id}' is not one of the pending proposals`);
     if (p.f[k] !== null) throw new OutcomeMismatchError('cmaes', `outcome '${o.id}' was told twice`);
     p.f[k] = isFailed(o.fitness) ? FAILED_F : -(o.fitness as number);
@@ -489,22 +492,6 @@ function update(s: CmaesState): void {
   let sumW = 0;
   for (let r = 0; r < lambda; r++) sumW += P.weights[r]!;
   const decay = 1 - c1a - P.cmu * sumW;
-  const coef: number[] = [];
-  const ys: Float64Array[] = [];
-  for (let r = 0; r < lambda; r++) {
-    let w = P.weights[r]!;
-    if (w === 0) continue;
-    const k = order[r]!;
-    if (w < 0) {
-      if (!Number.isFinite(f[k]!)) continue; // a failed point carries no information about f
-      w *= n / (pend.z2[k]! + 1e-9);
-    }
-    const x = pend.x[k]!;
-    const y = new Float64Array(n);
-    for (let i = 0; i < n; i++) y[i] = (x[i]! - mOld[i]!) / sigma;
-    coef.push(P.cmu * w);
-    ys.push(y);
-  }
   if (s.separable) {
     // pycma (tell with CMA_diagonal=True; transformations.DiagonalDecoding.update): the
     // diagonal is learned multiplicatively, var_i *= exp(ln 2 (c1a pc_i^2 + cmu sum_k w_k z_ki^2
@@ -532,16 +519,24 @@ function update(s: CmaesState): void {
     s.C = C;
     s.D = C.map((v) => Math.sqrt(v));
   } else {
-    const C = Float64Array.from(s.C);
-    const pcv = Float64Array.from(pc);
+    const C = s.C.slice();
     for (let i = 0; i < n; i++) {
       const row = i * n;
-      const pi = P.c1 * pcv[i]!;
-      for (let j = i; j < n; j++) C[row + j] = decay * C[row + j]! + pi * pcv[j]!;
+      const pi = P.c1 * pc[i]!;
+      for (let j = i; j < n; j++) C[row + j] = decay * C[row + j]! + pi * pc[j]!;
     }
-    for (let q = 0; q < ys.length; q++) {
-      const y = ys[q]!;
-      const cq = coef[q]!;
+    const y = new Float64Array(n);
+    for (let r = 0; r < lambda; r++) {
+      let w = P.weights[r]!;
+      if (w === 0) continue;
+      const k = order[r]!;
+      if (w < 0) {
+        if (!Number.isFinite(f[k]!)) continue; // a failed point carries no information about f
+        w *= n / (pend.z2[k]! + 1e-9);
+      }
+      const x = pend.x[k]!;
+      for (let i = 0; i < n; i++) y[i] = (x[i]! - mOld[i]!) / sigma;
+      const cq = P.cmu * w;
       for (let i = 0; i < n; i++) {
         const a = cq * y[i]!;
         const row = i * n;
@@ -549,7 +544,7 @@ function update(s: CmaesState): void {
       }
     }
     for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) C[j * n + i] = C[i * n + j]!;
-    s.C = toArray(C);
+    s.C = C;
   }
   // step size, eq. (44) with pycma's clip of the exponent to [-1, 1]
   const delta = (P.cs / P.damps) * (Math.sqrt(ps2) / P.chiN - 1);
