@@ -42,6 +42,7 @@ test('the character tokenizer.json loads through @huggingface/tokenizers, adds B
   assert.equal(ids[0], 1);
   assert.equal(ids.length, 7);
   assert.equal(tok.decode(ids), '12+3=\n');
+  assert.equal(tok.decode([]), '', 'an empty generation (EOS first) decodes to the empty string');
   assert.equal(tok.eosId, 2);
   assert.equal(tok.size, 3 + CHARS.length);
 });

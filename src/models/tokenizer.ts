@@ -42,7 +42,8 @@ export function tokenizerFromJson(json: object, config: Record<string, unknown> 
   for (const id of tok.get_vocab(true).values()) size = Math.max(size, id + 1);
   return {
     encode: (text, options = {}) => tok.encode(text, { add_special_tokens: options.special ?? true }).ids,
-    decode: (ids) => tok.decode([...ids], { skip_special_tokens: true, clean_up_tokenization_spaces: false }),
+    // the library refuses an empty list; an empty generation decodes to the empty string
+    decode: (ids) => (ids.length === 0 ? '' : tok.decode([...ids], { skip_special_tokens: true, clean_up_tokenization_spaces: false })),
     bosId: specialId(tok, config, modelConfig, 'bos'),
     eosId: specialId(tok, config, modelConfig, 'eos'),
     size,
