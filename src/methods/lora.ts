@@ -56,7 +56,9 @@ export const loraLinear: MergeMethod = {
       const f = lora[j];
       if (!f) continue;
       checkShape(input.name, f, base.length);
-      addBA(out, f.b, f.a, f.outFeatures, f.rank, f.inFeatures, (pm[j]!.weight as number) * f.scale);
+      const w = pm[j]!.weight as number;
+      if (f.delta) for (let i = 0; i < out.length; i++) out[i] = out[i]! + w * f.delta[i]!;
+      else addBA(out, f.b, f.a, f.outFeatures, f.rank, f.inFeatures, w * f.scale);
     }
     return out;
   },
@@ -85,6 +87,9 @@ export const lorahub: MergeMethod = {
       const f = lora[j];
       if (!f) continue;
       checkShape(input.name, f, base.length);
+      if (f.delta) {
+        throw new MethodInputError('E_LORAHUB_TRANSPOSED', `tensor ${input.name}: this adapter stores its factors transposed (embedding or Conv1D); lorahub cannot sum them yet, use lora_linear`);
+      }
       if (!ref) {
         ref = f;
         A = new Float32Array(f.a.length);

@@ -34,6 +34,8 @@ export interface LoraFactorsInput {
   readonly scale: number;
   readonly outFeatures: number;
   readonly inFeatures: number;
+  /** The update scale * B A already materialised in the base tensor's layout (factors stored transposed, e.g. embeddings). */
+  readonly delta?: Float32Array;
 }
 
 /** Everything one tensor's merge reads. Arrays are read, never written. */

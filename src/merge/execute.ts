@@ -1,0 +1,49 @@
+/**
+ * Executing one tensor task: read its source tensors through a `TensorReader`, run the method's
+ * per-tensor function, return float32 data. The reader abstracts where tensors live: checkpoints
+ * on disk (merge to disk), or arrays already in memory, e.g. SharedArrayBuffer-backed copies that
+ * search workers view without copying (`memoryReader`), so a candidate is merged without a disk
+ * round trip and with nothing but its own output allocated.
+ */
+import type { LoraFactorsInput, MergeMethod } from '../methods/index.ts';
+import type { TensorTask } from './plan.ts';
+
+export interface TensorReader {
+  /** Float32 data of a source tensor (may be cached or shared; never written). */
+  read(model: string, tensor: string): Float32Array;
+  /** LoRA factors of an adapter for a base tensor. */
+  loraFactors?(adapter: string, tensor: string): LoraFactorsInput & { transposed?: boolean };
+  /** LoRA delta materialised as the base tensor's shape (used for transposed factors). */
+  loraDelta?(adapter: string, tensor: string): Float32Array;
+}
+
+/** A reader over tensors already in memory: `sources.get(model).get(tensor)`. */
+export function memoryReader(sources: ReadonlyMap<string, ReadonlyMap<string, Float32Array>>): TensorReader {
+  return {
+    read(model, tensor) {
+      const t = sources.get(model)?.get(tensor);
+      if (!t) throw new Error(`memoryReader: ${model} has no tensor ${tensor} loaded`);
+      return t;
+    },
+  };
+}
+
+/**
+ * Compute one merged tensor (float32). `out` may be supplied to avoid an allocation. The seed is
+ * the recipe's (or an override): random masks are seeded by (seed, output tensor name, model index).
+ */
+export function computeTensor(task: TensorTask, method: MergeMethod, reader: TensorReader, seed: string | number, out?: Float32Array): Float32Array {
+  if (task.kind === 'copy') throw new RangeError(`computeTensor: ${task.name} is a copy task (non-float); copy its raw bytes`);
+  const base = task.base ? reader.read(task.base.model, task.base.tensor) : null;
+  const models = task.models.map((r) => reader.read(r.model, r.tensor));
+  let lora: Array<LoraFactorsInput | null> | undefined;
+  if (task.lora) {
+    lora = task.lora.map((adapter) => {
+      if (!adapter) return null;
+      const f = reader.loraFactors!(adapter, task.name);
+      // factors stored transposed (embeddings, Conv1D): hand the materialised delta instead
+      return f.transposed ? { ...f, delta: reader.loraDelta!(adapter, task.name) } : f;
+    });
+  }
+  return method.merge({ name: task.name, shape: task.shape, base, models, modelIndex: task.modelIndex, lora }, task.global, task.perModel, { seed }, out);
+}

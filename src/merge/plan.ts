@@ -1,0 +1,279 @@
+/**
+ * Planning: a recipe plus the sources' tensor catalogues become a list of tensor tasks (output
+ * name, shape, dtype, which source tensors, resolved parameters), before a byte of weights is read.
+ * Every input error (missing tensors, shapes, layer ranges, parameters out of range) is raised
+ * here, so a merge fails before any output exists.
+ *
+ * Follows mergekit/plan.py: a `models` recipe is one slice over all layers with the base appended
+ * when it is not listed; layer tensors get t = i / (len - 1) within their slice (t = 1 for a
+ * one-layer slice); tensors before the layers (embeddings) are merged over the first slice's
+ * sources at t = 0, tensors after them (final norm, head) over the last slice's at t = 1.
+ */
+import { MissingTensorError, ShapeMismatchError } from '../errors.ts';
+import type { DType } from '../tensor/dtype.ts';
+import { isFloatDType } from '../tensor/dtype.ts';
+import { getMethod } from '../methods/index.ts';
+import type { MergeMethod, ResolvedParams } from '../methods/index.ts';
+import { DTYPE_TO_SAFETENSORS, RecipeError, resolveTensorParams } from '../recipe/index.ts';
+import type { ParamSettings, Recipe } from '../recipe/index.ts';
+
+/** What planning needs to know of one source: its tensors and layers (a Checkpoint satisfies it). */
+export interface SourceCatalog {
+  readonly path: string;
+  readonly format: string;
+  readonly config: Record<string, unknown> | null;
+  readonly layers: { count: number; prefix: string | null };
+  names(): string[];
+  has(name: string): boolean;
+  info(name: string): { dtype: DType; shape: number[] };
+}
+
+/** What planning needs of a LoRA adapter source. */
+export interface AdapterCatalog {
+  readonly path: string;
+  targets(): string[];
+  fullTensors(): string[];
+}
+
+export interface TensorRef {
+  /** The model reference as written in the recipe. */
+  model: string;
+  tensor: string;
+}
+
+export interface TensorTask {
+  /** The output tensor name. */
+  name: string;
+  shape: number[];
+  dtype: DType;
+  /** `copy`: a non-float tensor taken unchanged from `models[0]`. */
+  kind: 'merge' | 'copy';
+  base: TensorRef | null;
+  models: TensorRef[];
+  /** Stable model index (position among the recipe's models) for random streams. */
+  modelIndex: number[];
+  /** For LoRA methods: the adapter of each model, or null when it leaves this tensor alone. */
+  lora?: Array<string | null>;
+  global: ResolvedParams;
+  perModel: ResolvedParams[];
+}
+
+export interface MergePlan {
+  recipe: Recipe;
+  method: MergeMethod;
+  tasks: TensorTask[];
+  /** The model whose config.json (and tokenizer, unless tokenizer_source) the output takes. */
+  configFrom: string;
+  tokenizerFrom: string;
+  /** Output layer count. */
+  layers: number;
+  /** Models referenced, in first-use order. */
+  models: string[];
+}
+
+interface SliceSpec {
+  sources: Array<{ model: string; range: [number, number]; parameters?: ParamSettings }>;
+  base: string | null;
+  parameters?: ParamSettings;
+}
+
+const LAYER_RE = /^(.*?(?:^|\.)(?:layers|h|blocks|block|layer)\.)(\d+)\.(.*)$/;
+
+function splitLayer(name: string): { prefix: string; index: number; suffix: string } | null {
+  const m = LAYER_RE.exec(name);
+  return m ? { prefix: m[1]!, index: Number(m[2]), suffix: m[3]! } : null;
+}
+
+function shapeStr(s: readonly number[]): string {
+  return `[${s.join(', ')}]`;
+}
+
+/**
+ * Plan a merge. `open` returns the catalogue of a model reference (checkpoint), `openAdapter`
+ * that of a LoRA adapter (for LoRA methods).
+ */
+export function planMerge(recipe: Recipe, open: (model: string) => SourceCatalog, openAdapter?: (model: string) => AdapterCatalog, outDtypeOverride?: DType): MergePlan {
+  const method = getMethod(recipe.method);
+  const usesBase = method.requiresBase !== 'none';
+  if (method.requiresBase === 'required' && !recipe.base && !(recipe.slices?.every((s) => s.base_model))) {
+    throw new RecipeError('E_RECIPE_NO_BASE', `method ${method.id} needs a base model; set base (base_model in mergekit YAML)`);
+  }
+  const forcedDtype: DType | undefined = outDtypeOverride ?? (recipe.out_dtype ? DTYPE_TO_SAFETENSORS[recipe.out_dtype] : recipe.dtype ? DTYPE_TO_SAFETENSORS[recipe.dtype] : undefined);
+  const modelOrder: string[] = [];
+  const note = (m: string) => {
+    if (!modelOrder.includes(m)) modelOrder.push(m);
+  };
+  if (recipe.base) note(recipe.base);
+
+  if (method.lora) return planLora(recipe, method, open, openAdapter, forcedDtype);
+
+  // normalise to slices, as mergekit's normalize_config does
+  let slices: SliceSpec[];
+  if (recipe.sources) {
+    const srcs = recipe.sources.map((s) => {
+      const c = open(s.model);
+      return { model: s.model, range: [0, c.layers.count] as [number, number], parameters: s.parameters };
+    });
+    if (recipe.base && !srcs.some((s) => s.model === recipe.base)) {
+      srcs.push({ model: recipe.base, range: [0, open(recipe.base).layers.count], parameters: undefined });
+    }
+    slices = [{ sources: srcs, base: recipe.base ?? null }];
+  } else {
+    slices = recipe.slices!.map((s) => ({
+      sources: s.sources.map((src) => ({ model: src.model, range: src.layer_range, parameters: src.parameters })),
+      base: s.base_model ?? recipe.base ?? null,
+      parameters: s.parameters,
+    }));
+  }
+  for (const s of slices) for (const src of s.sources) note(src.model);
+  const modelIndexOf = (m: string) => modelOrder.indexOf(m);
+
+  // the reference checkpoint: names, config and non-layer tensors come from it
+  const refModel = slices[0]!.base ?? slices[0]!.sources[0]!.model;
+  const ref = open(refModel);
+  const prefix = ref.layers.prefix;
+  const tasks: TensorTask[] = [];
+
+  const addTask = (name: string, slice: SliceSpec, inputs: Array<{ model: string; tensor: string; parameters?: ParamSettings }>, t: number) => {
+    const sliceBase = usesBase ? slice.base : null;
+    if (method.requiresBase === 'required' && !sliceBase) throw new RecipeError('E_RECIPE_NO_BASE', `method ${method.id} needs a base model for ${name}`);
+    let base: TensorRef | null = null;
+    const models: Array<{ model: string; tensor: string; parameters?: ParamSettings }> = [];
+    for (const inp of inputs) {
+      if (sliceBase && inp.model === sliceBase && !base) base = { model: inp.model, tensor: inp.tensor };
+      else models.push(inp);
+    }
+    if (sliceBase && !base) {
+      throw new RecipeError('E_RECIPE_BASE_NOT_IN_SLICE', `tensor ${name}: the base ${sliceBase} must be one of the slice's sources (give it a layer_range)`);
+    }
+    // shapes and presence
+    let shape: number[] | null = null;
+    let dtype: DType | null = null;
+    let first = '';
+    for (const r of [...(base ? [base] : []), ...models]) {
+      const c = open(r.model);
+      if (!c.has(r.tensor)) throw new MissingTensorError(`tensor ${r.tensor} is missing from ${r.model} (needed for output ${name}); models must share an architecture (see evomerge inspect)`);
+      const info = c.info(r.tensor);
+      if (!shape) {
+        shape = info.shape;
+        dtype = info.dtype;
+        first = r.model;
+      } else if (shapeStr(shape) !== shapeStr(info.shape)) {
+        throw new ShapeMismatchError(`tensor ${r.tensor} is ${shapeStr(info.shape)} in ${r.model} but ${shapeStr(shape)} in ${first}; models must share an architecture (mergekit's embedding-size rectification is not supported yet)`);
+      }
+    }
+    const n = models.length;
+    if (!isFloatDType(dtype!)) {
+      tasks.push({ name, shape: shape!, dtype: dtype!, kind: 'copy', base: null, models: [base ?? models[0]!].map((r) => ({ model: r.model, tensor: r.tensor })), modelIndex: [0], global: {}, perModel: [] });
+      return;
+    }
+    if (n < method.minModels || n > method.maxModels) {
+      const want = method.minModels === method.maxModels ? `${method.minModels}` : `${method.minModels} to ${Number.isFinite(method.maxModels) ? method.maxModels : 'any'}`;
+      throw new RecipeError('E_RECIPE_MODEL_COUNT', `tensor ${name}: ${method.id} merges ${want} model(s)${usesBase ? ' besides the base' : ''}, got ${n}`);
+    }
+    const { global, perModel } = resolveTensorParams(method, { top: recipe.parameters, slice: slice.parameters, models: models.map((m) => m.parameters) }, name, t, models.map((m) => m.model));
+    tasks.push({
+      name,
+      shape: shape!,
+      dtype: forcedDtype ?? dtype!,
+      kind: 'merge',
+      base,
+      models: models.map((m) => ({ model: m.model, tensor: m.tensor })),
+      modelIndex: models.map((m) => modelIndexOf(m.model)),
+      global,
+      perModel,
+    });
+  };
+
+  const names = ref.names();
+  const nonLayer = names.filter((nm) => !prefix || !nm.startsWith(prefix) || !splitLayer(nm));
+  const pre = nonLayer.filter((nm) => /embed|wte|wpe/.test(nm));
+  const post = nonLayer.filter((nm) => !pre.includes(nm));
+  const sameName = (slice: SliceSpec, nm: string) => slice.sources.map((s) => ({ model: s.model, tensor: nm, parameters: s.parameters }));
+
+  // check every slice before planning a tensor, so the first error is the slice's
+  for (const [si, slice] of slices.entries()) {
+    const lengths = slice.sources.map((s) => s.range[1] - s.range[0]);
+    if (!lengths.every((l) => l === lengths[0])) {
+      throw new RecipeError('E_SLICE_LENGTH', `slice ${si}: every source must take the same number of layers, got ${lengths.join(', ')}`);
+    }
+    const len = lengths[0]!;
+    for (const s of slice.sources) {
+      const c = open(s.model);
+      if (s.range[1] > c.layers.count) throw new RecipeError('E_LAYER_RANGE', `slice ${si}: layer_range [${s.range.join(', ')}] of ${s.model} goes past its ${c.layers.count} layers`);
+      if (!c.layers.prefix && len > 0) throw new RecipeError('E_NO_LAYERS', `${s.model}: no numbered layers found (names like model.layers.N.*); slices need them`);
+    }
+    if (recipe.sources) {
+      const counts = slice.sources.map((s) => open(s.model).layers.count);
+      if (!counts.every((c) => c === counts[0])) {
+        throw new RecipeError('E_LAYER_COUNT', `models have different layer counts (${slice.sources.map((s, i) => `${s.model}: ${counts[i]}`).join(', ')}); use slices with layer_range to merge them`);
+      }
+    }
+  }
+  for (const nm of pre) addTask(nm, slices[0]!, sameName(slices[0]!, nm), 0);
+  let outLayer = 0;
+  for (const [si, slice] of slices.entries()) {
+    const len = slice.sources[0]!.range[1] - slice.sources[0]!.range[0];
+    for (let i = 0; i < len; i++) {
+      const t = len > 1 ? i / (len - 1) : 1;
+      const first = slice.sources[0]!;
+      const fc = open(first.model);
+      const layerNames = fc.names().filter((nm) => {
+        const sp = splitLayer(nm);
+        return sp && sp.prefix === fc.layers.prefix && sp.index === first.range[0] + i;
+      });
+      for (const nm of layerNames) {
+        const suffix = splitLayer(nm)!.suffix;
+        const outName = `${prefix ?? fc.layers.prefix}${outLayer}.${suffix}`;
+        const inputs = slice.sources.map((s) => ({ model: s.model, tensor: `${open(s.model).layers.prefix}${s.range[0] + i}.${suffix}`, parameters: s.parameters }));
+        addTask(outName, slice, inputs, t);
+      }
+      outLayer++;
+    }
+  }
+  const last = slices[slices.length - 1]!;
+  for (const nm of post) addTask(nm, last, sameName(last, nm), 1);
+
+  const tokenizerFrom = recipe.tokenizer_source ?? recipe.base ?? refModel;
+  return { recipe, method, tasks, configFrom: refModel, tokenizerFrom, layers: outLayer, models: modelOrder };
+}
+
+function planLora(recipe: Recipe, method: MergeMethod, open: (model: string) => SourceCatalog, openAdapter: ((model: string) => AdapterCatalog) | undefined, forcedDtype: DType | undefined): MergePlan {
+  if (!recipe.sources) throw new RecipeError('E_RECIPE_LORA_SLICES', `${method.id} composes LoRA adapters of the base; give them as sources, not slices`);
+  if (!openAdapter) throw new RecipeError('E_RECIPE_LORA', `${method.id} needs LoRA adapter sources`);
+  const base = open(recipe.base!);
+  const adapters = recipe.sources.map((s) => {
+    const a = openAdapter(s.model);
+    if (a.fullTensors().length) {
+      throw new RecipeError('E_MERGEKIT_NOT_SUPPORTED', `${s.model}: adapters with modules_to_save (full tensors ${a.fullTensors().slice(0, 3).join(', ')}) are not supported yet in LoRA composition`);
+    }
+    const targets = new Set(a.targets());
+    for (const t of targets) if (!base.has(t)) throw new MissingTensorError(`adapter ${s.model} targets ${t}, which the base ${recipe.base} does not have; was it trained on another base?`);
+    return { model: s.model, targets, parameters: s.parameters };
+  });
+  const tasks: TensorTask[] = [];
+  for (const nm of base.names()) {
+    const info = base.info(nm);
+    const baseRef = { model: recipe.base!, tensor: nm };
+    if (!isFloatDType(info.dtype)) {
+      tasks.push({ name: nm, shape: info.shape, dtype: info.dtype, kind: 'copy', base: null, models: [baseRef], modelIndex: [0], global: {}, perModel: [] });
+      continue;
+    }
+    const sp = splitLayer(nm);
+    const t = sp && base.layers.count > 1 ? sp.index / (base.layers.count - 1) : /embed|wte|wpe/.test(nm) ? 0 : 1;
+    const { global, perModel } = resolveTensorParams(method, { top: recipe.parameters, models: adapters.map((a) => a.parameters) }, nm, t, adapters.map((a) => a.model));
+    tasks.push({
+      name: nm,
+      shape: info.shape,
+      dtype: forcedDtype ?? info.dtype,
+      kind: 'merge',
+      base: baseRef,
+      models: [],
+      modelIndex: adapters.map((_, i) => i),
+      lora: adapters.map((a) => (a.targets.has(nm) ? a.model : null)),
+      global,
+      perModel,
+    });
+  }
+  return { recipe, method, tasks, configFrom: recipe.base!, tokenizerFrom: recipe.tokenizer_source ?? recipe.base!, layers: base.layers.count, models: [recipe.base!, ...adapters.map((a) => a.model)] };
+}
