@@ -173,3 +173,15 @@ test('bulk normals are a pure function of the stream state and look standard nor
   assert.ok(Math.abs(mean) < 0.03 && Math.abs(variance - 1) < 0.05, `mean ${mean}, variance ${variance}`);
   assert.equal(r.normal(), Rng.fromState(saved).normal(), 'the spare is kept');
 });
+
+test('a run on pure noise ends on tolstagnation once pycma\'s history is long enough', () => {
+  const noise = Rng.seeded('noise');
+  let s: CmaesState = cmaes.init(2, { x0: [0, 0], sigma0: 1 }, 'stag');
+  while (!cmaes.isDone(s) && s.iteration < 3000) {
+    const a = cmaes.ask(s);
+    s = cmaes.tell(a.state, a.proposals.map((p) => ({ id: p.id, fitness: noise.next() })));
+  }
+  assert.equal(cmaes.isDone(s), 'tolstagnation');
+  // more than 100 entries recorded every 5th iteration
+  assert.ok(s.iteration > 500 && s.iteration < 1000, `stopped at iteration ${s.iteration}`);
+});

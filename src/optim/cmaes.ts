@@ -566,8 +566,11 @@ function update(s: CmaesState): void {
   const histLen = Math.floor(10 + (30 * n) / lambda);
   s.histFit = [...s.histFit, sorted[0]!].slice(-histLen);
   const stagLen = s.options.tolstagnation ?? Math.floor(100 + (100 * n ** 1.5) / lambda);
-  s.histBest = [...s.histBest, sorted[0]!].slice(-stagLen);
-  s.histMedian = [...s.histMedian, median(sorted)].slice(-stagLen);
+  // pycma tell: best and median f recorded every 5th iteration, at most 20000 entries
+  if (s.iteration % 5 === 0) {
+    s.histBest = [...s.histBest, sorted[0]!].slice(-20000);
+    s.histMedian = [...s.histMedian, median(sorted)].slice(-20000);
+  }
   s.pending = null;
   s.runStop = runTermination(s, sorted, stagLen);
   if (s.runStop) finishRun(s);
@@ -606,13 +609,17 @@ function runTermination(s: CmaesState, sorted: number[], stagLen: number): strin
     if (cmax / cmin > o.tolconditioncov) return 'tolconditioncov';
   } else if ((dmax / dmin) ** 2 > o.tolconditioncov) return 'tolconditioncov';
   if (s.sigma / s.runSigma0 > o.tolupsigma * dmax) return 'tolupsigma';
-  // stagnation (cmaes.m / pycma): over the last tolstagnation iterations, the median of the
-  // newest 30% of the best and the median f-values is no better than that of the oldest 30%
-  if (s.histBest.length >= stagLen && s.iteration > n * (5 + 100 / P.lambda) && stagLen >= 10) {
-    const l = Math.max(1, Math.floor(0.3 * stagLen));
-    const hb = s.histBest;
+  // stagnation (pycma _CMAStopDict): with l = max(tolstagnation / 5 / 2, len / 10) recorded
+  // entries, the medians of the newest l best and median f-values are no better than those of
+  // the l entries before them
+  const hb = s.histBest;
+  const len = hb.length;
+  const l = Math.floor(Math.max(stagLen / 5 / 2, len / 10));
+  if (stagLen > 0 && s.iteration > n * (5 + 100 / P.lambda) && len > 100 && 2 * l < len) {
     const hm = s.histMedian;
-    if (median(hb.slice(-l)) >= median(hb.slice(0, l)) && median(hm.slice(-l)) >= median(hm.slice(0, l))) return 'tolstagnation';
+    if (median(hm.slice(len - l)) >= median(hm.slice(len - 2 * l, len - l)) && median(hb.slice(len - l)) >= median(hb.slice(len - 2 * l, len - l))) {
+      return 'tolstagnation';
+    }
   }
   if (s.flatCount > o.tolflatfitness) return 'tolflatfitness';
   // no effect of a principal axis (cycling through axes) or of a coordinate step
