@@ -59,3 +59,30 @@ test('a command that exits non-zero, prints no JSON, lacks the metric or runs pa
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('an in-memory candidate is written as a folder a command evaluator can read, with the base tokenizer, and removed after', async () => {
+  const { writeTemporaryModel } = await import('../src/eval/materialize.ts');
+  const { makeTinyLlama } = await import('../src/zoo/tiny.ts');
+  const { charTokenizerJson } = await import('../src/models/tokenizer.ts');
+  const { openCheckpoint } = await import('../src/checkpoint/index.ts');
+  const { existsSync } = await import('node:fs');
+  const root = mkdtempSync(join(tmpdir(), 'evomerge-cmd-'));
+  try {
+    const base = makeTinyLlama(join(root, 'base'), { seed: 1, vocab: 20, tokenizer: charTokenizerJson('0123456789') });
+    const ck = openCheckpoint(base);
+    const tensors = ck.names().map((name) => ({ name, shape: ck.info(name).shape, data: ck.readFloat32(name).map((v) => v * 2) }));
+    const config = ck.config!;
+    ck.close();
+    const tmpModel = writeTemporaryModel({ config, tensors, tokenizerFrom: base, parent: root });
+    const m = manifest(root, 'const fs = await import("node:fs"); const d = process.argv[2]; console.log(JSON.stringify({ result: { score: fs.existsSync(d + "/tokenizer.json") && fs.existsSync(d + "/config.json") ? 1 : 0 } }));\n');
+    const r = await createEvaluator(m, { purpose: 'eval' }).evaluate(null, { backend: null, modelDir: () => tmpModel.dir });
+    assert.equal(r.fitness, 1);
+    const back = openCheckpoint(tmpModel.dir);
+    assert.deepEqual(Array.from(back.readFloat32(tensors[0]!.name)), Array.from(tensors[0]!.data));
+    back.close();
+    tmpModel.cleanup();
+    assert.ok(!existsSync(tmpModel.dir));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

@@ -6,3 +6,4 @@ export * from './text.ts';
 export * from './command.ts';
 export * from './evaluator.ts';
 export * from './run.ts';
+export * from './materialize.ts';
