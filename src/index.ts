@@ -7,3 +7,6 @@ export * from './zoo/index.ts';
 export * from './optim/index.ts';
 export * from './models/index.ts';
 export * from './eval/index.ts';
+export * from './methods/index.ts';
+export * from './recipe/index.ts';
+export * from './merge/index.ts';
