@@ -96,7 +96,6 @@ interface Pending {
   x: number[][];
   /** ||z_k||^2, the squared Mahalanobis norm of y_k (needed by the active update). */
   z2: number[];
-  genomes: number[][];
   /** f = -fitness per slot once told; null while waiting. */
   f: Array<number | null>;
   told: number;
@@ -349,11 +348,10 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
   const rng = Rng.fromState(s.rng);
   // one lambda x n block of standard normals, then y = Z diag(D) B (rows of B are eigenvectors)
   const Z = rng.fillNormal(new Float64Array(lambda * n));
-  const Y = new Float64Array(lambda * n);
   const D = s.D;
-  if (s.separable) {
-    for (let k = 0; k < lambda; k++) for (let i = 0; i < n; i++) Y[k * n + i] = D[i]! * Z[k * n + i]!;
-  } else {
+  // separable: y = D . z needs no buffer of its own
+  const Y = s.separable ? Z : new Float64Array(lambda * n);
+  if (!s.separable) {
     const B = s.B;
     const Dv = D;
     for (let k = 0; k < lambda; k++) {
@@ -369,7 +367,6 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
   const ids: string[] = [];
   const xs: number[][] = [];
   const z2: number[] = [];
-  const genomes: number[][] = [];
   const proposals: Proposal[] = [];
   const operator = s.firstOfRun ? (s.run === 0 ? 'init' : 'restart') : 'sample';
   // every proposal of a generation has the same parents: one frozen array, shared
@@ -377,20 +374,20 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
   for (let k = 0; k < lambda; k++) {
     const x = new Array<number>(n);
     let zz = 0;
+    const sep = s.separable;
     for (let i = 0; i < n; i++) {
-      x[i] = s.mean[i]! + s.sigma * Y[k * n + i]!;
       const zi = Z[k * n + i]!;
+      x[i] = s.mean[i]! + s.sigma * (sep ? D[i]! * zi : Y[k * n + i]!);
       zz += zi * zi;
     }
-    const g = s.bounds ? x.map((v, i) => boxTransform(v, s.bounds!.lo[i]!, s.bounds!.hi[i]!)) : x.slice();
+    const g = genomeOf(s, x);
     const id = `g${s.generation}-${k}`;
     ids.push(id);
     xs.push(x);
     z2.push(zz);
-    genomes.push(g);
     proposals.push({ id, genome: g, parentIds, operator });
   }
-  s.pending = { ids, x: xs, z2, genomes, f: new Array<number | null>(lambda).fill(null), told: 0 };
+  s.pending = { ids, x: xs, z2, f: new Array<number | null>(lambda).fill(null), told: 0 };
   s.rng = rng.state();
   return { proposals, state: s };
 }
@@ -400,6 +397,11 @@ function toArray(a: Float64Array): number[] {
   const r = new Array<number>(a.length);
   for (let i = 0; i < a.length; i++) r[i] = a[i]!;
   return r;
+}
+
+/** The genome of an internal point: the box transform of x, or x itself without bounds. */
+function genomeOf(s: CmaesState, x: readonly number[]): number[] {
+  return s.bounds ? x.map((v, i) => boxTransform(v, s.bounds!.lo[i]!, s.bounds!.hi[i]!)) : x.slice();
 }
 
 function median(a: readonly number[]): number {
@@ -426,7 +428,7 @@ function tell(prev: CmaesState, outcomes: readonly Outcome[]): CmaesState {
     p.told++;
     s.evaluations++;
     s.runEvaluations++;
-    s.best = betterBest(s.best, o.id, p.genomes[k]!, o.fitness);
+    s.best = betterBest(s.best, o.id, genomeOf(s, p.x[k]!), o.fitness);
   }
   if (p.told < p.ids.length) return s;
   update(s);
@@ -497,25 +499,23 @@ function update(s: CmaesState): void {
     // diagonal is learned multiplicatively, var_i *= exp(ln 2 (c1a pc_i^2 + cmu sum_k w_k z_ki^2
     // - c1a - cmu sum_k w_k)), with z_k the standard normal samples and no rescaling of the
     // negative weights; the exponential form keeps every variance positive with any rate.
-    const Zs: Array<[number, Float64Array]> = [];
+    const E = new Float64Array(n);
     let wsum = c1a;
+    for (let i = 0; i < n; i++) E[i] = c1a * pc[i]! * pc[i]!;
     for (let r = 0; r < lambda; r++) {
       const w = P.cmu * P.weights[r]!;
       if (w === 0) continue;
       const k = order[r]!;
       if (w < 0 && !Number.isFinite(f[k]!)) continue;
       const x = pend.x[k]!;
-      const z = new Float64Array(n);
-      for (let i = 0; i < n; i++) z[i] = (x[i]! - mOld[i]!) / sigma / D[i]!;
-      Zs.push([w, z]);
+      for (let i = 0; i < n; i++) {
+        const z = (x[i]! - mOld[i]!) / sigma / D[i]!;
+        E[i] = E[i]! + w * z * z;
+      }
       wsum += w;
     }
     const C = new Array<number>(n);
-    for (let i = 0; i < n; i++) {
-      let e = c1a * pc[i]! * pc[i]!;
-      for (const [w, z] of Zs) e += w * z[i]! * z[i]!;
-      C[i] = s.C[i]! * Math.exp(Math.LN2 * (e - wsum));
-    }
+    for (let i = 0; i < n; i++) C[i] = s.C[i]! * Math.exp(Math.LN2 * (E[i]! - wsum));
     s.C = C;
     s.D = C.map((v) => Math.sqrt(v));
   } else {
