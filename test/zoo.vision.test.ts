@@ -6,6 +6,7 @@ import { useBackend, tf } from '../src/models/backend.ts';
 import { ResidualMlp, parseResidualMlpConfig, randomWeights, residualMlpTensorShapes, weightsFromMap, type ResidualMlpConfigJson } from '../src/models/index.ts';
 import { loadModel } from '../src/models/load.ts';
 import { loadEvaluator, loadManifest } from '../src/eval/index.ts';
+import { BASELINE_RECIPES, formatBaselines, runBaselines } from '../src/zoo/baselines.ts';
 import { buildAtomically, buildVisionZoo, encodeIdx, mnistPermutation, parseIdx } from '../src/zoo/index.ts';
 import { MlpTrainer } from '../src/zoo/mlp-train.ts';
 import { ensureGradients } from '../src/zoo/tfjs-gradients.ts';
@@ -132,4 +133,26 @@ test('the reduced vision zoo builds, its specialists beat the base on held-out d
   assert.equal(again.cached, true);
   assert.ok(performance.now() - t1 < first / 3, 'a second build with the same inputs reuses the first');
   assert.ok(existsSync(join(out, 'base', 'model.safetensors')));
+});
+
+test('the baseline table of the reduced vision zoo has every row, and its base and specialist rows match the build report', async () => {
+  const out = join(dir, 'vision');
+  if (!existsSync(join(out, 'zoo.json'))) await buildVisionZoo(out, { seed: 1, small: true });
+  const m = JSON.parse(readFileSync(join(out, 'zoo.json'), 'utf8'));
+  const r = await runBaselines(out, { split: 'validation', backend: 'wasm' });
+  assert.deepEqual(r.rows.map((x) => x.label), ['base', 'specialist digits', 'specialist permuted', 'specialist inverted', ...BASELINE_RECIPES.map((x) => x.label)]);
+  assert.deepEqual(BASELINE_RECIPES.map((x) => x.method), ['linear', 'task_arithmetic', 'task_arithmetic', 'task_arithmetic', 'ties', 'dare_ties', 'sce', 'varm']);
+  for (const row of r.rows) {
+    for (const t of ['digits', 'permuted', 'inverted']) assert.ok(row.scores[t]! >= 0 && row.scores[t]! <= 1, `${row.label} ${t}`);
+    const mean = Object.values(row.normalized).reduce((a, b) => a + b, 0) / 3;
+    assert.ok(Math.abs(row.meanNormalized - mean) < 1e-12);
+  }
+  for (const c of m.checks.filter((x: { split: string }) => x.split === 'validation')) {
+    assert.equal(r.rows[0]!.scores[c.task], c.base);
+    const spec = r.rows.find((x) => x.label === `specialist ${c.task}`)!;
+    assert.equal(spec.scores[c.task], c.specialist);
+    assert.equal(spec.normalized[c.task], 1);
+    assert.equal(r.rows[0]!.normalized[c.task], c.base / c.specialist);
+  }
+  assert.match(formatBaselines(r), /task_arithmetic lambda=0\.3/);
 });

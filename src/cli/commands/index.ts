@@ -9,7 +9,8 @@ import { register as evaluate } from './eval.ts';
 import { register as bench } from './bench.ts';
 import { register as methods } from './methods.ts';
 import { register as merge } from './merge.ts';
+import { register as baselines } from './baselines.ts';
 
 export function registerCommands(program: Command): void {
-  for (const register of [inspect, zoo, evaluate, bench, methods, merge]) register(program);
+  for (const register of [inspect, zoo, evaluate, bench, methods, merge, baselines]) register(program);
 }
