@@ -183,3 +183,13 @@ test('invalid options are refused with E_OPTIM_OPTIONS naming the field', () => 
   assert.throws(() => getOptimizer('ga').init(2, { bounds: [[0, 1]] }, 1), (e: Error & { code?: string }) => e.code === 'E_OPTIM_OPTIONS' && /bounds/.test(e.message));
   assert.throws(() => getOptimizer('cmaes').init(2, { bounds: [0, 1], x0: [0.5, 2] }, 1), (e: Error & { code?: string }) => e.code === 'E_OPTIM_OPTIONS' && /x0\[1\]/.test(e.message));
 });
+
+test('a search-space optimizer block is validated by the schema of the optimizer it names', async () => {
+  const { optimizerSpecSchema } = await import('../src/optim/index.ts');
+  const ok = optimizerSpecSchema.parse({ id: 'ga', options: { popsize: 12, mode: 'steady-state' } });
+  assert.equal(ok.id, 'ga');
+  assert.equal((ok.options as { tournamentSize: number }).tournamentSize, 2, 'defaults are filled in');
+  assert.equal(optimizerSpecSchema.parse({ id: 'cmaes' }).id, 'cmaes');
+  assert.equal(optimizerSpecSchema.safeParse({ id: 'ga', options: { popsize: 1 } }).success, false);
+  assert.equal(optimizerSpecSchema.safeParse({ id: 'pso' }).success, false);
+});

@@ -11,4 +11,5 @@ export type { RandomOptions, RandomState } from './random.ts';
 export { sbxPair, sbxBetaQ, polynomialMutation } from './variation.ts';
 export type { GeneType } from './variation.ts';
 export { symmetricEigen } from './linalg.ts';
-export { getOptimizer, listOptimizers, optimizerForState, optimizerIds } from './registry.ts';
+export { getOptimizer, listOptimizers, optimizerForState, optimizerIds, optimizerSpecSchema } from './registry.ts';
+export type { OptimizerSpec } from './registry.ts';

@@ -2,10 +2,11 @@
  * The optimizer registry: one explicit list, looked up by id (search-space YAML `optimizer:`)
  * or by a stored state's `kind` (resume). A duplicate id is a programming error, caught at load.
  */
-import { cmaes, sepCmaes } from './cmaes.ts';
-import { ga } from './ga.ts';
-import { nsga2 } from './nsga2.ts';
-import { randomSearch } from './random.ts';
+import { z } from 'zod';
+import { cmaes, cmaesOptionsSchema, sepCmaes } from './cmaes.ts';
+import { ga, gaOptionsSchema } from './ga.ts';
+import { nsga2, nsga2OptionsSchema } from './nsga2.ts';
+import { randomOptionsSchema, randomSearch } from './random.ts';
 import { type BaseState, type Optimizer, OptimizerStateError, UnknownOptimizerError } from './types.ts';
 
 // Each optimizer is typed with its own options and state; the registry hands them out behind
@@ -36,3 +37,16 @@ export function optimizerForState(state: BaseState): Optimizer {
   if (!o) throw new OptimizerStateError(String(state?.kind), `no optimizer for a state of kind '${state?.kind}'; known: ${optimizerIds.join(', ')}`);
   return o;
 }
+
+/**
+ * The `optimizer:` block of a search space, `{ id, options }`, validated per id with that
+ * optimizer's own options schema (defaults filled in).
+ */
+export const optimizerSpecSchema = z.discriminatedUnion('id', [
+  z.object({ id: z.literal('cmaes'), options: cmaesOptionsSchema.default(cmaesOptionsSchema.parse({})) }),
+  z.object({ id: z.literal('sep-cmaes'), options: cmaesOptionsSchema.default(cmaesOptionsSchema.parse({ separable: true })) }),
+  z.object({ id: z.literal('ga'), options: gaOptionsSchema.default(gaOptionsSchema.parse({})) }),
+  z.object({ id: z.literal('nsga2'), options: nsga2OptionsSchema.default(nsga2OptionsSchema.parse({})) }),
+  z.object({ id: z.literal('random'), options: randomOptionsSchema.default(randomOptionsSchema.parse({})) }),
+]);
+export type OptimizerSpec = z.output<typeof optimizerSpecSchema>;
