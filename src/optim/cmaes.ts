@@ -253,7 +253,7 @@ export function boxTransformInverse(y: number, lo: number, hi: number): number {
 
 // ---------------------------------------------------------------------------------------------
 
-function startRun(s: CmaesState, lambda: number, sigma0: number, mean: number[], rng: Rng): void {
+function startRun(s: CmaesState, lambda: number, sigma0: number, mean: number[]): void {
   const n = s.dim;
   s.params = cmaesParams(n, lambda, s.separable, s.options.active);
   s.runLambda = lambda;
@@ -281,7 +281,6 @@ function startRun(s: CmaesState, lambda: number, sigma0: number, mean: number[],
   s.flatCount = 0;
   s.runStop = null;
   s.pending = null;
-  void rng;
 }
 
 function init(dim: number, options: unknown, seed: string | number): CmaesState {
@@ -310,8 +309,7 @@ function init(dim: number, options: unknown, seed: string | number): CmaesState 
     pending: null, lastParents: [], firstOfRun: true, histFit: [], histBest: [], histMedian: [],
     flatCount: 0, runStop: null, done: null,
   };
-  startRun(s, lambda, sigma0, x0, rng);
-  s.rng = rng.state();
+  startRun(s, lambda, sigma0, x0);
   return s;
 }
 
@@ -648,7 +646,6 @@ function finishRun(s: CmaesState): void {
     return;
   }
   const rng = Rng.fromState(s.rng);
-  const n = s.dim;
   let lambda: number;
   let sigma0 = s.sigma0;
   const bp = { ...s.bipop };
@@ -676,9 +673,8 @@ function finishRun(s: CmaesState): void {
   s.run++;
   s.firstOfRun = true;
   s.lastParents = [];
-  startRun(s, lambda, sigma0, x0, rng);
+  startRun(s, lambda, sigma0, x0);
   s.rng = rng.state();
-  void n;
 }
 
 function isDone(s: CmaesState): string | null {

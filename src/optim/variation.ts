@@ -137,19 +137,15 @@ export function makeChild(
       child[i] = a[i]! + (rng.next() < 0.5 ? -1 : 1);
     }
   };
-  let mutated = false;
   for (let i = 0; i < n; i++) {
     if (rng.next() < v.mutationRate) {
       mutateGene(i);
-      mutated = true;
     }
   }
   child = child.map((x, i) => snapGene(x, types[i]!, lo[i]!, hi[i]!));
   if (child.every((x, i) => x === a[i])) {
     mutateGene(rng.int(n));
     child = child.map((x, i) => snapGene(x, types[i]!, lo[i]!, hi[i]!));
-    mutated = true;
   }
-  void mutated;
   return { genome: child, operator: crossed ? 'crossover' : 'mutation' };
 }
