@@ -108,7 +108,7 @@ function singleRun(
   fn: BenchFunction, x0: number[], sigma0: number, separable: boolean, popsize: number, seed: string, budget: number,
 ): { hit: number | null; used: number } {
   const f = benchFunctions[fn];
-  let state: CmaesState = cmaes.init(x0.length, { x0, sigma0, separable, popsize }, seed);
+  let state: CmaesState = cmaes.init(x0.length, { x0, sigma0, separable, popsize, bounds: null }, seed);
   let used = 0;
   while (!cmaes.isDone(state) && used < budget) {
     const asked = cmaes.ask(state);
@@ -165,7 +165,7 @@ export function runBenchCase(
 export function measureOverhead(n: number, variant: 'full' | 'sep', minMs = 1500): OptimizerBenchOverhead {
   const u = mulberry32(1000 * n + 1);
   const x0 = startPoint(u, n, 'sphere');
-  let state = cmaes.init(n, { x0, sigma0: 2, separable: variant === 'sep' }, 'overhead');
+  let state = cmaes.init(n, { x0, sigma0: 2, separable: variant === 'sep', bounds: null }, 'overhead');
   let spent = 0;
   let gens = 0;
   // warm up the JIT, then time at least minMs of optimizer work
@@ -182,7 +182,7 @@ export function measureOverhead(n: number, variant: 'full' | 'sep', minMs = 1500
       const t3 = performance.now();
       spent += t1 - t0 + (t3 - t2);
       gens++;
-      if (cmaes.isDone(state)) state = cmaes.init(n, { x0, sigma0: 2, separable: variant === 'sep' }, `overhead-${gens}`);
+      if (cmaes.isDone(state)) state = cmaes.init(n, { x0, sigma0: 2, separable: variant === 'sep', bounds: null }, `overhead-${gens}`);
     }
   }
   return { n, variant, msPerGeneration: spent / gens };

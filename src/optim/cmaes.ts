@@ -41,8 +41,11 @@ export const cmaesOptionsSchema = z.object({
   sigma0: z.number().positive().optional(),
   /** Initial mean; default the box centre (zeros without bounds). */
   x0: z.array(z.number()).optional(),
-  /** A common box [lo, hi] or one pair per dimension. */
-  bounds: boundsSchema.optional(),
+  /**
+   * A common box [lo, hi] or one pair per dimension; default [0, 1] for every gene (the
+   * search's normalised genome, as for the other optimizers); `null` for an unbounded search.
+   */
+  bounds: boundsSchema.nullable().optional(),
   /** Population size lambda; default 4 + floor(3 ln n) (tutorial eq. 48). */
   popsize: z.number().int().min(2).optional(),
   /** Diagonal covariance (sep-CMA-ES): linear time and memory, for high dimensions. */
@@ -286,7 +289,7 @@ function startRun(s: CmaesState, lambda: number, sigma0: number, mean: number[])
 function init(dim: number, options: unknown, seed: string | number): CmaesState {
   checkDim('cmaes', dim);
   const o = parseOptions('cmaes', cmaesOptionsSchema, options);
-  const bounds = resolveBounds('cmaes', dim, o.bounds, null);
+  const bounds = o.bounds === null ? null : resolveBounds('cmaes', dim, o.bounds, [0, 1]);
   if (o.x0 && o.x0.length !== dim) throw new OptimizerOptionsError('cmaes', `x0 has ${o.x0.length} values but the genome has ${dim} dimensions`);
   const x0 = o.x0 ? o.x0.slice() : bounds ? bounds.lo.map((l, i) => (l + bounds.hi[i]!) / 2) : new Array<number>(dim).fill(0);
   if (bounds) {
