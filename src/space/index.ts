@@ -1,0 +1,3 @@
+export * from './schema.ts';
+export * from './ps.ts';
+export * from './dfs.ts';

@@ -1,0 +1,162 @@
+/**
+ * The parameter-space genome: one gene per (layer group, model, tensor filter, evolvable
+ * parameter), mergekit-evolve's [groups, models, filters + 1, params] layout, but derived from
+ * the method registry, so every numeric parameter of every method can evolve (not a fixed list).
+ * Global parameters get one gene per (group, filter) in the slot `model = global`.
+ *
+ * A genome lives in [0,1]^n; gene g stands for lo + g (hi - lo) of its parameter's bounds.
+ * Decoding yields a recipe with one slice per layer group (as mergekit-evolve writes its
+ * configs), each parameter a list of {filter, value} conditionals ending with the catch-all.
+ */
+import type { MergeMethod, ParamSpec } from '../methods/index.ts';
+import { RecipeSchema, type Recipe } from '../recipe/index.ts';
+import { InputError } from '../errors.ts';
+
+export interface PsLayout {
+  method: MergeMethod;
+  /** The base checkpoint (used when the method takes a base). */
+  base: string | null;
+  /** The models that get per-model parameters, in recipe order. */
+  models: readonly string[];
+  /** Model names for gene labels (defaults to the paths). */
+  modelNames?: readonly string[];
+  layers: number;
+  layersPerGroup: number;
+  filters: readonly string[];
+  /** Evolving parameters: names (bounds from the method's search range) or name -> bounds. */
+  evolve: readonly string[] | Readonly<Record<string, readonly [number, number]>>;
+  fixed: Readonly<Record<string, number | boolean | string>>;
+  /** Seed of the recipe's random masks. */
+  seed: number;
+}
+
+interface Gene {
+  group: number;
+  /** Model index, or -1 for a global parameter. */
+  model: number;
+  /** Filter index, or filters.length for the catch-all. */
+  filter: number;
+  param: string;
+  lo: number;
+  hi: number;
+}
+
+const round = (v: number) => Math.round(v * 1e6) / 1e6;
+
+export class PsCodec {
+  readonly layout: PsLayout;
+  readonly groups: Array<[number, number]>;
+  readonly dimension: number;
+  private readonly geneList: Gene[];
+
+  constructor(layout: PsLayout) {
+    const { method, layers, layersPerGroup, filters, models } = layout;
+    this.layout = layout;
+    if (!(layers >= 1)) throw new InputError('E_SPACE_PS', `the base has ${layers} layers; a parameter search needs models with layers (see evomerge inspect)`);
+    if (method.requiresBase === 'required' && !layout.base) throw new InputError('E_SPACE_PS', `method '${method.id}' needs a base model`);
+    if (models.length < method.minModels || models.length > method.maxModels) {
+      throw new InputError('E_SPACE_PS', `method '${method.id}' takes ${method.minModels} to ${method.maxModels} models besides the base, the space gives ${models.length}`);
+    }
+    const entries: Array<[string, readonly [number, number] | null]> = Array.isArray(layout.evolve)
+      ? (layout.evolve as string[]).map((n) => [n, null])
+      : Object.entries(layout.evolve as Record<string, readonly [number, number]>);
+    const evolving: Array<{ spec: ParamSpec; lo: number; hi: number }> = [];
+    for (const [name, bounds] of entries) {
+      const spec = method.params.find((p) => p.name === name);
+      if (!spec) throw new InputError('E_SPACE_PS', `method '${method.id}' has no parameter '${name}'; it has ${method.params.map((p) => p.name).join(', ') || 'none'}`);
+      if (spec.type !== 'number') throw new InputError('E_SPACE_PS', `parameter '${name}' of ${method.id} is ${spec.type}, only numeric parameters evolve; set it under fixed`);
+      if (Object.hasOwn(layout.fixed, name)) throw new InputError('E_SPACE_PS', `parameter '${name}' is both evolved and fixed`);
+      const [lo, hi] = bounds ?? spec.search ?? spec.range ?? [0, 1];
+      const [rlo, rhi] = spec.range ?? [-Infinity, Infinity];
+      if (lo < rlo || hi > rhi || !(lo <= hi)) throw new InputError('E_SPACE_PS', `bounds [${lo}, ${hi}] of '${name}' must lie inside its valid range [${rlo}, ${rhi}]`);
+      evolving.push({ spec, lo, hi });
+    }
+    for (const name of Object.keys(layout.fixed)) {
+      if (!method.params.some((p) => p.name === name)) throw new InputError('E_SPACE_PS', `fixed parameter '${name}' is not a parameter of ${method.id}`);
+    }
+    this.groups = [];
+    for (let start = 0; start < layers; start += layersPerGroup) this.groups.push([start, Math.min(layers, start + layersPerGroup)]);
+    this.geneList = [];
+    this.groups.forEach((_, group) => {
+      for (let model = -1; model < models.length; model++) {
+        for (let filter = 0; filter <= filters.length; filter++) {
+          for (const { spec, lo, hi } of evolving) {
+            if ((model === -1) !== (spec.scope === 'global')) continue;
+            this.geneList.push({ group, model, filter, param: spec.name, lo, hi });
+          }
+        }
+      }
+    });
+    if (this.geneList.length === 0) throw new InputError('E_SPACE_PS', 'nothing evolves: list at least one numeric parameter under evolve');
+    this.dimension = this.geneList.length;
+  }
+
+  /** A readable name per gene, e.g. `layers 0-1 / math / self_attn / weight`. */
+  geneNames(): string[] {
+    const names = this.layout.modelNames ?? this.layout.models;
+    return this.geneList.map((g) => {
+      const [s, e] = this.groups[g.group]!;
+      return `layers ${s}-${e - 1} / ${g.model < 0 ? 'global' : names[g.model]} / ${g.filter < this.layout.filters.length ? this.layout.filters[g.filter] : '*'} / ${g.param}`;
+    });
+  }
+
+  /** Each gene's parameter value. */
+  values(genome: readonly number[]): number[] {
+    if (genome.length !== this.dimension) throw new InputError('E_GENOME', `a PS genome of this space has ${this.dimension} genes, got ${genome.length}`);
+    return this.geneList.map((g, i) => round(g.lo + Math.min(1, Math.max(0, genome[i]!)) * (g.hi - g.lo)));
+  }
+
+  /** The genome of each parameter's default (clamped into its bounds), or the box centre when it has none. */
+  initialGenome(): number[] {
+    return this.geneList.map((g) => {
+      const spec = this.layout.method.params.find((p) => p.name === g.param)!;
+      const d = typeof spec.default === 'number' ? spec.default : (g.lo + g.hi) / 2;
+      return g.hi === g.lo ? 0.5 : Math.min(1, Math.max(0, (d - g.lo) / (g.hi - g.lo)));
+    });
+  }
+
+  decode(genome: readonly number[]): Recipe {
+    const { method, base, models, filters, fixed, seed } = this.layout;
+    const values = this.values(genome);
+    // setting[group][model+1][param] = values per filter slot
+    const settings = this.groups.map(() => new Map<number, Map<string, number[]>>());
+    this.geneList.forEach((g, i) => {
+      const byModel = settings[g.group]!;
+      let byParam = byModel.get(g.model);
+      if (!byParam) byModel.set(g.model, (byParam = new Map()));
+      let slots = byParam.get(g.param);
+      if (!slots) byParam.set(g.param, (slots = new Array(filters.length + 1).fill(0)));
+      slots[g.filter] = values[i]!;
+    });
+    const setting = (slots: number[]) => (filters.length === 0 ? slots[0]! : [...filters.map((f, k) => ({ filter: f, value: slots[k]! })), { value: slots[filters.length]! }]);
+    const fixedGlobal: Record<string, number | boolean | string> = {};
+    const fixedPerModel: Record<string, number | boolean | string> = {};
+    for (const [name, v] of Object.entries(fixed)) {
+      (method.params.find((p) => p.name === name)!.scope === 'global' ? fixedGlobal : fixedPerModel)[name] = v;
+    }
+    const useBase = base !== null && method.requiresBase !== 'none';
+    const slices = this.groups.map(([start, end], group) => {
+      const params = (model: number) => {
+        const out: Record<string, unknown> = model >= 0 ? { ...fixedPerModel } : {};
+        for (const [param, slots] of settings[group]!.get(model) ?? []) out[param] = setting(slots);
+        return Object.keys(out).length > 0 ? out : undefined;
+      };
+      const global = params(-1);
+      return {
+        sources: [
+          ...(useBase ? [{ model: base!, layer_range: [start, end] as [number, number] }] : []),
+          ...models.map((m, k) => ({ model: m, layer_range: [start, end] as [number, number], ...(params(k) ? { parameters: params(k) } : {}) })),
+        ],
+        ...(useBase ? { base_model: base! } : {}),
+        ...(global ? { parameters: global } : {}),
+      };
+    });
+    return RecipeSchema.parse({
+      method: method.id,
+      ...(useBase ? { base } : {}),
+      slices,
+      ...(Object.keys(fixedGlobal).length > 0 ? { parameters: fixedGlobal } : {}),
+      seed,
+    });
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * The search-space file (`search-spaces/*.yaml`): one zod schema, the type derived from it.
+ * Paths in a space (zoo, models, evaluator manifests) are resolved against the current folder
+ * when relative, like any command-line path, so the shipped spaces work from the project root;
+ * evaluator manifests taken from a zoo resolve inside the zoo folder.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { InputError } from '../errors.ts';
+
+const Bounds = z.tuple([z.number(), z.number()]).refine(([lo, hi]) => lo <= hi, { message: 'bounds must be [low, high] with low <= high' });
+
+export const PsSpaceSchema = z.strictObject({
+  /** The merge method (a registry id, see `evomerge methods`). */
+  method: z.string().min(1),
+  /** Layers per group: each group of consecutive layers gets its own parameters (mergekit-evolve's layer granularity). */
+  layers_per_group: z.number().int().positive().default(1),
+  /** Tensor-name substrings with parameters of their own; every other tensor uses the catch-all. */
+  filters: z.array(z.string().min(1)).default([]),
+  /** Parameters that evolve: a list of names (bounds: the method's search range), or name -> [low, high]. */
+  evolve: z.union([z.array(z.string().min(1)).min(1), z.record(z.string(), Bounds)]),
+  /** Parameters held fixed (global ones, and per-model ones applied to every model). */
+  fixed: z.record(z.string(), z.union([z.number(), z.boolean(), z.string()])).default({}),
+});
+export type PsSpace = z.infer<typeof PsSpaceSchema>;
+
+export const DfsSpaceSchema = z.strictObject({
+  /** r: how many times the sequence of all source layers is offered. */
+  repetitions: z.number().int().positive().default(2),
+  max_path_length: z.number().int().positive().optional(),
+  scale_range: Bounds.default([0, 2]),
+  /** The source whose own layers are the starting path (an index into the stage's sources). */
+  init_source: z.number().int().nonnegative().default(0),
+  /** The sources whose embeddings and head the path uses. */
+  embeddings_from: z.number().int().nonnegative().default(0),
+  head_from: z.number().int().nonnegative().optional(),
+});
+export type DfsSpace = z.infer<typeof DfsSpaceSchema>;
+
+export const EvaluatorRefSchema = z.strictObject({
+  /** A manifest file, or the name of a task of the zoo (its validation manifest is used). */
+  manifest: z.string().min(1).optional(),
+  task: z.string().min(1).optional(),
+  weight: z.number().default(1),
+}).refine((e) => (e.manifest ? 1 : 0) + (e.task ? 1 : 0) === 1, { message: 'give exactly one of manifest or task' });
+
+export const OptimizerRefSchema = z.strictObject({
+  id: z.string().min(1).default('cmaes'),
+  options: z.record(z.string(), z.unknown()).default({}),
+});
+
+export const SearchSpaceSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, dot, dash and underscore').optional(),
+  description: z.string().optional(),
+  /** A zoo folder (with zoo.json): its base and models are the sources and its tasks the evaluators. */
+  zoo: z.string().min(1).optional(),
+  base: z.string().min(1).optional(),
+  models: z.array(z.strictObject({ name: z.string().min(1), path: z.string().min(1) })).optional(),
+  mode: z.enum(['ps', 'dfs', 'hybrid']).default('ps'),
+  ps: PsSpaceSchema.optional(),
+  dfs: DfsSpaceSchema.optional(),
+  /** Evaluators (default: every task of the zoo, weight 1). Fitness is the weighted sum of their fitness values. */
+  evaluators: z.array(EvaluatorRefSchema).optional(),
+  /** Several objectives (one per evaluator) for NSGA-II instead of a weighted sum. */
+  objective: z.enum(['weighted-sum', 'multi']).default('weighted-sum'),
+  optimizer: OptimizerRefSchema.default({ id: 'cmaes', options: {} }),
+  /** A hybrid run's second stage may use another optimizer (default: the same). */
+  dfs_optimizer: OptimizerRefSchema.optional(),
+  budget: z.strictObject({
+    /** Candidates per stage. */
+    evaluations: z.number().int().positive().optional(),
+    minutes: z.number().positive().optional(),
+  }).default({ evaluations: 100 }),
+  seed: z.number().int().nonnegative().default(0),
+  workers: z.number().int().positive().default(2),
+  timeout_seconds: z.number().positive().default(300),
+  backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+}).superRefine((s, ctx) => {
+  if (!s.zoo && !(s.base || s.models)) ctx.addIssue({ code: 'custom', message: 'give a zoo, or a base and models', path: ['zoo'] });
+  if (!s.zoo && !s.evaluators) ctx.addIssue({ code: 'custom', message: 'without a zoo, list the evaluators', path: ['evaluators'] });
+  if ((s.mode === 'ps' || s.mode === 'hybrid') && !s.ps) ctx.addIssue({ code: 'custom', message: `mode '${s.mode}' needs a ps section`, path: ['ps'] });
+  if ((s.mode === 'dfs' || s.mode === 'hybrid') && !s.dfs) ctx.addIssue({ code: 'custom', message: `mode '${s.mode}' needs a dfs section`, path: ['dfs'] });
+});
+export type SearchSpace = z.infer<typeof SearchSpaceSchema>;
+
+export class SearchSpaceError extends InputError {
+  constructor(file: string, message: string) {
+    super('E_SPACE', `${file}: ${message}`);
+  }
+}
+
+/** Parse and validate a search space from YAML text (errors name the file and the field). */
+export function parseSearchSpace(text: string, file: string): SearchSpace {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new SearchSpaceError(file, `not valid YAML (${(err as Error).message.split('\n')[0]})`);
+  }
+  const r = SearchSpaceSchema.safeParse(raw ?? {});
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const where = issue.path.length ? issue.path.join('.') : '(top level)';
+    const extra = r.error.issues.length > 1 ? ` (and ${r.error.issues.length - 1} more problems)` : '';
+    throw new SearchSpaceError(file, `field '${where}': ${issue.message}${extra}`);
+  }
+  return r.data;
+}
+
+export function loadSearchSpace(path: string): SearchSpace {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new InputError('E_NOT_FOUND', `${path}: no such search-space file; the shipped ones are in search-spaces/`);
+  }
+  return parseSearchSpace(text, resolve(path));
+}

@@ -1,0 +1,77 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { getMethod } from '../src/methods/index.ts';
+import { SourceSet, planRecipe, computeTensor } from '../src/merge/index.ts';
+import { recipeToMergekit } from '../src/recipe/index.ts';
+import { PsCodec } from '../src/space/ps.ts';
+import { buildTinyZoo } from '../src/zoo/tiny.ts';
+import { openCheckpoint } from '../src/checkpoint/index.ts';
+import { tempDir } from './helpers/tmp.ts';
+
+const zoo = buildTinyZoo(join(tempDir(), 'zoo'), 5);
+
+function codec(over: Partial<ConstructorParameters<typeof PsCodec>[0]> = {}) {
+  return new PsCodec({
+    method: getMethod('task_arithmetic'), base: zoo.base, models: zoo.models, modelNames: ['math', 'chat'],
+    layers: 4, layersPerGroup: 2, filters: ['mlp'], evolve: { weight: [0, 1] }, fixed: { lambda: 1 }, seed: 0, ...over,
+  });
+}
+
+test('one gene per (layer group, model, filter slot, evolving parameter), derived from the registry', () => {
+  const c = codec();
+  assert.equal(c.dimension, 2 * 2 * 2);
+  assert.equal(c.geneNames()[0], 'layers 0-1 / math / mlp / weight');
+  assert.equal(c.geneNames()[7], 'layers 2-3 / chat / * / weight');
+  const ties = codec({ method: getMethod('ties'), evolve: ['weight', 'density'], filters: [] });
+  assert.equal(ties.dimension, 2 * 2 * 2);
+  const withGlobal = codec({ evolve: { weight: [0, 1], lambda: [0.5, 1.5] }, fixed: {} });
+  assert.equal(withGlobal.dimension, 2 * (2 + 2 * 2), 'global parameters get a gene per group and filter slot');
+});
+
+test('a decoded recipe merges each layer group with its own weights (checked by hand)', () => {
+  const c = codec();
+  // math: group 0 mlp 0.5, group 0 other 1; group 1: 0 / 0.25. chat: group 0: 0 / 0.5; group 1: 1 / 1
+  const genome = [0.5, 1, 0, 0.5, 0, 0.25, 1, 1];
+  const recipe = c.decode(genome);
+  assert.equal(recipe.slices!.length, 2);
+  const sources = new SourceSet();
+  try {
+    const plan = planRecipe(recipe, sources);
+    const reader = sources.reader();
+    const base = openCheckpoint(zoo.base);
+    const [math, chat] = zoo.models.map((m) => openCheckpoint(m));
+    const expect = (name: string, wm: number, wc: number) => {
+      const task = plan.tasks.find((t) => t.name === name)!;
+      const got = computeTensor(task, plan.method, reader, 0);
+      const b = base.readFloat32(name);
+      const m = math!.readFloat32(name);
+      const h = chat!.readFloat32(name);
+      for (let i = 0; i < b.length; i++) {
+        const want = b[i]! + wm * (m[i]! - b[i]!) + wc * (h[i]! - b[i]!);
+        assert.ok(Math.abs(got[i]! - want) < 1e-5, `${name}[${i}]: ${got[i]} vs ${want}`);
+      }
+    };
+    expect('model.layers.1.mlp.up_proj.weight', 0.5, 0);
+    expect('model.layers.0.self_attn.q_proj.weight', 1, 0.5);
+    expect('model.layers.2.mlp.down_proj.weight', 0, 1);
+    expect('model.layers.3.self_attn.o_proj.weight', 0.25, 1);
+  } finally {
+    sources.close();
+  }
+});
+
+test('the default genome stands for the method defaults, and recipes export to mergekit', () => {
+  const c = codec({ evolve: { weight: [0, 2] } });
+  assert.ok(c.initialGenome().every((g) => g === 0.5), 'weight has no default in the registry, so genes start at the centre of their bounds');
+  const mk = recipeToMergekit(c.decode(c.initialGenome()));
+  assert.equal(mk.merge_method, 'task_arithmetic');
+  assert.ok(Array.isArray(mk.slices));
+});
+
+test('bad spaces are refused naming the parameter', () => {
+  assert.throws(() => codec({ evolve: ['nope'] }), /has no parameter 'nope'/);
+  assert.throws(() => codec({ method: getMethod('ties'), evolve: { density: [-0.5, 1] } }), /inside its valid range \[0, 1\]/);
+  assert.throws(() => codec({ evolve: ['weight'], fixed: { weight: 1 } }), /both evolved and fixed/);
+  assert.throws(() => codec().decode([0.5]), /8 genes, got 1/);
+});
