@@ -135,6 +135,7 @@ function medianOf(a: number[]): number | null {
 
 export function runBenchCase(
   fn: BenchFunction, n: number, variant: 'full' | 'sep', restarts: 'none' | 'ipop', seeds: number,
+  onRun?: (seed: number, hit: number | null) => void,
 ): OptimizerBenchCase {
   const hits: number[] = [];
   const sigma0 = fn === 'rastrigin' ? 2.5 : 2;
@@ -143,19 +144,23 @@ export function runBenchCase(
     if (restarts === 'none') {
       const r = singleRun(fn, startPoint(u, n, fn), sigma0, variant === 'sep', defaultPopsize(n), `bench-${s}`, 100 * n * n + 10000);
       if (r.hit !== null) hits.push(r.hit);
+      onRun?.(s, r.hit);
     } else {
       // IPOP driven here so every restart's x0 comes from the same mulberry32 stream
       let total = 0;
       let popsize = defaultPopsize(n);
+      let seedHit: number | null = null;
       for (let run = 0; total < 1e6; run++) {
         const r = singleRun(fn, startPoint(u, n, fn), sigma0, variant === 'sep', popsize, `bench-${s}-${run}`, 1e6 - total);
         if (r.hit !== null) {
-          hits.push(total + r.hit);
+          seedHit = total + r.hit;
+          hits.push(seedHit);
           break;
         }
         total += r.used;
         popsize *= 2;
       }
+      onRun?.(s, seedHit);
     }
   }
   return { function: fn, n, variant, restarts, runs: seeds, successes: hits.length, medianEvals: medianOf(hits) };
@@ -217,7 +222,7 @@ export function runOptimizerBench(opts: OptimizerBenchOptions): OptimizerBenchRe
     if (opts.quick && n > 40) continue;
     if (opts.cases && !opts.cases.includes(`${fn}:${n}`)) continue;
     const t0 = performance.now();
-    const c = runBenchCase(fn, n, variant, restarts, seeds);
+    const c = runBenchCase(fn, n, variant, restarts, seeds, (seed, hit) => say(`  ${fn} n=${n} seed ${seed}: ${hit === null ? 'no success' : `success at evaluation ${hit}`}`));
     say(`${fn} n=${n} ${variant} ${restarts}: ${c.successes}/${c.runs} successes, median ${c.medianEvals} evaluations (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
     cases.push(c);
   }
