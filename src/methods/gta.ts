@@ -24,7 +24,7 @@ import { MethodInputError } from './errors.ts';
 import type { MergeContext, MergeMethod, ParamSpec, ResolvedParams, TensorInput } from './types.ts';
 import { HISTOGRAM_BUCKETS, magnitudeCut, rowMagnitudeRanks } from '../tensor/select.ts';
 import { bernoulliPruneInPlace, deltaWithHistogram, dropExcessTies, tiesMerge, weightedSum } from '../tensor/kernels.ts';
-import { FastRng, bernoulliThreshold } from '../tensor/fastrng.ts';
+import { FastRng, bernoulliThreshold31 } from '../tensor/fastrng.ts';
 import { NotSupportedError } from '../errors.ts';
 
 export type Sparsification = 'magnitude' | 'random' | 'magnitude_outliers' | 'della_magprune';
@@ -168,7 +168,7 @@ const histogram = new Uint32Array(HISTOGRAM_BUCKETS);
 
 /** L1 rescale factor for a magnitude cut (sparsify.py `rescaled_masked_tensor`, norm l1). */
 function l1FactorOfCut(d: Float32Array, cutBits: number, ties: number): number {
-  const bits = new Uint32Array(d.buffer, d.byteOffset, d.length);
+  const bits = new Int32Array(d.buffer, d.byteOffset, d.length);
   let before = 0;
   let after = 0;
   for (let i = 0; i < d.length; i++) {
@@ -215,16 +215,20 @@ function sparsifyInPlace(method: Sparsification, d: Float32Array, input: TensorI
       const { before, after } = nTop === 0 ? applyTopRange(d, 0, 0) : applyTopRange(d, nTop, n - nBot);
       return rescale ? l1Factor(before, after) : 1;
     }
-    case 'random': {
-      const rng = FastRng.forTensor(ctx.seed, input.name, modelIndex, 'dare');
-      const { before, after } = bernoulliPruneInPlace(d, rng, bernoulliThreshold(density));
-      if (!rescale) return 1;
-      if (inverse) return density > 0 ? 1 / density : 1;
-      return l1Factor(before, after);
-    }
+    case 'random':
+      return dareInPlace(d, input, j, density, g, ctx);
     case 'della_magprune':
       return dellaInPlace(d, input, j, modelIndex, density, p.epsilon as number, rescale, inverse, ctx);
   }
+}
+
+/** DARE (Yu et al. 2024, eq. 2): Bernoulli(density) keep mask, then the chosen rescale. */
+function dareInPlace(d: Float32Array, input: TensorInput, j: number, density: number, g: ResolvedParams, ctx: MergeContext): number {
+  const rng = FastRng.forTensor(ctx.seed, input.name, input.modelIndex?.[j] ?? j, 'dare');
+  const { before, after } = bernoulliPruneInPlace(d, rng, bernoulliThreshold31(density));
+  if (!g.rescale) return 1;
+  if (g.rescale_mode === 'inverse') return density > 0 ? 1 / density : 1;
+  return l1Factor(before, after);
 }
 
 function l1Factor(before: number, after: number): number {

@@ -74,3 +74,13 @@ export function bernoulliThreshold(p: number): number {
   if (p >= 1) return 4294967296;
   return Math.floor(p * 4294967296);
 }
+
+/**
+ * The 31-bit threshold for a Bernoulli(p) draw decided as `(nextU32() >>> 1) < threshold`:
+ * P(keep) = floor(p * 2^31) / 2^31, exact to 2^-31. p >= 1 always keeps (threshold 2^31).
+ */
+export function bernoulliThreshold31(p: number): number {
+  if (!(p > 0)) return 0;
+  if (p >= 1) return 2147483648;
+  return Math.floor(p * 2147483648);
+}

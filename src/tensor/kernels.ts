@@ -38,15 +38,15 @@ export function weightedSum(xs: readonly Float32Array[], coeffs: ArrayLike<numbe
 export function deltaWithHistogram(x: Float32Array, base: Float32Array, d: Float32Array, hist: Uint32Array | null): void {
   const n = d.length;
   for (let i = 0; i < n; i++) d[i] = x[i]! - base[i]!;
-  // a separate pass: counting through a Uint32Array alias of the value just stored is 2x slower fused
+  // a separate pass: counting through an integer alias of the value just stored ran slower fused
   if (hist) magnitudeHistogram(d, hist);
 }
 
 type TiesKernel = (
-  base: Float32Array, d: readonly Float32Array[], bits: readonly Uint32Array[], cut: Float64Array,
-  eff: Float64Array, w: Float64Array, normalize: boolean, lambda: number, out: Float32Array, n: number,
+  base: Float32Array, d: readonly Float32Array[], bits: readonly Int32Array[], cut: Float64Array,
+  eff: Float64Array, w: Float64Array, normalize: boolean, lambda: number, scale: Float64Array, out: Float32Array, n: number,
 ) => void;
-/** Keyed by model count and whether every weight is positive. */
+/** Keyed by model count. */
 const tiesCache = new Map<number, TiesKernel>();
 
 /**
@@ -63,35 +63,48 @@ export function tiesMerge(
   eff: ArrayLike<number>, w: ArrayLike<number>, normalize: boolean, lambda: number, out: Float32Array,
 ): Float32Array {
   const m = d.length;
-  const positive = Array.from(w).every((x) => x > 0);
-  const key = m * 2 + (positive ? 1 : 0);
-  let kern = tiesCache.get(key);
+  const lut = m <= 16;
+  let kern = tiesCache.get(m);
   if (!kern) {
     const L: string[] = [];
     const all = (f: (j: number) => string, sep: string) => Array.from({ length: m }, (_, j) => f(j)).join(sep);
     for (let j = 0; j < m; j++) L.push(`const d${j} = d[${j}], b${j} = bits[${j}], t${j} = cut[${j}], e${j} = eff[${j}], f${j} = eff[${j}] < 0 ? 1 : 0, w${j} = w[${j}];`);
+    L.push('const sc = new Float64Array(1), sh = new Int32Array(sc.buffer);');
     L.push('for (let i = 0; i < n; i++) {');
-    // integer arithmetic instead of branches (random signs defeat branch prediction):
+    // Integer arithmetic instead of branches, since random signs defeat branch prediction (a
+    // mispredicted branch per element cost more than the rest of the loop):
     // k = 1 iff bits(|x|) >= t (t >= 1, so pruned and zero entries both give 0)
     for (let j = 0; j < m; j++) L.push(`  const u${j} = b${j}[i]; const k${j} = (t${j} - 1 - (u${j} & 0x7fffffff)) >>> 31; const v${j} = d${j}[i] * (e${j} * k${j});`);
-    L.push(`  const gn = (${all((j) => `v${j}`, ' + ')}) >= 0 ? 0 : 1;`);
+    // the elected sign is the sign bit of the sum, read through a float64 scratch; the sum is -0
+    // only when every v is a zero, and then nothing agrees whichever sign is elected
+    L.push(`  sc[0] = ${all((j) => `v${j}`, ' + ')}; const gn = sh[1] >>> 31;`);
     // agree = kept, and the sign of v (sign bit of x, flipped by a negative weight) is the elected one
     for (let j = 0; j < m; j++) L.push(`  const a${j} = k${j} & (1 ^ (u${j} >>> 31) ^ f${j} ^ gn);`);
     L.push(`  const mixed = ${all((j) => `v${j} * a${j}`, ' + ')};`);
-    if (positive) {
-      // positive weights: the divisor is 0 exactly when nothing agrees, and then it becomes 1
-      L.push(`  const div = ${all((j) => `w${j} * a${j}`, ' + ')} + (1 - (${all((j) => `a${j}`, ' | ')}));`);
+    if (lut) {
+      // scale[agreement pattern] = lambda / (sum of agreeing weights, 0 -> 1): no division per element
+      L.push(`  out[i] = base[i] + mixed * scale[${all((j) => `(a${j} << ${j})`, ' | ')}];`);
     } else {
-      L.push(`  let div = ${all((j) => `w${j} * a${j}`, ' + ')}; if (div === 0) div = 1;`);
+      L.push(`  let div = ${all((j) => `w${j} * a${j}`, ' + ')}; if (div === 0 || !normalize) div = 1;`);
+      L.push('  out[i] = base[i] + (mixed / div) * lambda;');
     }
-    L.push('  out[i] = base[i] + (normalize ? mixed / div : mixed) * lambda;');
     L.push('}');
-    kern = new Function('base', 'd', 'bits', 'cut', 'eff', 'w', 'normalize', 'lambda', 'out', 'n', L.join('\n')) as TiesKernel;
-    tiesCache.set(key, kern);
+    kern = new Function('base', 'd', 'bits', 'cut', 'eff', 'w', 'normalize', 'lambda', 'scale', 'out', 'n', L.join('\n')) as TiesKernel;
+    tiesCache.set(m, kern);
   }
-  const bits = d.map((x) => new Uint32Array(x.buffer, x.byteOffset, x.length));
+  let scale = new Float64Array(0);
+  if (lut) {
+    scale = new Float64Array(1 << m);
+    for (let mask = 0; mask < scale.length; mask++) {
+      let div = 0;
+      for (let j = 0; j < m; j++) if (mask & (1 << j)) div += w[j]!;
+      scale[mask] = normalize ? lambda / (div === 0 ? 1 : div) : lambda;
+    }
+  }
+  // Int32 views: V8 loads Uint32 values >= 2^31 as doubles, which slows every bit operation
+  const bits = d.map((x) => new Int32Array(x.buffer, x.byteOffset, x.length));
   const t = Float64Array.from(cut, (c) => Math.max(c, 1));
-  kern(base, d, bits, t, Float64Array.from(eff), Float64Array.from(w), normalize, lambda, out, out.length);
+  kern(base, d, bits, t, Float64Array.from(eff), Float64Array.from(w), normalize, lambda, scale, out, out.length);
   return out;
 }
 
@@ -102,7 +115,7 @@ export function tiesMerge(
  */
 export function dropExcessTies(d: Float32Array, cut: number, keep: number, equal: number): void {
   if (keep >= equal) return;
-  const bits = new Uint32Array(d.buffer, d.byteOffset, d.length);
+  const bits = new Int32Array(d.buffer, d.byteOffset, d.length);
   for (let i = 0; i < d.length; i++) {
     if ((bits[i]! & 0x7fffffff) === cut) {
       if (keep > 0) keep--;
@@ -114,23 +127,24 @@ export function dropExcessTies(d: Float32Array, cut: number, keep: number, equal
 /** Counts of the top 15 bits of |x| (the first pass of select.ts `magnitudeCut`). */
 export function magnitudeHistogram(d: Float32Array, hist: Uint32Array): Uint32Array {
   hist.fill(0);
-  const bits = new Uint32Array(d.buffer, d.byteOffset, d.length);
+  const bits = new Int32Array(d.buffer, d.byteOffset, d.length); // Int32: V8 loads large Uint32 values as doubles
   for (let i = 0; i < bits.length; i++) hist[(bits[i]! & 0x7fffffff) >>> 16]!++;
   return hist;
 }
 
 /**
- * DARE's Bernoulli keep mask in place (Yu et al. 2024, eq. 2): element i survives iff the i-th
- * draw of `rng` is below `threshold` (fastrng.ts `bernoulliThreshold`). Returns the L1 norms before
- * and after. The xoshiro128** step is written inline: a method call per element costs 3x.
+ * DARE's Bernoulli keep mask in place (Yu et al. 2024, eq. 2): element i survives iff the top 31
+ * bits of the i-th draw of `rng` are below `threshold31` (fastrng.ts `bernoulliThreshold31`).
+ * Returns the L1 norms before and after. The xoshiro128** step is written inline (a method call
+ * per element costs 3x) and the keep decision is integer arithmetic (no branch to mispredict).
  */
-export function bernoulliPruneInPlace(d: Float32Array, rng: FastRng, threshold: number): { before: number; after: number } {
+export function bernoulliPruneInPlace(d: Float32Array, rng: FastRng, threshold31: number): { before: number; after: number } {
   let [s0, s1, s2, s3] = rng.getState();
   let before = 0;
   let after = 0;
   for (let i = 0; i < d.length; i++) {
     const m5 = Math.imul(s1, 5);
-    const r = Math.imul((m5 << 7) | (m5 >>> 25), 9) >>> 0;
+    const r31 = Math.imul((m5 << 7) | (m5 >>> 25), 9) >>> 1;
     const t = s1 << 9;
     s2 ^= s0;
     s3 ^= s1;
@@ -141,7 +155,7 @@ export function bernoulliPruneInPlace(d: Float32Array, rng: FastRng, threshold: 
     const v = d[i]!;
     const a = Math.abs(v);
     before += a;
-    const keep = +(r < threshold);
+    const keep = (r31 - threshold31) >>> 31; // 1 iff r31 < threshold31; the difference fits in int32
     after += a * keep;
     d[i] = v * keep;
   }

@@ -38,7 +38,7 @@ export function magnitudeCut(data: Float32Array, k: number, histogram?: Uint32Ar
   const n = data.length;
   if (k <= 0) return { bits: 0x80000000, ties: 0, equal: 0 };
   if (k > n) throw new RangeError(`magnitudeCut: k=${k} exceeds ${n} elements`);
-  const bits = new Uint32Array(data.buffer, data.byteOffset, n);
+  const bits = new Int32Array(data.buffer, data.byteOffset, n); // Int32: V8 loads large Uint32 values as doubles
   if (histogram) hiCounts.set(histogram);
   else {
     hiCounts.fill(0);
