@@ -185,3 +185,14 @@ test('a run on pure noise ends on tolstagnation once pycma\'s history is long en
   // more than 100 entries recorded every 5th iteration
   assert.ok(s.iteration > 500 && s.iteration < 1000, `stopped at iteration ${s.iteration}`);
 });
+
+test('a step size that grows a thousandfold ends the run on tolfacupx', () => {
+  // a linear function far from any optimum: sigma grows without bound
+  let s: CmaesState = cmaes.init(3, { x0: [0, 0, 0], sigma0: 1e-3, bounds: null }, 'up');
+  while (!cmaes.isDone(s) && s.iteration < 2000) {
+    const a = cmaes.ask(s);
+    s = cmaes.tell(a.state, a.proposals.map((p) => ({ id: p.id, fitness: p.genome[0]! })));
+  }
+  assert.equal(cmaes.isDone(s), 'tolfacupx');
+  assert.ok(s.sigma * Math.sqrt(Math.max(s.C[0]!, s.C[4]!, s.C[8]!)) > 1);
+});

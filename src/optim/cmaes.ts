@@ -68,6 +68,7 @@ export const cmaesOptionsSchema = z.object({
   tolx: z.number().nonnegative().default(1e-11),
   tolconditioncov: z.number().positive().default(1e14),
   tolupsigma: z.number().positive().default(1e20),
+  tolfacupx: z.number().positive().default(1e3),
   tolflatfitness: z.number().int().min(0).default(1),
   /** Default int(100 + 100 n^1.5 / lambda). */
   tolstagnation: z.number().int().positive().optional(),
@@ -609,6 +610,10 @@ function runTermination(s: CmaesState, sorted: number[], stagLen: number): strin
     }
     if (cmax / cmin > o.tolconditioncov) return 'tolconditioncov';
   } else if ((dmax / dmin) ** 2 > o.tolconditioncov) return 'tolconditioncov';
+  // pycma: the step size grew by tolfacupx in some coordinate (sigma0 was far too small)
+  let maxStd = 0;
+  for (let i = 0; i < n; i++) maxStd = Math.max(maxStd, Math.sqrt(diagC(i)));
+  if (s.sigma * maxStd > o.tolfacupx * s.runSigma0) return 'tolfacupx';
   if (s.sigma / s.runSigma0 > o.tolupsigma * dmax) return 'tolupsigma';
   // stagnation (pycma _CMAStopDict): with l = max(tolstagnation / 5 / 2, len / 10) recorded
   // entries, the medians of the newest l best and median f-values are no better than those of
