@@ -91,7 +91,7 @@ function modelCard(plan: MergePlan, hash: string, seed: number): string {
     '',
     `# Merged model`,
     '',
-    `Made with [evomerge](https://github.com/) using **${m.title}** (\`${m.id}\`): ${m.reference}.`,
+    `Made with evomerge using **${m.title}** (\`${m.id}\`): ${m.reference}.`,
     '',
     '## Sources',
     '',
@@ -103,7 +103,7 @@ function modelCard(plan: MergePlan, hash: string, seed: number): string {
   ];
   for (const p of m.params) {
     const set = r.parameters && Object.hasOwn(r.parameters, p.name) ? JSON.stringify(r.parameters[p.name]) : null;
-    lines.push(`- \`${p.name}\` (${p.scope}): ${set ?? `default ${JSON.stringify(p.default ?? null)}`}`);
+    lines.push(`- \`${p.name}\` (${p.scope}): ${set ?? (p.default === undefined ? (p.scope === 'per-model' ? 'set per model (below)' : 'required') : `default ${JSON.stringify(p.default)}`)}`);
   }
   for (const s of r.sources ?? []) if (s.parameters) lines.push(`- \`${s.model}\`: ${JSON.stringify(s.parameters)}`);
   for (const [i, s] of (r.slices ?? []).entries()) {
