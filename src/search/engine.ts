@@ -1,0 +1,256 @@
+/**
+ * Starting and resuming searches: a search space becomes stage problems (PS, DFS, or PS then
+ * DFS for a hybrid), sources are read once into shared memory, a worker pool evaluates
+ * candidates, and the run database records everything (runStage). The run stores the space as
+ * resolved at its start, so `resume` needs only the database.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InputError } from '../errors.ts';
+import { getMethod } from '../methods/index.ts';
+import { WorkerPool, threadsFor } from '../pool/index.ts';
+import { canonicalJson, recipeHash, type Recipe } from '../recipe/index.ts';
+import { DfsCodec, PsCodec, loadSearchSpace, type SearchSpace } from '../space/index.ts';
+import { RunStore, type CandidateRow, type RunRow } from '../store/index.ts';
+import type { ZooManifest } from '../zoo/build.ts';
+import { runStage, type Budget, type CandidateScore, type SearchEvent, type StageProblem, type StageSummary } from './loop.ts';
+import { fingerprint, loadShared, type SharedModel, type SharedSources } from './sources.ts';
+import { mergeShared, type CandidateTask, type EvaluatorSpec, type WorkerData } from './worker.ts';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+const HANDLER = fileURLToPath(new URL('./worker.ts', import.meta.url));
+
+/** A space with every path resolved: what a run records and resumes from. */
+export interface ResolvedSpace {
+  space: SearchSpace;
+  spacePath: string | null;
+  base: string | null;
+  models: Array<{ name: string; path: string }>;
+  evaluators: EvaluatorSpec[];
+}
+
+export function resolveSpace(space: SearchSpace, spacePath: string | null): ResolvedSpace {
+  let base = space.base ? resolve(space.base) : null;
+  let models = (space.models ?? []).map((m) => ({ name: m.name, path: resolve(m.path) }));
+  let zoo: ZooManifest | null = null;
+  let zooDir: string | null = null;
+  if (space.zoo) {
+    zooDir = resolve(space.zoo);
+    const file = join(zooDir, 'zoo.json');
+    if (!existsSync(file)) {
+      const name = zooDir.split('/').pop();
+      throw new InputError('E_ZOO_MISSING', `the space uses the zoo ${zooDir}, which is not built; build it with 'evomerge zoo build ${name} -o ${space.zoo}'`);
+    }
+    zoo = JSON.parse(readFileSync(file, 'utf8')) as ZooManifest;
+    base = base ?? join(zooDir, zoo.base);
+    if (models.length === 0) models = zoo.models.map((m) => ({ name: m.name, path: join(zooDir!, m.path) }));
+  }
+  const refs: Array<{ manifest?: string; task?: string; weight: number }> = space.evaluators ?? zoo!.tasks.map((t) => ({ task: t.name, weight: 1 }));
+  const evaluators = refs.map((ref): EvaluatorSpec => {
+    if (ref.task) {
+      const t = zoo?.tasks.find((x) => x.name === ref.task);
+      if (!t) throw new InputError('E_SPACE', `evaluator task '${ref.task}' is not a task of the zoo (${zoo ? zoo.tasks.map((x) => x.name).join(', ') : 'no zoo given'})`);
+      return { id: t.name, manifest: join(zooDir!, t.evaluators.validation), weight: ref.weight };
+    }
+    const manifest = resolve(ref.manifest!);
+    return { id: manifest.split('/').pop()!.replace(/\.ya?ml$/, ''), manifest, weight: ref.weight };
+  });
+  for (const p of [base, ...models.map((m) => m.path), ...evaluators.map((e) => e.manifest)]) {
+    if (p && !existsSync(p)) throw new InputError('E_NOT_FOUND', `${p} (named by the search space) does not exist`);
+  }
+  return { space, spacePath, base, models, evaluators };
+}
+
+interface StagePlan {
+  stage: number;
+  kind: 'ps' | 'dfs';
+  problem: StageProblem<CandidateTask>;
+  sources: SharedSources;
+}
+
+function hashOf(value: unknown): string {
+  return createHash('sha256').update(canonicalJson(value)).digest('hex');
+}
+
+function withX0(optimizer: { id: string; options: Record<string, unknown> }, x0: number[]): { id: string; options: unknown } {
+  // CMA-ES starts at the genome of the method defaults (PS) or of one source's own path (DFS)
+  if (optimizer.id.includes('cma') && optimizer.options.x0 === undefined) return { id: optimizer.id, options: { ...optimizer.options, x0 } };
+  return optimizer;
+}
+
+function psStage(r: ResolvedSpace, sources: SharedSources, stage: number): StagePlan {
+  const ps = r.space.ps!;
+  const method = getMethod(ps.method);
+  const layersFrom = r.base ?? r.models[0]!.path;
+  const codec = new PsCodec({
+    method, base: r.base, models: r.models.map((m) => m.path), modelNames: r.models.map((m) => m.name),
+    layers: sources[layersFrom]!.layers.count, layersPerGroup: ps.layers_per_group, filters: ps.filters,
+    evolve: ps.evolve, fixed: ps.fixed, seed: r.space.seed,
+  });
+  return {
+    stage, kind: 'ps', sources,
+    problem: {
+      stage, dimension: codec.dimension, optimizer: withX0(r.space.optimizer, codec.initialGenome()),
+      prepare: (genome) => {
+        const recipe = codec.decode(genome);
+        return { recipe, recipeHash: recipeHash(recipe), task: { kind: 'ps', recipe } };
+      },
+    },
+  };
+}
+
+function dfsStage(r: ResolvedSpace, sources: SharedSources, names: Array<{ name: string; path: string }>, stage: number, optimizer: { id: string; options: Record<string, unknown> }): StagePlan {
+  const dfs = r.space.dfs!;
+  const codec = new DfsCodec({
+    sources: names.map((n) => ({ name: n.name, layers: sources[n.path]!.layers.count })),
+    repetitions: dfs.repetitions, maxPathLength: dfs.max_path_length, scaleRange: dfs.scale_range, initSource: dfs.init_source,
+  });
+  const embeddings = dfs.embeddings_from;
+  const head = dfs.head_from ?? embeddings;
+  for (const [what, i] of [['embeddings_from', embeddings], ['head_from', head], ['init_source', dfs.init_source]] as const) {
+    if (i >= names.length) throw new InputError('E_SPACE', `dfs.${what} is ${i}, but the stage has ${names.length} sources`);
+  }
+  return {
+    stage, kind: 'dfs', sources,
+    problem: {
+      stage, dimension: codec.dimension, optimizer: withX0(optimizer, codec.initialGenome()),
+      prepare: (genome) => {
+        const steps = codec.decode(genome);
+        const recipe = { kind: 'dfs', sources: names, steps, embeddings_from: embeddings, head_from: head };
+        return { recipe, recipeHash: hashOf(recipe), task: { kind: 'dfs', sources: names.map((n) => n.path), steps, embeddings, head } };
+      },
+    },
+  };
+}
+
+export interface SearchOptions {
+  /** Overrides of the space. */
+  budget?: Budget;
+  workers?: number;
+  backend?: SearchSpace['backend'];
+  signal?: AbortSignal;
+  onEvent?: (e: SearchEvent & { stage: number }) => void;
+  onLog?: (line: string) => void;
+}
+
+export interface SearchResult {
+  run: RunRow;
+  stages: Array<StageSummary & { stage: number; kind: 'ps' | 'dfs' }>;
+  best: CandidateRow | null;
+}
+
+function budgetOf(space: SearchSpace, o: SearchOptions): Budget {
+  return o.budget ?? { evaluations: space.budget.evaluations, seconds: space.budget.minutes ? space.budget.minutes * 60 : undefined };
+}
+
+async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: SearchOptions): Promise<SearchResult> {
+  const log = o.onLog ?? (() => {});
+  const space = r.space;
+  log(`reading ${1 + r.models.length} source checkpoints into shared memory ...`);
+  const sources: SharedSources = {};
+  for (const p of [r.base, ...r.models.map((m) => m.path)]) if (p) sources[p] = loadShared(p);
+  const backend = o.backend ?? space.backend;
+  const stages: SearchResult['stages'] = [];
+
+  const execute = async (plan: StagePlan): Promise<StageSummary> => {
+    const native = backend === 'tensorflow' || backend === 'tensorflow-gpu';
+    const threads = threadsFor(native ? 'native' : 'wasm', o.workers ?? space.workers);
+    const data: WorkerData = { sources: plan.sources, evaluators: r.evaluators, backend, objective: space.objective === 'multi' ? 'multi' : 'weighted-sum' };
+    const pool = new WorkerPool<CandidateTask, CandidateScore>({ handler: HANDLER, data, threads, timeoutMs: space.timeout_seconds * 1000 });
+    log(`stage ${plan.stage} (${plan.kind.toUpperCase()}): ${plan.problem.dimension} genes, optimizer ${plan.problem.optimizer.id}, ${threads} worker thread${threads === 1 ? '' : 's'}`);
+    try {
+      const summary = await runStage(store, run, plan.problem, pool, {
+        budget: budgetOf(space, o), signal: o.signal, onEvent: (e) => o.onEvent?.({ ...e, stage: plan.stage }),
+      });
+      store.event(run.id, 'stage', `stage ${plan.stage} ended: ${summary.reason}`, { utilisation: pool.utilisation(), ...summary, best: summary.best?.id ?? null });
+      return summary;
+    } finally {
+      await pool.close();
+    }
+  };
+
+  const dfsOptimizer = space.dfs_optimizer ?? space.optimizer;
+  if (space.mode === 'ps' || space.mode === 'hybrid') {
+    const s = await execute(psStage(r, sources, 0));
+    stages.push({ ...s, stage: 0, kind: 'ps' });
+    if (s.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
+  }
+  if (space.mode === 'dfs') {
+    const s = await execute(dfsStage(r, sources, r.models, 0, dfsOptimizer));
+    stages.push({ ...s, stage: 0, kind: 'dfs' });
+  } else if (space.mode === 'hybrid') {
+    // the PS stage's best merged model becomes source 0 of the DFS stage (Sakana AI 2024, section 3.3)
+    const best = store.best(run.id, 1).find((c) => c.stage === 0) ?? store.candidates(run.id, { stage: 0, state: 'done' }).sort((a, b) => (b.fitness ?? -Infinity) - (a.fitness ?? -Infinity))[0];
+    if (!best) throw new InputError('E_HYBRID', 'the parameter-space stage produced no successful candidate, so the data-flow stage has no merged model to start from');
+    const { tensors, configFrom } = mergeShared(best.recipe as Recipe, sources);
+    const key = `ps-best:candidate-${best.id}`;
+    const from = sources[configFrom]!;
+    const merged: SharedModel = {
+      path: key, format: 'merged', config: from.config, layers: from.layers, tokenizerDir: from.tokenizerDir,
+      tensors: Object.fromEntries([...tensors].map(([n, t]) => {
+        const shared = new Float32Array(new SharedArrayBuffer(t.byteLength));
+        shared.set(t);
+        return [n, { dtype: from.tensors[n]?.dtype ?? 'F32', shape: from.tensors[n]!.shape, data: shared }];
+      })),
+    };
+    const stageSources: SharedSources = { ...sources, [key]: merged };
+    const names = [{ name: `ps-best (candidate ${best.id})`, path: key }, ...r.models];
+    const s = await execute(dfsStage(r, stageSources, names, 1, dfsOptimizer));
+    stages.push({ ...s, stage: 1, kind: 'dfs' });
+  }
+  store.setRunStatus(run.id, stages.some((s) => s.reason === 'stopped') ? 'stopped' : 'finished');
+  return { run: store.runById(run.id)!, stages, best: store.best(run.id)[0] ?? null };
+}
+
+export function defaultDbPath(runName: string): string {
+  return resolve('runs', runName, 'run.sqlite');
+}
+
+/** Start a new run of a search space. Refuses an existing run name (resume it instead). */
+export async function startSearch(spacePath: string, options: SearchOptions & { runName?: string; dbPath?: string; seed?: number } = {}): Promise<SearchResult & { dbPath: string }> {
+  let space = loadSearchSpace(spacePath);
+  if (options.seed !== undefined) space = { ...space, seed: options.seed };
+  const resolved = resolveSpace(space, resolve(spacePath));
+  const runName = options.runName ?? space.name ?? spacePath.split('/').pop()!.replace(/\.ya?ml$/, '');
+  const dbPath = options.dbPath ? resolve(options.dbPath) : defaultDbPath(runName);
+  // check the space fully (methods, parameters, genome) before creating anything on disk
+  getMethod(space.ps?.method ?? 'linear');
+  const store = RunStore.open(dbPath);
+  try {
+    if (store.run(runName)) {
+      throw new InputError('E_RUN_EXISTS', `a run named '${runName}' already exists in ${dbPath}; continue it with 'evomerge resume ${runName}${options.dbPath ? ` --db ${options.dbPath}` : ''}' or choose another --run name`);
+    }
+    const fingerprints: Record<string, string> = {};
+    for (const p of [resolved.base, ...resolved.models.map((m) => m.path)]) if (p) Object.assign(fingerprints, fingerprint(p));
+    const run = store.createRun({ name: runName, space: resolved, spacePath: resolved.spacePath, codeVersion: pkg.version, seed: space.seed, fingerprints });
+    store.event(run.id, 'start', `search started from ${resolved.spacePath}`);
+    return { ...(await runStages(store, run, resolved, options)), dbPath };
+  } finally {
+    store.close();
+  }
+}
+
+/** Continue a run from its last committed step; the sources must be unchanged. */
+export async function resumeSearch(runName: string, options: SearchOptions & { dbPath?: string } = {}): Promise<SearchResult & { dbPath: string }> {
+  const dbPath = options.dbPath ? resolve(options.dbPath) : defaultDbPath(runName);
+  if (!existsSync(dbPath)) throw new InputError('E_NO_RUN_DB', `no run database at ${dbPath}; check the run name or pass --db`);
+  const store = RunStore.open(dbPath, { create: false });
+  try {
+    const run = store.run(runName);
+    if (!run) throw new InputError('E_NO_RUN', `${dbPath} has no run named '${runName}' (it has: ${store.runs().map((x) => x.name).join(', ') || 'none'})`);
+    const resolved = run.space as ResolvedSpace;
+    for (const p of [resolved.base, ...resolved.models.map((m) => m.path)]) {
+      if (!p) continue;
+      for (const [file, sha] of Object.entries(fingerprint(p))) {
+        if (run.fingerprints[file] !== sha) throw new InputError('E_SOURCE_CHANGED', `${file} changed since the run started (SHA-256 differs); resuming would mix results of different models. Restore the file or start a new run`);
+      }
+    }
+    store.setRunStatus(run.id, 'running');
+    store.event(run.id, 'resume', 'search resumed');
+    return { ...(await runStages(store, run, resolved, options)), dbPath };
+  } finally {
+    store.close();
+  }
+}

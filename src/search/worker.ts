@@ -1,0 +1,107 @@
+/**
+ * The search's worker handler (loaded by src/pool/worker.mjs in each pool thread): a
+ * candidate (a PS recipe, or a DFS layer path) becomes a model in memory on this thread's
+ * backend, the evaluators score it, and the metrics and fitness go back to the owner.
+ */
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { createEvaluator, loadManifest, type Evaluator } from '../eval/index.ts';
+import { getMethod } from '../methods/index.ts';
+import { computeTensor, planMerge } from '../merge/index.ts';
+import { composeLlamaPath, composeMlpPath, familyOf, LlamaModel, loadTokenizer, modelFromWeights, parseLlamaConfig, parseResidualMlpConfig, ResidualMlp, useBackend, weightsFromMap, type BackendChoice, type RunnableModel, type TextTokenizer } from '../models/index.ts';
+import type { Recipe } from '../recipe/index.ts';
+import type { MetricValue } from '../store/index.ts';
+import type { CandidateScore } from './loop.ts';
+import { sharedCatalog, sharedReader, type SharedSources } from './sources.ts';
+import type { DfsStep } from '../space/dfs.ts';
+
+export interface EvaluatorSpec {
+  id: string;
+  manifest: string;
+  weight: number;
+}
+
+export interface WorkerData {
+  sources: SharedSources;
+  evaluators: EvaluatorSpec[];
+  backend: BackendChoice;
+  objective: 'weighted-sum' | 'multi';
+}
+
+export type CandidateTask =
+  | { kind: 'ps'; recipe: Recipe }
+  | { kind: 'dfs'; sources: string[]; steps: DfsStep[]; embeddings: number; head: number };
+
+/** Merge a recipe in memory over shared sources: tensor name -> float32 data. */
+export function mergeShared(recipe: Recipe, sources: SharedSources): { tensors: Map<string, Float32Array>; configFrom: string } {
+  const plan = planMerge(recipe, (m) => {
+    const s = sources[m];
+    if (!s) throw new Error(`the recipe names model ${m}, which is not among the loaded sources`);
+    return sharedCatalog(s);
+  });
+  const reader = sharedReader(sources);
+  const method = getMethod(plan.method.id);
+  const tensors = new Map<string, Float32Array>();
+  for (const task of plan.tasks) {
+    tensors.set(task.name, task.kind === 'copy' ? reader.read(task.models[0]!.model, task.models[0]!.tensor) : computeTensor(task, method, reader, recipe.seed));
+  }
+  return { tensors, configFrom: plan.configFrom };
+}
+
+export async function createHandler(data: WorkerData) {
+  const backend = await useBackend(data.backend);
+  const evaluators: Array<{ spec: EvaluatorSpec; ev: Evaluator }> = data.evaluators.map((spec) => ({ spec, ev: createEvaluator(loadManifest(spec.manifest), { purpose: 'search' }) }));
+  const tokenizers = new Map<string, TextTokenizer | null>();
+  const tokenizerOf = (path: string): TextTokenizer | null => {
+    if (!tokenizers.has(path)) {
+      const m = data.sources[path]!;
+      tokenizers.set(path, m.tokenizerDir && existsSync(join(m.tokenizerDir, 'tokenizer.json')) ? loadTokenizer(m.tokenizerDir, m.config!) : null);
+    }
+    return tokenizers.get(path)!;
+  };
+  // DFS sources are uploaded once per thread; paths share their tensors
+  const loaded = new Map<string, RunnableModel>();
+  const sourceModel = (path: string): RunnableModel => {
+    let m = loaded.get(path);
+    if (!m) {
+      const s = data.sources[path]!;
+      const weights = weightsFromMap(new Map(Object.entries(s.tensors).map(([n, t]) => [n, t.data])), path);
+      m = familyOf(s.config, `${path}/config.json`) === 'llama'
+        ? LlamaModel.load(parseLlamaConfig(s.config), weights, tokenizerOf(path))
+        : ResidualMlp.load(parseResidualMlpConfig(s.config), weights);
+      loaded.set(path, m);
+    }
+    return m;
+  };
+
+  return async (task: CandidateTask): Promise<CandidateScore> => {
+    let model: RunnableModel;
+    let owned = true;
+    if (task.kind === 'ps') {
+      const { tensors, configFrom } = mergeShared(task.recipe, data.sources);
+      const from = data.sources[configFrom]!;
+      model = modelFromWeights(from.config!, weightsFromMap(tensors, 'merged candidate'), { tokenizer: tokenizerOf(configFrom), file: `${configFrom}/config.json` });
+    } else {
+      const models = task.sources.map(sourceModel);
+      model = models[0] instanceof LlamaModel
+        ? composeLlamaPath(models as LlamaModel[], task.steps, { embeddings: task.embeddings, head: task.head })
+        : composeMlpPath(models as ResidualMlp[], task.steps, { embeddings: task.embeddings, head: task.head });
+      owned = false; // the path shares its sources' tensors
+    }
+    try {
+      const metrics: MetricValue[] = [];
+      const objectives: number[] = [];
+      let fitness = 0;
+      for (const { spec, ev } of evaluators) {
+        const r = await ev.evaluate(model, { backend });
+        for (const [metric, value] of Object.entries(r.metrics)) metrics.push({ evaluator: spec.id, metric, value });
+        metrics.push({ evaluator: spec.id, metric: 'fitness', value: r.fitness });
+        objectives.push(r.fitness);
+        fitness += spec.weight * r.fitness;
+      }
+      return { fitness, metrics, backend: backend.name, ...(data.objective === 'multi' ? { objectives } : {}) };
+    } finally {
+      if (owned) model.dispose();
+    }
+  };
+}
