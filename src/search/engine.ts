@@ -160,9 +160,11 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     const data: WorkerData = { sources: plan.sources, evaluators: r.evaluators, backend, objective: space.objective === 'multi' ? 'multi' : 'weighted-sum' };
     const pool = new WorkerPool<CandidateTask, CandidateScore>({ handler: HANDLER, data, threads, timeoutMs: space.timeout_seconds * 1000 });
     log(`stage ${plan.stage} (${plan.kind.toUpperCase()}): ${plan.problem.dimension} genes, optimizer ${plan.problem.optimizer.id}, ${threads} worker thread${threads === 1 ? '' : 's'}`);
+    const budget = budgetOf(space, o);
+    o.onEvent?.({ type: 'stage', stage: plan.stage, kind: plan.kind, dimension: plan.problem.dimension, budget: budget.evaluations ?? null, threads });
     try {
       const summary = await runStage(store, run, plan.problem, pool, {
-        budget: budgetOf(space, o), signal: o.signal, onEvent: (e) => o.onEvent?.({ ...e, stage: plan.stage }),
+        budget, signal: o.signal, onEvent: (e) => o.onEvent?.({ ...e, stage: plan.stage }),
       });
       store.event(run.id, 'stage', `stage ${plan.stage} ended: ${summary.reason}`, { utilisation: pool.utilisation(), ...summary, best: summary.best?.id ?? null });
       return summary;

@@ -51,7 +51,9 @@ export interface Budget {
 export type SearchEvent =
   | { type: 'result'; candidate: CandidateRow; reused: boolean }
   | { type: 'step'; generation: number; proposals: number; told: number }
-  | { type: 'done'; reason: string };
+  | { type: 'done'; reason: string }
+  /** Emitted by the engine when a stage starts: its kind, genome size and candidate budget. */
+  | { type: 'stage'; kind: 'ps' | 'dfs'; dimension: number; budget: number | null; threads: number };
 
 export interface StageSummary {
   reason: string;

@@ -1,0 +1,214 @@
+/** `evomerge search | resume | status | best | lineage | runs`: thin wrappers over src/search. */
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { InputError } from '../../errors.ts';
+import { resumeSearch, startSearch, type SearchOptions, type SearchResult } from '../../search/engine.ts';
+import { bestCandidates, listRuns, openRun, runStatus } from '../../search/inspect.ts';
+import type { Budget } from '../../search/loop.ts';
+
+const BACKENDS = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
+
+function positiveInt(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InputError('E_BAD_FLAG', `${flag} must be a positive integer, got '${v}'`);
+  return n;
+}
+
+function backendFlag(v: string | undefined): (typeof BACKENDS)[number] | undefined {
+  if (v === undefined) return undefined;
+  if (!(BACKENDS as readonly string[]).includes(v)) throw new InputError('E_BAD_FLAG', `--backend must be one of ${BACKENDS.join(', ')}, got '${v}'`);
+  return v as (typeof BACKENDS)[number];
+}
+
+/** Live progress: a bar on a terminal, a line every few seconds in logs; Ctrl-C stops gracefully. */
+export function progressReporter(label: string) {
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      process.stderr.write('\nstopping after the candidates in flight (Ctrl-C again to quit at once) ...\n');
+      controller.abort();
+    } else process.exit(130);
+  };
+  process.on('SIGINT', onSigint);
+  const bar = new cliProgress.SingleBar({
+    format: `${label} [{bar}] {value}/{total} | stage {stage} | best {best} | {rate}/min | failed {failed} | {eta_formatted} left`,
+    noTTYOutput: true, notTTYSchedule: 5000, hideCursor: true, etaBuffer: 50,
+  }, cliProgress.Presets.shades_classic);
+  let started = false;
+  let done = 0;
+  let failed = 0;
+  let best = -Infinity;
+  const t0 = performance.now();
+  const options: Pick<SearchOptions, 'signal' | 'onEvent' | 'onLog'> = {
+    signal: controller.signal,
+    onLog: (line) => process.stderr.write(`${line}\n`),
+    onEvent: (e) => {
+      if (e.type === 'stage') {
+        if (started) bar.stop();
+        // a resumed stage counts from the candidates already stored
+        bar.start(e.budget ?? 0, 0, { stage: e.stage, best: '-', rate: '-', failed: 0 });
+        started = true;
+        done = 0;
+        return;
+      }
+      if (e.type !== 'result') return;
+      done++;
+      if (e.candidate.state === 'failed') failed++;
+      if (e.candidate.fitness !== null && e.candidate.fitness > best) best = e.candidate.fitness;
+      const minutes = (performance.now() - t0) / 60_000;
+      bar.update(done, { stage: e.stage, best: Number.isFinite(best) ? best.toFixed(4) : '-', rate: (done / Math.max(minutes, 1e-9)).toFixed(1), failed });
+    },
+  };
+  return {
+    options,
+    stop() {
+      if (started) bar.stop();
+      process.off('SIGINT', onSigint);
+    },
+  };
+}
+
+function printResult(r: SearchResult & { dbPath: string }, json: boolean | undefined): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ run: r.run.name, db: r.dbPath, stages: r.stages.map((s) => ({ stage: s.stage, kind: s.kind, reason: s.reason, evaluated: s.evaluated, reused: s.reused, failed: s.failed, best: s.best?.id ?? null })), best: r.best ? { id: r.best.id, fitness: r.best.fitness, recipe: r.best.recipe } : null })}\n`);
+    return;
+  }
+  for (const s of r.stages) {
+    process.stdout.write(`stage ${s.stage} (${s.kind}): ${s.reason}; ${s.evaluated} evaluated, ${s.reused} reused, ${s.failed} failed\n`);
+  }
+  if (r.best) process.stdout.write(`best: candidate ${r.best.id} (stage ${r.best.stage}, generation ${r.best.generation}), fitness ${r.best.fitness!.toFixed(4)}\n`);
+  const stopped = r.stages.some((s) => s.reason === 'stopped');
+  process.stdout.write(`run '${r.run.name}' ${stopped ? 'stopped' : 'finished'}: ${r.dbPath}\n${stopped ? `continue with: evomerge resume ${r.run.name}\n` : `see it with: evomerge best ${r.run.name}\n`}`);
+}
+
+export function register(program: Command): void {
+  const common = (c: Command) => c
+    .option('--budget <n>', 'candidates per stage (overrides the space)')
+    .option('--minutes <n>', 'wall-clock limit per stage (overrides the space)')
+    .option('--workers <n>', 'worker threads (overrides the space)')
+    .option('--backend <name>', `tfjs backend: ${BACKENDS.join(', ')}`)
+    .option('--db <path>', 'run database (default runs/<run>/run.sqlite)')
+    .option('--json', 'print one JSON object at the end');
+  type Flags = { budget?: string; minutes?: string; workers?: string; backend?: string; db?: string; json?: boolean };
+  const overrides = (o: Flags): { budget?: Budget; workers?: number; backend?: ReturnType<typeof backendFlag> } => {
+    const evaluations = positiveInt('--budget', o.budget);
+    const minutes = o.minutes === undefined ? undefined : Number(o.minutes);
+    if (minutes !== undefined && !(minutes > 0)) throw new InputError('E_BAD_FLAG', `--minutes must be a positive number, got '${o.minutes}'`);
+    return {
+      ...(evaluations !== undefined || minutes !== undefined ? { budget: { evaluations, seconds: minutes === undefined ? undefined : minutes * 60 } } : {}),
+      workers: positiveInt('--workers', o.workers),
+      backend: backendFlag(o.backend),
+    };
+  };
+
+  common(program.command('search')
+    .description('run an evolutionary merge search described by a search-space YAML (see search-spaces/)')
+    .argument('<space>', 'search-space YAML file')
+    .option('--run <name>', 'run name (default: the space name)')
+    .option('--seed <n>', 'seed (overrides the space)'))
+    .action(async (spacePath: string, o: Flags & { run?: string; seed?: string }) => {
+      const seed = o.seed === undefined ? undefined : Number(o.seed);
+      if (seed !== undefined && !Number.isSafeInteger(seed)) throw new InputError('E_BAD_FLAG', `--seed must be an integer, got '${o.seed}'`);
+      const ov = overrides(o);
+      const progress = progressReporter(o.run ?? 'search');
+      try {
+        printResult(await startSearch(spacePath, { ...ov, ...progress.options, runName: o.run, dbPath: o.db, seed }), o.json);
+      } finally {
+        progress.stop();
+      }
+    });
+
+  common(program.command('resume')
+    .description('continue a run from its last committed step (after a stop, a crash or a kill)')
+    .argument('<run>', 'run name'))
+    .action(async (runName: string, o: Flags) => {
+      const ov = overrides(o);
+      const progress = progressReporter(runName);
+      try {
+        printResult(await resumeSearch(runName, { ...ov, ...progress.options, dbPath: o.db }), o.json);
+      } finally {
+        progress.stop();
+      }
+    });
+
+  program.command('status')
+    .description('progress of a run: candidates by state, best so far, failures, evaluations per minute (works while it runs)')
+    .argument('<run>', 'run name')
+    .option('--db <path>', 'run database')
+    .option('--json', 'print one JSON object')
+    .action((runName: string, o: { db?: string; json?: boolean }) => {
+      const { store, run, dbPath } = openRun(runName, o.db);
+      try {
+        const s = runStatus(store, run, dbPath);
+        if (o.json) return void process.stdout.write(`${JSON.stringify(s)}\n`);
+        const c = s.counts;
+        process.stdout.write([
+          `run ${s.run} (${s.status}), ${s.db}`,
+          `  candidates  ${c.done} done, ${c.failed} failed, ${c.running} running, ${c.pending} pending`,
+          `  best        ${s.best ? `candidate ${s.best.id} (stage ${s.best.stage}, generation ${s.best.generation}): ${s.best.fitness.toFixed(4)}` : 'none yet'}`,
+          `  speed       ${s.evaluationsPerMinute === null ? '-' : `${s.evaluationsPerMinute.toFixed(1)} evaluations/min`}`,
+          ...s.failures.map((f) => `  failed      candidate ${f.id}: ${f.error}`),
+        ].join('\n') + '\n');
+      } finally {
+        store.close();
+      }
+    });
+
+  program.command('best')
+    .description('the best candidates of a run with their recipes and metrics')
+    .argument('<run>', 'run name')
+    .option('--top <k>', 'how many', '1')
+    .option('--db <path>', 'run database')
+    .option('--json', 'print { run, candidates: [{ id, generation, fitness, recipeHash, recipe, metrics }] }')
+    .action((runName: string, o: { top: string; db?: string; json?: boolean }) => {
+      const top = positiveInt('--top', o.top)!;
+      const { store, run } = openRun(runName, o.db);
+      try {
+        const candidates = bestCandidates(store, run, top);
+        if (o.json) return void process.stdout.write(`${JSON.stringify({ run: run.name, candidates })}\n`);
+        if (candidates.length === 0) return void process.stdout.write(`run ${run.name} has no successful candidate yet\n`);
+        for (const c of candidates) {
+          process.stdout.write(`candidate ${c.id} (stage ${c.stage}, generation ${c.generation}) fitness ${c.fitness.toFixed(4)} recipe ${c.recipeHash.slice(0, 12)}\n`);
+          for (const m of c.metrics.filter((x) => x.metric !== 'fitness')) process.stdout.write(`  ${m.evaluator}.${m.metric} = ${m.value}\n`);
+          process.stdout.write(`${JSON.stringify(c.recipe, null, 2).replace(/^/gm, '  ')}\n`);
+        }
+      } finally {
+        store.close();
+      }
+    });
+
+  program.command('lineage')
+    .description('the ancestors of a candidate, with the operators that made each child and their scores')
+    .argument('<run>', 'run name')
+    .argument('<candidate>', 'candidate id')
+    .option('--db <path>', 'run database')
+    .option('--json', 'print one JSON object')
+    .action((runName: string, id: string, o: { db?: string; json?: boolean }) => {
+      const candidateId = positiveInt('<candidate>', id)!;
+      const { store, run } = openRun(runName, o.db);
+      try {
+        const c = store.candidate(candidateId);
+        if (!c || c.runId !== run.id) throw new InputError('E_NO_CANDIDATE', `run ${run.name} has no candidate ${candidateId}`);
+        const lineage = store.lineage(candidateId).map((e) => ({ id: e.candidate.id, depth: e.depth, generation: e.candidate.generation, operator: e.candidate.operator, fitness: e.candidate.fitness, state: e.candidate.state, parents: e.parents }));
+        if (o.json) return void process.stdout.write(`${JSON.stringify({ run: run.name, candidate: candidateId, lineage })}\n`);
+        for (const e of lineage) {
+          process.stdout.write(`${'  '.repeat(e.depth)}candidate ${e.id} (generation ${e.generation}, ${e.operator}) ${e.fitness === null ? e.state : e.fitness.toFixed(4)}${e.parents.length ? ` <- ${e.parents.map((p) => p.id).join(', ')}` : ''}\n`);
+        }
+      } finally {
+        store.close();
+      }
+    });
+
+  program.command('runs')
+    .description('list the runs under runs/')
+    .option('--json', 'print one JSON object')
+    .action((o: { json?: boolean }) => {
+      const runs = listRuns();
+      if (o.json) return void process.stdout.write(`${JSON.stringify({ runs })}\n`);
+      if (runs.length === 0) return void process.stdout.write('no runs under runs/ yet (start one with evomerge search <space.yaml>)\n');
+      for (const r of runs) process.stdout.write(`${r.run.padEnd(24)} ${r.status.padEnd(9)} ${String(r.candidates).padStart(6)} candidates  best ${r.best === null ? '-' : r.best.toFixed(4)}  ${r.db}\n`);
+    });
+}
