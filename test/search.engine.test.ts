@@ -1,0 +1,132 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { RunStore } from '../src/store/index.ts';
+import { startSearch } from '../src/search/engine.ts';
+import { zooBuilder } from '../src/zoo/index.ts';
+import { tempDir } from './helpers/tmp.ts';
+
+const dir = tempDir();
+const zoo = join(dir, 'vision');
+const bin = new URL('../src/cli/bin.mjs', import.meta.url).pathname;
+
+before(async () => {
+  await zooBuilder('vision').build(zoo, { seed: 0, small: true });
+});
+
+function space(name: string, extra: Record<string, unknown> = {}): string {
+  const path = join(dir, `${name}.yaml`);
+  writeFileSync(path, stringify({
+    name, zoo, mode: 'ps',
+    ps: { method: 'ties', layers_per_group: 1, evolve: { weight: [0, 1.5], density: [0.1, 1] }, fixed: { lambda: 1 } },
+    optimizer: { id: 'cmaes', options: { sigma0: 0.25 } },
+    budget: { evaluations: 24 }, seed: 3, workers: 2, timeout_seconds: 60, backend: 'wasm',
+    ...extra,
+  }));
+  return path;
+}
+
+function snapshot(db: string, runName: string) {
+  const store = RunStore.open(db, { readonly: true });
+  const run = store.run(runName)!;
+  const rows = store.candidates(run.id).map((c) => ({ id: c.proposalId, stage: c.stage, genome: c.genome, state: c.state, fitness: c.fitness }));
+  const best = store.best(run.id, 1)[0]!;
+  const integrity = store.integrityCheck();
+  store.close();
+  return { rows, best: { recipe: best.recipe, fitness: best.fitness }, integrity };
+}
+
+test('a PS search on the vision zoo scores every candidate and improves on its starting point', async () => {
+  const db = join(dir, 'ps', 'run.sqlite');
+  const r = await startSearch(space('ps'), { dbPath: db });
+  assert.equal(r.stages[0]!.reason, 'budget: evaluations');
+  const s = snapshot(db, 'ps');
+  assert.ok(s.rows.length >= 24 && s.rows.every((c) => c.state === 'done'), JSON.stringify(s.rows.map((c) => c.state)));
+  assert.ok(s.best.fitness! >= s.rows[0]!.fitness!, 'the best is at least the first candidate');
+  assert.ok(s.best.fitness! > 1.5 && s.best.fitness! <= 3, `fitness is a sum of three accuracies: ${s.best.fitness}`);
+});
+
+test('a search killed with SIGKILL and resumed through the CLI ends exactly as an uninterrupted one', async () => {
+  const path = space('killed');
+  const ref = join(dir, 'ref', 'run.sqlite');
+  await startSearch(path, { dbPath: ref, runName: 'killed' });
+  const expected = snapshot(ref, 'killed');
+  const db = join(dir, 'killed', 'run.sqlite');
+  let kills = 0;
+  for (let attempt = 0; attempt < 12; attempt++) {
+    const args = attempt === 0 ? ['search', path, '--db', db] : ['resume', 'killed', '--db', db];
+    const proc = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let timer: NodeJS.Timeout | undefined;
+    proc.stdout.on('data', (d) => { out += d; });
+    proc.stderr.on('data', (d) => {
+      err += d;
+      if (!timer && attempt < 3 && err.includes('worker thread')) timer = setTimeout(() => proc.kill('SIGKILL'), 300 + attempt * 250);
+    });
+    const code = await new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
+    clearTimeout(timer);
+    if (code === 0) {
+      assert.match(out, /finished/);
+      break;
+    }
+    assert.equal(code, null, `exited on its own with ${code}: ${err}`);
+    kills++;
+  }
+  assert.ok(kills >= 1, 'killed at least once');
+  const got = snapshot(db, 'killed');
+  assert.equal(got.integrity, 'ok');
+  assert.deepEqual(got.rows, expected.rows);
+  assert.deepEqual(got.best, expected.best);
+});
+
+test('DFS and hybrid searches run on the vision zoo, the DFS stage starting from the PS best', async () => {
+  const db = join(dir, 'hybrid', 'run.sqlite');
+  const r = await startSearch(space('hybrid', {
+    mode: 'hybrid', dfs: { repetitions: 1, scale_range: [0.5, 1.5], init_source: 0, embeddings_from: 0 }, budget: { evaluations: 10 },
+  }), { dbPath: db });
+  assert.deepEqual(r.stages.map((s) => s.kind), ['ps', 'dfs']);
+  const store = RunStore.open(db, { readonly: true });
+  const run = store.run('hybrid')!;
+  const dfs = store.candidates(run.id, { stage: 1 });
+  assert.ok(dfs.length >= 10 && dfs.every((c) => c.state === 'done'));
+  const first = dfs[0]!.recipe as { sources: Array<{ name: string }>; steps: unknown[] };
+  assert.match(first.sources[0]!.name, /^ps-best/);
+  // the initial DFS genome is the PS best's own path: it scores what that candidate scored
+  const psBest = store.candidates(run.id, { stage: 0 }).filter((c) => c.fitness !== null).sort((a, b) => b.fitness! - a.fitness!)[0]!;
+  const initial = dfs.find((c) => (c.recipe as { steps: unknown[] }).steps.length === 2 && JSON.stringify((c.recipe as { steps: Array<{ source: number; scale: number }> }).steps) === JSON.stringify([{ source: 0, layer: 0, scale: 1 }, { source: 0, layer: 1, scale: 1 }]));
+  if (initial) assert.equal(initial.fitness, psBest.fitness);
+  store.close();
+});
+
+test('candidates that fail (here: every evaluation times out) are stored as failed and the search still ends', async () => {
+  const db = join(dir, 'timeouts', 'run.sqlite');
+  const r = await startSearch(space('timeouts', { timeout_seconds: 0.001, budget: { evaluations: 6 } }), { dbPath: db });
+  assert.ok(r.stages[0]!.failed >= 6);
+  assert.equal(r.best, null);
+  const store = RunStore.open(db, { readonly: true });
+  const run = store.run('timeouts')!;
+  assert.match(store.candidates(run.id)[0]!.error!, /timeout/);
+  store.close();
+});
+
+test('status, best and lineage read a finished run', () => {
+  const db = join(dir, 'ps', 'run.sqlite');
+  const status = JSON.parse(spawnSync(process.execPath, [bin, 'status', 'ps', '--db', db, '--json'], { encoding: 'utf8' }).stdout);
+  assert.equal(status.counts.done, 24 + (status.counts.done - 24));
+  assert.ok(status.best.fitness > 0);
+  const best = JSON.parse(spawnSync(process.execPath, [bin, 'best', 'ps', '--db', db, '--top', '3', '--json'], { encoding: 'utf8' }).stdout);
+  assert.equal(best.candidates.length, 3);
+  assert.ok(best.candidates[0].fitness >= best.candidates[2].fitness);
+  assert.equal(best.candidates[0].recipe.method, 'ties');
+  assert.ok(best.candidates[0].metrics.some((m: { evaluator: string }) => m.evaluator === 'digits'));
+  const lineage = spawnSync(process.execPath, [bin, 'lineage', 'ps', String(best.candidates[0].id), '--db', db, '--json'], { encoding: 'utf8' });
+  assert.equal(lineage.status, 0, lineage.stderr);
+  assert.equal(JSON.parse(lineage.stdout).lineage[0].id, best.candidates[0].id);
+  const missing = spawnSync(process.execPath, [bin, 'status', 'nope', '--db', db], { encoding: 'utf8' });
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /no run named 'nope'/);
+});
