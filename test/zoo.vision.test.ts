@@ -144,7 +144,7 @@ test('the baseline table of the reduced vision zoo has every row, and its base a
   assert.deepEqual(BASELINE_RECIPES.map((x) => x.method), ['linear', 'task_arithmetic', 'task_arithmetic', 'task_arithmetic', 'ties', 'dare_ties', 'sce', 'varm']);
   for (const row of r.rows) {
     for (const t of ['digits', 'permuted', 'inverted']) assert.ok(row.scores[t]! >= 0 && row.scores[t]! <= 1, `${row.label} ${t}`);
-    const mean = Object.values(row.normalized).reduce((a, b) => a + b, 0) / 3;
+    const mean = Object.values(row.normalized).reduce((a: number, b) => a + b!, 0) / 3;
     assert.ok(Math.abs(row.meanNormalized - mean) < 1e-12);
   }
   for (const c of m.checks.filter((x: { split: string }) => x.split === 'validation')) {

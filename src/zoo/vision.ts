@@ -124,7 +124,7 @@ export function visionModelConfig(size: VisionSize, tasks: readonly ImageTask[],
   };
 }
 
-async function useTrainingBackend(): Promise<string> {
+export async function useTrainingBackend(): Promise<string> {
   // wasm is the fast CPU backend and gives the same bytes on every machine with the same build;
   // fall back to whatever is available (recorded in zoo.json and the cache key) when it is not.
   let name: string;

@@ -57,9 +57,10 @@ export function register(program: Command): void {
       process.stdout.write(`built zoo '${name}' in ${dir}${isTrained(result) && result.cached ? ' (cached: same inputs as the build already there)' : ''}\n  base    ${result.base}\n${result.models.map((m) => `  model   ${m}`).join('\n')}\n`);
       if (isTrained(result)) {
         const m = result.manifest;
-        process.stdout.write(`  built in ${m.seconds} s on the ${m.backend} backend\n  specialist against base on its own task (held-out ${m.checks[0]?.metric ?? 'score'}):\n`);
+        const fmt = (v: number, metric: string) => (/accuracy|exact/.test(metric) ? `${(100 * v).toFixed(2)}%` : v.toFixed(3)).padStart(8);
+        process.stdout.write(`  built in ${m.seconds} s on the ${m.backend} backend\n  specialist against base on its own task, held-out data:\n`);
         for (const c of m.checks) {
-          process.stdout.write(`    ${c.task.padEnd(10)} ${c.split.padEnd(10)} base ${(100 * c.base).toFixed(2).padStart(6)}  specialist ${(100 * c.specialist).toFixed(2).padStart(6)}  ${c.beatsBase ? 'beats base' : 'DOES NOT beat base'}\n`);
+          process.stdout.write(`    ${c.task.padEnd(10)} ${c.split.padEnd(10)} ${c.metric.padEnd(11)} base ${fmt(c.base, c.metric)}  specialist ${fmt(c.specialist, c.metric)}  ${c.beatsBase ? 'beats base' : 'DOES NOT beat base'}\n`);
         }
       }
     });

@@ -3,7 +3,7 @@
  * Every file read is hashed, so a zoo records exactly which bytes it was trained on.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { InputError } from '../../errors.ts';
@@ -45,12 +45,9 @@ const require = createRequire(import.meta.url);
 
 /** The installed package's folder and version; a clear error when it is absent. */
 export function locatePackage(pkg: string, how: string): { dir: string; version: string } {
-  let manifest: string;
-  try {
-    manifest = require.resolve(`${pkg}/package.json`);
-  } catch {
-    throw new DataPackageMissingError(pkg, how);
-  }
+  // Node's lookup folders, searched directly: packages whose `exports` hide package.json cannot be require.resolve'd to it
+  const manifest = (require.resolve.paths(pkg) ?? []).map((d) => join(d, pkg, 'package.json')).find((f) => existsSync(f));
+  if (!manifest) throw new DataPackageMissingError(pkg, how);
   const version = (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version;
   return { dir: dirname(manifest), version };
 }
