@@ -211,9 +211,10 @@ export function defaultDbPath(runName: string): string {
 }
 
 /** Start a new run of a search space. Refuses an existing run name (resume it instead). */
-export async function startSearch(spacePath: string, options: SearchOptions & { runName?: string; dbPath?: string; seed?: number } = {}): Promise<SearchResult & { dbPath: string }> {
+export async function startSearch(spacePath: string, options: SearchOptions & { runName?: string; dbPath?: string; seed?: number; zooOverride?: string } = {}): Promise<SearchResult & { dbPath: string }> {
   let space = loadSearchSpace(spacePath);
   if (options.seed !== undefined) space = { ...space, seed: options.seed };
+  if (options.zooOverride !== undefined) space = { ...space, zoo: options.zooOverride };
   const resolved = resolveSpace(space, resolve(spacePath));
   const runName = options.runName ?? space.name ?? spacePath.split('/').pop()!.replace(/\.ya?ml$/, '');
   const dbPath = options.dbPath ? resolve(options.dbPath) : defaultDbPath(runName);

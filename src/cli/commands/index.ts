@@ -11,7 +11,8 @@ import { register as methods } from './methods.ts';
 import { register as merge } from './merge.ts';
 import { register as baselines } from './baselines.ts';
 import { register as search } from './search.ts';
+import { register as demo } from './demo.ts';
 
 export function registerCommands(program: Command): void {
-  for (const register of [search, inspect, zoo, evaluate, bench, methods, merge, baselines]) register(program);
+  for (const register of [demo, search, inspect, zoo, evaluate, bench, methods, merge, baselines]) register(program);
 }

@@ -66,6 +66,7 @@ export function progressReporter(label: string) {
     options,
     stop() {
       if (started) bar.stop();
+      started = false;
       process.off('SIGINT', onSigint);
     },
   };
