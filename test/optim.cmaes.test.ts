@@ -196,3 +196,41 @@ test('a step size that grows a thousandfold ends the run on tolfacupx', () => {
   assert.equal(cmaes.isDone(s), 'tolfacupx');
   assert.ok(s.sigma * Math.sqrt(Math.max(s.C[0]!, s.C[4]!, s.C[8]!)) > 1);
 });
+
+test('one generation updates mean, paths, step size and covariance as the tutorial equations give them', () => {
+  const n = 3;
+  const s0 = cmaes.init(n, { x0: [0.5, -1, 2], sigma0: 0.7, bounds: null }, 'one');
+  const a = cmaes.ask(s0);
+  const f = (x: number[]) => (x[0]! - 1) ** 2 + 3 * (x[1]! + 0.5) ** 2 + x[2]! ** 2;
+  const s1 = cmaes.tell(a.state, a.proposals.map((p) => ({ id: p.id, fitness: -f(p.genome) })));
+  const P = s0.params;
+  const m0 = s0.mean;
+  const sig = s0.sigma;
+  // recomputed independently with C = I (so y = z and C^-1/2 = I)
+  const ranked = a.proposals.map((p) => p.genome).sort((x, y) => f(x) - f(y));
+  const ys = ranked.map((x) => x.map((v, i) => (v - m0[i]!) / sig));
+  const m = [0, 1, 2].map((i) => ranked.slice(0, P.mu).reduce((t, x, r) => t + P.weights[r]! * x[i]!, 0)); // eq. (41)
+  const yw = m.map((v, i) => (v - m0[i]!) / sig);
+  const ps = yw.map((v) => Math.sqrt(P.cs * (2 - P.cs) * P.mueff) * v); // eq. (43)
+  const psNorm = Math.hypot(...ps);
+  const hsig = psNorm ** 2 / (1 - (1 - P.cs) ** 2) / n < 2 + 4 / (n + 1) ? 1 : 0;
+  const pc = yw.map((v) => hsig * Math.sqrt(P.cc * (2 - P.cc) * P.mueff) * v); // eq. (45)
+  const sigma = sig * Math.exp(Math.min(1, (P.cs / P.damps) * (psNorm / P.chiN - 1))); // eq. (44)
+  const c1a = P.c1 * (1 - (1 - hsig) * P.cc * (2 - P.cc));
+  const sumW = P.weights.reduce((t, w) => t + w, 0);
+  for (let i = 0; i < n; i++) {
+    close(s1.mean[i]!, m[i]!, 1e-12, `mean[${i}]`);
+    close(s1.ps[i]!, ps[i]!, 1e-12, `ps[${i}]`);
+    close(s1.pc[i]!, pc[i]!, 1e-12, `pc[${i}]`);
+    for (let j = 0; j < n; j++) {
+      // eq. (47), negative weights scaled by n / ||y||^2 (eq. 46)
+      let c = (i === j ? 1 : 0) * (1 - c1a - P.cmu * sumW) + P.c1 * pc[i]! * pc[j]!;
+      ys.forEach((y, r) => {
+        const w = P.weights[r]! < 0 ? (P.weights[r]! * n) / y.reduce((t, v) => t + v * v, 0) : P.weights[r]!;
+        c += P.cmu * w * y[i]! * y[j]!;
+      });
+      close(s1.C[i * n + j]!, c, 1e-7, `C[${i}][${j}]`);
+    }
+  }
+  close(s1.sigma, sigma, 1e-12, 'sigma');
+});
