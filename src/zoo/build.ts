@@ -31,6 +31,8 @@ export interface ZooBuildOptions {
   /** Rebuild even when the folder holds a build with the same cache key. */
   force?: boolean;
   onProgress?: (p: ZooProgress) => void;
+  /** Where Debian data packages are found: `/` when installed, or a `dpkg -x` folder (vision-plus). */
+  dataRoot?: string;
 }
 
 /** A specialist's score on its own task next to the base's, on held-out data. */

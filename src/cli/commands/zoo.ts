@@ -23,8 +23,9 @@ export function register(program: Command): void {
     .option('--seed <n>', 'random seed', '0')
     .option('--small', 'the reduced size, for tests and quick looks')
     .option('--force', 'rebuild even when the folder holds an identical build')
+    .option('--data-root <dir>', 'where Debian data packages are (default /; or a folder made by dpkg -x)')
     .option('--json', 'print zoo.json as one JSON object')
-    .action(async (name: string, opts: { output?: string; seed: string; small?: boolean; force?: boolean; json?: boolean }) => {
+    .action(async (name: string, opts: { output?: string; seed: string; small?: boolean; force?: boolean; json?: boolean; dataRoot?: string }) => {
       const seed = Number(opts.seed);
       if (!Number.isSafeInteger(seed)) throw new InputError('E_BAD_FLAG', `--seed must be an integer, got '${opts.seed}'`);
       const builder = zooBuilder(name);
@@ -46,7 +47,7 @@ export function register(program: Command): void {
       };
       let result;
       try {
-        result = await builder.build(dir, { seed, small: opts.small ?? false, force: opts.force ?? false, onProgress });
+        result = await builder.build(dir, { seed, small: opts.small ?? false, force: opts.force ?? false, onProgress, ...(opts.dataRoot ? { dataRoot: opts.dataRoot } : {}) });
       } finally {
         if (started) bar.stop();
       }

