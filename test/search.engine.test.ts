@@ -113,6 +113,19 @@ test('candidates that fail (here: every evaluation times out) are stored as fail
   store.close();
 });
 
+test('a command evaluator gets each PS candidate written to a checkpoint folder', async () => {
+  const manifest = join(dir, 'files-present.evaluator.yaml');
+  const script = "const fs=require('fs');const d=process.argv[1];const ok=fs.existsSync(d+'/config.json')&&fs.existsSync(d+'/model.safetensors');console.log(JSON.stringify({score: ok ? 0.25 : 0}))";
+  writeFileSync(manifest, stringify({ id: 'files-present', version: 1, kind: 'command', family: 'any', split: 'validation', command: [process.execPath, '-e', script, '{model}'], timeout_s: 60, metric: { name: 'score', direction: 'maximize' } }));
+  const db = join(dir, 'cmd', 'run.sqlite');
+  const r = await startSearch(space('cmd', { evaluators: [{ manifest, weight: 1 }], budget: { evaluations: 3 }, workers: 1 }), { dbPath: db });
+  const store = RunStore.open(db, { readonly: true });
+  const errors = store.candidates(store.run('cmd')!.id).map((c) => c.error).filter((e) => e);
+  store.close();
+  assert.deepEqual(errors, []);
+  assert.equal(r.best!.fitness, 0.25);
+});
+
 test('status, best and lineage read a finished run', () => {
   const db = join(dir, 'ps', 'run.sqlite');
   const status = JSON.parse(spawnSync(process.execPath, [bin, 'status', 'ps', '--db', db, '--json'], { encoding: 'utf8' }).stdout);

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError } from '../errors.ts';
+import { loadManifest, TestSplitRefusedError } from '../eval/index.ts';
 import { getMethod } from '../methods/index.ts';
 import { WorkerPool, threadsFor } from '../pool/index.ts';
 import { canonicalJson, recipeHash, type Recipe } from '../recipe/index.ts';
@@ -29,9 +30,11 @@ export interface ResolvedSpace {
   base: string | null;
   models: Array<{ name: string; path: string }>;
   evaluators: EvaluatorSpec[];
+  /** The user asked to tune on test splits (--allow-test-split). */
+  allowTestSplit: boolean;
 }
 
-export function resolveSpace(space: SearchSpace, spacePath: string | null): ResolvedSpace {
+export function resolveSpace(space: SearchSpace, spacePath: string | null, allowTestSplit = false): ResolvedSpace {
   let base = space.base ? resolve(space.base) : null;
   let models = (space.models ?? []).map((m) => ({ name: m.name, path: resolve(m.path) }));
   let zoo: ZooManifest | null = null;
@@ -60,7 +63,12 @@ export function resolveSpace(space: SearchSpace, spacePath: string | null): Reso
   for (const p of [base, ...models.map((m) => m.path), ...evaluators.map((e) => e.manifest)]) {
     if (p && !existsSync(p)) throw new InputError('E_NOT_FOUND', `${p} (named by the search space) does not exist`);
   }
-  return { space, spacePath, base, models, evaluators };
+  // a broken manifest, or a test split, stops the search here rather than failing every candidate
+  for (const e of evaluators) {
+    const m = loadManifest(e.manifest);
+    if (m.split === 'test' && !allowTestSplit) throw new TestSplitRefusedError(m);
+  }
+  return { space, spacePath, base, models, evaluators, allowTestSplit };
 }
 
 interface StagePlan {
@@ -157,7 +165,7 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
   const execute = async (plan: StagePlan): Promise<StageSummary> => {
     const native = backend === 'tensorflow' || backend === 'tensorflow-gpu';
     const threads = threadsFor(native ? 'native' : 'wasm', o.workers ?? space.workers);
-    const data: WorkerData = { sources: plan.sources, evaluators: r.evaluators, backend, objective: space.objective === 'multi' ? 'multi' : 'weighted-sum' };
+    const data: WorkerData = { sources: plan.sources, evaluators: r.evaluators, backend, objective: space.objective === 'multi' ? 'multi' : 'weighted-sum', allowTestSplit: r.allowTestSplit === true };
     const pool = new WorkerPool<CandidateTask, CandidateScore>({ handler: HANDLER, data, threads, timeoutMs: space.timeout_seconds * 1000 });
     log(`stage ${plan.stage} (${plan.kind.toUpperCase()}): ${plan.problem.dimension} genes, optimizer ${plan.problem.optimizer.id}, ${threads} worker thread${threads === 1 ? '' : 's'}`);
     const budget = budgetOf(space, o);
@@ -211,11 +219,11 @@ export function defaultDbPath(runName: string): string {
 }
 
 /** Start a new run of a search space. Refuses an existing run name (resume it instead). */
-export async function startSearch(spacePath: string, options: SearchOptions & { runName?: string; dbPath?: string; seed?: number; zooOverride?: string } = {}): Promise<SearchResult & { dbPath: string }> {
+export async function startSearch(spacePath: string, options: SearchOptions & { runName?: string; dbPath?: string; seed?: number; zooOverride?: string; allowTestSplit?: boolean } = {}): Promise<SearchResult & { dbPath: string }> {
   let space = loadSearchSpace(spacePath);
   if (options.seed !== undefined) space = { ...space, seed: options.seed };
   if (options.zooOverride !== undefined) space = { ...space, zoo: options.zooOverride };
-  const resolved = resolveSpace(space, resolve(spacePath));
+  const resolved = resolveSpace(space, resolve(spacePath), options.allowTestSplit ?? false);
   const runName = options.runName ?? space.name ?? spacePath.split('/').pop()!.replace(/\.ya?ml$/, '');
   const dbPath = options.dbPath ? resolve(options.dbPath) : defaultDbPath(runName);
   // check the space fully (methods, parameters, genome) before creating anything on disk

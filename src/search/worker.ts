@@ -6,6 +6,8 @@
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { createEvaluator, loadManifest, type Evaluator } from '../eval/index.ts';
+import { writeTemporaryModel, type TemporaryModel } from '../eval/materialize.ts';
+import { InputError } from '../errors.ts';
 import { getMethod } from '../methods/index.ts';
 import { computeTensor, planMerge } from '../merge/index.ts';
 import { composeLlamaPath, composeMlpPath, familyOf, LlamaModel, loadTokenizer, modelFromWeights, parseLlamaConfig, parseResidualMlpConfig, ResidualMlp, useBackend, weightsFromMap, type BackendChoice, type RunnableModel, type TextTokenizer } from '../models/index.ts';
@@ -26,6 +28,7 @@ export interface WorkerData {
   evaluators: EvaluatorSpec[];
   backend: BackendChoice;
   objective: 'weighted-sum' | 'multi';
+  allowTestSplit: boolean;
 }
 
 export type CandidateTask =
@@ -50,7 +53,7 @@ export function mergeShared(recipe: Recipe, sources: SharedSources): { tensors: 
 
 export async function createHandler(data: WorkerData) {
   const backend = await useBackend(data.backend);
-  const evaluators: Array<{ spec: EvaluatorSpec; ev: Evaluator }> = data.evaluators.map((spec) => ({ spec, ev: createEvaluator(loadManifest(spec.manifest), { purpose: 'search' }) }));
+  const evaluators: Array<{ spec: EvaluatorSpec; ev: Evaluator }> = data.evaluators.map((spec) => ({ spec, ev: createEvaluator(loadManifest(spec.manifest), { purpose: 'search', allowTestSplit: data.allowTestSplit }) }));
   const tokenizers = new Map<string, TextTokenizer | null>();
   const tokenizerOf = (path: string): TextTokenizer | null => {
     if (!tokenizers.has(path)) {
@@ -77,10 +80,20 @@ export async function createHandler(data: WorkerData) {
   return async (task: CandidateTask): Promise<CandidateScore> => {
     let model: RunnableModel;
     let owned = true;
+    let onDisk: TemporaryModel | null = null;
+    let modelDir: (() => string) | undefined;
     if (task.kind === 'ps') {
       const { tensors, configFrom } = mergeShared(task.recipe, data.sources);
       const from = data.sources[configFrom]!;
       model = modelFromWeights(from.config!, weightsFromMap(tensors, 'merged candidate'), { tokenizer: tokenizerOf(configFrom), file: `${configFrom}/config.json` });
+      // command evaluators read the candidate from a folder: write it once, on first request
+      modelDir = () => {
+        onDisk ??= writeTemporaryModel({
+          config: from.config!, tokenizerFrom: from.tokenizerDir ?? undefined,
+          tensors: [...tensors].map(([name, t]) => ({ name, shape: from.tensors[name]?.shape ?? [t.length], data: t })),
+        });
+        return onDisk.dir;
+      };
     } else {
       const models = task.sources.map(sourceModel);
       model = models[0] instanceof LlamaModel
@@ -93,7 +106,10 @@ export async function createHandler(data: WorkerData) {
       const objectives: number[] = [];
       let fitness = 0;
       for (const { spec, ev } of evaluators) {
-        const r = await ev.evaluate(model, { backend });
+        if (!ev.needsModel && !modelDir) {
+          throw new InputError('E_DFS_COMMAND', `evaluator '${spec.id}' runs an external program on a model folder, but a data-flow candidate (a layer path) cannot be written as a checkpoint yet; use model evaluators for DFS stages`);
+        }
+        const r = await ev.evaluate(model, { backend, modelDir });
         for (const [metric, value] of Object.entries(r.metrics)) metrics.push({ evaluator: spec.id, metric, value });
         metrics.push({ evaluator: spec.id, metric: 'fitness', value: r.fitness });
         objectives.push(r.fitness);
@@ -102,6 +118,7 @@ export async function createHandler(data: WorkerData) {
       return { fitness, metrics, backend: backend.name, ...(data.objective === 'multi' ? { objectives } : {}) };
     } finally {
       if (owned) model.dispose();
+      (onDisk as TemporaryModel | null)?.cleanup();
     }
   };
 }

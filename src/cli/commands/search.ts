@@ -109,14 +109,15 @@ export function register(program: Command): void {
     .description('run an evolutionary merge search described by a search-space YAML (see search-spaces/)')
     .argument('<space>', 'search-space YAML file')
     .option('--run <name>', 'run name (default: the space name)')
-    .option('--seed <n>', 'seed (overrides the space)'))
-    .action(async (spacePath: string, o: Flags & { run?: string; seed?: string }) => {
+    .option('--seed <n>', 'seed (overrides the space)')
+    .option('--allow-test-split', 'let evaluators score test splits during the search (normally refused: a search must not be tuned on the numbers it is judged by)'))
+    .action(async (spacePath: string, o: Flags & { run?: string; seed?: string; allowTestSplit?: boolean }) => {
       const seed = o.seed === undefined ? undefined : Number(o.seed);
       if (seed !== undefined && !Number.isSafeInteger(seed)) throw new InputError('E_BAD_FLAG', `--seed must be an integer, got '${o.seed}'`);
       const ov = overrides(o);
       const progress = progressReporter(o.run ?? 'search');
       try {
-        printResult(await startSearch(spacePath, { ...ov, ...progress.options, runName: o.run, dbPath: o.db, seed }), o.json);
+        printResult(await startSearch(spacePath, { ...ov, ...progress.options, runName: o.run, dbPath: o.db, seed, allowTestSplit: o.allowTestSplit }), o.json);
       } finally {
         progress.stop();
       }
