@@ -7,8 +7,9 @@ import { registerBench as io } from '../../bench/io.ts';
 import { registerBench as merge } from '../../bench/merge.ts';
 import { registerBench as optimizer } from '../../bench/optimizer.ts';
 import { registerBench as evaluation } from '../../bench/eval.ts';
+import { registerBench as search } from '../../bench/search.ts';
 
-const benches: Array<(bench: Command) => void> = [io, optimizer, evaluation, merge];
+const benches: Array<(bench: Command) => void> = [io, optimizer, evaluation, merge, search];
 
 export function register(program: Command): void {
   const bench = program.command('bench').description('measure throughput and optimizer efficiency (long; not part of the tests)');
