@@ -41,7 +41,7 @@ export function progressReporter(label: string) {
   let done = 0;
   let failed = 0;
   let best = -Infinity;
-  const t0 = performance.now();
+  let t0 = performance.now();
   const options: Pick<SearchOptions, 'signal' | 'onEvent' | 'onLog'> = {
     signal: controller.signal,
     onLog: (line) => process.stderr.write(`${line}\n`),
@@ -52,6 +52,7 @@ export function progressReporter(label: string) {
         bar.start(e.budget ?? 0, 0, { stage: e.stage, best: '-', rate: '-', failed: 0 });
         started = true;
         done = 0;
+        t0 = performance.now();
         return;
       }
       if (e.type !== 'result') return;
