@@ -46,7 +46,7 @@ export interface LangMathSize {
 
 export const LANG_MATH_SIZES: Record<'full' | 'small', LangMathSize> = {
   full: { hidden: 64, layers: 2, heads: 4, intermediate: 128, context: 64, batch: 16, englishChars: 1_000_000, baseSteps: 1200, languageSteps: 400, arithmeticSteps: 700, baseLearningRate: 3e-3, fineTuneLearningRate: 1e-3, items: 100 },
-  small: { hidden: 32, layers: 2, heads: 4, intermediate: 64, context: 40, batch: 8, englishChars: 60_000, baseSteps: 150, languageSteps: 100, arithmeticSteps: 200, baseLearningRate: 3e-3, fineTuneLearningRate: 2e-3, items: 30 },
+  small: { hidden: 32, layers: 2, heads: 4, intermediate: 64, context: 40, batch: 16, englishChars: 60_000, baseSteps: 80, languageSteps: 50, arithmeticSteps: 160, baseLearningRate: 5e-3, fineTuneLearningRate: 3e-3, items: 30 },
 };
 
 /** UDHR sections (0 = preamble, k = article k) held out from training. */

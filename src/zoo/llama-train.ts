@@ -10,7 +10,7 @@ import { InputError } from '../errors.ts';
 import { tf } from '../models/backend.ts';
 import { llamaShapesOf, parseLlamaConfig, ropeInverseFrequencies, type LlamaConfig } from '../models/llama.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
-import { matmulPlain, transpose } from './train-ops.ts';
+import { batchMatmulPlain, matmulPlain, softmaxCrossEntropy, transpose } from './train-ops.ts';
 
 /** Names stored [out, in] on disk and [in, out] while training. */
 function isMatrix(name: string, shape: readonly number[]): boolean {
@@ -56,7 +56,7 @@ export class LlamaTrainer {
   readonly config: LlamaConfig;
   private readonly vars = new Map<string, tf.Variable>();
   private readonly shapes: Array<{ name: string; shape: number[] }>;
-  private readonly rope = new Map<number, { cos: tf.Tensor2D; sin: tf.Tensor2D; mask: tf.Tensor2D }>();
+  private readonly rope = new Map<number, { cos: tf.Tensor2D; sin: tf.Tensor2D; mask: tf.Tensor2D; swap: tf.Tensor2D }>();
 
   constructor(configJson: Record<string, unknown>, weights: ReadonlyMap<string, Float32Array>) {
     this.config = parseLlamaConfig(configJson);
@@ -96,10 +96,13 @@ export class LlamaTrainer {
           sin[p * D + half + i] = Math.sin(a);
         }
       }
+      const P = new Float32Array(D * D);
+      // (x P)_j = x_{j + half} for j < half and x_{j - half} after: rotate_half without its signs
+      for (let j = 0; j < D; j++) P[((j + half) % D) * D + j] = 1;
       const mask = new Float32Array(T * T);
       for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) mask[i * T + j] = -1e9;
       // kept: the tables are made inside a step's tidy but reused by every later step
-      t = { cos: tf.keep(tf.tensor2d(cos, [T, D])), sin: tf.keep(tf.tensor2d(sin, [T, D])), mask: tf.keep(tf.tensor2d(mask, [T, T])) };
+      t = { cos: tf.keep(tf.tensor2d(cos, [T, D])), sin: tf.keep(tf.tensor2d(sin, [T, D])), mask: tf.keep(tf.tensor2d(mask, [T, T])), swap: tf.keep(tf.tensor2d(P, [D, D])) };
       this.rope.set(T, t);
     }
     return t;
@@ -109,11 +112,13 @@ export class LlamaTrainer {
   forward(ids: tf.Tensor2D, B: number, T: number): tf.Tensor2D {
     const c = this.config;
     const { heads, kvHeads, headDim: D, vocabSize: V } = c;
-    const { cos, sin, mask } = this.tables(T);
+    const { cos, sin, mask, swap } = this.tables(T);
     const groups = heads / kvHeads;
+    // rotate_half as a product with the half-swap permutation (signs live in the sin table): no split and concat to differentiate
     const rot = (x: tf.Tensor4D) => {
-      const [x1, x2] = tf.split(x, 2, 3);
-      return tf.add(tf.mul(x, cos), tf.mul(tf.concat([x2!, x1!], 3), sin)) as tf.Tensor4D;
+      const [b, n, t] = x.shape;
+      const swapped = tf.reshape(matmulPlain(tf.reshape(x, [b * n * t, D]) as tf.Tensor2D, swap), [b, n, t, D]);
+      return tf.add(tf.mul(x, cos), tf.mul(swapped, sin)) as tf.Tensor4D;
     };
     const split = (x: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(x, [B, T, n, D]), [0, 2, 1, 3]) as tf.Tensor4D;
     let x = matmulPlain(tf.cast(tf.oneHot(tf.reshape(ids, [B * T]) as tf.Tensor1D, V), 'float32') as tf.Tensor2D, this.v('model.embed_tokens.weight'));
@@ -130,8 +135,8 @@ export class LlamaTrainer {
         k = repeat(k);
         v = repeat(v);
       }
-      const scores = tf.add(tf.mul(tf.matMul(q, tf.transpose(k, [0, 1, 3, 2])), 1 / Math.sqrt(D)), mask);
-      const attn = tf.matMul(tf.softmax(scores), v);
+      const scores = tf.add(tf.mul(batchMatmulPlain(q, tf.transpose(k, [0, 1, 3, 2]) as tf.Tensor4D), 1 / Math.sqrt(D)), mask);
+      const attn = batchMatmulPlain(tf.softmax(scores) as tf.Tensor4D, v);
       const merged = tf.reshape(tf.transpose(attn, [0, 2, 1, 3]), [B * T, heads * D]) as tf.Tensor2D;
       x = tf.add(x, matmulPlain(merged, this.v(`${p}self_attn.o_proj.weight`)));
       const h2 = rmsNorm(x, this.v(`${p}post_attention_layernorm.weight`), c.rmsNormEps);
@@ -161,10 +166,9 @@ export class LlamaTrainer {
       });
       const lossT = tf.tidy(() => {
         const ids = tf.tensor2d(inp, [phase.batch, T], 'int32');
-        const onehot = tf.oneHot(tf.tensor1d(tgt, 'int32'), V);
+        const onehot = tf.cast(tf.oneHot(tf.tensor1d(tgt, 'int32'), V), 'float32') as tf.Tensor2D;
         const { value, grads } = tf.variableGrads(() => {
-          const logits = this.forward(ids, phase.batch, T);
-          return tf.mean(tf.sub(tf.logSumExp(logits, 1), tf.sum(tf.mul(logits, onehot), 1))) as tf.Scalar;
+          return softmaxCrossEntropy(this.forward(ids, phase.batch, T), onehot);
         }, trainable);
         optimizer.applyGradients(grads as unknown as Record<string, tf.Variable>);
         return value;

@@ -49,3 +49,35 @@ export const matmulPlain = tf.customGrad(((x: tf.Tensor2D, w: tf.Tensor2D, save:
     },
   };
 }) as unknown as CustomGradFn) as unknown as (x: tf.Tensor2D, w: tf.Tensor2D) => tf.Tensor2D;
+
+/** Batched product over the last two axes with a plain backward pass (explicit transposes), for attention. */
+export const batchMatmulPlain = tf.customGrad(((a: tf.Tensor4D, b: tf.Tensor4D, save: tf.GradSaveFunc) => {
+  save([a, b]);
+  return {
+    value: tf.matMul(a, b) as tf.Tensor4D,
+    gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
+      const [as, bs] = saved as [tf.Tensor4D, tf.Tensor4D];
+      const t = (x: tf.Tensor4D) => tf.transpose(x, [0, 1, 3, 2]);
+      return [tf.matMul(dy, t(bs)), tf.matMul(t(as), dy)];
+    },
+  };
+}) as unknown as CustomGradFn) as unknown as (a: tf.Tensor4D, b: tf.Tensor4D) => tf.Tensor4D;
+
+/**
+ * Mean softmax cross-entropy of logits [N, C] against one-hot targets [N, C]: mean of
+ * logsumexp(z) - z_y, whose gradient is (softmax(z) - onehot) / N (Bishop 2006, eq. 4.109);
+ * written out because the generic gradient of logSumExp goes through max and equal, slow on wasm.
+ */
+export const softmaxCrossEntropy = tf.customGrad(((logits: tf.Tensor2D, onehot: tf.Tensor2D, save: tf.GradSaveFunc) => {
+  const lse = tf.logSumExp(logits, 1, true);
+  const logp = tf.sub(logits, lse);
+  save([logp, onehot]);
+  return {
+    value: tf.neg(tf.mean(tf.sum(tf.mul(logp, onehot), 1))) as tf.Scalar,
+    gradFunc: (dy: tf.Scalar, saved: tf.Tensor[]) => {
+      const [lp, oh] = saved as [tf.Tensor2D, tf.Tensor2D];
+      const n = lp.shape[0];
+      return [tf.mul(tf.sub(tf.exp(lp), oh), tf.div(dy, n)), tf.zerosLike(oh)];
+    },
+  };
+}) as unknown as CustomGradFn) as unknown as (logits: tf.Tensor2D, onehot: tf.Tensor2D) => tf.Scalar;
