@@ -18,7 +18,7 @@ interface Case {
 }
 
 const cases: Case[] = [
-  { name: 'cmaes', id: 'cmaes', dim: 4, options: { bounds: [0, 1], sigma0: 0.6 } },
+  { name: 'cmaes', id: 'cmaes', dim: 4, options: { bounds: [0, 1], sigma0: 0.6 }, shuffled: true },
   { name: 'cmaes with BIPOP restarts', id: 'cmaes', dim: 3, options: { bounds: [0, 1], restarts: 'bipop', tolfun: 1e-2, tolflatfitness: 0 } },
   { name: 'sep-cmaes', id: 'sep-cmaes', dim: 6, options: { bounds: [[0, 1], [0, 1], [0, 1], [-2, 2], [-2, 2], [0, 10]], restarts: 'ipop', tolfun: 1e-2 } },
   { name: 'generational ga', id: 'ga', dim: 5, options: { popsize: 8 } },

@@ -508,7 +508,7 @@ function update(s: CmaesState): void {
       const w = P.cmu * P.weights[r]!;
       if (w === 0) continue;
       const k = order[r]!;
-      if (w < 0 && !Number.isFinite(f[k]!)) continue;
+      if (w < 0 && f[k] === FAILED_F) continue;
       const x = pend.x[k]!;
       for (let i = 0; i < n; i++) {
         const z = (x[i]! - mOld[i]!) / sigma / D[i]!;
@@ -533,7 +533,7 @@ function update(s: CmaesState): void {
       if (w === 0) continue;
       const k = order[r]!;
       if (w < 0) {
-        if (!Number.isFinite(f[k]!)) continue; // a failed point carries no information about f
+        if (f[k] === FAILED_F) continue; // a failed point carries no information about f
         w *= n / (pend.z2[k]! + 1e-9);
       }
       const x = pend.x[k]!;
@@ -554,7 +554,7 @@ function update(s: CmaesState): void {
   s.mean = toArray(mean);
   s.ps = ps;
   s.pc = pc;
-  s.lastParents = order.slice(0, P.mu).filter((k) => Number.isFinite(f[k]!)).map((k) => pend.ids[k]!);
+  s.lastParents = order.slice(0, P.mu).filter((k) => f[k] !== FAILED_F).map((k) => pend.ids[k]!);
 
   // pycma flat-fitness handling: increase sigma and count (terminates after tolflatfitness)
   const sorted = order.map((k) => f[k]!);
