@@ -11,3 +11,4 @@ export * from './eval/index.ts';
 export * from './methods/index.ts';
 export * from './recipe/index.ts';
 export * from './merge/index.ts';
+export * from './report/index.ts';

@@ -152,7 +152,8 @@ export function mergeToDisk(recipeIn: Recipe, dir: string, options: MergeToDiskO
         options.onProgress?.(i + 1, plan.tasks.length, task.name);
       }
       const config: Record<string, unknown> = { ...(ref.config ?? {}) };
-      if (recipe.slices && 'num_hidden_layers' in config) config.num_hidden_layers = plan.layers;
+      // the layer count's key: num_hidden_layers (Hugging Face), num_blocks (the residual MLP)
+      for (const key of ['num_hidden_layers', 'num_blocks']) if (recipe.slices && key in config) config[key] = plan.layers;
       const outDt = recipe.out_dtype ?? recipe.dtype;
       if (outDt) config.torch_dtype = outDt;
       const files: Record<string, string> = {

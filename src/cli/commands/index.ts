@@ -12,7 +12,10 @@ import { register as merge } from './merge.ts';
 import { register as baselines } from './baselines.ts';
 import { register as search } from './search.ts';
 import { register as demo } from './demo.ts';
+import { register as worker } from './worker.ts';
+import { register as exportCmd } from './export.ts';
+import { register as report } from './report.ts';
 
 export function registerCommands(program: Command): void {
-  for (const register of [demo, search, inspect, zoo, evaluate, bench, methods, merge, baselines]) register(program);
+  for (const register of [demo, search, exportCmd, report, inspect, zoo, evaluate, bench, methods, merge, baselines]) register(program);
 }

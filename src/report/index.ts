@@ -1,0 +1,7 @@
+/** Export of candidates (recipe, mergekit YAML, merged folder, model card) and the run report (chart.js PNGs, HTML). */
+export * from './errors.ts';
+export * from './select.ts';
+export * from './dfs.ts';
+export * from './card.ts';
+export * from './export.ts';
+export * from './scores.ts';
