@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { getMethod } from '../src/methods/index.ts';
 import { SourceSet, planRecipe, computeTensor } from '../src/merge/index.ts';
 import { recipeToMergekit } from '../src/recipe/index.ts';
-import { PsCodec } from '../src/space/ps.ts';
+import { MultiMethodCodec, PsCodec } from '../src/space/ps.ts';
 import { buildTinyZoo } from '../src/zoo/tiny.ts';
 import { openCheckpoint } from '../src/checkpoint/index.ts';
 import { tempDir } from './helpers/tmp.ts';
@@ -74,4 +74,19 @@ test('bad spaces are refused naming the parameter', () => {
   assert.throws(() => codec({ method: getMethod('ties'), evolve: { density: [-0.5, 1] } }), /inside its valid range \[0, 1\]/);
   assert.throws(() => codec({ evolve: ['weight'], fixed: { weight: 1 } }), /both evolved and fixed/);
   assert.throws(() => codec().decode([0.5]), /8 genes, got 1/);
+});
+
+test('a set of methods to choose among adds one categorical gene before each method\'s genes', () => {
+  const c = new MultiMethodCodec({
+    methods: [getMethod('task_arithmetic'), getMethod('ties')], base: zoo.base, models: zoo.models,
+    layers: 4, layersPerGroup: 4, filters: [], evolve: { weight: [0, 1], density: [0.2, 1] }, fixed: { lambda: 1 }, seed: 0,
+  });
+  // both declare weight and density per model, as mergekit's generalized task arithmetic does
+  assert.equal(c.dimension, 1 + 4 + 4, 'selector, then (weight, density) x 2 models for each method');
+  const genes = [0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5];
+  assert.equal(c.decode(genes).method, 'task_arithmetic');
+  assert.equal(c.decode([0.99, ...genes.slice(1)]).method, 'ties');
+  assert.equal(c.decode([0.99, 0, 0, 0, 0, 1, 0, 0, 0]).slices![0]!.sources[1]!.parameters!.weight, 1, 'the ties block follows the task_arithmetic block');
+  assert.equal(c.decode(c.initialGenome()).method, 'task_arithmetic');
+  assert.throws(() => new MultiMethodCodec({ methods: [getMethod('linear'), getMethod('ties')], base: zoo.base, models: zoo.models, layers: 4, layersPerGroup: 4, filters: [], evolve: ['epsilon'], fixed: {}, seed: 0 }), /belongs to none of the methods/);
 });

@@ -13,7 +13,7 @@ test('every shipped search space is valid and names a real method and optimizer'
   for (const f of ['vision-ps.yaml', 'vision-dfs.yaml', 'lang-math-ps.yaml', 'lang-math-dfs.yaml', 'lang-math-hybrid.yaml', 'hf-example.yaml']) assert.ok(files.includes(f), f);
   for (const f of files) {
     const s = loadSearchSpace(join(dir, f));
-    if (s.ps) getMethod(s.ps.method);
+    if (s.ps) for (const m of [s.ps.method].flat()) getMethod(m);
     getOptimizer(s.optimizer.id);
     if (s.zoo) assert.match(s.zoo, /^runs\/zoo\//, `${f}: zoo paths default to runs/zoo/<name>`);
   }

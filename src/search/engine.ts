@@ -13,12 +13,13 @@ import { loadManifest, TestSplitRefusedError } from '../eval/index.ts';
 import { getMethod } from '../methods/index.ts';
 import { WorkerPool, threadsFor } from '../pool/index.ts';
 import { canonicalJson, recipeHash, type Recipe } from '../recipe/index.ts';
-import { DfsCodec, PsCodec, loadSearchSpace, type SearchSpace } from '../space/index.ts';
+import { DfsCodec, MultiMethodCodec, PsCodec, loadSearchSpace, type SearchSpace } from '../space/index.ts';
 import { RunStore, type CandidateRow, type RunRow } from '../store/index.ts';
 import type { ZooManifest } from '../zoo/build.ts';
-import { runStage, type Budget, type CandidateScore, type SearchEvent, type StageProblem, type StageSummary } from './loop.ts';
-import { fingerprint, loadShared, type SharedModel, type SharedSources } from './sources.ts';
-import { mergeShared, type CandidateTask, type EvaluatorSpec, type WorkerData } from './worker.ts';
+import { runStage, type Budget, type CandidateScore, type SearchEvent, type StageProblem, type StageSummary, type TaskRunner } from './loop.ts';
+import { checkReachable, openQueueStage, parseQueueUrl, type QueueUrl } from '../queue/index.ts';
+import { fingerprint, loadShared, type SharedSources } from './sources.ts';
+import { mergedSharedModel, type CandidateTask, type EvaluatorSpec, type WorkerData } from './worker.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 const HANDLER = fileURLToPath(new URL('./worker.ts', import.meta.url));
@@ -90,13 +91,15 @@ function withX0(optimizer: { id: string; options: Record<string, unknown> }, x0:
 
 function psStage(r: ResolvedSpace, sources: SharedSources, stage: number): StagePlan {
   const ps = r.space.ps!;
-  const method = getMethod(ps.method);
   const layersFrom = r.base ?? r.models[0]!.path;
-  const codec = new PsCodec({
-    method, base: r.base, models: r.models.map((m) => m.path), modelNames: r.models.map((m) => m.name),
+  const layout = {
+    base: r.base, models: r.models.map((m) => m.path), modelNames: r.models.map((m) => m.name),
     layers: sources[layersFrom]!.layers.count, layersPerGroup: ps.layers_per_group, filters: ps.filters,
     evolve: ps.evolve, fixed: ps.fixed, seed: r.space.seed,
-  });
+  };
+  const codec = Array.isArray(ps.method)
+    ? new MultiMethodCodec({ ...layout, methods: ps.method.map(getMethod) })
+    : new PsCodec({ ...layout, method: getMethod(ps.method) });
   return {
     stage, kind: 'ps', sources,
     problem: {
@@ -124,10 +127,10 @@ function dfsStage(r: ResolvedSpace, sources: SharedSources, names: Array<{ name:
     stage, kind: 'dfs', sources,
     problem: {
       stage, dimension: codec.dimension, optimizer: withX0(optimizer, codec.initialGenome()),
-      prepare: (genome) => {
+      prepare: (genome, candidate) => {
         const steps = codec.decode(genome);
         const recipe = { kind: 'dfs', sources: names, steps, embeddings_from: embeddings, head_from: head };
-        return { recipe, recipeHash: hashOf(recipe), task: { kind: 'dfs', sources: names.map((n) => n.path), steps, embeddings, head } };
+        return { recipe, recipeHash: hashOf(recipe), task: { kind: 'dfs', sources: names.map((n) => n.path), steps, embeddings, head, candidateId: candidate.id } };
       },
     },
   };
@@ -139,6 +142,8 @@ export interface SearchOptions {
   workers?: number;
   backend?: SearchSpace['backend'];
   signal?: AbortSignal;
+  /** Evaluate on `evomerge worker` processes through the run's BullMQ queue; `slots` candidates outstanding at once. */
+  queue?: { url: QueueUrl; slots?: number } | null;
   onEvent?: (e: SearchEvent & { stage: number }) => void;
   onLog?: (line: string) => void;
 }
@@ -164,20 +169,29 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
 
   const execute = async (plan: StagePlan): Promise<StageSummary> => {
     const native = backend === 'tensorflow' || backend === 'tensorflow-gpu';
-    const threads = threadsFor(native ? 'native' : 'wasm', o.workers ?? space.workers);
     const data: WorkerData = { sources: plan.sources, evaluators: r.evaluators, backend, objective: space.objective === 'multi' ? 'multi' : 'weighted-sum', allowTestSplit: r.allowTestSplit === true };
-    const pool = new WorkerPool<CandidateTask, CandidateScore>({ handler: HANDLER, data, threads, timeoutMs: space.timeout_seconds * 1000 });
-    log(`stage ${plan.stage} (${plan.kind.toUpperCase()}): ${plan.problem.dimension} genes, optimizer ${plan.problem.optimizer.id}, ${threads} worker thread${threads === 1 ? '' : 's'}`);
+    const timeoutMs = space.timeout_seconds * 1000;
+    // candidates go to the local pool, or to workers on other machines through the run's queue
+    let exec: { problem: StageProblem<any>; runner: TaskRunner<any> & { utilisation(): number; close(): Promise<void> } };
+    let threads: number;
+    if (o.queue) {
+      threads = o.queue.slots ?? o.workers ?? space.workers;
+      exec = await openQueueStage({ url: o.queue.url, store, run, stage: plan.stage, problem: plan.problem, data, timeoutMs, slots: threads, onLog: log });
+    } else {
+      threads = threadsFor(native ? 'native' : 'wasm', o.workers ?? space.workers);
+      exec = { problem: plan.problem, runner: new WorkerPool<CandidateTask, CandidateScore>({ handler: HANDLER, data, threads, timeoutMs }) };
+      log(`stage ${plan.stage} (${plan.kind.toUpperCase()}): ${plan.problem.dimension} genes, optimizer ${plan.problem.optimizer.id}, ${threads} worker thread${threads === 1 ? '' : 's'}`);
+    }
     const budget = budgetOf(space, o);
     o.onEvent?.({ type: 'stage', stage: plan.stage, kind: plan.kind, dimension: plan.problem.dimension, budget: budget.evaluations ?? null, threads });
     try {
-      const summary = await runStage(store, run, plan.problem, pool, {
+      const summary = await runStage(store, run, exec.problem, exec.runner, {
         budget, signal: o.signal, onEvent: (e) => o.onEvent?.({ ...e, stage: plan.stage }),
       });
-      store.event(run.id, 'stage', `stage ${plan.stage} ended: ${summary.reason}`, { utilisation: pool.utilisation(), ...summary, best: summary.best?.id ?? null });
+      store.event(run.id, 'stage', `stage ${plan.stage} ended: ${summary.reason}`, { utilisation: exec.runner.utilisation(), ...summary, best: summary.best?.id ?? null });
       return summary;
     } finally {
-      await pool.close();
+      await exec.runner.close();
     }
   };
 
@@ -194,17 +208,8 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     // the PS stage's best merged model becomes source 0 of the DFS stage (Sakana AI 2024, section 3.3)
     const best = store.best(run.id, 1).find((c) => c.stage === 0) ?? store.candidates(run.id, { stage: 0, state: 'done' }).sort((a, b) => (b.fitness ?? -Infinity) - (a.fitness ?? -Infinity))[0];
     if (!best) throw new InputError('E_HYBRID', 'the parameter-space stage produced no successful candidate, so the data-flow stage has no merged model to start from');
-    const { tensors, configFrom } = mergeShared(best.recipe as Recipe, sources);
     const key = `ps-best:candidate-${best.id}`;
-    const from = sources[configFrom]!;
-    const merged: SharedModel = {
-      path: key, format: 'merged', config: from.config, layers: from.layers, tokenizerDir: from.tokenizerDir,
-      tensors: Object.fromEntries([...tensors].map(([n, t]) => {
-        const shared = new Float32Array(new SharedArrayBuffer(t.byteLength));
-        shared.set(t);
-        return [n, { dtype: from.tensors[n]?.dtype ?? 'F32', shape: from.tensors[n]!.shape, data: shared }];
-      })),
-    };
+    const merged = mergedSharedModel(key, best.recipe as Recipe, sources);
     const stageSources: SharedSources = { ...sources, [key]: merged };
     const names = [{ name: `ps-best (candidate ${best.id})`, path: key }, ...r.models];
     const s = await execute(dfsStage(r, stageSources, names, 1, dfsOptimizer));
@@ -226,8 +231,9 @@ export async function startSearch(spacePath: string, options: SearchOptions & { 
   const resolved = resolveSpace(space, resolve(spacePath), options.allowTestSplit ?? false);
   const runName = options.runName ?? space.name ?? spacePath.split('/').pop()!.replace(/\.ya?ml$/, '');
   const dbPath = options.dbPath ? resolve(options.dbPath) : defaultDbPath(runName);
-  // check the space fully (methods, parameters, genome) before creating anything on disk
-  getMethod(space.ps?.method ?? 'linear');
+  // check the methods before creating anything on disk
+  for (const m of [space.ps?.method ?? []].flat()) getMethod(m);
+  if (options.queue) await checkReachable(options.queue.url);
   const store = RunStore.open(dbPath);
   try {
     if (store.run(runName)) {
@@ -237,6 +243,7 @@ export async function startSearch(spacePath: string, options: SearchOptions & { 
     for (const p of [resolved.base, ...resolved.models.map((m) => m.path)]) if (p) Object.assign(fingerprints, fingerprint(p));
     const run = store.createRun({ name: runName, space: resolved, spacePath: resolved.spacePath, codeVersion: pkg.version, seed: space.seed, fingerprints });
     store.event(run.id, 'start', `search started from ${resolved.spacePath}`);
+    if (options.queue) store.event(run.id, 'queue', `candidates go through the queue at ${options.queue.url.display}`, { url: options.queue.url.display });
     return { ...(await runStages(store, run, resolved, options)), dbPath };
   } finally {
     store.close();
@@ -258,9 +265,24 @@ export async function resumeSearch(runName: string, options: SearchOptions & { d
         if (run.fingerprints[file] !== sha) throw new InputError('E_SOURCE_CHANGED', `${file} changed since the run started (SHA-256 differs); resuming would mix results of different models. Restore the file or start a new run`);
       }
     }
+    // a run that went through a queue goes back to it (and to the results that arrived while
+    // its owner was away) unless told otherwise (queue: null)
+    let queue = options.queue ?? undefined;
+    if (options.queue === undefined) {
+      const used = store.events(run.id, 1_000_000).filter((e) => e.kind === 'queue').pop()?.data as { url?: string } | undefined;
+      if (used?.url) {
+        if (used.url.includes('***')) throw new InputError('E_QUEUE_PASSWORD', `run '${runName}' went through the queue ${used.url}, whose password is not stored; pass --queue with the full URL again (or --no-queue to evaluate locally)`);
+        queue = { url: parseQueueUrl(used.url) };
+        options.onLog?.(`reattaching to the run's queue at ${used.url}`);
+      }
+    }
+    if (queue) {
+      await checkReachable(queue.url);
+      store.event(run.id, 'queue', `candidates go through the queue at ${queue.url.display}`, { url: queue.url.display });
+    }
     store.setRunStatus(run.id, 'running');
     store.event(run.id, 'resume', 'search resumed');
-    return { ...(await runStages(store, run, resolved, options)), dbPath };
+    return { ...(await runStages(store, run, resolved, { ...options, queue })), dbPath };
   } finally {
     store.close();
   }

@@ -160,3 +160,54 @@ export class PsCodec {
     });
   }
 }
+
+/**
+ * A choice among several methods: one categorical gene (method k when g falls in the k-th of K
+ * equal parts of [0,1]) followed by each method's own PS genes. Evolving and fixed parameters
+ * apply to the methods that have them; a parameter no method has is an error.
+ */
+export class MultiMethodCodec {
+  readonly codecs: PsCodec[];
+  readonly dimension: number;
+
+  constructor(layout: Omit<PsLayout, 'method'> & { methods: readonly MergeMethod[] }) {
+    const { methods, ...rest } = layout;
+    const named = Array.isArray(rest.evolve) ? (rest.evolve as string[]) : Object.keys(rest.evolve);
+    for (const name of [...named, ...Object.keys(rest.fixed)]) {
+      if (!methods.some((m) => m.params.some((p) => p.name === name))) {
+        throw new InputError('E_SPACE_PS', `parameter '${name}' belongs to none of the methods ${methods.map((m) => m.id).join(', ')}`);
+      }
+    }
+    this.codecs = methods.map((method) => {
+      const has = (n: string) => method.params.some((p) => p.name === n);
+      const evolve = Array.isArray(rest.evolve)
+        ? (rest.evolve as string[]).filter(has)
+        : Object.fromEntries(Object.entries(rest.evolve as Record<string, readonly [number, number]>).filter(([n]) => has(n)));
+      const fixed = Object.fromEntries(Object.entries(rest.fixed).filter(([n]) => has(n)));
+      return new PsCodec({ ...rest, method, evolve, fixed });
+    });
+    this.dimension = 1 + this.codecs.reduce((a, c) => a + c.dimension, 0);
+  }
+
+  private split(genome: readonly number[]): { k: number; genes: number[] } {
+    if (genome.length !== this.dimension) throw new InputError('E_GENOME', `a PS genome of this space has ${this.dimension} genes, got ${genome.length}`);
+    const k = Math.min(this.codecs.length - 1, Math.max(0, Math.floor(genome[0]! * this.codecs.length)));
+    let offset = 1;
+    for (let i = 0; i < k; i++) offset += this.codecs[i]!.dimension;
+    return { k, genes: genome.slice(offset, offset + this.codecs[k]!.dimension) };
+  }
+
+  geneNames(): string[] {
+    return [`method (${this.codecs.map((c) => c.layout.method.id).join(' | ')})`, ...this.codecs.flatMap((c) => c.geneNames().map((n) => `${c.layout.method.id}: ${n}`))];
+  }
+
+  /** Starts on the first method, at each method's defaults. */
+  initialGenome(): number[] {
+    return [0.5 / this.codecs.length, ...this.codecs.flatMap((c) => c.initialGenome())];
+  }
+
+  decode(genome: readonly number[]): Recipe {
+    const { k, genes } = this.split(genome);
+    return this.codecs[k]!.decode(genes);
+  }
+}

@@ -13,8 +13,8 @@ import { InputError } from '../errors.ts';
 const Bounds = z.tuple([z.number(), z.number()]).refine(([lo, hi]) => lo <= hi, { message: 'bounds must be [low, high] with low <= high' });
 
 export const PsSpaceSchema = z.strictObject({
-  /** The merge method (a registry id, see `evomerge methods`). */
-  method: z.string().min(1),
+  /** The merge method (a registry id, see `evomerge methods`), or a list to choose among (one categorical gene). */
+  method: z.union([z.string().min(1), z.array(z.string().min(1)).min(2)]),
   /** Layers per group: each group of consecutive layers gets its own parameters (mergekit-evolve's layer granularity). */
   layers_per_group: z.number().int().positive().default(1),
   /** Tensor-name substrings with parameters of their own; every other tensor uses the catch-all. */
