@@ -5,3 +5,7 @@ export * from './dfs.ts';
 export * from './card.ts';
 export * from './export.ts';
 export * from './scores.ts';
+export * from './data.ts';
+export * from './charts.ts';
+export * from './render.ts';
+export * from './report.ts';

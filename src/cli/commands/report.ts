@@ -1,3 +1,32 @@
-/** placeholder replaced below */
+/** `evomerge report <run>`: chart.js PNGs and a self-contained HTML report of a search. */
 import type { Command } from 'commander';
-export function register(_program: Command): void {}
+import { parseReportFormats, scoreRunSources, writeReport, type SourceBaseline } from '../../report/index.ts';
+import { openRun } from '../../search/inspect.ts';
+
+export function register(program: Command): void {
+  program
+    .command('report')
+    .description('chart a run: fitness over time, evaluators, the best recipe, layer path, lineage, Pareto front, failures and timing (PNG files and a self-contained HTML page)')
+    .argument('<run>', 'run name')
+    .requiredOption('-o, --output <dir>', 'output folder')
+    .option('--format <list>', 'comma-separated: png, html', 'png,html')
+    .option('--no-baselines', 'do not score the source models with the run\'s evaluators (the reference lines and table)')
+    .option('--db <path>', 'run database (default runs/<run>/run.sqlite)')
+    .option('--json', 'print one JSON object')
+    .action(async (runName: string, o: { output: string; format: string; baselines: boolean; db?: string; json?: boolean }) => {
+      const formats = parseReportFormats(o.format);
+      const { store, run } = openRun(runName, o.db);
+      try {
+        let baselines: SourceBaseline[] = [];
+        if (o.baselines) {
+          if (!o.json) process.stderr.write(`scoring the source models of '${run.name}' with its evaluators ...\n`);
+          baselines = await scoreRunSources(run);
+        }
+        const r = writeReport(store, run, o.output, { formats, baselines });
+        if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+        else process.stdout.write(`report of '${run.name}': ${r.html ?? r.dir} (${r.charts.length} charts${r.pngs.length ? `, PNGs in ${r.dir}/charts` : ''})\n`);
+      } finally {
+        store.close();
+      }
+    });
+}
