@@ -6,7 +6,8 @@ import { reportCharts } from './charts.ts';
 import { reportData } from './data.ts';
 import { ExportError } from './errors.ts';
 import { renderChartPng, reportHtml } from './render.ts';
-import type { SourceBaseline } from './scores.ts';
+import { openRun } from '../search/inspect.ts';
+import { scoreRunSources, type SourceBaseline } from './scores.ts';
 
 export const REPORT_FORMATS = ['png', 'html'] as const;
 export type ReportFormat = (typeof REPORT_FORMATS)[number];
@@ -48,4 +49,18 @@ export function writeReport(store: RunStore, run: RunRow, dir: string, options: 
   }
   writeFileSync(join(root, 'report.json'), `${JSON.stringify(data, null, 1)}\n`);
   return { dir: root, html, pngs, charts: charts.map((c) => c.id) };
+}
+
+/**
+ * The whole report of a stored run in one call (what `evomerge report` and the demo do): the
+ * source models scored by the run's evaluators for the reference lines, then PNGs and HTML.
+ */
+export async function writeRunReport(runName: string, dbPath: string, dir: string, options: { formats?: readonly ReportFormat[]; baselines?: boolean } = {}): Promise<ReportResult> {
+  const { store, run } = openRun(runName, dbPath);
+  try {
+    const baselines = options.baselines === false ? [] : await scoreRunSources(run);
+    return writeReport(store, run, dir, { formats: options.formats, baselines });
+  } finally {
+    store.close();
+  }
 }

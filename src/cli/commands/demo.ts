@@ -4,6 +4,8 @@ import { InputError } from '../../errors.ts';
 import { runDemo } from '../../search/demo.ts';
 import { formatBaselines } from '../../zoo/baselines.ts';
 import { progressReporter } from './search.ts';
+import { dirname, join } from 'node:path';
+import { writeRunReport } from '../../report/index.ts';
 
 export function register(program: Command): void {
   program
@@ -42,8 +44,10 @@ export function register(program: Command): void {
         });
         progress.stop();
         if (barOn) bar.stop();
+        say('writing the report (charts of the search) ...');
+        const charts = await writeRunReport(report.search.run.name, report.search.dbPath, join(dirname(report.search.dbPath), 'report'));
         if (o.json) {
-          process.stdout.write(`${JSON.stringify({ baselines: report.baselines, evolved: report.evolved, bestBaseline: report.bestBaseline.label, run: report.search.run.name, db: report.search.dbPath })}\n`);
+          process.stdout.write(`${JSON.stringify({ baselines: report.baselines, evolved: report.evolved, bestBaseline: report.bestBaseline.label, run: report.search.run.name, db: report.search.dbPath, report: charts.html })}\n`);
           return;
         }
         const rows = report.evolved ? [...report.baselines.rows, report.evolved] : report.baselines.rows;
@@ -53,7 +57,7 @@ export function register(program: Command): void {
           const b = report.bestBaseline.meanNormalized;
           process.stdout.write(`evolved merge: mean normalised ${e.toFixed(4)} on the test split; best fixed recipe '${report.bestBaseline.label}': ${b.toFixed(4)} (${e >= b ? '+' : ''}${((e / b - 1) * 100).toFixed(2)}%)\n`);
         }
-        process.stdout.write(`run database: ${report.search.dbPath}\nnext: evomerge best ${report.search.run.name} | evomerge lineage ${report.search.run.name} <candidate>\n`);
+        process.stdout.write(`report: ${charts.html}\nrun database: ${report.search.dbPath}\nnext: evomerge best ${report.search.run.name} | evomerge lineage ${report.search.run.name} <candidate>\n`);
       } finally {
         progress.stop();
         if (barOn) bar.stop();

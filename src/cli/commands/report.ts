@@ -1,6 +1,6 @@
 /** `evomerge report <run>`: chart.js PNGs and a self-contained HTML report of a search. */
 import type { Command } from 'commander';
-import { parseReportFormats, scoreRunSources, writeReport, type SourceBaseline } from '../../report/index.ts';
+import { parseReportFormats, writeRunReport } from '../../report/index.ts';
 import { openRun } from '../../search/inspect.ts';
 
 export function register(program: Command): void {
@@ -15,18 +15,11 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON object')
     .action(async (runName: string, o: { output: string; format: string; baselines: boolean; db?: string; json?: boolean }) => {
       const formats = parseReportFormats(o.format);
-      const { store, run } = openRun(runName, o.db);
-      try {
-        let baselines: SourceBaseline[] = [];
-        if (o.baselines) {
-          if (!o.json) process.stderr.write(`scoring the source models of '${run.name}' with its evaluators ...\n`);
-          baselines = await scoreRunSources(run);
-        }
-        const r = writeReport(store, run, o.output, { formats, baselines });
-        if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
-        else process.stdout.write(`report of '${run.name}': ${r.html ?? r.dir} (${r.charts.length} charts${r.pngs.length ? `, PNGs in ${r.dir}/charts` : ''})\n`);
-      } finally {
-        store.close();
-      }
+      const { store, run, dbPath } = openRun(runName, o.db);
+      store.close();
+      if (o.baselines && !o.json) process.stderr.write(`scoring the source models of '${run.name}' with its evaluators ...\n`);
+      const r = await writeRunReport(run.name, dbPath, o.output, { formats, baselines: o.baselines });
+      if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+      else process.stdout.write(`report of '${run.name}': ${r.html ?? r.dir} (${r.charts.length} charts${r.pngs.length ? `, PNGs in ${r.dir}/charts` : ''})\n`);
     });
 }
