@@ -24,3 +24,13 @@ test('a specialist of another size is refused naming the tensor', () => {
   const bad = new Map([['w', Float32Array.from([1, 2])]]);
   assert.throws(() => mergeInMemory({ label: 'l', method: 'linear', global: {}, perModel: { weight: 1 } }, base, [a, bad], shapes, 0), /tensor w/);
 });
+
+test('owned tensors are copied from their model, not merged', () => {
+  const two = (x: number[], y: number[]) => new Map([['body', Float32Array.from(x)], ['heads.t.weight', Float32Array.from(y)]]);
+  const b0 = two([0, 0], [0, 0]);
+  const m = [two([2, 4], [5, 6]), two([4, 0], [7, 8])];
+  const sh = new Map([['body', [2]], ['heads.t.weight', [2]]]);
+  const out = mergeInMemory({ label: 'l', method: 'linear', global: {}, perModel: { weight: 1 } }, b0, m, sh, 0, [{ prefix: 'heads.t.', index: 1 }]);
+  assert.deepEqual([...out.get('body')!], [3, 2]);
+  assert.deepEqual([...out.get('heads.t.weight')!], [7, 8]);
+});

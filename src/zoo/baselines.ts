@@ -8,7 +8,9 @@
  * section 5.1: "normalized accuracy" = merged accuracy / fine-tuned accuracy): for a task with
  * a specialist, score / specialist's score on that task (inverted, specialist / score, for a
  * metric to minimise such as perplexity). A task without a specialist (lang-math's cross task)
- * is normalised by the best score among the base and the specialists. The mean is over tasks;
+ * is normalised by the best score among the base and the specialists. Tensors zoo.json marks as
+ * owned (the image zoos' per-task heads) are copied from their specialist, not merged, so each
+ * task is read through its own head and the recipes differ only in the shared body. The mean is over tasks;
  * a task whose reference score is 0 (nothing solves it) cannot normalise and is left out.
  */
 import { join } from 'node:path';
@@ -103,8 +105,11 @@ function readAll(dir: string): { config: Record<string, unknown>; tensors: Map<s
   }
 }
 
-/** Merges whole models in memory with one method of the registry, tensor by tensor. */
-export function mergeInMemory(recipe: BaselineRecipe, base: ReadonlyMap<string, Float32Array>, models: ReadonlyArray<ReadonlyMap<string, Float32Array>>, shapes: ReadonlyMap<string, number[]>, seed: number): Map<string, Float32Array> {
+/**
+ * Merges whole models in memory with one method of the registry, tensor by tensor. A tensor
+ * named in `owned` (prefix -> index of a model) is copied from that model instead of merged.
+ */
+export function mergeInMemory(recipe: BaselineRecipe, base: ReadonlyMap<string, Float32Array>, models: ReadonlyArray<ReadonlyMap<string, Float32Array>>, shapes: ReadonlyMap<string, number[]>, seed: number, owned: ReadonlyArray<{ prefix: string; index: number }> = []): Map<string, Float32Array> {
   const method = getMethod(recipe.method);
   const out = new Map<string, Float32Array>();
   const where = `baseline '${recipe.label}'`;
@@ -116,6 +121,11 @@ export function mergeInMemory(recipe: BaselineRecipe, base: ReadonlyMap<string, 
       if (!t || t.length !== b.length) throw new InputError('E_ZOO_MISMATCH', `tensor ${name} is missing or has another size in a specialist; the zoo's models must share one architecture`);
       return t;
     });
+    const owner = owned.find((o) => name.startsWith(o.prefix));
+    if (owner) {
+      out.set(name, Float32Array.from(sources[owner.index]!));
+      continue;
+    }
     // methods without a base (linear) average the specialists alone: the base is not a source of the soup
     const withBase = method.requiresBase !== 'none';
     out.set(name, method.merge({ name, shape: shapes.get(name)!, base: withBase ? b : null, models: sources }, global, perModel, { seed }));
@@ -138,6 +148,11 @@ export async function runBaselines(dir: string, options: BaselineOptions = {}): 
   const specialists = zoo.models.map((m) => ({ ...m, ...readAll(join(dir, m.path)) }));
   const tokenizer = existsSync(join(dir, zoo.base, 'tokenizer.json')) ? loadTokenizer(join(dir, zoo.base), base.config) : null;
   const evaluators: Array<{ task: string; ev: Evaluator }> = zoo.tasks.map((t) => ({ task: t.name, ev: createEvaluator(loadManifest(join(dir, t.evaluators[split])), { purpose: 'eval' }) }));
+  const owned = (zoo.ownedTensors ?? []).map((o) => {
+    const index = specialists.findIndex((s) => s.name === o.model);
+    if (index < 0) throw new NotAZooError(dir, `zoo.json's ownedTensors names model '${o.model}', which is not among its models`);
+    return { prefix: o.prefix, index };
+  });
   const total = (1 + specialists.length + recipes.length) * evaluators.length;
   let done = 0;
 
@@ -160,7 +175,7 @@ export async function runBaselines(dir: string, options: BaselineOptions = {}): 
     rows.push({ label: 'base', kind: 'base', scores: await score('base', base.tensors) });
     for (const s of specialists) rows.push({ label: `specialist ${s.name}`, kind: 'specialist', scores: await score(s.name, s.tensors) });
     for (const r of recipes) {
-      const merged = mergeInMemory(r, base.tensors, specialists.map((s) => s.tensors), base.shapes, seed);
+      const merged = mergeInMemory(r, base.tensors, specialists.map((s) => s.tensors), base.shapes, seed, owned);
       rows.push({ label: r.label, kind: 'merge', method: r.method, settings: { global: r.global, perModel: r.perModel }, scores: await score(r.label, merged) });
     }
   } finally {

@@ -14,7 +14,7 @@ import { deriveSeed } from '../tensor/rng.ts';
 import type { SourceFile } from './data/mnist.ts';
 
 /** Bump when a builder's output changes for the same inputs, so old caches are not reused. */
-export const ZOO_FORMAT = 1;
+export const ZOO_FORMAT = 2;
 
 export interface ZooProgress {
   /** What is running, e.g. `train base` or `evaluate`. */
@@ -72,6 +72,12 @@ export interface ZooManifest {
   sources: SourceFile[];
   training: Record<string, unknown>;
   checks: SpecialistCheck[];
+  /**
+   * Tensors that are not merged: each name starting with `prefix` is taken from model `model`
+   * (the image zoos' per-task heads: the merge target is the shared body, and each task is read
+   * through its own specialist's head). Absent: every tensor is merged.
+   */
+  ownedTensors?: Array<{ prefix: string; model: string }>;
   backend: string;
   seconds: number;
   createdAt: string;

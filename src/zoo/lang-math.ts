@@ -22,7 +22,7 @@ import type { SourceFile } from './data/mnist.ts';
 import { LlamaTrainer, initialLlamaWeights } from './llama-train.ts';
 import { useTrainingBackend } from './vision.ts';
 import {
-  ProgressCounter, buildAtomically, cachedZoo, writeModelFolder, writeYaml, writeZooManifest, zooCacheKey,
+  ProgressCounter, ZOO_FORMAT, buildAtomically, cachedZoo, writeModelFolder, writeYaml, writeZooManifest, zooCacheKey,
   type SpecialistCheck, type ZooBuildOptions, type ZooManifest, type ZooResult, type ZooTaskInfo,
 } from './build.ts';
 
@@ -243,7 +243,7 @@ export async function buildLangMathZoo(dir: string, options: ZooBuildOptions): P
     writeModelFolder(join(tmp, 'german'), langMathConfig(size, role('specialist', 'german')), shapes, germanW, files);
     writeModelFolder(join(tmp, 'arithmetic'), langMathConfig(size, role('specialist', 'arithmetic')), shapes, arithW, files);
     const manifest: ZooManifest = {
-      zoo: 'lang-math', format: 1, cacheKey: key, seed: options.seed, size: sizeName, family: 'LlamaForCausalLM',
+      zoo: 'lang-math', format: ZOO_FORMAT, cacheKey: key, seed: options.seed, size: sizeName, family: 'LlamaForCausalLM',
       base: 'base', models: [{ name: 'german', path: 'german', task: 'german' }, { name: 'arithmetic', path: 'arithmetic', task: 'arithmetic' }],
       tasks: taskInfos, sources, checks, backend,
       training: {

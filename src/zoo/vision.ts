@@ -17,7 +17,7 @@ import { loadMnist, type ImageSet, type SourceFile } from './data/mnist.ts';
 import { MlpTrainer, initialMlpWeights, mlpAccuracy, type ClassificationData } from './mlp-train.ts';
 import { ensureGradients } from './tfjs-gradients.ts';
 import {
-  ProgressCounter, buildAtomically, cachedZoo, writeModelFolder, writeYaml, writeZooManifest, zooCacheKey,
+  ProgressCounter, ZOO_FORMAT, buildAtomically, cachedZoo, writeModelFolder, writeYaml, writeZooManifest, zooCacheKey,
   type SpecialistCheck, type ZooBuildOptions, type ZooManifest, type ZooResult, type ZooTaskInfo,
 } from './build.ts';
 
@@ -290,9 +290,10 @@ export async function buildImageZoo(spec: ImageZooSpec): Promise<ZooResult> {
       return { name: task.name, description: task.description, derived: task.derived, head: task.name, metric: 'accuracy', evaluators };
     });
     const manifest: ZooManifest = {
-      zoo: spec.zoo, format: 1, cacheKey: key, seed: options.seed, size: sizeName, family: MLP_ARCHITECTURE,
+      zoo: spec.zoo, format: ZOO_FORMAT, cacheKey: key, seed: options.seed, size: sizeName, family: MLP_ARCHITECTURE,
       base: 'base', models: tasks.map((t) => ({ name: t.name, path: t.name, task: t.name })), tasks: taskInfos,
       sources: spec.sources, training, checks, backend,
+      ownedTensors: tasks.map((t) => ({ prefix: `heads.${t.name}.`, model: t.name })),
       seconds: Math.round((performance.now() - started) / 100) / 10, createdAt: new Date().toISOString(),
     };
     writeZooManifest(tmp, manifest);
