@@ -151,3 +151,26 @@ test('evomerge export refuses an unknown format and a candidate of another state
   assert.match(r2.err, /no candidate 99999/);
   assert.ok(!existsSync(join(dir, 'bad')));
 });
+
+test("a hybrid run's DFS path through the PS best exports that merge beside it and stacks layers from it", async () => {
+  const db = join(dir, 'hybrid.sqlite');
+  const store = RunStore.open(db);
+  const models = [{ name: 'digits', path: join(zoo, 'digits') }, { name: 'permuted', path: join(zoo, 'permuted') }];
+  const run = store.createRun({ name: 'hybrid', space: { space: { mode: 'hybrid' }, spacePath: null, base: join(zoo, 'base'), models, evaluators: [] }, codeVersion: 'test', seed: 0 });
+  const psRecipe = parseRecipe({ method: 'linear', sources: [{ model: join(zoo, 'digits'), parameters: { weight: 0.5 } }, { model: join(zoo, 'permuted'), parameters: { weight: 0.5 } }] });
+  const [ps] = store.addCandidates(run.id, [{ stage: 0, generation: 0, proposalId: 'p0', operator: 'init', genome: [], recipe: psRecipe, recipeHash: 'p' }]);
+  store.recordResult(ps!.id, { fitness: 1 });
+  const sources = [{ name: `ps-best (candidate ${ps!.id})`, path: `ps-best:candidate-${ps!.id}` }, ...models];
+  const [d] = store.addCandidates(run.id, [{ stage: 1, generation: 0, proposalId: 'd0', operator: 'init', genome: [], recipeHash: 'd', parents: [ps!.id],
+    recipe: { kind: 'dfs', sources, steps: [{ source: 2, layer: 0, scale: 1 }, { source: 0, layer: 1, scale: 1 }], embeddings_from: 0, head_from: 0 } }]);
+  store.recordResult(d!.id, { fitness: 2 });
+  const [c] = await exportCandidates(store, run, join(dir, 'export-hybrid'), { best: true });
+  store.close();
+  assert.equal(c!.id, d!.id);
+  const psDir = join(c!.dir, `ps-best-candidate-${ps!.id}`);
+  assertMergeReproduces(psDir, `${psDir}.recipe.json`, join(dir, 'merged-ps-best'));
+  const stacked = parseRecipe(JSON.parse(readFileSync(join(c!.dir, 'model', 'recipe.json'), 'utf8')));
+  assert.deepEqual(stacked.slices!.map((s) => s.sources[0]!.model), [join(zoo, 'permuted'), psDir]);
+  assertMergeReproduces(join(c!.dir, 'model'), join(c!.dir, 'model', 'recipe.json'), join(dir, 'merged-hybrid'));
+  assert.match(readFileSync(join(c!.dir, 'mergekit.yml'), 'utf8'), /is the PS stage's best \(candidate \d+\): build it first/);
+});
