@@ -11,9 +11,10 @@ import { buildVisionPlusZoo } from './vision-plus.ts';
 import type { ZooBuildOptions, ZooResult } from './build.ts';
 
 export * from './tiny.ts';
-export * from './build.ts';
+export { ZOO_FORMAT, zooCacheKey, cachedZoo, buildAtomically, type ZooProgress, type ZooBuildOptions, type ZooResult, type ZooManifest, type ZooTaskInfo, type SpecialistCheck } from './build.ts';
 export { buildVisionZoo, visionTasks, mnistPermutation, VISION_SIZES } from './vision.ts';
 export { buildLangMathZoo, arithmeticItem, LANG_MATH_SIZES } from './lang-math.ts';
+export { runBaselines, formatBaselines, BASELINE_RECIPES, NotAZooError, type BaselineReport, type BaselineRow, type BaselineRecipe, type BaselineOptions } from './baselines.ts';
 export { buildVisionPlusZoo, VISION_PLUS_TASKS } from './vision-plus.ts';
 export { loadFashionMnist, loadSklearnDigits, digits8x8To28, DebianPackageMissingError } from './data/debian.ts';
 export { loadMnist, type Mnist, type ImageSet, type SourceFile } from './data/mnist.ts';
