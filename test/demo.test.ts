@@ -19,6 +19,7 @@ test('evomerge demo --small builds the zoo, prints the baselines, evolves a merg
   assert.ok(out.baselines.rows.length >= 12, 'base, three specialists and eight fixed recipes');
   assert.match(out.evolved.label, /^evolved \(demo-small, candidate \d+\)$/);
   for (const t of ['digits', 'permuted', 'inverted']) assert.ok(out.evolved.scores[t] > 0.1 && out.evolved.scores[t] <= 1);
+  assert.ok(existsSync(out.report), `the demo ends by writing the report (${out.report})`);
   // a second run reuses the zoo and the run
   const again = spawnSync(process.execPath, [bin, 'demo', '--small', '--budget', '8'], { cwd, encoding: 'utf8', timeout: 240_000 });
   assert.equal(again.status, 0, again.stderr);
