@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { EvomergeError } from '../src/errors.ts';
 import { SafetensorsFile, writeSafetensors } from '../src/checkpoint/index.ts';
 import { Rng } from '../src/tensor/rng.ts';
-import { mutateSafetensors } from './helpers/mutate.ts';
+import { mutateSafetensors } from '../src/bench/mutate.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 const dir = tempDir();

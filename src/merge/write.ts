@@ -5,8 +5,9 @@
  * config.json, shards and index, tokenizer files, a model card README.md and the recipe as JSON
  * (plus mergekit_config.yml when mergekit can express the recipe).
  */
-import { existsSync, readdirSync } from 'node:fs';
-import { openCheckpoint, openLoraAdapter, CheckpointWriter } from '../checkpoint/index.ts';
+import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { openCheckpoint, openLoraAdapter, CheckpointWriter, temporaryPathFor } from '../checkpoint/index.ts';
 import type { Checkpoint, LoraAdapter } from '../checkpoint/index.ts';
 import { InputError } from '../errors.ts';
 import type { DType, FloatDType } from '../tensor/dtype.ts';
@@ -113,7 +114,28 @@ function modelCard(plan: MergePlan, hash: string, seed: number): string {
   return lines.join('\n');
 }
 
-/** Merge a recipe into a Hugging Face folder at `dir` (which must not exist or be empty). */
+/** Staging folders `.<name>.tmp-<pid>-<hex>` beside `dir` left by merges whose process is gone (killed). */
+function removeStaleStaging(dir: string): void {
+  const parent = dirname(dir);
+  if (!existsSync(parent)) return;
+  const pattern = new RegExp(`^\\.${basename(dir).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.tmp-(\\d+)-[0-9a-f]+$`);
+  for (const name of readdirSync(parent)) {
+    const pid = pattern.exec(name)?.[1];
+    if (!pid) continue;
+    try {
+      process.kill(Number(pid), 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') rmSync(join(parent, name), { recursive: true, force: true });
+    }
+  }
+}
+
+/**
+ * Merge a recipe into a Hugging Face folder at `dir` (which must not exist or be empty). The
+ * folder is written under a hidden staging name beside `dir` and renamed into place when
+ * complete, so a killed merge leaves no partial folder under the final name and a rerun of the
+ * same command finishes the job (it removes the dead process's staging folder).
+ */
 export function mergeToDisk(recipeIn: Recipe, dir: string, options: MergeToDiskOptions = {}): MergeResult {
   const t0 = performance.now();
   const recipe: Recipe = { ...recipeIn, seed: options.seed ?? recipeIn.seed, ...(options.outDtype ? { out_dtype: ({ F32: 'float32', F16: 'float16', BF16: 'bfloat16' } as const)[options.outDtype] } : {}) };
@@ -131,7 +153,10 @@ export function mergeToDisk(recipeIn: Recipe, dir: string, options: MergeToDiskO
       mergekitYaml = null; // not expressible in mergekit: recipe.json is the record
     }
     const ref = sources.checkpoint(plan.configFrom);
-    const writer = new CheckpointWriter(dir, {
+    const finalDir = resolve(dir);
+    removeStaleStaging(finalDir);
+    const staging = temporaryPathFor(finalDir);
+    const writer = new CheckpointWriter(staging, {
       tensors: plan.tasks.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
       maxShardBytes: options.maxShardBytes,
       metadata: { format: 'pt', evomerge_recipe_hash: hash },
@@ -163,8 +188,11 @@ export function mergeToDisk(recipeIn: Recipe, dir: string, options: MergeToDiskO
       if (mergekitYaml) files['mergekit_config.yml'] = mergekitYaml;
       const tokSource = plan.tokenizerFrom === plan.configFrom ? ref : sources.checkpoint(plan.tokenizerFrom);
       writer.finish({ config, tokenizerFrom: tokSource, files });
+      // rename(2) replaces an empty folder, so an empty `dir` given by the user is fine
+      renameSync(staging, finalDir);
     } catch (err) {
       writer.abort();
+      rmSync(staging, { recursive: true, force: true });
       throw err;
     }
     return { dir, tensors: plan.tasks.length, bytesWritten: bytes, seconds: (performance.now() - t0) / 1000, recipeHash: hash };

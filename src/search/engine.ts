@@ -104,9 +104,9 @@ function psStage(r: ResolvedSpace, sources: SharedSources, stage: number): Stage
     stage, kind: 'ps', sources,
     problem: {
       stage, dimension: codec.dimension, optimizer: withX0(r.space.optimizer, codec.initialGenome()),
-      prepare: (genome) => {
+      prepare: (genome, candidate) => {
         const recipe = codec.decode(genome);
-        return { recipe, recipeHash: recipeHash(recipe), task: { kind: 'ps', recipe } };
+        return { recipe, recipeHash: recipeHash(recipe), task: { kind: 'ps', recipe, candidateId: candidate.id } };
       },
     },
   };

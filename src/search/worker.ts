@@ -31,9 +31,36 @@ export interface WorkerData {
   allowTestSplit: boolean;
 }
 
-export type CandidateTask =
+export type CandidateTask = (
   | { kind: 'ps'; recipe: Recipe }
-  | { kind: 'dfs'; sources: string[]; steps: DfsStep[]; embeddings: number; head: number };
+  | { kind: 'dfs'; sources: string[]; steps: DfsStep[]; embeddings: number; head: number }
+) & { /** The candidate's id in the run database (names it in injected faults). */ candidateId?: number };
+
+export type InjectedFault = 'throw' | 'hang' | 'nan' | 'exit' | 'kill';
+
+/**
+ * A testing aid for `evomerge bench faults`, never set in normal use: EVOMERGE_FAULTS lists
+ * `fault@candidateId` pairs (e.g. `throw@3,hang@5,nan@7,exit@9,kill@11`). After its merge, that
+ * candidate's evaluation throws, hangs (until the pool's timeout terminates the thread), returns
+ * NaN, ends its worker thread, or SIGKILLs the whole process. Read once per worker thread.
+ */
+export function parseInjectedFaults(text: string | undefined): Map<number, InjectedFault> {
+  const out = new Map<number, InjectedFault>();
+  for (const part of (text ?? '').split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^(throw|hang|nan|exit|kill)@(\d+)$/.exec(part);
+    if (!m) throw new InputError('E_FAULTS_SPEC', `EVOMERGE_FAULTS: '${part}' is not fault@candidateId with fault one of throw, hang, nan, exit, kill`);
+    out.set(Number(m[2]), m[1] as InjectedFault);
+  }
+  return out;
+}
+
+async function injectFault(fault: InjectedFault, id: number): Promise<CandidateScore> {
+  if (fault === 'throw') throw new Error(`injected fault: the evaluator of candidate ${id} threw`);
+  if (fault === 'nan') return { fitness: NaN, metrics: [{ evaluator: 'injected', metric: 'fitness', value: NaN }] };
+  if (fault === 'exit') process.exit(70); // in a worker thread this ends the thread only
+  if (fault === 'kill') process.kill(process.pid, 'SIGKILL');
+  return new Promise<never>(() => {}); // hang: only the pool's timeout ends it
+}
 
 /** Merge a recipe in memory over shared sources: tensor name -> float32 data. */
 export function mergeShared(recipe: Recipe, sources: SharedSources): { tensors: Map<string, Float32Array>; configFrom: string } {
@@ -52,6 +79,7 @@ export function mergeShared(recipe: Recipe, sources: SharedSources): { tensors: 
 }
 
 export async function createHandler(data: WorkerData) {
+  const faults = parseInjectedFaults(process.env.EVOMERGE_FAULTS);
   const backend = await useBackend(data.backend);
   const evaluators: Array<{ spec: EvaluatorSpec; ev: Evaluator }> = data.evaluators.map((spec) => ({ spec, ev: createEvaluator(loadManifest(spec.manifest), { purpose: 'search', allowTestSplit: data.allowTestSplit }) }));
   const tokenizers = new Map<string, TextTokenizer | null>();
@@ -85,6 +113,8 @@ export async function createHandler(data: WorkerData) {
     if (task.kind === 'ps') {
       const { tensors, configFrom } = mergeShared(task.recipe, data.sources);
       const from = data.sources[configFrom]!;
+      const fault = task.candidateId === undefined ? undefined : faults.get(task.candidateId);
+      if (fault) return injectFault(fault, task.candidateId!);
       model = modelFromWeights(from.config!, weightsFromMap(tensors, 'merged candidate'), { tokenizer: tokenizerOf(configFrom), file: `${configFrom}/config.json` });
       // command evaluators read the candidate from a folder: write it once, on first request
       modelDir = () => {
@@ -95,6 +125,8 @@ export async function createHandler(data: WorkerData) {
         return onDisk.dir;
       };
     } else {
+      const fault = task.candidateId === undefined ? undefined : faults.get(task.candidateId);
+      if (fault) return injectFault(fault, task.candidateId!);
       const models = task.sources.map(sourceModel);
       model = models[0] instanceof LlamaModel
         ? composeLlamaPath(models as LlamaModel[], task.steps, { embeddings: task.embeddings, head: task.head })

@@ -58,6 +58,28 @@ export interface LineageEntry {
 
 const now = () => new Date().toISOString();
 
+/**
+ * The disk (or its quota) filled up, or the file system failed, while writing the run database.
+ * SQLite rolled back the write, so the database is still at its last committed step.
+ */
+export class StoreWriteError extends RuntimeFailure {}
+
+const WRITES = ['createRun', 'setRunStatus', 'addCandidates', 'markRunning', 'recordResult', 'commitStep', 'saveGeneration', 'event'] as const;
+
+/** A SQLite "full" or I/O error as a StoreWriteError naming the file and the way on; other errors as they are. */
+export function storeWriteFailure(err: unknown, path: string): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || err instanceof StoreWriteError) return err;
+  const full = code === 'SQLITE_FULL' || code === 'SQLITE_IOERR_WRITE' && /no space|full/i.test(String((err as Error).message));
+  if (full) {
+    return new StoreWriteError('E_DISK_FULL', `${path}: the disk is full; the last write to the run database was rolled back and the run is intact at its last committed step. Free space on that disk, then continue with 'evomerge resume <run> --db ${path}'`, { cause: err });
+  }
+  if (code.startsWith('SQLITE_IOERR')) {
+    return new StoreWriteError('E_DB_IO', `${path}: the file system failed while writing the run database (${code}: ${(err as Error).message}); the run is at its last committed step. Check the disk, then continue with 'evomerge resume <run> --db ${path}'`, { cause: err });
+  }
+  return err;
+}
+
 type Row = Record<string, unknown>;
 
 function toRun(r: Row): RunRow {
@@ -110,6 +132,17 @@ export class RunStore {
     this.path = path;
     this.db = db;
     this.readonly = readonly;
+    // every write that fails for lack of space (or an I/O error) says so, and how to go on
+    for (const name of WRITES) {
+      const write = this[name] as (...args: unknown[]) => unknown;
+      (this as Record<string, unknown>)[name] = (...args: unknown[]) => {
+        try {
+          return write.apply(this, args);
+        } catch (err) {
+          throw storeWriteFailure(err, path);
+        }
+      };
+    }
   }
 
   /** Open (creating when allowed) a run database. */
@@ -141,7 +174,7 @@ export class RunStore {
       if (e.code === 'SQLITE_NOTADB' || e.code === 'SQLITE_CORRUPT') {
         throw new InputError('E_DB_CORRUPT', `${path}: not a run database, or a damaged one (${e.message})`);
       }
-      throw err;
+      throw storeWriteFailure(err, path);
     }
   }
 

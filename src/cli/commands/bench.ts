@@ -8,8 +8,10 @@ import { registerBench as merge } from '../../bench/merge.ts';
 import { registerBench as optimizer } from '../../bench/optimizer.ts';
 import { registerBench as evaluation } from '../../bench/eval.ts';
 import { registerBench as search } from '../../bench/search.ts';
+import { registerBench as faults } from '../../bench/faults.ts';
+import { registerBench as fuzz } from '../../bench/fuzz.ts';
 
-const benches: Array<(bench: Command) => void> = [io, optimizer, evaluation, merge, search];
+const benches: Array<(bench: Command) => void> = [io, optimizer, evaluation, merge, search, faults, fuzz];
 
 export function register(program: Command): void {
   const bench = program.command('bench').description('measure throughput and optimizer efficiency (long; not part of the tests)');
