@@ -4,6 +4,9 @@
  * the score as JSON from its standard output. This is how lm-eval-harness or any script plugs in.
  */
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { RuntimeFailure, InputError } from '../errors.ts';
 import type { RunnableModel } from '../models/load.ts';
 import { manifestFitness, type CommandManifest } from './manifest.ts';
@@ -17,10 +20,16 @@ export class CommandFailedError extends RuntimeFailure {
 
 const MAX_OUTPUT = 16 * 1024 * 1024;
 
-/** Runs argv without a shell; resolves with stdout, rejects on a non-zero exit or the timeout. */
+/**
+ * Runs argv without a shell, in a fresh temporary working folder that is removed when the
+ * program ends (so whatever it writes beside itself cannot pile up or land in the user's
+ * folder); resolves with stdout, rejects on a non-zero exit or the timeout.
+ */
 export function runProgram(argv: readonly string[], options: { timeoutMs: number; env?: Record<string, string>; signal?: AbortSignal }): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { shell: false, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+    const work = mkdtempSync(join(tmpdir(), 'evomerge-command-'));
+    const removeWork = () => rmSync(work, { recursive: true, force: true });
+    const child = spawn(argv[0]!, argv.slice(1), { shell: false, cwd: work, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let size = 0;
@@ -41,10 +50,12 @@ export function runProgram(argv: readonly string[], options: { timeoutMs: number
     });
     child.on('error', (e) => {
       clearTimeout(timer);
+      removeWork();
       reject(new CommandFailedError('E_EVAL_COMMAND_START', `cannot start '${argv[0]}': ${e.message}; check the first entry of 'command' in the manifest`));
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      removeWork();
       options.signal?.removeEventListener('abort', kill);
       const stderr = Buffer.concat(err).toString('utf8');
       const tail = stderr.trim().split('\n').slice(-3).join(' | ');
