@@ -28,9 +28,10 @@ export interface PoolOptions {
 
 export type FailureKind = 'error' | 'timeout' | 'worker-exit' | 'aborted';
 
-export type TaskOutcome<R> =
-  | { ok: true; value: R; ms: number; worker: number }
-  | { ok: false; kind: FailureKind; error: string; ms: number; worker: number | null };
+/** `W` names the worker: a thread id here; a remote runner (src/queue) names host, process and thread. */
+export type TaskOutcome<R, W extends number | string = number> =
+  | { ok: true; value: R; ms: number; worker: W }
+  | { ok: false; kind: FailureKind; error: string; ms: number; worker: W | null };
 
 export type BackendKind = 'native' | 'wasm' | 'cpu';
 

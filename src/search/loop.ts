@@ -38,7 +38,7 @@ export interface StageProblem<Task> {
 /** Runs tasks; the WorkerPool, or a stand-in in tests. */
 export interface TaskRunner<Task> {
   readonly threads: number;
-  run(task: Task): Promise<TaskOutcome<CandidateScore>>;
+  run(task: Task): Promise<TaskOutcome<CandidateScore, number | string>>;
 }
 
 export interface Budget {
@@ -118,7 +118,7 @@ export async function runStage<Task>(
     return optimizer.isDone(state);
   };
 
-  const finish = (candidate: CandidateRow, outcome: TaskOutcome<CandidateScore>) => {
+  const finish = (candidate: CandidateRow, outcome: TaskOutcome<CandidateScore, number | string>) => {
     if (outcome.ok) {
       const s = outcome.value;
       const fitness = s.fitness === null || Number.isNaN(s.fitness) ? null : s.fitness;

@@ -14,7 +14,7 @@ import { composeLlamaPath, composeMlpPath, familyOf, LlamaModel, loadTokenizer, 
 import type { Recipe } from '../recipe/index.ts';
 import type { MetricValue } from '../store/index.ts';
 import type { CandidateScore } from './loop.ts';
-import { sharedCatalog, sharedReader, type SharedSources } from './sources.ts';
+import { sharedCatalog, sharedReader, type SharedModel, type SharedSources } from './sources.ts';
 import type { DfsStep } from '../space/dfs.ts';
 
 export interface EvaluatorSpec {
@@ -76,6 +76,23 @@ export function mergeShared(recipe: Recipe, sources: SharedSources): { tensors: 
     tensors.set(task.name, task.kind === 'copy' ? reader.read(task.models[0]!.model, task.models[0]!.tensor) : computeTensor(task, method, reader, recipe.seed));
   }
   return { tensors, configFrom: plan.configFrom };
+}
+
+/**
+ * A recipe merged into a new shared source (a hybrid run's PS best, as a DFS source): the
+ * owner and remote workers build it the same way, so their DFS candidates see the same model.
+ */
+export function mergedSharedModel(key: string, recipe: Recipe, sources: SharedSources): SharedModel {
+  const { tensors, configFrom } = mergeShared(recipe, sources);
+  const from = sources[configFrom]!;
+  return {
+    path: key, format: 'merged', config: from.config, layers: from.layers, tokenizerDir: from.tokenizerDir,
+    tensors: Object.fromEntries([...tensors].map(([n, t]) => {
+      const shared = new Float32Array(new SharedArrayBuffer(t.byteLength));
+      shared.set(t);
+      return [n, { dtype: from.tensors[n]?.dtype ?? 'F32', shape: from.tensors[n]!.shape, data: shared }];
+    })),
+  };
 }
 
 export async function createHandler(data: WorkerData) {

@@ -17,5 +17,5 @@ import { register as exportCmd } from './export.ts';
 import { register as report } from './report.ts';
 
 export function registerCommands(program: Command): void {
-  for (const register of [demo, search, exportCmd, report, inspect, zoo, evaluate, bench, methods, merge, baselines]) register(program);
+  for (const register of [demo, search, worker, exportCmd, report, inspect, zoo, evaluate, bench, methods, merge, baselines]) register(program);
 }

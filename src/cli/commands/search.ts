@@ -5,6 +5,7 @@ import { InputError } from '../../errors.ts';
 import { resumeSearch, startSearch, type SearchOptions, type SearchResult } from '../../search/engine.ts';
 import { bestCandidates, listRuns, openRun, runStatus } from '../../search/inspect.ts';
 import type { Budget } from '../../search/loop.ts';
+import { parseQueueUrl } from '../../queue/index.ts';
 
 const BACKENDS = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 
@@ -93,9 +94,13 @@ export function register(program: Command): void {
     .option('--workers <n>', 'worker threads (overrides the space)')
     .option('--backend <name>', `tfjs backend: ${BACKENDS.join(', ')}`)
     .option('--db <path>', 'run database (default runs/<run>/run.sqlite)')
+    .option('--queue <url>', 'evaluate on `evomerge worker` processes through a BullMQ queue on Redis: redis://host[:port][/db]')
+    .option('--queue-slots <n>', 'candidates outstanding on the queue at once (default: --workers, or the space\'s workers); the sum of the workers\' concurrency keeps them all busy')
     .option('--json', 'print one JSON object at the end');
-  type Flags = { budget?: string; minutes?: string; workers?: string; backend?: string; db?: string; json?: boolean };
-  const overrides = (o: Flags): { budget?: Budget; workers?: number; backend?: ReturnType<typeof backendFlag> } => {
+  type Flags = { budget?: string; minutes?: string; workers?: string; backend?: string; db?: string; json?: boolean; queue?: string | false; queueSlots?: string };
+  const queueFlag = (o: Flags): SearchOptions['queue'] =>
+    o.queue === false ? null : o.queue === undefined ? undefined : { url: parseQueueUrl(o.queue), slots: positiveInt('--queue-slots', o.queueSlots) };
+  const overrides = (o: Flags): { budget?: Budget; workers?: number; backend?: ReturnType<typeof backendFlag>; queue?: SearchOptions['queue'] } => {
     const evaluations = positiveInt('--budget', o.budget);
     const minutes = o.minutes === undefined ? undefined : Number(o.minutes);
     if (minutes !== undefined && !(minutes > 0)) throw new InputError('E_BAD_FLAG', `--minutes must be a positive number, got '${o.minutes}'`);
@@ -103,6 +108,7 @@ export function register(program: Command): void {
       ...(evaluations !== undefined || minutes !== undefined ? { budget: { evaluations, seconds: minutes === undefined ? undefined : minutes * 60 } } : {}),
       workers: positiveInt('--workers', o.workers),
       backend: backendFlag(o.backend),
+      ...(o.queue !== undefined ? { queue: queueFlag(o) } : {}),
     };
   };
 
@@ -125,8 +131,9 @@ export function register(program: Command): void {
     });
 
   common(program.command('resume')
-    .description('continue a run from its last committed step (after a stop, a crash or a kill)')
-    .argument('<run>', 'run name'))
+    .description('continue a run from its last committed step (after a stop, a crash or a kill); a queue run reattaches to its queue')
+    .argument('<run>', 'run name')
+    .option('--no-queue', 'evaluate on the local pool even though the run went through a queue'))
     .action(async (runName: string, o: Flags) => {
       const ov = overrides(o);
       const progress = progressReporter(runName);
