@@ -97,9 +97,10 @@ export function register(program: Command): void {
     .option('--queue <url>', 'evaluate on `evomerge worker` processes through a BullMQ queue on Redis: redis://host[:port][/db]')
     .option('--queue-slots <n>', 'candidates outstanding on the queue at once (default: --workers, or the space\'s workers); the sum of the workers\' concurrency keeps them all busy')
     .option('--json', 'print one JSON object at the end');
-  type Flags = { budget?: string; minutes?: string; workers?: string; backend?: string; db?: string; json?: boolean; queue?: string | false; queueSlots?: string };
+  // commander gives true for the queue when resume's --no-queue exists and neither flag is given
+  type Flags = { budget?: string; minutes?: string; workers?: string; backend?: string; db?: string; json?: boolean; queue?: string | boolean; queueSlots?: string };
   const queueFlag = (o: Flags): SearchOptions['queue'] =>
-    o.queue === false ? null : o.queue === undefined ? undefined : { url: parseQueueUrl(o.queue), slots: positiveInt('--queue-slots', o.queueSlots) };
+    o.queue === false ? null : typeof o.queue !== 'string' ? undefined : { url: parseQueueUrl(o.queue), slots: positiveInt('--queue-slots', o.queueSlots) };
   const overrides = (o: Flags): { budget?: Budget; workers?: number; backend?: ReturnType<typeof backendFlag>; queue?: SearchOptions['queue'] } => {
     const evaluations = positiveInt('--budget', o.budget);
     const minutes = o.minutes === undefined ? undefined : Number(o.minutes);
@@ -108,7 +109,7 @@ export function register(program: Command): void {
       ...(evaluations !== undefined || minutes !== undefined ? { budget: { evaluations, seconds: minutes === undefined ? undefined : minutes * 60 } } : {}),
       workers: positiveInt('--workers', o.workers),
       backend: backendFlag(o.backend),
-      ...(o.queue !== undefined ? { queue: queueFlag(o) } : {}),
+      ...(o.queue !== undefined && o.queue !== true ? { queue: queueFlag(o) } : {}),
     };
   };
 

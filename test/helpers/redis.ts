@@ -1,0 +1,62 @@
+/**
+ * A Redis for queue tests, on 127.0.0.1 only: the one CI starts on port 6379 when it answers,
+ * else a private redis-server on a free port (stopped when the test file ends). Each test file
+ * gets its own key prefix, removed at the end, so files can share one server.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { after } from 'node:test';
+import { Redis } from 'ioredis';
+
+async function answers(port: number): Promise<boolean> {
+  const c = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: 1000 });
+  c.on('error', () => {});
+  try {
+    await c.connect();
+    return (await c.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    c.disconnect();
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+/** A redis:// URL (with a fresh ?prefix=) on a Redis that answers. */
+export async function testRedis(): Promise<{ url: string; port: number; prefix: string }> {
+  const prefix = `evtest${process.pid}x${Date.now().toString(36)}`;
+  let port = 6379;
+  if (!(await answers(port))) {
+    if (spawnSync('redis-server', ['--version']).status !== 0) throw new Error('queue tests need Redis: install redis-server (apt-get install redis-server) or start one on 127.0.0.1:6379 (see .ci/run)');
+    port = await freePort();
+    const proc = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    after(() => { proc.kill('SIGTERM'); });
+    for (let i = 0; i < 50 && !(await answers(port)); i++) await new Promise((r) => setTimeout(r, 100));
+  }
+  after(async () => {
+    const c = new Redis({ host: '127.0.0.1', port, lazyConnect: true });
+    c.on('error', () => {});
+    try {
+      await c.connect();
+      let cursor = '0';
+      do {
+        const [next, keys] = await c.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        if (keys.length > 0) await c.del(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+    } catch { /* the private server may be gone already */ } finally {
+      c.disconnect();
+    }
+  });
+  return { url: `redis://127.0.0.1:${port}/0?prefix=${prefix}`, port, prefix };
+}
