@@ -90,3 +90,28 @@ test('a set of methods to choose among adds one categorical gene before each met
   assert.equal(c.decode(c.initialGenome()).method, 'task_arithmetic');
   assert.throws(() => new MultiMethodCodec({ methods: [getMethod('linear'), getMethod('ties')], base: zoo.base, models: zoo.models, layers: 4, layersPerGroup: 4, filters: [], evolve: ['epsilon'], fixed: {}, seed: 0 }), /belongs to none of the methods/);
 });
+
+test('kept tensors come from their owner whatever the genes say, and the rest still follows the genes', () => {
+  for (const method of ['ties', 'task_arithmetic', 'linear']) {
+    const c = codec({ method: getMethod(method), keep: [{ filter: 'lm_head', owner: 1 }], fixed: method === 'linear' ? {} : { lambda: 0.7 } });
+    const genome = new Array(c.dimension).fill(0.3);
+    const recipe = c.decode(genome);
+    const sources = new SourceSet();
+    try {
+      const plan = planRecipe(recipe, sources);
+      const reader = sources.reader();
+      const chat = openCheckpoint(zoo.models[1]!);
+      const head = computeTensor(plan.tasks.find((t) => t.name === 'lm_head.weight')!, plan.method, reader, 0);
+      const want = chat.readFloat32('lm_head.weight');
+      for (let i = 0; i < want.length; i++) {
+        const tol = method === 'task_arithmetic' ? 1e-6 : 0;
+        assert.ok(Math.abs(head[i]! - want[i]!) <= tol, `${method}: lm_head[${i}] ${head[i]} vs ${want[i]}`);
+      }
+      const other = computeTensor(plan.tasks.find((t) => t.name === 'model.layers.0.mlp.up_proj.weight')!, plan.method, reader, 0);
+      assert.notDeepEqual(Array.from(other.slice(0, 8)), Array.from(chat.readFloat32('model.layers.0.mlp.up_proj.weight').slice(0, 8)));
+    } finally {
+      sources.close();
+    }
+  }
+  assert.throws(() => codec({ method: getMethod('breadcrumbs'), keep: [{ filter: 'lm_head', owner: 0 }] }), /cannot express/);
+});

@@ -31,6 +31,8 @@ export interface ResolvedSpace {
   base: string | null;
   models: Array<{ name: string; path: string }>;
   evaluators: EvaluatorSpec[];
+  /** Tensors kept from one model rather than merged (the space's `ps.keep` and the zoo's owned tensors): filter -> model name. */
+  keep: Record<string, string>;
   /** The user asked to tune on test splits (--allow-test-split). */
   allowTestSplit: boolean;
 }
@@ -69,7 +71,11 @@ export function resolveSpace(space: SearchSpace, spacePath: string | null, allow
     const m = loadManifest(e.manifest);
     if (m.split === 'test' && !allowTestSplit) throw new TestSplitRefusedError(m);
   }
-  return { space, spacePath, base, models, evaluators, allowTestSplit };
+  const keep: Record<string, string> = { ...Object.fromEntries((zoo?.ownedTensors ?? []).map((o) => [o.prefix, o.model])), ...space.ps?.keep };
+  for (const [filter, model] of Object.entries(keep)) {
+    if (!models.some((m) => m.name === model)) throw new InputError('E_SPACE', `ps.keep: '${filter}' names model '${model}', which is not among the models (${models.map((m) => m.name).join(', ')})`);
+  }
+  return { space, spacePath, base, models, evaluators, keep, allowTestSplit };
 }
 
 interface StagePlan {
@@ -96,6 +102,7 @@ function psStage(r: ResolvedSpace, sources: SharedSources, stage: number): Stage
     base: r.base, models: r.models.map((m) => m.path), modelNames: r.models.map((m) => m.name),
     layers: sources[layersFrom]!.layers.count, layersPerGroup: ps.layers_per_group, filters: ps.filters,
     evolve: ps.evolve, fixed: ps.fixed, seed: r.space.seed,
+    keep: Object.entries(r.keep ?? {}).map(([filter, model]) => ({ filter, owner: r.models.findIndex((m) => m.name === model) })),
   };
   const codec = Array.isArray(ps.method)
     ? new MultiMethodCodec({ ...layout, methods: ps.method.map(getMethod) })

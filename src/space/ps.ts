@@ -28,7 +28,28 @@ export interface PsLayout {
   fixed: Readonly<Record<string, number | boolean | string>>;
   /** Seed of the recipe's random masks. */
   seed: number;
+  /**
+   * Tensors kept from one model instead of merged (a zoo's per-task heads): every tensor whose
+   * name contains `filter` is taken from models[owner].
+   */
+  keep?: ReadonlyArray<{ filter: string; owner: number }>;
 }
+
+/**
+ * Methods that can keep a tensor from one model through parameters alone, and the settings that
+ * do it: the owner's task vector at weight 1 and full density, the others' at weight 0, no outlier
+ * removal, lambda 1. Linear: sum(w x) / sum(w) = x_owner exactly; TIES and DARE: one non-zero
+ * (weighted) delta elects its own sign and is divided by its own weight, so base + delta_owner;
+ * task arithmetic: base + (x_owner - base), equal to x_owner up to one float32 rounding.
+ * Breadcrumbs is left out: mergekit prunes the whole task vector when int(gamma N) = 0.
+ */
+const KEEPABLE = new Set(['linear', 'task_arithmetic', 'ties', 'dare_ties', 'dare_linear', 'della', 'della_linear']);
+const KEEP_VALUE: Readonly<Record<string, (owner: boolean) => number>> = {
+  weight: (owner) => (owner ? 1 : 0),
+  density: () => 1,
+  epsilon: () => 0,
+  lambda: () => 1,
+};
 
 interface Gene {
   group: number;
@@ -88,6 +109,12 @@ export class PsCodec {
       }
     });
     if (this.geneList.length === 0) throw new InputError('E_SPACE_PS', 'nothing evolves: list at least one numeric parameter under evolve');
+    for (const k of layout.keep ?? []) {
+      if (!KEEPABLE.has(method.id)) {
+        throw new InputError('E_SPACE_KEEP', `tensors matching '${k.filter}' must be kept from one model (for example a zoo's per-task heads), which method '${method.id}' cannot express; use one of ${[...KEEPABLE].join(', ')}`);
+      }
+      if (!Number.isInteger(k.owner) || k.owner < 0 || k.owner >= models.length) throw new InputError('E_SPACE_KEEP', `kept tensors '${k.filter}' name model ${k.owner}, but the space has ${models.length} models`);
+    }
     this.dimension = this.geneList.length;
   }
 
@@ -142,13 +169,31 @@ export class PsCodec {
         return Object.keys(out).length > 0 ? out : undefined;
       };
       const global = params(-1);
+      // kept tensors: leading {filter, value} entries, which win over the genes (first match)
+      const keep = this.layout.keep ?? [];
+      const pin = (target: Record<string, unknown> | undefined, model: number, scope: 'global' | 'per-model') => {
+        if (keep.length === 0) return target;
+        const out: Record<string, unknown> = { ...target };
+        for (const spec of method.params) {
+          const value = KEEP_VALUE[spec.name];
+          if (spec.scope !== scope || !value) continue;
+          const existing = out[spec.name];
+          const tail = existing === undefined ? [] : Array.isArray(existing) && typeof existing[0] === 'object' ? existing : [{ value: existing }];
+          out[spec.name] = [...keep.map((k) => ({ filter: k.filter, value: value(k.owner === model) })), ...tail];
+        }
+        return Object.keys(out).length > 0 ? out : undefined;
+      };
+      const sliceParams = pin(global, -1, 'global');
       return {
         sources: [
           ...(useBase ? [{ model: base!, layer_range: [start, end] as [number, number] }] : []),
-          ...models.map((m, k) => ({ model: m, layer_range: [start, end] as [number, number], ...(params(k) ? { parameters: params(k) } : {}) })),
+          ...models.map((m, k) => {
+            const own = pin(params(k), k, 'per-model');
+            return { model: m, layer_range: [start, end] as [number, number], ...(own ? { parameters: own } : {}) };
+          }),
         ],
         ...(useBase ? { base_model: base! } : {}),
-        ...(global ? { parameters: global } : {}),
+        ...(sliceParams ? { parameters: sliceParams } : {}),
       };
     });
     return RecipeSchema.parse({

@@ -23,6 +23,8 @@ export const PsSpaceSchema = z.strictObject({
   evolve: z.union([z.array(z.string().min(1)).min(1), z.record(z.string(), Bounds)]),
   /** Parameters held fixed (global ones, and per-model ones applied to every model). */
   fixed: z.record(z.string(), z.union([z.number(), z.boolean(), z.string()])).default({}),
+  /** Tensors taken from one model instead of merged: name substring -> model name. A zoo's own (per-task heads) are added. */
+  keep: z.record(z.string(), z.string()).default({}),
 });
 export type PsSpace = z.infer<typeof PsSpaceSchema>;
 
