@@ -362,7 +362,8 @@ export async function runFaultsBench(options: { trials: number; seed: number; bu
       const db = join(dir, `trial-${t}`, 'run.sqlite');
       let first: ChildResult;
       if (phase === 'evaluation') {
-        const delay = Math.round(200 + rng.next() * Math.max(500, ref.ms - 4000));
+        // from the stage's start to about the end of the uninterrupted run (which also counts the process start)
+        const delay = Math.round(200 + rng.next() * Math.max(500, 0.8 * ref.ms));
         point = `after ${(delay / 1000).toFixed(2)} s`;
         first = await runCli(['search', space, '--db', db], { killAfterMs: delay, killFrom: 'stage' });
       } else if (phase === 'merging') {
