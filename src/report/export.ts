@@ -7,7 +7,8 @@
  * - card: README.md with the sources, method, parameters per layer group, scores, run and lineage.
  * Each candidate goes to `<dir>/candidate-<id>/`.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { writeFileAtomic } from '../checkpoint/atomic.ts';
 import { join, resolve } from 'node:path';
 import { openCheckpoint } from '../checkpoint/index.ts';
 import { loadManifest } from '../eval/index.ts';
@@ -80,7 +81,7 @@ function dfsPlan(store: RunStore, dfs: DfsRecipe, outDir: string, writeSources: 
   };
   const recipe = dfsAsPassthrough(dfs, pathOf);
   for (const p of psBest) {
-    writeFileSync(`${p.dir}.recipe.json`, `${JSON.stringify(p.recipe, null, 2)}\n`);
+    writeFileAtomic(`${p.dir}.recipe.json`, `${JSON.stringify(p.recipe, null, 2)}\n`);
     extra.push(`${p.dir}.recipe.json`);
     if (writeSources) {
       log(`writing the PS stage's best (candidate ${p.id}), source 0 of the path, to ${p.dir} ...`);
@@ -140,7 +141,7 @@ export async function exportCandidates(store: RunStore, run: RunRow, dir: string
     const want = (f: ExportFormat) => formats.includes(f);
 
     if (want('recipe')) {
-      writeFileSync(join(cdir, 'recipe.json'), `${JSON.stringify(dfs ?? ps, null, 2)}\n`);
+      writeFileAtomic(join(cdir, 'recipe.json'), `${JSON.stringify(dfs ?? ps, null, 2)}\n`);
       files.push(join(cdir, 'recipe.json'));
     }
 
@@ -173,7 +174,7 @@ export async function exportCandidates(store: RunStore, run: RunRow, dir: string
     if (want('mergekit')) {
       try {
         const text = dfs ? dfsMergekitYaml(run, c, dfs, stacking!.recipe, stacking!.psBest) : `${header(run, c)}${recipeToMergekitYaml(ps!)}`;
-        writeFileSync(join(cdir, 'mergekit.yml'), text);
+        writeFileAtomic(join(cdir, 'mergekit.yml'), text);
         files.push(join(cdir, 'mergekit.yml'));
       } catch (err) {
         skipped.push({ format: 'mergekit', reason: (err as Error).message });
@@ -198,7 +199,7 @@ export async function exportCandidates(store: RunStore, run: RunRow, dir: string
         store, run, candidate: c, recipe: ps, dfs, stacked: stacking?.recipe ?? null,
         scores: { validation: storedScores(store, run, c), test }, skipped,
       });
-      writeFileSync(join(cdir, 'README.md'), card);
+      writeFileAtomic(join(cdir, 'README.md'), card);
       files.push(join(cdir, 'README.md'));
       // the model folder carries the card too (mergeToDisk's generic card is replaced)
       if (merge) copyFileSync(join(cdir, 'README.md'), join(modelDir, 'README.md'));

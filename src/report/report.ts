@@ -1,5 +1,6 @@
 /** `evomerge report`: the run's charts as PNG files and a self-contained HTML page. */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../checkpoint/atomic.ts';
 import { join, resolve } from 'node:path';
 import type { RunRow, RunStore } from '../store/index.ts';
 import { reportCharts } from './charts.ts';
@@ -38,16 +39,16 @@ export function writeReport(store: RunStore, run: RunRow, dir: string, options: 
     mkdirSync(join(root, 'charts'), { recursive: true });
     charts.forEach((c, i) => {
       const file = join(root, 'charts', `${i + 1}-${c.id}.png`);
-      writeFileSync(file, renderChartPng(c));
+      writeFileAtomic(file, renderChartPng(c));
       pngs.push(file);
     });
   }
   let html: string | null = null;
   if (formats.includes('html')) {
     html = join(root, 'index.html');
-    writeFileSync(html, reportHtml(data, charts));
+    writeFileAtomic(html, reportHtml(data, charts));
   }
-  writeFileSync(join(root, 'report.json'), `${JSON.stringify(data, null, 1)}\n`);
+  writeFileAtomic(join(root, 'report.json'), `${JSON.stringify(data, null, 1)}\n`);
   return { dir: root, html, pngs, charts: charts.map((c) => c.id) };
 }
 
