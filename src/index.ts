@@ -12,3 +12,4 @@ export * from './methods/index.ts';
 export * from './recipe/index.ts';
 export * from './merge/index.ts';
 export * from './report/index.ts';
+export * from './queue/index.ts';
