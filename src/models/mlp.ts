@@ -124,7 +124,8 @@ export interface Classifier {
   dispose(): void;
 }
 
-function act(x: tf.Tensor, a: ResidualMlpConfig['activation']): tf.Tensor {
+/** The family's activation, shared with the zoo's trainer so training and inference agree. */
+export function mlpActivation<T extends tf.Tensor>(x: T, a: ResidualMlpConfig['activation']): T {
   switch (a) {
     case 'relu':
       return tf.relu(x);
@@ -147,7 +148,7 @@ function layerNorm(x: tf.Tensor2D, n: { w: tf.Tensor1D; b: tf.Tensor1D }, eps: n
 function dense(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, activation?: ResidualMlpConfig['activation']): tf.Tensor2D {
   if (activation === 'relu') return tf.fused.matMul({ a: x, b: w, bias: b, activation: 'relu' }) as tf.Tensor2D;
   const y = tf.fused.matMul({ a: x, b: w, bias: b }) as tf.Tensor2D;
-  return activation ? (act(y, activation) as tf.Tensor2D) : y;
+  return activation ? mlpActivation(y, activation) : y;
 }
 
 export interface MlpPathStep {

@@ -7,7 +7,7 @@
  */
 import { InputError } from '../errors.ts';
 import { tf } from '../models/backend.ts';
-import { ResidualMlp, parseResidualMlpConfig, residualMlpTensorShapes, weightsFromMap, type ResidualMlpConfig, type ResidualMlpConfigJson } from '../models/index.ts';
+import { ResidualMlp, mlpActivation, parseResidualMlpConfig, residualMlpTensorShapes, weightsFromMap, type ResidualMlpConfig, type ResidualMlpConfigJson } from '../models/index.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 import { linear, linearFromData, transpose } from './train-ops.ts';
 
@@ -17,19 +17,6 @@ function layerNorm(x: tf.Tensor2D, w: tf.Tensor1D, b: tf.Tensor1D, eps: number):
   return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, eps))), w), b);
 }
 
-function activation(x: tf.Tensor2D, a: ResidualMlpConfig['activation']): tf.Tensor2D {
-  switch (a) {
-    case 'relu':
-      return tf.relu(x);
-    case 'tanh':
-      return tf.tanh(x);
-    case 'silu':
-      return tf.mul(x, tf.sigmoid(x));
-    case 'gelu':
-      // exact gelu x * Phi(x) (Hendrycks and Gimpel 2016), as the family computes it
-      return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
-  }
-}
 
 /** Examples of one classification task: unsigned-byte features (input_scale maps them). */
 export interface ClassificationData {
@@ -118,7 +105,7 @@ export class MlpTrainer {
     let h = linearFromData(input, this.v('input.weight'), this.v('input.bias'));
     for (let i = 0; i < c.blocks; i++) {
       const p = `blocks.${i}`;
-      const u = activation(linear(ln(h, `${p}.norm`), this.v(`${p}.fc1.weight`), this.v(`${p}.fc1.bias`)), c.activation);
+      const u = mlpActivation(linear(ln(h, `${p}.norm`), this.v(`${p}.fc1.weight`), this.v(`${p}.fc1.bias`)), c.activation);
       h = tf.add(h, linear(u, this.v(`${p}.fc2.weight`), this.v(`${p}.fc2.bias`)));
     }
     if (!c.heads.some((x) => x.name === head)) throw new InputError('E_ZOO_HEAD', `training: the model has no head '${head}'`);
