@@ -20,9 +20,9 @@ import { mkdirSync } from 'node:fs';
 import { LANG_MATH_CHARS, loadBrown, loadUdhr, numberWords } from './data/text.ts';
 import type { SourceFile } from './data/mnist.ts';
 import { LlamaTrainer, initialLlamaWeights } from './llama-train.ts';
-import { useTrainingBackend } from './vision.ts';
+import { cachedOrTrainingBackend } from './vision.ts';
 import {
-  ProgressCounter, ZOO_FORMAT, buildAtomically, cachedZoo, writeModelFolder, writeYaml, writeZooManifest, zooCacheKey,
+  ProgressCounter, ZOO_FORMAT, buildAtomically, writeModelFolder, writeYaml, writeZooManifest, zooCacheKey,
   type SpecialistCheck, type ZooBuildOptions, type ZooManifest, type ZooResult, type ZooTaskInfo,
 } from './build.ts';
 
@@ -128,17 +128,9 @@ export async function buildLangMathZoo(dir: string, options: ZooBuildOptions): P
   const de = await numberWords('de-DE');
   const sources: SourceFile[] = [...english.sources, ...udhr.sources, en.source, de.source];
   const keyFor = (backend: string) => zooCacheKey({ zoo: 'lang-math', seed: options.seed, size, backend, sources: sources.map((s) => s.sha256), chars: LANG_MATH_CHARS });
-  const expected = keyFor('wasm');
-  if (!options.force) {
-    const hit = cachedZoo(dir, expected);
-    if (hit) return hit;
-  }
-  const backend = await useTrainingBackend();
-  const key = keyFor(backend);
-  if (!options.force && key !== expected) {
-    const hit = cachedZoo(dir, key);
-    if (hit) return hit;
-  }
+  const cache = await cachedOrTrainingBackend(dir, keyFor, options.force);
+  if (cache.hit) return cache.hit;
+  const { backend, key } = cache;
   const started = performance.now();
   const T = size.context;
   const seedOf = (...parts: Array<string | number>) => deriveSeed('lang-math-zoo', options.seed, ...parts);

@@ -124,6 +124,25 @@ export function visionModelConfig(size: VisionSize, tasks: readonly TaskMeta[], 
   };
 }
 
+/**
+ * The zoo already in `dir` when built from these inputs, looked up before a backend starts (a
+ * hit costs only hashing the inputs), or else the backend to train on and the new build's key.
+ */
+export async function cachedOrTrainingBackend(dir: string, keyFor: (backend: string) => string, force = false): Promise<{ hit: ZooResult } | { hit: null; backend: string; key: string }> {
+  const expected = keyFor('wasm');
+  if (!force) {
+    const hit = cachedZoo(dir, expected);
+    if (hit) return { hit };
+  }
+  const backend = await useTrainingBackend();
+  const key = keyFor(backend);
+  if (!force && key !== expected) {
+    const hit = cachedZoo(dir, key);
+    if (hit) return { hit };
+  }
+  return { hit: null, backend, key };
+}
+
 export async function useTrainingBackend(): Promise<string> {
   // wasm is the fast CPU backend and gives the same bytes on every machine with the same build;
   // fall back to whatever is available (recorded in zoo.json and the cache key) when it is not.
@@ -189,18 +208,9 @@ export async function buildVisionZoo(dir: string, options: ZooBuildOptions): Pro
 export async function buildImageZoo(spec: ImageZooSpec): Promise<ZooResult> {
   const { dir, options, size, sizeName } = spec;
   const keyFor = (backend: string) => zooCacheKey({ zoo: spec.zoo, seed: options.seed, size, backend, sources: spec.sources.map((s) => s.sha256), ...spec.keyParts });
-  // look for a cached build before starting a backend, so a cache hit costs only the hashing
-  const expected = keyFor('wasm');
-  if (!options.force) {
-    const hit = cachedZoo(dir, expected);
-    if (hit) return hit;
-  }
-  const backend = await useTrainingBackend();
-  const key = keyFor(backend);
-  if (!options.force && key !== expected) {
-    const hit = cachedZoo(dir, key);
-    if (hit) return hit;
-  }
+  const cache = await cachedOrTrainingBackend(dir, keyFor, options.force);
+  if (cache.hit) return cache.hit;
+  const { backend, key } = cache;
   const started = performance.now();
   const prepared = spec.prepare();
   const tasks = prepared.map((p) => p.task);
