@@ -30,7 +30,7 @@ before(async () => {
  */
 function space(name: string): string {
   const manifest = join(dir, 'slow.evaluator.yaml');
-  writeFileSync(manifest, stringify({ id: 'slow', version: 1, kind: 'command', family: 'any', split: 'validation', command: [process.execPath, '-e', 'setTimeout(() => console.log(JSON.stringify({ score: 0.25 })), 400)', '{model}'], timeout_s: 60, metric: { name: 'score', direction: 'maximize' } }));
+  writeFileSync(manifest, stringify({ id: 'slow', version: 1, kind: 'command', family: 'any', split: 'validation', command: [process.execPath, '-e', 'setTimeout(() => console.log(JSON.stringify({ score: 0.25 })), 400)', '{model}'], timeout_s: 30, metric: { name: 'score', direction: 'maximize' } }));
   const tasks = ['digits', 'permuted', 'inverted'].map((task) => ({ task, weight: 1 }));
   const path = join(dir, `${name}.yaml`);
   writeFileSync(path, stringify({

@@ -116,7 +116,7 @@ test('candidates that fail (here: every evaluation times out) are stored as fail
 test('a command evaluator gets each PS candidate written to a checkpoint folder', async () => {
   const manifest = join(dir, 'files-present.evaluator.yaml');
   const script = "const fs=require('fs');const d=process.argv[1];const ok=fs.existsSync(d+'/config.json')&&fs.existsSync(d+'/model.safetensors');console.log(JSON.stringify({score: ok ? 0.25 : 0}))";
-  writeFileSync(manifest, stringify({ id: 'files-present', version: 1, kind: 'command', family: 'any', split: 'validation', command: [process.execPath, '-e', script, '{model}'], timeout_s: 60, metric: { name: 'score', direction: 'maximize' } }));
+  writeFileSync(manifest, stringify({ id: 'files-present', version: 1, kind: 'command', family: 'any', split: 'validation', command: [process.execPath, '-e', script, '{model}'], timeout_s: 30, metric: { name: 'score', direction: 'maximize' } }));
   const db = join(dir, 'cmd', 'run.sqlite');
   const r = await startSearch(space('cmd', { evaluators: [{ manifest, weight: 1 }], budget: { evaluations: 3 }, workers: 1 }), { dbPath: db });
   const store = RunStore.open(db, { readonly: true });
@@ -124,6 +124,8 @@ test('a command evaluator gets each PS candidate written to a checkpoint folder'
   store.close();
   assert.deepEqual(errors, []);
   assert.equal(r.best!.fitness, 0.25);
+  // the program's own timer must fire before the candidate's thread is terminated
+  await assert.rejects(startSearch(space('cmd-slow', { evaluators: [{ manifest, weight: 1 }], timeout_seconds: 20 }), { dbPath: join(dir, 'cmd-slow', 'run.sqlite') }), /timeout_s \(30 s\) must be below/);
 });
 
 test('status, best and lineage read a finished run', () => {

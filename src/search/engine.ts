@@ -70,6 +70,11 @@ export function resolveSpace(space: SearchSpace, spacePath: string | null, allow
   for (const e of evaluators) {
     const m = loadManifest(e.manifest);
     if (m.split === 'test' && !allowTestSplit) throw new TestSplitRefusedError(m);
+    // a candidate past the space's timeout has its thread terminated, which would leave the
+    // program running: the program's own timer must fire first
+    if (m.kind === 'command' && m.timeout_s >= space.timeout_seconds) {
+      throw new InputError('E_SPACE_TIMEOUT', `${e.manifest}: timeout_s (${m.timeout_s} s) must be below the search space's timeout_seconds (${space.timeout_seconds} s), so the evaluator stops its program before the candidate's worker is terminated`);
+    }
   }
   const keep: Record<string, string> = { ...Object.fromEntries((zoo?.ownedTensors ?? []).map((o) => [o.prefix, o.model])), ...space.ps?.keep };
   for (const [filter, model] of Object.entries(keep)) {
