@@ -83,22 +83,32 @@ export function parameterSeries(run: RunRow, recipe: Recipe): { groups: string[]
     const r = s.sources[0]!.layer_range;
     return recipe.slices ? (r[1] - r[0] === 1 ? `layer ${r[0]}` : `layers ${r[0]}-${r[1] - 1}`) : 'all layers';
   });
-  const series = new Map<string, Array<number | null>>();
-  const put = (label: string, g: number, v: number | null) => {
-    if (!series.has(label)) series.set(label, new Array(slices.length).fill(null));
-    series.get(label)![g] = v;
-  };
-  slices.forEach((s, g) => {
-    for (const src of s.sources) {
-      for (const [k, v] of Object.entries(src.parameters ?? {})) {
-        for (const e of numericSetting(v)) put(`${modelLabel(run, src.model)} ${k}${e.filter ? ` [${e.filter}]` : ''}`, g, e.value);
+  // what the search evolved: kept tensors' pinned settings and fixed parameters are not drawn
+  const resolved = run.space as { space?: { ps?: { evolve?: unknown } }; keep?: Record<string, string> } | null;
+  const kept = new Set(Object.keys(resolved?.keep ?? {}));
+  const evolve = resolved?.space?.ps?.evolve;
+  const evolved = evolve ? new Set(Array.isArray(evolve) ? (evolve as string[]) : Object.keys(evolve as object)) : null;
+  const collect = (onlyEvolved: boolean) => {
+    const series = new Map<string, Array<number | null>>();
+    const put = (k: string, filter: string | null | undefined, label: string, g: number, v: number | null) => {
+      if (onlyEvolved && ((filter && kept.has(filter)) || (evolved && !evolved.has(k)))) return;
+      if (!series.has(label)) series.set(label, new Array(slices.length).fill(null));
+      series.get(label)![g] = v;
+    };
+    slices.forEach((s, g) => {
+      for (const src of s.sources) {
+        for (const [k, v] of Object.entries(src.parameters ?? {})) {
+          for (const e of numericSetting(v)) put(k, e.filter, `${modelLabel(run, src.model)} ${k}${e.filter ? ` [${e.filter}]` : ''}`, g, e.value);
+        }
       }
-    }
-    for (const [k, v] of [...Object.entries(s.parameters ?? {}), ...Object.entries(recipe.parameters ?? {})]) {
-      for (const e of numericSetting(v)) put(`${k}${e.filter ? ` [${e.filter}]` : ''}`, g, e.value);
-    }
-  });
-  return { groups, series: [...series].map(([label, values]) => ({ label, values })) };
+      for (const [k, v] of [...Object.entries(s.parameters ?? {}), ...Object.entries(recipe.parameters ?? {})]) {
+        for (const e of numericSetting(v)) put(k, e.filter, `${k}${e.filter ? ` [${e.filter}]` : ''}`, g, e.value);
+      }
+    });
+    return [...series].map(([label, values]) => ({ label, values }));
+  };
+  const series = collect(true);
+  return { groups, series: series.length > 0 ? series : collect(false) };
 }
 
 /** Everything the report draws, from the store (and source baselines scored apart). */
