@@ -52,6 +52,8 @@ export interface QueueStage {
 const KEEP_SECONDS = 14 * 24 * 3600;
 const HEARTBEAT_MS = 5000;
 const POLL_MS = 2000;
+/** BullMQ's failedReason for a job past the worker's maxStalledCount (moveStalledJobsToWait-9.lua). */
+export const STALL_LIMIT_REASON = 'job stalled more than allowable limit';
 
 function sha256File(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
@@ -124,6 +126,10 @@ export async function openQueueStage(o: QueueStageOptions): Promise<QueueStage> 
       const r = job.returnvalue;
       outcome = r && typeof r === 'object' ? toOutcome(r) : { ok: false, kind: 'error', error: `job ${jobId} completed without a result`, ms: 0, worker: null };
     } else if (state === 'failed') {
+      if (job.failedReason === STALL_LIMIT_REASON) {
+        await requeueStalled(job);
+        return;
+      }
       outcome = { ok: false, kind: 'error', error: `queue: ${job.failedReason ?? 'failed'} (after ${job.attemptsMade} attempt${job.attemptsMade === 1 ? '' : 's'})`, ms: 0, worker: null };
     }
     const settle = outcome && waiting.get(jobId);
@@ -131,6 +137,31 @@ export async function openQueueStage(o: QueueStageOptions): Promise<QueueStage> 
     waiting.delete(jobId);
     busyMs += outcome.ms;
     settle(outcome);
+  };
+  /**
+   * A stall is a worker that stopped renewing its lock: killed, or alive but starved on a loaded
+   * machine. Neither says anything about the candidate, so a job that BullMQ failed for stalling
+   * too often (a worker with a lower maxStalledCount than ours) goes back to the queue instead
+   * of being recorded as a failed candidate. BullMQ keeps the stall count ('stc') and the
+   * deferred failure ('defa') on the job hash and Job.retry clears neither (reprocessJob-*.lua),
+   * so they are cleared first; otherwise the next worker would fail the job again at once.
+   */
+  const requeued = new Map<string, number>();
+  const requeuing = new Set<string>();
+  const requeueStalled = async (job: Job<QueueJobData, JobResult>) => {
+    const id = job.id!;
+    // the completion event and the poll can both see the failed job
+    if (requeuing.has(id)) return;
+    requeuing.add(id);
+    try {
+      await client.hdel(`${o.url.prefix}:${queueName}:${id}`, 'stc', 'defa');
+      await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+    } finally {
+      requeuing.delete(id);
+    }
+    const n = (requeued.get(id) ?? 0) + 1;
+    requeued.set(id, n);
+    log(`${id} was given up by BullMQ after its workers stopped renewing its lock (killed or starved); it goes back to the queue (${n} time${n === 1 ? '' : 's'}), since a stall is no verdict on the candidate`);
   };
   events.on('completed', ({ jobId }) => void check(jobId).catch(onError));
   events.on('failed', ({ jobId }) => void check(jobId).catch(onError));

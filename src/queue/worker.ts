@@ -25,6 +25,17 @@ import { SourceMismatchError } from './errors.ts';
 import { liveRuns, type JobResult, type QueueJobData, type RegistryEntry, type StageContext } from './protocol.ts';
 import { checkReachable, redisClient, type QueueUrl } from './url.ts';
 
+/**
+ * A stall (lock not renewed in time) means the worker died or was starved on a loaded machine,
+ * never that the candidate is bad: evaluation errors come back as results and a crashed thread
+ * as a 'crash' outcome from the pool. BullMQ fails a job for good once it stalls more than
+ * maxStalledCount times (moveStalledJobsToWait-9.lua, default 1), which would record a sound
+ * candidate as failed, so the limit is put out of reach and a stalled job is always re-run.
+ * The cost: a candidate that kills every worker process (out of memory) keeps being retried,
+ * which the worker logs show; the owner also re-queues jobs failed by other workers' limits.
+ */
+const MAX_STALLS = 1_000_000;
+
 const HANDLER = fileURLToPath(new URL('../search/worker.ts', import.meta.url));
 
 export interface QueueWorkerOptions {
@@ -193,8 +204,9 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
     try {
       const outcome = await lane.pool.run(d.task, { timeoutMs: d.context.timeoutMs });
       const worker = outcome.worker === null ? me : `${me}/${outcome.worker}`;
-      completed++;
-      log(`finished ${job.id} (run '${d.run}'): ${outcome.ok ? `fitness ${outcome.value.fitness}` : `${outcome.kind}: ${outcome.error}`}`);
+      // 'finished' is logged once BullMQ has accepted the result (the 'completed' event): a
+      // worker that lost its lock meanwhile has its result refused, and the re-run counts
+      log(`evaluated ${job.id} (run '${d.run}'): ${outcome.ok ? `fitness ${outcome.value.fitness}` : `${outcome.kind}: ${outcome.error}`}`);
       return outcome.ok ? { ok: true, value: outcome.value, ms: outcome.ms, worker } : { ok: false, kind: outcome.kind, error: outcome.error, ms: outcome.ms, worker };
     } finally {
       lane.busy--;
@@ -214,10 +226,19 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
     }
     const w = new Worker<QueueJobData, JobResult>(entry.queue, processor, {
       connection: { ...o.url.connection, maxRetriesPerRequest: null }, prefix: o.url.prefix, concurrency,
-      lockDuration: lockMs, stalledInterval: lockMs, maxStalledCount: 2, name: me,
+      lockDuration: lockMs, stalledInterval: lockMs, maxStalledCount: MAX_STALLS, name: me,
     });
-    w.on('error', onError);
+    // lock errors on completion say that a result was refused: always worth a line
+    w.on('error', (err) => {
+      if (/could not renew lock/i.test(err.message)) log(`${err.message}: this worker was too slow to renew it; if the job stalls, another worker re-runs it`);
+      else if (/lock|not in the active state/i.test(err.message)) log(`result refused by the queue (${err.message}); the job was or will be re-run`);
+      else onError(err);
+    });
     w.on('failed', (job, err) => log(`attempt at ${job?.id} failed: ${err.message}`));
+    w.on('completed', (job, r) => {
+      completed++;
+      log(`finished ${job.id} (run '${job.data.run}'): ${r.ok ? `fitness ${r.value.fitness}` : `${r.kind}: ${r.error}`}`);
+    });
     workers.set(entry.queue, w);
     log(`taking candidates of run '${entry.run}' (queue ${entry.queue}, owner ${entry.owner}), ${concurrency} at a time`);
   };
