@@ -118,9 +118,14 @@ export async function openQueueStage(o: QueueStageOptions): Promise<QueueStage> 
   /** Settle a job's waiter if the job is finished for good (a failed attempt with retries left is not). */
   const check = async (jobId: string) => {
     if (!waiting.has(jobId)) return;
+    // the state first, then the job: BullMQ finishes a job in one script (state and return value
+    // together), so a job read after a finished state has its result. Read the other way round,
+    // a job fetched while active and found completed a moment later looked like a completion
+    // without a result, and a sound candidate was recorded failed (seen in bench queue)
+    const state = await queue.getJobState(jobId);
+    if (state !== 'completed' && state !== 'failed') return;
     const job = await Job.fromId<QueueJobData, JobResult>(queue, jobId);
     if (!job) return;
-    const state = await job.getState();
     let outcome: TaskOutcome<CandidateScore, string> | null = null;
     if (state === 'completed') {
       const r = job.returnvalue;
