@@ -234,3 +234,23 @@ test('one generation updates mean, paths, step size and covariance as the tutori
   }
   close(s1.sigma, sigma, 1e-12, 'sigma');
 });
+
+test('separable strategy parameters for n = 1000 equal pycma c1_sep, cmu_sep, cc_sep, cs and damps computed by hand', () => {
+  // Hand computation: lambda = 4 + floor(3 ln 1000) = 24, mu = 12, mueff = 7.026376 (log weights).
+  // pycma options_parameters.CMAParameters.set: c1_sep = 1/(n + 2 sqrt(n) + mueff/n) = 1/1063.2526;
+  // cmu_sep = (0.25 + mueff + 1/mueff - 2)/(n + 4 sqrt(n) + mueff/2) = 5.418697/1130.0043;
+  // cc_sep = (1 + 1/n + mueff/n)/(sqrt(n) + 1/n + 2 mueff/n) = 1.0080264/31.637833;
+  // sigma_adaptation.CMAAdaptSigmaCSA: cs = (mueff + 2)/(n + mueff + 3) = 9.026376/1010.026376,
+  // damps = 1 + cs because 3 sqrt((mueff - 1)/(n + 1)) = 0.233 < 1 (no mueff term).
+  const p = cmaesParams(1000, defaultPopsize(1000), true);
+  assert.equal(p.lambda, 24);
+  assert.equal(p.mu, 12);
+  close(p.mueff, 7.026376, 1e-6, 'mueff');
+  close(p.c1, 9.405103e-4, 1e-6, 'c1_sep');
+  close(p.cmu, 4.795288e-3, 1e-6, 'cmu_sep');
+  close(p.cc, 0.03186143, 1e-6, 'cc_sep');
+  close(p.cs, 8.936772e-3, 1e-6, 'cs');
+  close(p.damps, 1.008936772, 1e-9, 'damps');
+  // negative weights finalised with c1_sep and cmu_sep (pos_def=False): sum |w-| = 1 + c1/cmu
+  close(-p.weights.slice(12).reduce((a, b) => a + b, 0), 1.1961322, 1e-6, 'sum of negative weights');
+});
