@@ -1,0 +1,261 @@
+/**
+ * The TIES election kernel of kernels.ts `tiesMerge` in WebAssembly SIMD, assembled here from
+ * bytes (no toolchain) and compiled once per model count at first use.
+ *
+ * Why: the JavaScript kernel is bound by scalar instruction count (typed-array loads, int/float
+ * conversions and bit tests per model per element), not by memory: it ran at about 14 ns per
+ * element for 3 models. Here every step runs on two elements at once in float64x2 lanes.
+ *
+ * Bit-exactness with the JavaScript kernel is by construction: every floating-point operation is
+ * the same IEEE operation on the same operands in the same order (float32 -> float64 promotion is
+ * exact; f64x2 add/mul/div round as JavaScript's doubles; the final demotion to float32 rounds to
+ * nearest even as Float32Array stores do), and the 0/1 factors multiply as in the JavaScript
+ * kernel (so infinities and signed zeros propagate identically). test/methods.kernels.test.ts
+ * compares both kernels bit for bit.
+ *
+ * Data is staged through a small fixed memory in chunks (copies by `TypedArray.set`, i.e.
+ * memcpy), so any tensor size works and the chunk stays in L2 while the kernel reads it.
+ */
+
+/** Elements per chunk: 5 arrays of 32 KiB for 3 models stay in L2. */
+const CHUNK = 8192;
+/** Per-model parameters: cut-1 (i32), sign flip (i32), eff (f64), weight (f64): 32 bytes each. */
+const PARAM_BYTES = 32;
+const MAX_MODELS = 16;
+/** lambda (f64) lives after the per-model parameters. */
+const LAMBDA_AT = MAX_MODELS * PARAM_BYTES;
+const DATA_AT = 1024;
+/** Each staged array gets CHUNK + 4 floats so a pair read past an odd end stays inside. */
+const STRIDE = (CHUNK + 4) * 4;
+
+interface Compiled {
+  run: (len: number) => void;
+  f32: Float32Array;
+  i32: Int32Array;
+  f64: Float64Array;
+}
+
+const cache = new Map<string, Compiled | null>();
+
+// ---- a minimal WebAssembly binary writer (https://webassembly.github.io/spec/core/binary/) ----
+function uleb(v: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = v & 0x7f;
+    v >>>= 7;
+    if (v !== 0) b |= 0x80;
+    out.push(b);
+  } while (v !== 0);
+  return out;
+}
+function sleb(v: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = v & 0x7f;
+    v >>= 7;
+    if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+function section(id: number, body: number[]): number[] {
+  return [id, ...uleb(body.length), ...body];
+}
+function vec(items: number[][]): number[] {
+  return [...uleb(items.length), ...items.flat()];
+}
+const name = (s: string): number[] => vec([...s].map((c) => [c.charCodeAt(0)]));
+
+// opcodes (core spec 5.4, SIMD proposal as merged in WebAssembly 2.0)
+const I32 = 0x7f;
+const V128 = 0x7b;
+const simd = (op: number): number[] => [0xfd, ...uleb(op)];
+const memarg = (align: number, offset: number): number[] => [...uleb(align), ...uleb(offset)];
+const i32c = (v: number): number[] => [0x41, ...sleb(v | 0)];
+const lget = (i: number): number[] => [0x20, ...uleb(i)];
+const lset = (i: number): number[] => [0x21, ...uleb(i)];
+const ltee = (i: number): number[] => [0x22, ...uleb(i)];
+const I32_ADD = [0x6a];
+const v128const = (bytes: number[]): number[] => [...simd(0x0c), ...bytes];
+const splat32 = (v: number): number[] => [...i32c(v), ...simd(0x11)];
+const LOAD64_ZERO = (offset: number): number[] => [...simd(0x5d), ...memarg(3, offset)];
+const LOAD32_SPLAT = (offset: number): number[] => [...simd(0x09), ...memarg(2, offset)];
+const LOAD64_SPLAT = (offset: number): number[] => [...simd(0x0a), ...memarg(3, offset)];
+const V128_LOAD = (offset: number): number[] => [...simd(0x00), ...memarg(4, offset)];
+const V128_STORE = (offset: number): number[] => [...simd(0x0b), ...memarg(4, offset)];
+const shuffle = (lanes: number[]): number[] => [...simd(0x0d), ...lanes];
+/** i8x16.shuffle of [x, x]: bytes 8..15 to 0..7 (the two high floats into the low lanes). */
+const HIGH_TO_LOW = shuffle([8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]);
+/** i8x16.shuffle of [lo, hi]: the low 8 bytes of each. */
+const JOIN_LOW_HALVES = shuffle([0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]);
+const V_AND = simd(0x4e);
+const V_ANDNOT = simd(0x4f);
+const V_XOR = simd(0x51);
+const V_BITSELECT = simd(0x52);
+const I32X4_GT_S = simd(0x3b);
+const F64X2_EQ = simd(0x47);
+const I64X2_EXTEND_LOW_S = simd(0xc7);
+const I64X2_EXTEND_HIGH_S = simd(0xc8);
+const I64X2_SHR_S = simd(0xcc);
+const F64X2_ADD = simd(0xf0);
+const F64X2_MUL = simd(0xf2);
+const F64X2_DIV = simd(0xf3);
+const F64X2_PROMOTE_LOW = simd(0x5f);
+const F32X4_DEMOTE_ZERO = simd(0x5e);
+
+function f64Bytes(v: number): number[] {
+  return [...new Uint8Array(Float64Array.of(v).buffer)];
+}
+const ONE_F64X2 = v128const([...f64Bytes(1), ...f64Bytes(1)]);
+const ZERO_F64X2 = v128const(new Array(16).fill(0));
+
+/**
+ * The kernel for m models, normalize on or off: `run(len)` merges `len` staged elements, four
+ * per iteration (the integer tests on 4 x i32 lanes, the arithmetic on two halves of f64 x 2).
+ * Locals: 0 len (param), 1 i (byte offset), then v128 locals allocated below.
+ */
+function buildModule(m: number, normalize: boolean): Uint8Array<ArrayBuffer> {
+  const L_I = 1;
+  let next = 2;
+  const alloc = () => next++;
+  const D32 = Array.from({ length: m }, alloc); // raw d, 4 floats
+  const K32 = Array.from({ length: m }, alloc); // kept mask per 32-bit lane
+  const X32 = Array.from({ length: m }, alloc); // bit 31 = sign(d) xor (eff < 0)
+  const K = Array.from({ length: m }, alloc); // per half, 64-bit lanes
+  const X = Array.from({ length: m }, alloc);
+  const V = Array.from({ length: m }, alloc);
+  const T = Array.from({ length: m }, alloc); // splat cut - 1
+  const F = Array.from({ length: m }, alloc); // splat sign flip
+  const E = Array.from({ length: m }, alloc); // splat eff
+  const W = Array.from({ length: m }, alloc); // splat weight
+  const [S, A, MIX, DIV, LO, ONE, ZERO, MASK, LAMBDA] = Array.from({ length: 9 }, alloc);
+  const baseAt = DATA_AT;
+  const outAt = DATA_AT + STRIDE;
+  const dAt = (j: number) => DATA_AT + (2 + j) * STRIDE;
+  const b: number[] = [];
+  // constants into locals once (the loop stores to memory, so loads there would not be hoisted)
+  b.push(...ONE_F64X2, ...lset(ONE), ...ZERO_F64X2, ...lset(ZERO), ...splat32(0x7fffffff), ...lset(MASK));
+  b.push(...i32c(0), ...LOAD64_SPLAT(LAMBDA_AT), ...lset(LAMBDA));
+  for (let j = 0; j < m; j++) {
+    const p = j * PARAM_BYTES;
+    b.push(...i32c(0), ...LOAD32_SPLAT(p), ...lset(T[j]!), ...i32c(0), ...LOAD32_SPLAT(p + 4), ...lset(F[j]!));
+    b.push(...i32c(0), ...LOAD64_SPLAT(p + 8), ...lset(E[j]!), ...i32c(0), ...LOAD64_SPLAT(p + 16), ...lset(W[j]!));
+  }
+  // i = 0; loop while i < len * 4 (four elements, 16 bytes, per iteration)
+  b.push(...i32c(0), ...lset(L_I));
+  b.push(0x02, 0x40, 0x03, 0x40); // block, loop
+  b.push(...lget(L_I), ...lget(0), ...i32c(2), 0x74 /* i32.shl */, 0x4f /* i32.ge_u */, 0x0d, 1 /* br_if block */);
+  for (let j = 0; j < m; j++) {
+    // K = (bits & 0x7fffffff) > cut - 1; X: bit 31 = sign(d) xor (eff < 0)
+    b.push(...lget(L_I), ...V128_LOAD(dAt(j)), ...ltee(D32[j]!), ...lget(MASK), ...V_AND, ...lget(T[j]!), ...I32X4_GT_S, ...lset(K32[j]!));
+    b.push(...lget(D32[j]!), ...lget(F[j]!), ...V_XOR, ...lset(X32[j]!));
+  }
+  for (const half of [0, 1]) {
+    const extend = half === 0 ? I64X2_EXTEND_LOW_S : I64X2_EXTEND_HIGH_S;
+    for (let j = 0; j < m; j++) {
+      b.push(...lget(K32[j]!), ...extend, ...lset(K[j]!), ...lget(X32[j]!), ...extend, ...lset(X[j]!));
+      // v = d * (eff * k), k as 1.0 or 0.0 (the JavaScript kernel multiplies by the integer k)
+      b.push(...lget(D32[j]!));
+      if (half === 1) b.push(...lget(D32[j]!), ...HIGH_TO_LOW);
+      b.push(...F64X2_PROMOTE_LOW, ...lget(E[j]!), ...lget(K[j]!), ...lget(ONE), ...V_AND, ...F64X2_MUL, ...F64X2_MUL, ...lset(V[j]!));
+    }
+    // S = ((v0 + v1) + v2) ...; its sign bit (shr_s 63: all ones when set) is the elected minus
+    b.push(...lget(V[0]!));
+    for (let j = 1; j < m; j++) b.push(...lget(V[j]!), ...F64X2_ADD);
+    b.push(...i32c(63), ...I64X2_SHR_S, ...lset(S));
+    if (normalize) b.push(...lget(ZERO), ...lset(DIV));
+    for (let j = 0; j < m; j++) {
+      // agree = K and not (bit 63 of X xor S)
+      b.push(...lget(K[j]!), ...lget(X[j]!), ...lget(S), ...V_XOR, ...i32c(63), ...I64X2_SHR_S, ...V_ANDNOT, ...ltee(A));
+      // mixed += v * a, a as 1.0 or 0.0 (IEEE 754 add and mul do not depend on operand order,
+      // signed zeros included, so the stack order [term, prev] gives the JavaScript prev + term)
+      b.push(...lget(ONE), ...V_AND, ...lget(V[j]!), ...F64X2_MUL);
+      if (j === 0) b.push(...lset(MIX));
+      else b.push(...lget(MIX), ...F64X2_ADD, ...lset(MIX));
+      // div += (agreeing ? w : +0), as the JavaScript table adds the agreeing weights from 0
+      if (normalize) b.push(...lget(DIV), ...lget(A), ...lget(W[j]!), ...V_AND, ...F64X2_ADD, ...lset(DIV));
+    }
+    // scale = normalize ? lambda / (div == 0 ? 1 : div) : lambda; out = base + mixed * scale
+    b.push(...lget(L_I), ...LOAD64_ZERO(baseAt + 8 * half), ...F64X2_PROMOTE_LOW, ...lget(MIX), ...lget(LAMBDA));
+    if (normalize) b.push(...lget(ONE), ...lget(DIV), ...lget(DIV), ...lget(ZERO), ...F64X2_EQ, ...V_BITSELECT, ...F64X2_DIV);
+    b.push(...F64X2_MUL, ...F64X2_ADD, ...F32X4_DEMOTE_ZERO);
+    if (half === 0) b.push(...lset(LO));
+    else b.push(...lset(A), ...lget(L_I), ...lget(LO), ...lget(A), ...JOIN_LOW_HALVES, ...V128_STORE(outAt));
+  }
+  b.push(...lget(L_I), ...i32c(16), ...I32_ADD, ...lset(L_I));
+  b.push(0x0c, 0 /* br loop */, 0x0b, 0x0b /* end loop, end block */, 0x0b /* end func */);
+  const vlocals = next - 2;
+
+  const localDecls = vec([[...uleb(1), I32], [...uleb(vlocals), V128]]);
+  const code = [...localDecls, ...b];
+  const pages = Math.ceil((DATA_AT + (2 + m) * STRIDE) / 65536);
+  const bytes = [
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, vec([[0x60, ...vec([[I32]]), ...vec([])]])), // type: (i32) -> ()
+    ...section(3, vec([uleb(0)])), // function 0 has type 0
+    ...section(5, vec([[0x00, ...uleb(pages)]])), // memory, min pages
+    ...section(7, vec([[...name('run'), 0x00, ...uleb(0)], [...name('mem'), 0x02, ...uleb(0)]])),
+    ...section(10, vec([[...uleb(code.length), ...code]])),
+  ];
+  return new Uint8Array(bytes);
+}
+
+/** Why the last compilation failed (an engine without SIMD), for diagnosis; null when none did. */
+export let wasmTiesFailure: string | null = null;
+
+function compile(m: number, normalize: boolean): Compiled | null {
+  const key = `${m}:${normalize}`;
+  if (cache.has(key)) return cache.get(key)!;
+  let c: Compiled | null = null;
+  try {
+    if (typeof WebAssembly === 'object') {
+      const mod = new WebAssembly.Module(buildModule(m, normalize));
+      const inst = new WebAssembly.Instance(mod, {});
+      const mem = inst.exports.mem as WebAssembly.Memory;
+      c = { run: inst.exports.run as (len: number) => void, f32: new Float32Array(mem.buffer), i32: new Int32Array(mem.buffer), f64: new Float64Array(mem.buffer) };
+    }
+  } catch (e) {
+    wasmTiesFailure = e instanceof Error ? e.message : String(e);
+    c = null; // no SIMD in this engine: the caller keeps the JavaScript kernel
+  }
+  cache.set(key, c);
+  return c;
+}
+
+/** Whether the WebAssembly kernel can run m models (false: use the JavaScript kernel). */
+export function wasmTiesAvailable(m: number, normalize: boolean): boolean {
+  return m >= 1 && m <= MAX_MODELS && compile(m, normalize) !== null;
+}
+
+/**
+ * Same contract as kernels.ts `tiesMerge` with a precomputed per-model cut (t >= 1), eff and
+ * weights; `normalize` and `lambda` as there. Call only when `wasmTiesAvailable`.
+ */
+export function wasmTiesMerge(
+  base: Float32Array, d: readonly Float32Array[], t: Float64Array, eff: Float64Array, w: Float64Array,
+  normalize: boolean, lambda: number, out: Float32Array,
+): void {
+  const m = d.length;
+  const k = compile(m, normalize)!;
+  for (let j = 0; j < m; j++) {
+    const p = (j * PARAM_BYTES) >> 2;
+    k.i32[p] = t[j]! - 1; // t <= 0x80000000, so t - 1 fits in int32
+    k.i32[p + 1] = eff[j]! < 0 ? 0x80000000 | 0 : 0;
+    k.f64[(j * PARAM_BYTES + 8) >> 3] = eff[j]!;
+    k.f64[(j * PARAM_BYTES + 16) >> 3] = w[j]!;
+  }
+  k.f64[LAMBDA_AT >> 3] = lambda;
+  const n = out.length;
+  const baseF = DATA_AT >> 2;
+  const outF = (DATA_AT + STRIDE) >> 2;
+  const dF = (j: number) => (DATA_AT + (2 + j) * STRIDE) >> 2;
+  for (let o = 0; o < n; o += CHUNK) {
+    const len = Math.min(CHUNK, n - o);
+    k.f32.set(base.subarray(o, o + len), baseF);
+    for (let j = 0; j < m; j++) k.f32.set(d[j]!.subarray(o, o + len), dF(j));
+    k.run(len);
+    out.set(k.f32.subarray(outF, outF + len), o);
+  }
+}

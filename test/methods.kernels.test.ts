@@ -1,0 +1,75 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { tiesMerge, tiesMergeJs } from '../src/tensor/kernels.ts';
+import { wasmTiesAvailable } from '../src/tensor/wasm-ties.ts';
+import { magnitudeCut } from '../src/tensor/select.ts';
+
+/** Deterministic pseudo-random floats with many exact ties, zeros, signed zeros and wide exponents. */
+function randomTensor(seed: number, n: number): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296;
+  for (let i = 0; i < n; i++) {
+    const r = next();
+    if (r < 0.05) a[i] = 0;
+    else if (r < 0.08) a[i] = -0;
+    else if (r < 0.2) a[i] = (next() < 0.5 ? -1 : 1) * 0.25 * Math.floor(next() * 4); // exact ties
+    else a[i] = (next() - 0.5) * 2 ** Math.floor(next() * 40 - 30);
+  }
+  return a;
+}
+
+function sameBits(a: Float32Array, b: Float32Array, what: string): void {
+  const ai = new Int32Array(a.buffer, a.byteOffset, a.length);
+  const bi = new Int32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < a.length; i++) {
+    if (ai[i] !== bi[i]) assert.fail(`${what}: element ${i} differs: ${a[i]} (0x${(ai[i]! >>> 0).toString(16)}) vs ${b[i]} (0x${(bi[i]! >>> 0).toString(16)})`);
+  }
+}
+
+test('the WebAssembly TIES kernel is available for 1 to 16 models and not beyond', () => {
+  assert.equal(wasmTiesAvailable(1, true), true);
+  assert.equal(wasmTiesAvailable(16, false), true);
+  assert.equal(wasmTiesAvailable(17, true), false);
+});
+
+test('the WebAssembly TIES kernel reproduces the JavaScript kernel bit for bit on random tensors of odd sizes', () => {
+  const sizes = [1, 2, 3, 5, 7, 4099, 8191, 8193, 20011];
+  let seed = 1;
+  for (const n of sizes) {
+    for (const m of [1, 2, 3, 5]) {
+      const base = randomTensor(seed++, n);
+      const d = Array.from({ length: m }, () => randomTensor(seed++, n));
+      // cuts as the engine makes them: a top-k cut per model (some keep everything, one keeps nothing)
+      const cut = d.map((x, j) => (j === 0 ? 0 : j === 4 ? 0x80000000 : magnitudeCut(x, Math.max(1, Math.floor(n * (0.2 + 0.15 * j)))).bits));
+      const weightSets = [
+        d.map((_, j) => 0.5 + 0.25 * j),
+        d.map((_, j) => (j % 2 === 0 ? 0.7 : -0.4)), // negative weights flip the voting sign
+        d.map((_, j) => (j === 0 ? 0 : 1.3)), // a zero weight
+      ];
+      for (const w of weightSets) {
+        const eff = w.map((x, j) => x * (1 + j / 7)); // a rescale factor folded into the weight
+        for (const normalize of [true, false]) {
+          for (const lambda of [1, -0.6]) {
+            const want = tiesMergeJs(base, d, cut, eff, w, normalize, lambda, new Float32Array(n));
+            const got = tiesMerge(base, d, cut, eff, w, normalize, lambda, new Float32Array(n));
+            sameBits(got, want, `n=${n} m=${m} w=${w.join(',')} normalize=${normalize} lambda=${lambda}`);
+          }
+        }
+      }
+    }
+  }
+});
+
+test('the WebAssembly TIES kernel reproduces the JavaScript kernel when the sign vote cancels exactly', () => {
+  // deltas +x and -x with equal weights sum to +0: plus is elected and only the positive agrees
+  const n = 9;
+  const base = randomTensor(7, n);
+  const x = randomTensor(8, n);
+  const d = [x, x.map((v) => -v)];
+  for (const normalize of [true, false]) {
+    const want = tiesMergeJs(base, d, [0, 0], [1, 1], [1, 1], normalize, 1, new Float32Array(n));
+    const got = tiesMerge(base, d, [0, 0], [1, 1], [1, 1], normalize, 1, new Float32Array(n));
+    sameBits(got, want, `normalize=${normalize}`);
+  }
+});
