@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { tiesMerge, tiesMergeJs } from '../src/tensor/kernels.ts';
-import { wasmTiesAvailable } from '../src/tensor/wasm-ties.ts';
-import { magnitudeCut } from '../src/tensor/select.ts';
+import { deltaWithHistogram, deltaWithHistogramJs, tiesMerge, tiesMergeJs } from '../src/tensor/kernels.ts';
+import { wasmDeltaAvailable, wasmTiesAvailable } from '../src/tensor/wasm-ties.ts';
+import { HISTOGRAM_BUCKETS, magnitudeCut } from '../src/tensor/select.ts';
 
 /** Deterministic pseudo-random floats with many exact ties, zeros, signed zeros and wide exponents. */
 function randomTensor(seed: number, n: number): Float32Array {
@@ -27,7 +27,8 @@ function sameBits(a: Float32Array, b: Float32Array, what: string): void {
   }
 }
 
-test('the WebAssembly TIES kernel is available for 1 to 16 models and not beyond', () => {
+test('the WebAssembly kernels compile, the TIES one for 1 to 16 models and not beyond', () => {
+  assert.equal(wasmDeltaAvailable(), true);
   assert.equal(wasmTiesAvailable(1, true), true);
   assert.equal(wasmTiesAvailable(16, false), true);
   assert.equal(wasmTiesAvailable(17, true), false);
@@ -71,5 +72,23 @@ test('the WebAssembly TIES kernel reproduces the JavaScript kernel when the sign
     const want = tiesMergeJs(base, d, [0, 0], [1, 1], [1, 1], normalize, 1, new Float32Array(n));
     const got = tiesMerge(base, d, [0, 0], [1, 1], [1, 1], normalize, 1, new Float32Array(n));
     sameBits(got, want, `normalize=${normalize}`);
+  }
+});
+
+test('the WebAssembly task vector and magnitude histogram reproduce the JavaScript loops bit for bit', () => {
+  for (const n of [1, 3, 4, 8191, 8193, 20011]) {
+    const x = randomTensor(n, n);
+    const base = randomTensor(n + 1, n);
+    const want = new Float32Array(n);
+    const wantHist = new Uint32Array(HISTOGRAM_BUCKETS);
+    deltaWithHistogramJs(x, base, want, wantHist);
+    const got = new Float32Array(n);
+    const gotHist = new Uint32Array(HISTOGRAM_BUCKETS).fill(7); // stale counts must be cleared
+    deltaWithHistogram(x, base, got, gotHist);
+    sameBits(got, want, `delta n=${n}`);
+    assert.deepEqual(gotHist, wantHist);
+    const noHist = new Float32Array(n);
+    deltaWithHistogram(x, base, noHist, null);
+    sameBits(noHist, want, `delta without histogram n=${n}`);
   }
 });

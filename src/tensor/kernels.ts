@@ -9,7 +9,7 @@
  */
 
 import type { FastRng } from './fastrng.ts';
-import { wasmTiesAvailable, wasmTiesMerge } from './wasm-ties.ts';
+import { wasmDeltaAvailable, wasmDeltaWithHistogram, wasmTiesAvailable, wasmTiesMerge } from './wasm-ties.ts';
 
 type WeightedSumKernel = (xs: readonly Float32Array[], c: Float64Array, out: Float32Array, n: number) => void;
 const weightedSumCache = new Map<number, WeightedSumKernel>();
@@ -37,6 +37,13 @@ export function weightedSum(xs: readonly Float32Array[], coeffs: ArrayLike<numbe
  * top 15 bits of |d[i]| into `hist` (the first pass of select.ts `magnitudeCut`).
  */
 export function deltaWithHistogram(x: Float32Array, base: Float32Array, d: Float32Array, hist: Uint32Array | null): void {
+  // the WebAssembly form (wasm-ties.ts) computes the same bits in about a third of the time
+  if (wasmDeltaAvailable()) wasmDeltaWithHistogram(x, base, d, hist);
+  else deltaWithHistogramJs(x, base, d, hist);
+}
+
+/** The JavaScript form of `deltaWithHistogram` (exported so tests compare it with the WebAssembly one). */
+export function deltaWithHistogramJs(x: Float32Array, base: Float32Array, d: Float32Array, hist: Uint32Array | null): void {
   const n = d.length;
   for (let i = 0; i < n; i++) d[i] = x[i]! - base[i]!;
   // a separate pass: counting through an integer alias of the value just stored ran slower fused

@@ -188,12 +188,16 @@ function buildModule(m: number, normalize: boolean): Uint8Array<ArrayBuffer> {
   b.push(0x0c, 0 /* br loop */, 0x0b, 0x0b /* end loop, end block */, 0x0b /* end func */);
   const vlocals = next - 2;
 
-  const localDecls = vec([[...uleb(1), I32], [...uleb(vlocals), V128]]);
-  const code = [...localDecls, ...b];
   const pages = Math.ceil((DATA_AT + (2 + m) * STRIDE) / 65536);
+  return moduleBytes(1, [[1, I32], [vlocals, V128]], b, pages);
+}
+
+/** A module with one exported function `run` (params i32 x nParams, no result) and memory `mem`. */
+function moduleBytes(nParams: number, locals: Array<[number, number]>, body: number[], pages: number): Uint8Array<ArrayBuffer> {
+  const code = [...vec(locals.map(([count, type]) => [...uleb(count), type])), ...body];
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec([[0x60, ...vec([[I32]]), ...vec([])]])), // type: (i32) -> ()
+    ...section(1, vec([[0x60, ...vec(Array.from({ length: nParams }, () => [I32])), ...vec([])]])), // type: (i32...) -> ()
     ...section(3, vec([uleb(0)])), // function 0 has type 0
     ...section(5, vec([[0x00, ...uleb(pages)]])), // memory, min pages
     ...section(7, vec([[...name('run'), 0x00, ...uleb(0)], [...name('mem'), 0x02, ...uleb(0)]])),
@@ -258,4 +262,82 @@ export function wasmTiesMerge(
     k.run(len);
     out.set(k.f32.subarray(outF, outF + len), o);
   }
+}
+
+// ---- task vector and magnitude histogram (the first pass of select.ts `magnitudeCut`) ----
+
+const HIST_BYTES = 4 << 15;
+const DH_X = HIST_BYTES;
+const DH_B = DH_X + STRIDE;
+const DH_D = DH_B + STRIDE;
+
+/**
+ * `run(len, hist)`: d = x - base on four float32 lanes (f32x4.sub rounds once, exactly as
+ * JavaScript's float64 difference stored to a Float32Array: 53 >= 2 * 24 + 2 bits make the
+ * double rounding innocuous), then, when hist != 0, counts the top 15 bits of |d| per element.
+ */
+function buildDeltaModule(): Uint8Array<ArrayBuffer> {
+  const [LEN, HIST, I, A] = [0, 1, 2, 3];
+  const b: number[] = [];
+  b.push(...i32c(0), ...lset(I));
+  b.push(0x02, 0x40, 0x03, 0x40);
+  b.push(...lget(I), ...lget(LEN), ...i32c(2), 0x74, 0x4f, 0x0d, 1);
+  b.push(...lget(I), ...lget(I), ...V128_LOAD(DH_X), ...lget(I), ...V128_LOAD(DH_B), ...simd(0xe5) /* f32x4.sub */, ...V128_STORE(DH_D));
+  b.push(...lget(I), ...i32c(16), ...I32_ADD, ...lset(I));
+  b.push(0x0c, 0, 0x0b, 0x0b);
+  // if hist: for each element, hist[(bits & 0x7fffffff) >>> 16]++
+  b.push(0x02, 0x40, ...lget(HIST), 0x45 /* i32.eqz */, 0x0d, 0);
+  b.push(...i32c(0), ...lset(I));
+  b.push(0x02, 0x40, 0x03, 0x40);
+  b.push(...lget(I), ...lget(LEN), ...i32c(2), 0x74, 0x4f, 0x0d, 1);
+  b.push(...lget(I), 0x28, ...memarg(2, DH_D), ...i32c(0x7fffffff), 0x71 /* and */, ...i32c(14), 0x76 /* shr_u */, ...i32c(-4), 0x71, ...ltee(A));
+  b.push(...lget(A), 0x28, ...memarg(2, 0), ...i32c(1), ...I32_ADD, 0x36 /* i32.store */, ...memarg(2, 0));
+  b.push(...lget(I), ...i32c(4), ...I32_ADD, ...lset(I));
+  b.push(0x0c, 0, 0x0b, 0x0b);
+  b.push(0x0b, 0x0b);
+  return moduleBytes(2, [[2, I32]], b, Math.ceil((DH_D + STRIDE) / 65536));
+}
+
+interface DeltaCompiled {
+  run: (len: number, hist: number) => void;
+  f32: Float32Array;
+  u32: Uint32Array;
+}
+let deltaModule: DeltaCompiled | null | undefined;
+
+function compileDelta(): DeltaCompiled | null {
+  if (deltaModule !== undefined) return deltaModule;
+  deltaModule = null;
+  try {
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(buildDeltaModule()), {});
+    const mem = inst.exports.mem as WebAssembly.Memory;
+    deltaModule = { run: inst.exports.run as (len: number, hist: number) => void, f32: new Float32Array(mem.buffer), u32: new Uint32Array(mem.buffer) };
+  } catch (e) {
+    wasmTiesFailure = e instanceof Error ? e.message : String(e);
+  }
+  return deltaModule;
+}
+
+/** Whether `wasmDeltaWithHistogram` can run (false: use the JavaScript loops). */
+export function wasmDeltaAvailable(): boolean {
+  return compileDelta() !== null;
+}
+
+/** Same contract as kernels.ts `deltaWithHistogram`; call only when `wasmDeltaAvailable`. */
+export function wasmDeltaWithHistogram(x: Float32Array, base: Float32Array, d: Float32Array, hist: Uint32Array | null): void {
+  const k = compileDelta()!;
+  const n = d.length;
+  const h = k.u32.subarray(0, HIST_BYTES >> 2);
+  if (hist) h.fill(0);
+  const xF = DH_X >> 2;
+  const bF = DH_B >> 2;
+  const dF = DH_D >> 2;
+  for (let o = 0; o < n; o += CHUNK) {
+    const len = Math.min(CHUNK, n - o);
+    k.f32.set(x.subarray(o, o + len), xF);
+    k.f32.set(base.subarray(o, o + len), bF);
+    k.run(len, hist ? 1 : 0);
+    d.set(k.f32.subarray(dF, dF + len), o);
+  }
+  if (hist) hist.set(h);
 }
