@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { deltaWithHistogram, deltaWithHistogramJs, tiesMerge, tiesMergeJs } from '../src/tensor/kernels.ts';
+import { deltaWithHistogram, deltaWithHistogramJs, dropExcessTies, tiesMerge, tiesMergeJs } from '../src/tensor/kernels.ts';
 import { wasmDeltaAvailable, wasmTiesAvailable } from '../src/tensor/wasm-ties.ts';
 import { HISTOGRAM_BUCKETS, magnitudeCut } from '../src/tensor/select.ts';
 
@@ -90,5 +90,24 @@ test('the WebAssembly task vector and magnitude histogram reproduce the JavaScri
     const noHist = new Float32Array(n);
     deltaWithHistogram(x, base, noHist, null);
     sameBits(noHist, want, `delta without histogram n=${n}`);
+  }
+});
+
+test('dropping excess ties through the collected bucket indices equals the full scan', () => {
+  const cases: Array<[Float32Array, number]> = [
+    [randomTensor(11, 20011), 4000], // at this cut 546 exact ties (0.5), 188 kept
+    [Float32Array.from({ length: 5001 }, (_, i) => (i % 3 === 0 ? -0.5 : 0.5) * (1 + (i % 5 === 0 ? 1 : 0))), 2500],
+    [new Float32Array((1 << 20) + 5).fill(-1.5), 1000], // more tied elements than the scratch holds
+  ];
+  for (const [d, k] of cases) {
+    const plain = magnitudeCut(d, k);
+    const collected = magnitudeCut(d, k, undefined, true);
+    assert.deepEqual({ bits: collected.bits, ties: collected.ties, equal: collected.equal }, plain);
+    assert.ok(plain.ties < plain.equal, 'the case must have ties to drop');
+    const want = d.slice();
+    dropExcessTies(want, plain.bits, plain.ties, plain.equal);
+    const got = d.slice();
+    dropExcessTies(got, collected.bits, collected.ties, collected.equal, collected.candidates);
+    sameBits(got, want, `n=${d.length} k=${k}`);
   }
 });

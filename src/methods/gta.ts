@@ -134,9 +134,9 @@ function gtaMerge(cfg: GtaConfig, input: TensorInput, g: ResolvedParams, pm: rea
       deltaWithHistogram(x, base, d, histogram);
       const k = Math.floor(density * n); // python int() truncates toward zero
       if (k <= 0) throw densityTooLow(input, j, density, n);
-      const c = magnitudeCut(d, k, histogram);
+      const c = magnitudeCut(d, k, histogram, true);
       if (g.rescale) factor = l1FactorOfCut(d, c.bits, c.ties);
-      dropExcessTies(d, c.bits, c.ties, c.equal);
+      dropExcessTies(d, c.bits, c.ties, c.equal, c.candidates);
       cut[j] = c.bits;
     } else {
       deltaWithHistogram(x, base, d, null);

@@ -136,9 +136,21 @@ export function tiesMergeJs(
  * elements whose |x| bits equal `cut`, the first `keep` (lowest indices, select.ts tie rule) stay
  * and the others are set to 0 in place. Skipped when every tied element is kept.
  */
-export function dropExcessTies(d: Float32Array, cut: number, keep: number, equal: number): void {
+export function dropExcessTies(d: Float32Array, cut: number, keep: number, equal: number, candidates?: Int32Array | null): void {
   if (keep >= equal) return;
   const bits = new Int32Array(d.buffer, d.byteOffset, d.length);
+  if (candidates) {
+    // the ascending indices of every element in the cut's 16-bit bucket (select.ts
+    // `magnitudeCut` with collect): the same elements in the same order as the full scan below
+    for (let c = 0; c < candidates.length; c++) {
+      const i = candidates[c]!;
+      if ((bits[i]! & 0x7fffffff) === cut) {
+        if (keep > 0) keep--;
+        else d[i] = 0;
+      }
+    }
+    return;
+  }
   for (let i = 0; i < d.length; i++) {
     if ((bits[i]! & 0x7fffffff) === cut) {
       if (keep > 0) keep--;

@@ -23,7 +23,17 @@ export interface MagnitudeCut {
   ties: number;
   /** How many elements have magnitude bits equal to `bits`. */
   equal: number;
+  /**
+   * Only with `collect`: the indices, ascending, of every element sharing the cut's top 16 bits
+   * (so every tied element among them), or null when there were more than fit the scratch. A
+   * view of module scratch, valid until the next call.
+   */
+  candidates?: Int32Array | null;
 }
+
+/** Room for the indices of one 16-bit bucket (a bucket holds a small fraction of a tensor). */
+const CANDIDATE_CAP = 1 << 20;
+let candidateScratch: Int32Array | null = null;
 
 export const HISTOGRAM_BUCKETS = 1 << 15;
 const hiCounts = new Uint32Array(HISTOGRAM_BUCKETS);
@@ -34,7 +44,7 @@ const loCounts = new Uint32Array(1 << 16);
  * `data` is read through its bit patterns; nothing is written. `histogram` (1 << 15 counts of
  * the top 15 bits of |x|, as kernels.ts `deltaWithHistogram` fills) saves the first pass.
  */
-export function magnitudeCut(data: Float32Array, k: number, histogram?: Uint32Array): MagnitudeCut {
+export function magnitudeCut(data: Float32Array, k: number, histogram?: Uint32Array, collect = false): MagnitudeCut {
   const n = data.length;
   if (k <= 0) return { bits: 0x80000000, ties: 0, equal: 0 };
   if (k > n) throw new RangeError(`magnitudeCut: k=${k} exceeds ${n} elements`);
@@ -53,9 +63,25 @@ export function magnitudeCut(data: Float32Array, k: number, histogram?: Uint32Ar
     remaining -= c;
   }
   loCounts.fill(0);
-  for (let i = 0; i < n; i++) {
-    const b = bits[i]! & 0x7fffffff;
-    if (b >>> 16 === hi) loCounts[b & 0xffff]!++;
+  let found = 0;
+  if (collect) {
+    // recording the bucket's indices here lets kernels.ts `dropExcessTies` visit only them
+    // instead of making another pass over the tensor
+    candidateScratch ??= new Int32Array(CANDIDATE_CAP);
+    const cand = candidateScratch;
+    for (let i = 0; i < n; i++) {
+      const b = bits[i]! & 0x7fffffff;
+      if (b >>> 16 === hi) {
+        loCounts[b & 0xffff]!++;
+        if (found < CANDIDATE_CAP) cand[found] = i;
+        found++;
+      }
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      const b = bits[i]! & 0x7fffffff;
+      if (b >>> 16 === hi) loCounts[b & 0xffff]!++;
+    }
   }
   let lo = 0xffff;
   for (; lo >= 0; lo--) {
@@ -63,7 +89,9 @@ export function magnitudeCut(data: Float32Array, k: number, histogram?: Uint32Ar
     if (c >= remaining) break;
     remaining -= c;
   }
-  return { bits: ((hi << 16) | lo) >>> 0, ties: remaining, equal: loCounts[lo]! };
+  const cut: MagnitudeCut = { bits: ((hi << 16) | lo) >>> 0, ties: remaining, equal: loCounts[lo]! };
+  if (collect) cut.candidates = found <= CANDIDATE_CAP ? candidateScratch!.subarray(0, found) : null;
+  return cut;
 }
 
 /**
