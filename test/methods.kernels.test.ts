@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { deltaWithHistogram, deltaWithHistogramJs, dropExcessTies, tiesMerge, tiesMergeJs } from '../src/tensor/kernels.ts';
+import { bernoulliPruneInPlace, bernoulliPruneInPlaceJs, deltaWithHistogram, deltaWithHistogramJs, dropExcessTies, tiesMerge, tiesMergeJs } from '../src/tensor/kernels.ts';
+import { FastRng, bernoulliThreshold31 } from '../src/tensor/fastrng.ts';
 import { wasmDeltaAvailable, wasmTiesAvailable } from '../src/tensor/wasm-ties.ts';
 import { HISTOGRAM_BUCKETS, magnitudeCut } from '../src/tensor/select.ts';
 
@@ -109,5 +110,22 @@ test('dropping excess ties through the collected bucket indices equals the full 
     const got = d.slice();
     dropExcessTies(got, collected.bits, collected.ties, collected.equal, collected.candidates);
     sameBits(got, want, `n=${d.length} k=${k}`);
+  }
+});
+
+test('the WebAssembly Bernoulli pruning reproduces the JavaScript loop: same kept bits, L1 sums and stream state', () => {
+  for (const n of [1, 5, 8191, 8193, 20011]) {
+    for (const density of [0, 0.3, 0.5, 0.999, 1]) {
+      const d = randomTensor(n * 3, n);
+      const want = d.slice();
+      const jsRng = FastRng.forTensor(3, `t${n}`, 1, 'dare');
+      const wantSums = bernoulliPruneInPlaceJs(want, jsRng, bernoulliThreshold31(density));
+      const got = d.slice();
+      const rng = FastRng.forTensor(3, `t${n}`, 1, 'dare');
+      const gotSums = bernoulliPruneInPlace(got, rng, bernoulliThreshold31(density));
+      sameBits(got, want, `n=${n} density=${density}`);
+      assert.deepEqual(gotSums, wantSums);
+      assert.deepEqual(rng.getState(), jsRng.getState());
+    }
   }
 });

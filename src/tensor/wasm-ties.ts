@@ -71,6 +71,8 @@ const name = (s: string): number[] => vec([...s].map((c) => [c.charCodeAt(0)]));
 // opcodes (core spec 5.4, SIMD proposal as merged in WebAssembly 2.0)
 const I32 = 0x7f;
 const V128 = 0x7b;
+const F64 = 0x7c;
+const F32 = 0x7d;
 const simd = (op: number): number[] => [0xfd, ...uleb(op)];
 const memarg = (align: number, offset: number): number[] => [...uleb(align), ...uleb(offset)];
 const i32c = (v: number): number[] => [0x41, ...sleb(v | 0)];
@@ -270,6 +272,8 @@ const HIST_BYTES = 4 << 15;
 const DH_X = HIST_BYTES;
 const DH_B = DH_X + STRIDE;
 const DH_D = DH_B + STRIDE;
+/** Bernoulli parameters: xoshiro state (4 x i32), threshold (i32), then the L1 sums before and after (f64 at +24, +32). */
+const DH_P = DH_D + STRIDE;
 
 /**
  * `run(len, hist)`: d = x - base on four float32 lanes (f32x4.sub rounds once, exactly as
@@ -279,6 +283,8 @@ const DH_D = DH_B + STRIDE;
 function buildDeltaModule(): Uint8Array<ArrayBuffer> {
   const [LEN, HIST, I, A] = [0, 1, 2, 3];
   const b: number[] = [];
+  // mode 4 (HIST = 4): only the Bernoulli pruning of the staged D, below
+  b.push(0x02, 0x40, ...lget(HIST), ...i32c(4), 0x46 /* i32.eq */, 0x0d, 0);
   b.push(...i32c(0), ...lset(I));
   b.push(0x02, 0x40, 0x03, 0x40);
   b.push(...lget(I), ...lget(LEN), ...i32c(2), 0x74, 0x4f, 0x0d, 1);
@@ -294,14 +300,49 @@ function buildDeltaModule(): Uint8Array<ArrayBuffer> {
   b.push(...lget(A), 0x28, ...memarg(2, 0), ...i32c(1), ...I32_ADD, 0x36 /* i32.store */, ...memarg(2, 0));
   b.push(...lget(I), ...i32c(4), ...I32_ADD, ...lset(I));
   b.push(0x0c, 0, 0x0b, 0x0b);
+  b.push(0x0b); // end of the histogram block
+  b.push(0x0b); // end of the delta block (mode 4 jumps here)
+  // mode 4: DARE's Bernoulli keep mask over D, as kernels.ts `bernoulliPruneInPlace`: the same
+  // xoshiro128** step, the same integer keep decision, the L1 sums accumulated in the same order
+  b.push(0x02, 0x40, ...lget(HIST), ...i32c(4), 0x47 /* i32.ne */, 0x0d, 0);
+  const [S0, S1, S2, S3, M5, T, THR, KEEP] = [4, 5, 6, 7, 8, 9, 10, 11];
+  const [BEFORE, AFTER, AB] = [12, 13, 14];
+  const V = 15;
+  for (const [l, off] of [[S0, 0], [S1, 4], [S2, 8], [S3, 12], [THR, 16]] as const) b.push(...i32c(0), 0x28, ...memarg(2, DH_P + off), ...lset(l));
+  b.push(...i32c(0), 0x2b /* f64.load */, ...memarg(3, DH_P + 24), ...lset(BEFORE), ...i32c(0), 0x2b, ...memarg(3, DH_P + 32), ...lset(AFTER));
+  b.push(...i32c(0), ...lset(I));
+  b.push(0x02, 0x40, 0x03, 0x40);
+  b.push(...lget(I), ...lget(LEN), ...i32c(2), 0x74, 0x4f, 0x0d, 1);
+  // m5 = s1 * 5; r31 = (rotl(m5, 7) * 9) >>> 1; keep = (r31 - thr) >>> 31
+  b.push(...lget(S1), ...i32c(5), 0x6c /* mul */, ...lset(M5));
+  b.push(...lget(M5), ...i32c(7), 0x77 /* rotl */, ...i32c(9), 0x6c, ...i32c(1), 0x76, ...lget(THR), 0x6b /* sub */, ...i32c(31), 0x76, ...lset(KEEP));
+  // t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl(s3, 11)
+  b.push(...lget(S1), ...i32c(9), 0x74, ...lset(T));
+  b.push(...lget(S2), ...lget(S0), 0x73, ...lset(S2));
+  b.push(...lget(S3), ...lget(S1), 0x73, ...lset(S3));
+  b.push(...lget(S1), ...lget(S2), 0x73, ...lset(S1));
+  b.push(...lget(S0), ...lget(S3), 0x73, ...lset(S0));
+  b.push(...lget(S2), ...lget(T), 0x73, ...lset(S2));
+  b.push(...lget(S3), ...i32c(11), 0x77, ...lset(S3));
+  // a = |v| in float64; before += a; after += a * keep; d = v * keep
+  b.push(...lget(I), 0x2a /* f32.load */, ...memarg(2, DH_D), ...ltee(V), 0x8b /* f32.abs */, 0xbb /* f64.promote_f32 */, ...ltee(AB));
+  b.push(...lget(BEFORE), 0xa0 /* f64.add */, ...lset(BEFORE));
+  b.push(...lget(AFTER), ...lget(AB), ...lget(KEEP), 0xb8 /* f64.convert_i32_u */, 0xa2 /* f64.mul */, 0xa0, ...lset(AFTER));
+  b.push(...lget(I), ...lget(V), ...lget(KEEP), 0xb3 /* f32.convert_i32_u */, 0x94 /* f32.mul */, 0x38 /* f32.store */, ...memarg(2, DH_D));
+  b.push(...lget(I), ...i32c(4), ...I32_ADD, ...lset(I));
+  b.push(0x0c, 0, 0x0b, 0x0b);
+  for (const [l, off] of [[S0, 0], [S1, 4], [S2, 8], [S3, 12]] as const) b.push(...i32c(0), ...lget(l), 0x36, ...memarg(2, DH_P + off));
+  b.push(...i32c(0), ...lget(BEFORE), 0x39 /* f64.store */, ...memarg(3, DH_P + 24), ...i32c(0), ...lget(AFTER), 0x39, ...memarg(3, DH_P + 32));
   b.push(0x0b, 0x0b);
-  return moduleBytes(2, [[2, I32]], b, Math.ceil((DH_D + STRIDE) / 65536));
+  return moduleBytes(2, [[10, I32], [3, F64], [1, F32]], b, Math.ceil((DH_P + 64) / 65536));
 }
 
 interface DeltaCompiled {
   run: (len: number, hist: number) => void;
   f32: Float32Array;
   u32: Uint32Array;
+  i32: Int32Array;
+  f64: Float64Array;
 }
 let deltaModule: DeltaCompiled | null | undefined;
 
@@ -311,7 +352,7 @@ function compileDelta(): DeltaCompiled | null {
   try {
     const inst = new WebAssembly.Instance(new WebAssembly.Module(buildDeltaModule()), {});
     const mem = inst.exports.mem as WebAssembly.Memory;
-    deltaModule = { run: inst.exports.run as (len: number, hist: number) => void, f32: new Float32Array(mem.buffer), u32: new Uint32Array(mem.buffer) };
+    deltaModule = { run: inst.exports.run as (len: number, hist: number) => void, f32: new Float32Array(mem.buffer), u32: new Uint32Array(mem.buffer), i32: new Int32Array(mem.buffer), f64: new Float64Array(mem.buffer) };
   } catch (e) {
     wasmTiesFailure = e instanceof Error ? e.message : String(e);
   }
@@ -340,4 +381,27 @@ export function wasmDeltaWithHistogram(x: Float32Array, base: Float32Array, d: F
     d.set(k.f32.subarray(dF, dF + len), o);
   }
   if (hist) hist.set(h);
+}
+
+/**
+ * Same contract as kernels.ts `bernoulliPruneInPlace` (the state of `rng` advances by one draw
+ * per element; returns the L1 norms before and after); call only when `wasmDeltaAvailable`.
+ */
+export function wasmBernoulliPruneInPlace(d: Float32Array, state: [number, number, number, number], threshold31: number): { before: number; after: number; state: [number, number, number, number] } {
+  const k = compileDelta()!;
+  const p = DH_P >> 2;
+  for (let j = 0; j < 4; j++) k.i32[p + j] = state[j]!;
+  k.i32[p + 4] = threshold31; // 2^31 wraps to -2^31 as the JavaScript subtraction's top bit expects
+  k.f64[(DH_P + 24) >> 3] = 0;
+  k.f64[(DH_P + 32) >> 3] = 0;
+  const n = d.length;
+  const dF = DH_D >> 2;
+  for (let o = 0; o < n; o += CHUNK) {
+    const len = Math.min(CHUNK, n - o);
+    const chunk = d.subarray(o, o + len);
+    k.f32.set(chunk, dF);
+    k.run(len, 4);
+    chunk.set(k.f32.subarray(dF, dF + len));
+  }
+  return { before: k.f64[(DH_P + 24) >> 3]!, after: k.f64[(DH_P + 32) >> 3]!, state: [k.i32[p]!, k.i32[p + 1]!, k.i32[p + 2]!, k.i32[p + 3]!] };
 }
