@@ -23,7 +23,7 @@
 import { MethodInputError } from './errors.ts';
 import type { MergeContext, MergeMethod, ParamSpec, ResolvedParams, TensorInput } from './types.ts';
 import { HISTOGRAM_BUCKETS, magnitudeCut, rowMagnitudeRanks } from '../tensor/select.ts';
-import { bernoulliPruneInPlace, deltaWithHistogram, dropExcessTies, tiesMerge, weightedSum } from '../tensor/kernels.ts';
+import { bernoulliPruneInPlace, deltaBernoulliPrune, deltaWithHistogram, dropExcessTies, tiesMerge, weightedSum } from '../tensor/kernels.ts';
 import { FastRng, bernoulliThreshold31 } from '../tensor/fastrng.ts';
 import { NotSupportedError } from '../errors.ts';
 
@@ -138,6 +138,8 @@ function gtaMerge(cfg: GtaConfig, input: TensorInput, g: ResolvedParams, pm: rea
       if (g.rescale) factor = l1FactorOfCut(d, c.bits, c.ties);
       dropExcessTies(d, c.bits, c.ties, c.equal, c.candidates);
       cut[j] = c.bits;
+    } else if (cfg.sparsification === 'random' && density < 1) {
+      factor = dareInPlace(d, input, j, density, g, ctx, x, base); // the delta and its mask in one pass
     } else {
       deltaWithHistogram(x, base, d, null);
       if (cfg.sparsification) factor = sparsifyInPlace(cfg.sparsification, d, input, j, g, pm[j]!, ctx);
@@ -222,10 +224,14 @@ function sparsifyInPlace(method: Sparsification, d: Float32Array, input: TensorI
   }
 }
 
-/** DARE (Yu et al. 2024, eq. 2): Bernoulli(density) keep mask, then the chosen rescale. */
-function dareInPlace(d: Float32Array, input: TensorInput, j: number, density: number, g: ResolvedParams, ctx: MergeContext): number {
+/**
+ * DARE (Yu et al. 2024, eq. 2): Bernoulli(density) keep mask, then the chosen rescale. With `x`
+ * and `base`, `d` is first set to x - base in the same pass.
+ */
+function dareInPlace(d: Float32Array, input: TensorInput, j: number, density: number, g: ResolvedParams, ctx: MergeContext, x?: Float32Array, base?: Float32Array): number {
   const rng = FastRng.forTensor(ctx.seed, input.name, input.modelIndex?.[j] ?? j, 'dare');
-  const { before, after } = bernoulliPruneInPlace(d, rng, bernoulliThreshold31(density));
+  const threshold = bernoulliThreshold31(density);
+  const { before, after } = x && base ? deltaBernoulliPrune(x, base, d, rng, threshold) : bernoulliPruneInPlace(d, rng, threshold);
   if (!g.rescale) return 1;
   if (g.rescale_mode === 'inverse') return density > 0 ? 1 / density : 1;
   return l1Factor(before, after);

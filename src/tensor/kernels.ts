@@ -181,6 +181,20 @@ export function bernoulliPruneInPlace(d: Float32Array, rng: FastRng, threshold31
   return { before: r.before, after: r.after };
 }
 
+/**
+ * `deltaWithHistogram(x, base, d, null)` followed by `bernoulliPruneInPlace(d, rng, threshold31)`,
+ * in one pass where WebAssembly runs (the same bits, sums and stream state).
+ */
+export function deltaBernoulliPrune(x: Float32Array, base: Float32Array, d: Float32Array, rng: FastRng, threshold31: number): { before: number; after: number } {
+  if (!wasmDeltaAvailable()) {
+    deltaWithHistogramJs(x, base, d, null);
+    return bernoulliPruneInPlaceJs(d, rng, threshold31);
+  }
+  const r = wasmBernoulliPruneInPlace(d, rng.getState(), threshold31, x, base);
+  rng.setState(r.state);
+  return { before: r.before, after: r.after };
+}
+
 /** The JavaScript form of `bernoulliPruneInPlace` (exported so tests compare it with the WebAssembly one). */
 export function bernoulliPruneInPlaceJs(d: Float32Array, rng: FastRng, threshold31: number): { before: number; after: number } {
   let [s0, s1, s2, s3] = rng.getState();

@@ -281,10 +281,10 @@ const DH_P = DH_D + STRIDE;
  * double rounding innocuous), then, when hist != 0, counts the top 15 bits of |d| per element.
  */
 function buildDeltaModule(): Uint8Array<ArrayBuffer> {
-  const [LEN, HIST, I, A] = [0, 1, 2, 3];
+  const [LEN, MODE, I, A] = [0, 1, 2, 3];
   const b: number[] = [];
-  // mode 4 (HIST = 4): only the Bernoulli pruning of the staged D, below
-  b.push(0x02, 0x40, ...lget(HIST), ...i32c(4), 0x46 /* i32.eq */, 0x0d, 0);
+  // mode bits: 2 the delta, 1 its histogram, 4 the Bernoulli pruning of the staged D
+  b.push(0x02, 0x40, ...lget(MODE), ...i32c(2), 0x71, 0x45 /* i32.eqz */, 0x0d, 0);
   b.push(...i32c(0), ...lset(I));
   b.push(0x02, 0x40, 0x03, 0x40);
   b.push(...lget(I), ...lget(LEN), ...i32c(2), 0x74, 0x4f, 0x0d, 1);
@@ -292,7 +292,7 @@ function buildDeltaModule(): Uint8Array<ArrayBuffer> {
   b.push(...lget(I), ...i32c(16), ...I32_ADD, ...lset(I));
   b.push(0x0c, 0, 0x0b, 0x0b);
   // if hist: for each element, hist[(bits & 0x7fffffff) >>> 16]++
-  b.push(0x02, 0x40, ...lget(HIST), 0x45 /* i32.eqz */, 0x0d, 0);
+  b.push(0x02, 0x40, ...lget(MODE), ...i32c(1), 0x71, 0x45 /* i32.eqz */, 0x0d, 0);
   b.push(...i32c(0), ...lset(I));
   b.push(0x02, 0x40, 0x03, 0x40);
   b.push(...lget(I), ...lget(LEN), ...i32c(2), 0x74, 0x4f, 0x0d, 1);
@@ -301,10 +301,10 @@ function buildDeltaModule(): Uint8Array<ArrayBuffer> {
   b.push(...lget(I), ...i32c(4), ...I32_ADD, ...lset(I));
   b.push(0x0c, 0, 0x0b, 0x0b);
   b.push(0x0b); // end of the histogram block
-  b.push(0x0b); // end of the delta block (mode 4 jumps here)
+  b.push(0x0b); // end of the delta block
   // mode 4: DARE's Bernoulli keep mask over D, as kernels.ts `bernoulliPruneInPlace`: the same
   // xoshiro128** step, the same integer keep decision, the L1 sums accumulated in the same order
-  b.push(0x02, 0x40, ...lget(HIST), ...i32c(4), 0x47 /* i32.ne */, 0x0d, 0);
+  b.push(0x02, 0x40, ...lget(MODE), ...i32c(4), 0x71, 0x45 /* i32.eqz */, 0x0d, 0);
   const [S0, S1, S2, S3, M5, T, THR, KEEP] = [4, 5, 6, 7, 8, 9, 10, 11];
   const [BEFORE, AFTER, AB] = [12, 13, 14];
   const V = 15;
@@ -377,7 +377,7 @@ export function wasmDeltaWithHistogram(x: Float32Array, base: Float32Array, d: F
     const len = Math.min(CHUNK, n - o);
     k.f32.set(x.subarray(o, o + len), xF);
     k.f32.set(base.subarray(o, o + len), bF);
-    k.run(len, hist ? 1 : 0);
+    k.run(len, hist ? 3 : 2);
     d.set(k.f32.subarray(dF, dF + len), o);
   }
   if (hist) hist.set(h);
@@ -385,9 +385,13 @@ export function wasmDeltaWithHistogram(x: Float32Array, base: Float32Array, d: F
 
 /**
  * Same contract as kernels.ts `bernoulliPruneInPlace` (the state of `rng` advances by one draw
- * per element; returns the L1 norms before and after); call only when `wasmDeltaAvailable`.
+ * per element; returns the L1 norms before and after); with `x` and `base`, the task vector
+ * d = x - base is computed first in the same pass (`deltaWithHistogram` without histogram).
+ * Call only when `wasmDeltaAvailable`.
  */
-export function wasmBernoulliPruneInPlace(d: Float32Array, state: [number, number, number, number], threshold31: number): { before: number; after: number; state: [number, number, number, number] } {
+export function wasmBernoulliPruneInPlace(
+  d: Float32Array, state: [number, number, number, number], threshold31: number, x?: Float32Array, base?: Float32Array,
+): { before: number; after: number; state: [number, number, number, number] } {
   const k = compileDelta()!;
   const p = DH_P >> 2;
   for (let j = 0; j < 4; j++) k.i32[p + j] = state[j]!;
@@ -399,8 +403,14 @@ export function wasmBernoulliPruneInPlace(d: Float32Array, state: [number, numbe
   for (let o = 0; o < n; o += CHUNK) {
     const len = Math.min(CHUNK, n - o);
     const chunk = d.subarray(o, o + len);
-    k.f32.set(chunk, dF);
-    k.run(len, 4);
+    if (x && base) {
+      k.f32.set(x.subarray(o, o + len), DH_X >> 2);
+      k.f32.set(base.subarray(o, o + len), DH_B >> 2);
+      k.run(len, 2 | 4);
+    } else {
+      k.f32.set(chunk, dF);
+      k.run(len, 4);
+    }
     chunk.set(k.f32.subarray(dF, dF + len));
   }
   return { before: k.f64[(DH_P + 24) >> 3]!, after: k.f64[(DH_P + 32) >> 3]!, state: [k.i32[p]!, k.i32[p + 1]!, k.i32[p + 2]!, k.i32[p + 3]!] };
