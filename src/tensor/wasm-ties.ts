@@ -384,13 +384,12 @@ export function wasmDeltaWithHistogram(x: Float32Array, base: Float32Array, d: F
 }
 
 /**
- * Same contract as kernels.ts `bernoulliPruneInPlace` (the state of `rng` advances by one draw
- * per element; returns the L1 norms before and after); with `x` and `base`, the task vector
- * d = x - base is computed first in the same pass (`deltaWithHistogram` without histogram).
+ * d = x - base (as `wasmDeltaWithHistogram`) then kernels.ts `bernoulliPruneInPlace` on it, per
+ * chunk in one call: returns the L1 norms before and after and the advanced xoshiro state.
  * Call only when `wasmDeltaAvailable`.
  */
-export function wasmBernoulliPruneInPlace(
-  d: Float32Array, state: [number, number, number, number], threshold31: number, x?: Float32Array, base?: Float32Array,
+export function wasmDeltaBernoulliPrune(
+  x: Float32Array, base: Float32Array, d: Float32Array, state: [number, number, number, number], threshold31: number,
 ): { before: number; after: number; state: [number, number, number, number] } {
   const k = compileDelta()!;
   const p = DH_P >> 2;
@@ -402,16 +401,10 @@ export function wasmBernoulliPruneInPlace(
   const dF = DH_D >> 2;
   for (let o = 0; o < n; o += CHUNK) {
     const len = Math.min(CHUNK, n - o);
-    const chunk = d.subarray(o, o + len);
-    if (x && base) {
-      k.f32.set(x.subarray(o, o + len), DH_X >> 2);
-      k.f32.set(base.subarray(o, o + len), DH_B >> 2);
-      k.run(len, 2 | 4);
-    } else {
-      k.f32.set(chunk, dF);
-      k.run(len, 4);
-    }
-    chunk.set(k.f32.subarray(dF, dF + len));
+    k.f32.set(x.subarray(o, o + len), DH_X >> 2);
+    k.f32.set(base.subarray(o, o + len), DH_B >> 2);
+    k.run(len, 2 | 4);
+    d.set(k.f32.subarray(dF, dF + len), o);
   }
   return { before: k.f64[(DH_P + 24) >> 3]!, after: k.f64[(DH_P + 32) >> 3]!, state: [k.i32[p]!, k.i32[p + 1]!, k.i32[p + 2]!, k.i32[p + 3]!] };
 }
