@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bernoulliPruneInPlace, deltaBernoulliPrune, deltaWithHistogram, deltaWithHistogramJs, dropExcessTies, tiesMerge, tiesMergeJs } from '../src/tensor/kernels.ts';
 import { FastRng, bernoulliThreshold31 } from '../src/tensor/fastrng.ts';
-import { wasmDeltaAvailable, wasmTiesAvailable } from '../src/tensor/wasm-ties.ts';
+import { wasmBucketScan, wasmDeltaAvailable, wasmTiesAvailable } from '../src/tensor/wasm-ties.ts';
 import { HISTOGRAM_BUCKETS, magnitudeCut } from '../src/tensor/select.ts';
 
 /** Deterministic pseudo-random floats with many exact ties, zeros, signed zeros and wide exponents. */
@@ -127,6 +127,33 @@ test('the task vector fused with the Bernoulli pruning reproduces the two JavaSc
       assert.deepEqual(deltaBernoulliPrune(x, base, got, rng, bernoulliThreshold31(density)), wantSums);
       sameBits(got, want, `n=${n} density=${density}`);
       assert.deepEqual(rng.getState(), jsRng.getState());
+    }
+  }
+});
+
+test('the WebAssembly bucket scan counts and records the same elements as a plain loop, in index order, up to its cap', () => {
+  for (const n of [1, 7, 16383, 16385, 40009]) {
+    const d = randomTensor(n + 5, n);
+    const bits = new Int32Array(d.buffer);
+    // a bucket that holds an element near the end, and bucket 0 (zeros; the chunk padding must not count)
+    for (const hi of [(bits[n - 1]! & 0x7fffffff) >>> 16, 0]) {
+      const wantLo = new Uint32Array(1 << 16);
+      const wantIdx: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const b = bits[i]! & 0x7fffffff;
+        if (b >>> 16 === hi) {
+          wantLo[b & 0xffff]!++;
+          wantIdx.push(i);
+        }
+      }
+      for (const cap of [1 << 20, 3]) {
+        const lo = new Uint32Array(1 << 16).fill(9);
+        const cand = new Int32Array(wantIdx.length + 4);
+        const found = wasmBucketScan(d, hi, lo, cand, cap);
+        assert.equal(found, wantIdx.length);
+        assert.deepEqual(lo, wantLo);
+        assert.deepEqual([...cand.subarray(0, Math.min(found, cap))], wantIdx.slice(0, cap));
+      }
     }
   }
 });

@@ -15,6 +15,8 @@
  * NaN bit patterns sort above +Infinity.
  */
 
+import { BUCKET_CAP, wasmBucketScan, wasmDeltaAvailable } from './wasm-ties.ts';
+
 /** Where the k largest magnitudes end: keep `x` iff bits(|x|) > `bits`, or == `bits` among the first `ties` such elements in index order. */
 export interface MagnitudeCut {
   /** Bit pattern (uint32, sign cleared) of the k-th largest magnitude; 0x80000000 (above every magnitude) when k = 0. */
@@ -32,7 +34,7 @@ export interface MagnitudeCut {
 }
 
 /** Room for the indices of one 16-bit bucket (a bucket holds a small fraction of a tensor). */
-const CANDIDATE_CAP = 1 << 20;
+const CANDIDATE_CAP = BUCKET_CAP;
 let candidateScratch: Int32Array | null = null;
 
 export const HISTOGRAM_BUCKETS = 1 << 15;
@@ -64,7 +66,11 @@ export function magnitudeCut(data: Float32Array, k: number, histogram?: Uint32Ar
   }
   loCounts.fill(0);
   let found = 0;
-  if (collect) {
+  if (wasmDeltaAvailable()) {
+    // the same pass in WebAssembly (wasm-ties.ts), four elements tested at once: same counts, same indices
+    if (collect) candidateScratch ??= new Int32Array(CANDIDATE_CAP);
+    found = wasmBucketScan(data, hi, loCounts, collect ? candidateScratch : null, CANDIDATE_CAP);
+  } else if (collect) {
     // recording the bucket's indices here lets kernels.ts `dropExcessTies` visit only them
     // instead of making another pass over the tensor
     candidateScratch ??= new Int32Array(CANDIDATE_CAP);

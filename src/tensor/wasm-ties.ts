@@ -274,6 +274,11 @@ const DH_B = DH_X + STRIDE;
 const DH_D = DH_B + STRIDE;
 /** Bernoulli parameters: xoshiro state (4 x i32), threshold (i32), then the L1 sums before and after (f64 at +24, +32). */
 const DH_P = DH_D + STRIDE;
+/** Low-16-bit counts of the cut bucket (select.ts `magnitudeCut`), then its recorded indices. */
+const DH_LO = DH_P + 64;
+const DH_CAND = DH_LO + (4 << 16);
+/** The most bucket indices recorded (select.ts passes its own cap, at most this). */
+export const BUCKET_CAP = 1 << 20;
 
 /**
  * `run(len, hist)`: d = x - base on four float32 lanes (f32x4.sub rounds once, exactly as
@@ -333,8 +338,38 @@ function buildDeltaModule(): Uint8Array<ArrayBuffer> {
   b.push(0x0c, 0, 0x0b, 0x0b);
   for (const [l, off] of [[S0, 0], [S1, 4], [S2, 8], [S3, 12]] as const) b.push(...i32c(0), ...lget(l), 0x36, ...memarg(2, DH_P + off));
   b.push(...i32c(0), ...lget(BEFORE), 0x39 /* f64.store */, ...memarg(3, DH_P + 24), ...i32c(0), ...lget(AFTER), 0x39, ...memarg(3, DH_P + 32));
+  b.push(0x0b); // end of the mode 4 block
+  // mode 8: the second pass of select.ts `magnitudeCut` over the staged D: for elements whose
+  // top 16 bits of |d| equal hi, count the low 16 bits and record the global index (up to cap).
+  // Four elements are tested at once; the rare group holding a match is handled element-wise.
+  b.push(0x02, 0x40, ...lget(MODE), ...i32c(8), 0x71, 0x45, 0x0d, 0);
+  const [HI, ORIGIN, FOUND, CAP, BITS, END] = [4, 5, 6, 7, 8, 9];
+  const [HIV, MASKV] = [16, 17];
+  for (const [l, off] of [[HI, 40], [ORIGIN, 44], [FOUND, 48], [CAP, 52]] as const) b.push(...i32c(0), 0x28, ...memarg(2, DH_P + off), ...lset(l));
+  b.push(...lget(HI), ...simd(0x11), ...lset(HIV), ...splat32(0x7fffffff), ...lset(MASKV));
+  b.push(...lget(LEN), ...i32c(2), 0x74, ...lset(END));
+  b.push(...i32c(0), ...lset(I));
+  b.push(0x02, 0x40, 0x03, 0x40);
+  b.push(...lget(I), ...lget(END), 0x4f, 0x0d, 1);
+  b.push(...lget(I), ...V128_LOAD(DH_D), ...lget(MASKV), ...V_AND, ...i32c(16), ...simd(0xad) /* i32x4.shr_u */, ...lget(HIV), ...simd(0x37) /* i32x4.eq */, ...simd(0x53) /* v128.any_true */);
+  b.push(0x04, 0x40); // if any lane matches
+  for (let q = 0; q < 4; q++) {
+    // element i/4 + q, when inside the chunk and in the bucket
+    b.push(...lget(I), ...i32c(4 * q), ...I32_ADD, ...lget(END), 0x49 /* i32.lt_u */, 0x04, 0x40);
+    b.push(...lget(I), 0x28, ...memarg(2, DH_D + 4 * q), ...i32c(0x7fffffff), 0x71, ...ltee(BITS), ...i32c(16), 0x76, ...lget(HI), 0x46, 0x04, 0x40);
+    b.push(...lget(BITS), ...i32c(0xffff), 0x71, ...i32c(2), 0x74, ...ltee(A), ...lget(A), 0x28, ...memarg(2, DH_LO), ...i32c(1), ...I32_ADD, 0x36, ...memarg(2, DH_LO));
+    b.push(...lget(FOUND), ...lget(CAP), 0x49, 0x04, 0x40);
+    b.push(...lget(FOUND), ...i32c(2), 0x74, ...lget(ORIGIN), ...lget(I), ...i32c(2), 0x76, ...I32_ADD, ...i32c(q), ...I32_ADD, 0x36, ...memarg(2, DH_CAND));
+    b.push(0x0b);
+    b.push(...lget(FOUND), ...i32c(1), ...I32_ADD, ...lset(FOUND));
+    b.push(0x0b, 0x0b);
+  }
+  b.push(0x0b); // end if any
+  b.push(...lget(I), ...i32c(16), ...I32_ADD, ...lset(I));
+  b.push(0x0c, 0, 0x0b, 0x0b);
+  b.push(...i32c(0), ...lget(FOUND), 0x36, ...memarg(2, DH_P + 48));
   b.push(0x0b, 0x0b);
-  return moduleBytes(2, [[10, I32], [3, F64], [1, F32]], b, Math.ceil((DH_P + 64) / 65536));
+  return moduleBytes(2, [[10, I32], [3, F64], [1, F32], [2, V128]], b, Math.ceil((DH_CAND + 4 * BUCKET_CAP) / 65536));
 }
 
 interface DeltaCompiled {
@@ -407,4 +442,32 @@ export function wasmDeltaBernoulliPrune(
     d.set(k.f32.subarray(dF, dF + len), o);
   }
   return { before: k.f64[(DH_P + 24) >> 3]!, after: k.f64[(DH_P + 32) >> 3]!, state: [k.i32[p]!, k.i32[p + 1]!, k.i32[p + 2]!, k.i32[p + 3]!] };
+}
+
+/**
+ * The second pass of select.ts `magnitudeCut`: adds to `lo` (cleared first) the low 16 bits of
+ * |x| of every element whose top 16 bits equal `hi`, and writes the indices of the first `cap`
+ * of them (ascending) into `cand`; returns how many there were. Call only when `wasmDeltaAvailable`.
+ */
+export function wasmBucketScan(data: Float32Array, hi: number, lo: Uint32Array, cand: Int32Array | null, cap: number): number {
+  const k = compileDelta()!;
+  const p = DH_P >> 2;
+  const capHere = cand ? Math.min(cap, BUCKET_CAP, cand.length) : 0;
+  k.i32[p + 10] = hi;
+  k.i32[p + 12] = 0;
+  k.i32[p + 13] = capHere;
+  const loView = k.u32.subarray(DH_LO >> 2, (DH_LO >> 2) + (1 << 16));
+  loView.fill(0);
+  const n = data.length;
+  const dF = DH_D >> 2;
+  for (let o = 0; o < n; o += CHUNK) {
+    const len = Math.min(CHUNK, n - o);
+    k.i32[p + 11] = o;
+    k.f32.set(data.subarray(o, o + len), dF);
+    k.run(len, 8);
+  }
+  lo.set(loView);
+  const found = k.i32[p + 12]! >>> 0;
+  if (cand) cand.set(k.i32.subarray(DH_CAND >> 2, (DH_CAND >> 2) + Math.min(found, capHere)));
+  return found;
 }
