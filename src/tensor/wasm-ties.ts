@@ -1,17 +1,20 @@
 /**
- * The TIES election kernel of kernels.ts `tiesMerge` in WebAssembly SIMD, assembled here from
- * bytes (no toolchain) and compiled once per model count at first use.
+ * WebAssembly kernels for TIES and DARE-TIES, assembled here from bytes (no toolchain) and
+ * compiled at first use: the TIES election of kernels.ts `tiesMerge` (SIMD, one module per model
+ * count), and one module for the task vector with its magnitude histogram (`deltaWithHistogram`),
+ * the task vector fused with DARE's Bernoulli mask (`deltaBernoulliPrune`) and the second pass of
+ * select.ts `magnitudeCut`. Where WebAssembly or SIMD is missing, callers keep the JavaScript loops.
  *
- * Why: the JavaScript kernel is bound by scalar instruction count (typed-array loads, int/float
+ * Why: the JavaScript election is bound by scalar instruction count (typed-array loads, int/float
  * conversions and bit tests per model per element), not by memory: it ran at about 14 ns per
  * element for 3 models. Here every step runs on two elements at once in float64x2 lanes.
  *
- * Bit-exactness with the JavaScript kernel is by construction: every floating-point operation is
+ * Bit-exactness with the JavaScript kernels is by construction: every floating-point operation is
  * the same IEEE operation on the same operands in the same order (float32 -> float64 promotion is
  * exact; f64x2 add/mul/div round as JavaScript's doubles; the final demotion to float32 rounds to
  * nearest even as Float32Array stores do), and the 0/1 factors multiply as in the JavaScript
  * kernel (so infinities and signed zeros propagate identically). test/methods.kernels.test.ts
- * compares both kernels bit for bit.
+ * compares each kernel with its JavaScript form bit for bit.
  *
  * Data is staged through a small fixed memory in chunks (copies by `TypedArray.set`, i.e.
  * memcpy), so any tensor size works and the chunk stays in L2 while the kernel reads it.
