@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bernoulliPruneInPlace, deltaBernoulliPrune, deltaWithHistogram, deltaWithHistogramJs, dropExcessTies, tiesMerge, tiesMergeJs } from '../src/tensor/kernels.ts';
 import { FastRng, bernoulliThreshold31 } from '../src/tensor/fastrng.ts';
-import { wasmBucketScan, wasmDeltaAvailable, wasmTiesAvailable } from '../src/tensor/wasm-ties.ts';
+import { wasmBucketScan, wasmDeltaAvailable, wasmDeltaScratch, wasmTiesAvailable } from '../src/tensor/wasm-ties.ts';
 import { HISTOGRAM_BUCKETS, magnitudeCut } from '../src/tensor/select.ts';
 
 /** Deterministic pseudo-random floats with many exact ties, zeros, signed zeros and wide exponents. */
@@ -155,5 +155,42 @@ test('the WebAssembly bucket scan counts and records the same elements as a plai
         assert.deepEqual([...cand.subarray(0, Math.min(found, cap))], wantIdx.slice(0, cap));
       }
     }
+  }
+});
+
+test('kernels reading and writing resident deltas in place give the bits of the staged path', () => {
+  for (const n of [5, 16385, 40009]) {
+    const m = 3;
+    const base = randomTensor(n + 17, n);
+    const xs = Array.from({ length: m }, (_, j) => randomTensor(n + 18 + j, n));
+    const res = wasmDeltaScratch(m, n)!;
+    assert.ok(res, 'resident scratch is available');
+    const plain = Array.from({ length: m }, () => new Float32Array(n));
+    const wantHist = new Uint32Array(HISTOGRAM_BUCKETS);
+    const gotHist = new Uint32Array(HISTOGRAM_BUCKETS);
+    const cut: number[] = [];
+    for (let j = 0; j < m; j++) {
+      deltaWithHistogramJs(xs[j]!, base, plain[j]!, wantHist);
+      deltaWithHistogram(xs[j]!, base, res[j]!, gotHist);
+      sameBits(res[j]!, plain[j]!, `delta ${j} n=${n}`);
+      assert.deepEqual(gotHist, wantHist);
+      const k = Math.max(1, Math.floor(n * 0.4));
+      const want = magnitudeCut(plain[j]!, k, wantHist, true);
+      const wantCand = want.candidates ? [...want.candidates] : null;
+      const got = magnitudeCut(res[j]!, k, gotHist, true);
+      assert.deepEqual({ ...got, candidates: got.candidates ? [...got.candidates] : null }, { ...want, candidates: wantCand });
+      cut.push(got.bits);
+    }
+    const w = [0.5, -0.3, 0.9];
+    for (const normalize of [true, false]) {
+      const want = tiesMergeJs(base, plain, cut, w, w, normalize, 0.8, new Float32Array(n));
+      const got = tiesMerge(base, res, cut, w, w, normalize, 0.8, new Float32Array(n));
+      sameBits(got, want, `ties n=${n} normalize=${normalize}`);
+    }
+    const wantD = new Float32Array(n);
+    deltaWithHistogramJs(xs[0]!, base, wantD, null);
+    const wantSums = bernoulliPruneInPlace(wantD, FastRng.forTensor(1, 'r', 0, 'dare'), bernoulliThreshold31(0.5));
+    assert.deepEqual(deltaBernoulliPrune(xs[0]!, base, res[1]!, FastRng.forTensor(1, 'r', 0, 'dare'), bernoulliThreshold31(0.5)), wantSums);
+    sameBits(res[1]!, wantD, `fused Bernoulli n=${n}`);
   }
 });

@@ -25,6 +25,7 @@ import type { MergeContext, MergeMethod, ParamSpec, ResolvedParams, TensorInput 
 import { HISTOGRAM_BUCKETS, magnitudeCut, rowMagnitudeRanks } from '../tensor/select.ts';
 import { bernoulliPruneInPlace, deltaBernoulliPrune, deltaWithHistogram, dropExcessTies, tiesMerge, weightedSum } from '../tensor/kernels.ts';
 import { FastRng, bernoulliThreshold31 } from '../tensor/fastrng.ts';
+import { wasmDeltaScratch } from '../tensor/wasm-ties.ts';
 import { NotSupportedError } from '../errors.ts';
 
 export type Sparsification = 'magnitude' | 'random' | 'magnitude_outliers' | 'della_magprune';
@@ -121,7 +122,8 @@ function gtaMerge(cfg: GtaConfig, input: TensorInput, g: ResolvedParams, pm: rea
     weightedSum([base, ...input.models], [1 - c.reduce((a, b) => a + b, 0), ...c], out);
     return out;
   }
-  const deltas = scratchArrays(m, n);
+  // deltas inside the WebAssembly memory are read and written there without staging copies
+  const deltas = wasmDeltaScratch(m, n) ?? scratchArrays(m, n);
   const eff = new Float64Array(m);
   const cut = new Float64Array(m); // 0: keep every element
   for (let j = 0; j < m; j++) {

@@ -22,7 +22,7 @@
 
 /** Elements per chunk: 5 arrays of 64 KiB for 3 models stay in L2 (measured: 2048 was 15% slower, 16384 to 65536 alike). */
 const CHUNK = 16384;
-/** Per-model parameters: cut-1 (i32), sign flip (i32), eff (f64), weight (f64): 32 bytes each. */
+/** Per-model parameters: cut-1 (i32), sign flip (i32), eff (f64), weight (f64), delta address (i32): 32 bytes each. */
 const PARAM_BYTES = 32;
 const MAX_MODELS = 16;
 /** lambda (f64) lives after the per-model parameters. */
@@ -33,9 +33,29 @@ const STRIDE = (CHUNK + 4) * 4;
 
 interface Compiled {
   run: (len: number) => void;
-  f32: Float32Array;
-  i32: Int32Array;
-  f64: Float64Array;
+}
+
+/**
+ * The one memory every module imports: fixed areas (TIES staging and parameters, then the delta
+ * module's), then resident deltas (`wasmDeltaScratch`). Views are rebuilt after it grows.
+ */
+let memory: WebAssembly.Memory | null = null;
+interface Heap { f32: Float32Array; i32: Int32Array; u32: Uint32Array; f64: Float64Array }
+let heapViews: Heap | null = null;
+function sharedMemory(): WebAssembly.Memory {
+  memory ??= new WebAssembly.Memory({ initial: FIXED_PAGES });
+  return memory;
+}
+function heap(): Heap {
+  const buf = sharedMemory().buffer;
+  if (!heapViews || heapViews.f32.buffer !== buf) {
+    heapViews = { f32: new Float32Array(buf), i32: new Int32Array(buf), u32: new Uint32Array(buf), f64: new Float64Array(buf) };
+  }
+  return heapViews;
+}
+/** Whether `a` lives in the shared memory (a resident delta): kernels then read it in place. */
+function resident(a: Float32Array): boolean {
+  return memory !== null && a.buffer === memory.buffer;
 }
 
 const cache = new Map<string, Compiled | null>();
@@ -123,7 +143,7 @@ const ZERO_F64X2 = v128const(new Array(16).fill(0));
  */
 function buildModule(m: number, normalize: boolean): Uint8Array<ArrayBuffer> {
   const L_I = 1;
-  let next = 2;
+  let next = 2 + m; // 1 + j: i32 address of model j's delta at the chunk start
   const alloc = () => next++;
   const D32 = Array.from({ length: m }, alloc); // raw d, 4 floats
   const K32 = Array.from({ length: m }, alloc); // kept mask per 32-bit lane
@@ -138,7 +158,6 @@ function buildModule(m: number, normalize: boolean): Uint8Array<ArrayBuffer> {
   const [S, A, MIX, DIV, LO, ONE, ZERO, MASK, LAMBDA] = Array.from({ length: 9 }, alloc);
   const baseAt = DATA_AT;
   const outAt = DATA_AT + STRIDE;
-  const dAt = (j: number) => DATA_AT + (2 + j) * STRIDE;
   const b: number[] = [];
   // constants into locals once (the loop stores to memory, so loads there would not be hoisted)
   b.push(...ONE_F64X2, ...lset(ONE), ...ZERO_F64X2, ...lset(ZERO), ...splat32(0x7fffffff), ...lset(MASK));
@@ -147,6 +166,7 @@ function buildModule(m: number, normalize: boolean): Uint8Array<ArrayBuffer> {
     const p = j * PARAM_BYTES;
     b.push(...i32c(0), ...LOAD32_SPLAT(p), ...lset(T[j]!), ...i32c(0), ...LOAD32_SPLAT(p + 4), ...lset(F[j]!));
     b.push(...i32c(0), ...LOAD64_SPLAT(p + 8), ...lset(E[j]!), ...i32c(0), ...LOAD64_SPLAT(p + 16), ...lset(W[j]!));
+    b.push(...i32c(0), 0x28, ...memarg(2, p + 24), ...lset(2 + j));
   }
   // i = 0; loop while i < len * 4 (four elements, 16 bytes, per iteration)
   b.push(...i32c(0), ...lset(L_I));
@@ -154,7 +174,7 @@ function buildModule(m: number, normalize: boolean): Uint8Array<ArrayBuffer> {
   b.push(...lget(L_I), ...lget(0), ...i32c(2), 0x74 /* i32.shl */, 0x4f /* i32.ge_u */, 0x0d, 1 /* br_if block */);
   for (let j = 0; j < m; j++) {
     // K = (bits & 0x7fffffff) > cut - 1; X: bit 31 = sign(d) xor (eff < 0)
-    b.push(...lget(L_I), ...V128_LOAD(dAt(j)), ...ltee(D32[j]!), ...lget(MASK), ...V_AND, ...lget(T[j]!), ...I32X4_GT_S, ...lset(K32[j]!));
+    b.push(...lget(L_I), ...lget(2 + j), ...I32_ADD, ...V128_LOAD(0), ...ltee(D32[j]!), ...lget(MASK), ...V_AND, ...lget(T[j]!), ...I32X4_GT_S, ...lset(K32[j]!));
     b.push(...lget(D32[j]!), ...lget(F[j]!), ...V_XOR, ...lset(X32[j]!));
   }
   for (const half of [0, 1]) {
@@ -191,10 +211,10 @@ function buildModule(m: number, normalize: boolean): Uint8Array<ArrayBuffer> {
   }
   b.push(...lget(L_I), ...i32c(16), ...I32_ADD, ...lset(L_I));
   b.push(0x0c, 0 /* br loop */, 0x0b, 0x0b /* end loop, end block */, 0x0b /* end func */);
-  const vlocals = next - 2;
+  const vlocals = next - 2 - m;
 
   const pages = Math.ceil((DATA_AT + (2 + m) * STRIDE) / 65536);
-  return moduleBytes(1, [[1, I32], [vlocals, V128]], b, pages);
+  return moduleBytes(1, [[1 + m, I32], [vlocals, V128]], b, pages);
 }
 
 /** A module with one exported function `run` (params i32 x nParams, no result) and memory `mem`. */
@@ -203,9 +223,9 @@ function moduleBytes(nParams: number, locals: Array<[number, number]>, body: num
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec([[0x60, ...vec(Array.from({ length: nParams }, () => [I32])), ...vec([])]])), // type: (i32...) -> ()
+    ...section(2, vec([[...name('e'), ...name('m'), 0x02, 0x00, ...uleb(pages)]])), // the shared memory, imported
     ...section(3, vec([uleb(0)])), // function 0 has type 0
-    ...section(5, vec([[0x00, ...uleb(pages)]])), // memory, min pages
-    ...section(7, vec([[...name('run'), 0x00, ...uleb(0)], [...name('mem'), 0x02, ...uleb(0)]])),
+    ...section(7, vec([[...name('run'), 0x00, ...uleb(0)]])),
     ...section(10, vec([[...uleb(code.length), ...code]])),
   ];
   return new Uint8Array(bytes);
@@ -221,9 +241,8 @@ function compile(m: number, normalize: boolean): Compiled | null {
   try {
     if (typeof WebAssembly === 'object') {
       const mod = new WebAssembly.Module(buildModule(m, normalize));
-      const inst = new WebAssembly.Instance(mod, {});
-      const mem = inst.exports.mem as WebAssembly.Memory;
-      c = { run: inst.exports.run as (len: number) => void, f32: new Float32Array(mem.buffer), i32: new Int32Array(mem.buffer), f64: new Float64Array(mem.buffer) };
+      const inst = new WebAssembly.Instance(mod, { e: { m: sharedMemory() } });
+      c = { run: inst.exports.run as (len: number) => void };
     }
   } catch (e) {
     wasmTiesFailure = e instanceof Error ? e.message : String(e);
@@ -247,7 +266,8 @@ export function wasmTiesMerge(
   normalize: boolean, lambda: number, out: Float32Array,
 ): void {
   const m = d.length;
-  const k = compile(m, normalize)!;
+  const run = compile(m, normalize)!.run;
+  const k = heap();
   for (let j = 0; j < m; j++) {
     const p = (j * PARAM_BYTES) >> 2;
     k.i32[p] = t[j]! - 1; // t <= 0x80000000, so t - 1 fits in int32
@@ -263,8 +283,16 @@ export function wasmTiesMerge(
   for (let o = 0; o < n; o += CHUNK) {
     const len = Math.min(CHUNK, n - o);
     k.f32.set(base.subarray(o, o + len), baseF);
-    for (let j = 0; j < m; j++) k.f32.set(d[j]!.subarray(o, o + len), dF(j));
-    k.run(len);
+    for (let j = 0; j < m; j++) {
+      // a resident delta is read in place; any other is staged
+      const dj = d[j]!;
+      if (resident(dj)) k.i32[((j * PARAM_BYTES) >> 2) + 6] = dj.byteOffset + 4 * o;
+      else {
+        k.i32[((j * PARAM_BYTES) >> 2) + 6] = dF(j) << 2;
+        k.f32.set(dj.subarray(o, o + len), dF(j));
+      }
+    }
+    run(len);
     out.set(k.f32.subarray(outF, outF + len), o);
   }
 }
@@ -272,7 +300,9 @@ export function wasmTiesMerge(
 // ---- task vector and magnitude histogram (the first pass of select.ts `magnitudeCut`) ----
 
 const HIST_BYTES = 4 << 15;
-const DH_X = HIST_BYTES;
+/** The delta module's area starts after the TIES module's. */
+const DH_HIST = Math.ceil((DATA_AT + (2 + MAX_MODELS) * STRIDE) / 65536) * 65536;
+const DH_X = DH_HIST + HIST_BYTES;
 const DH_B = DH_X + STRIDE;
 const DH_D = DH_B + STRIDE;
 /** Bernoulli parameters: xoshiro state (4 x i32), threshold (i32), then the L1 sums before and after (f64 at +24, +32). */
@@ -282,6 +312,35 @@ const DH_LO = DH_P + 64;
 const DH_CAND = DH_LO + (4 << 16);
 /** The most bucket indices recorded (select.ts passes its own cap, at most this). */
 export const BUCKET_CAP = 1 << 20;
+/** Pages of the fixed areas; resident deltas (`wasmDeltaScratch`) follow them. */
+const FIXED_PAGES = Math.ceil((DH_CAND + 4 * BUCKET_CAP) / 65536);
+const RESIDENT_AT = FIXED_PAGES * 65536;
+/** Parameter word holding D's address for the delta module (DH_P + 56). */
+const DP_WORD = (DH_P + 56) >> 2;
+/** Resident deltas stay below 2 GiB of memory; beyond, callers use ordinary arrays (staged). */
+const RESIDENT_LIMIT = 2 ** 31;
+
+/**
+ * `count` Float32Arrays of `n` elements inside the shared memory, so the kernels here read and
+ * write them in place instead of staging copies; null when WebAssembly is missing or they would
+ * not fit. The arrays stay valid until the next call (a growth detaches older views).
+ */
+export function wasmDeltaScratch(count: number, n: number): Float32Array[] | null {
+  if (!wasmDeltaAvailable()) return null;
+  const stride = Math.ceil((4 * n + 16) / 16) * 16; // 16 spare bytes: four-lane tails may touch them
+  const need = RESIDENT_AT + count * stride;
+  if (need > RESIDENT_LIMIT) return null;
+  const mem = sharedMemory();
+  if (mem.buffer.byteLength < need) {
+    try {
+      mem.grow(Math.ceil((need - mem.buffer.byteLength) / 65536));
+    } catch {
+      return null;
+    }
+  }
+  const buf = mem.buffer;
+  return Array.from({ length: count }, (_, j) => new Float32Array(buf, RESIDENT_AT + j * stride, n));
+}
 
 /**
  * `run(len, hist)`: d = x - base on four float32 lanes (f32x4.sub rounds once, exactly as
@@ -290,13 +349,16 @@ export const BUCKET_CAP = 1 << 20;
  */
 function buildDeltaModule(): Uint8Array<ArrayBuffer> {
   const [LEN, MODE, I, A] = [0, 1, 2, 3];
-  const b: number[] = [];
+  // DP: where D lives for this call (the staging area, or a resident delta: `wasmDeltaScratch`)
+  const DP = 12;
+  const DA = [...lget(I), ...lget(DP), ...I32_ADD];
+  const b: number[] = [...i32c(0), 0x28, ...memarg(2, DH_P + 56), ...lset(DP)];
   // mode bits: 2 the delta, 1 its histogram, 4 the Bernoulli pruning of the staged D
   b.push(0x02, 0x40, ...lget(MODE), ...i32c(2), 0x71, 0x45 /* i32.eqz */, 0x0d, 0);
   b.push(...i32c(0), ...lset(I));
   b.push(0x02, 0x40, 0x03, 0x40);
   b.push(...lget(I), ...lget(LEN), ...i32c(2), 0x74, 0x4f, 0x0d, 1);
-  b.push(...lget(I), ...lget(I), ...V128_LOAD(DH_X), ...lget(I), ...V128_LOAD(DH_B), ...simd(0xe5) /* f32x4.sub */, ...V128_STORE(DH_D));
+  b.push(...DA, ...lget(I), ...V128_LOAD(DH_X), ...lget(I), ...V128_LOAD(DH_B), ...simd(0xe5) /* f32x4.sub */, ...V128_STORE(0));
   b.push(...lget(I), ...i32c(16), ...I32_ADD, ...lset(I));
   b.push(0x0c, 0, 0x0b, 0x0b);
   // if hist: for each element, hist[(bits & 0x7fffffff) >>> 16]++
@@ -304,8 +366,8 @@ function buildDeltaModule(): Uint8Array<ArrayBuffer> {
   b.push(...i32c(0), ...lset(I));
   b.push(0x02, 0x40, 0x03, 0x40);
   b.push(...lget(I), ...lget(LEN), ...i32c(2), 0x74, 0x4f, 0x0d, 1);
-  b.push(...lget(I), 0x28, ...memarg(2, DH_D), ...i32c(0x7fffffff), 0x71 /* and */, ...i32c(14), 0x76 /* shr_u */, ...i32c(-4), 0x71, ...ltee(A));
-  b.push(...lget(A), 0x28, ...memarg(2, 0), ...i32c(1), ...I32_ADD, 0x36 /* i32.store */, ...memarg(2, 0));
+  b.push(...DA, 0x28, ...memarg(2, 0), ...i32c(0x7fffffff), 0x71 /* and */, ...i32c(14), 0x76 /* shr_u */, ...i32c(-4), 0x71, ...ltee(A));
+  b.push(...lget(A), 0x28, ...memarg(2, DH_HIST), ...i32c(1), ...I32_ADD, 0x36 /* i32.store */, ...memarg(2, DH_HIST));
   b.push(...lget(I), ...i32c(4), ...I32_ADD, ...lset(I));
   b.push(0x0c, 0, 0x0b, 0x0b);
   b.push(0x0b); // end of the histogram block
@@ -314,8 +376,8 @@ function buildDeltaModule(): Uint8Array<ArrayBuffer> {
   // xoshiro128** step, the same integer keep decision, the L1 sums accumulated in the same order
   b.push(0x02, 0x40, ...lget(MODE), ...i32c(4), 0x71, 0x45 /* i32.eqz */, 0x0d, 0);
   const [S0, S1, S2, S3, M5, T, THR, KEEP] = [4, 5, 6, 7, 8, 9, 10, 11];
-  const [BEFORE, AFTER, AB] = [12, 13, 14];
-  const V = 15;
+  const [BEFORE, AFTER, AB] = [13, 14, 15];
+  const V = 16;
   for (const [l, off] of [[S0, 0], [S1, 4], [S2, 8], [S3, 12], [THR, 16]] as const) b.push(...i32c(0), 0x28, ...memarg(2, DH_P + off), ...lset(l));
   b.push(...i32c(0), 0x2b /* f64.load */, ...memarg(3, DH_P + 24), ...lset(BEFORE), ...i32c(0), 0x2b, ...memarg(3, DH_P + 32), ...lset(AFTER));
   b.push(...i32c(0), ...lset(I));
@@ -333,10 +395,10 @@ function buildDeltaModule(): Uint8Array<ArrayBuffer> {
   b.push(...lget(S2), ...lget(T), 0x73, ...lset(S2));
   b.push(...lget(S3), ...i32c(11), 0x77, ...lset(S3));
   // a = |v| in float64; before += a; after += a * keep; d = v * keep
-  b.push(...lget(I), 0x2a /* f32.load */, ...memarg(2, DH_D), ...ltee(V), 0x8b /* f32.abs */, 0xbb /* f64.promote_f32 */, ...ltee(AB));
+  b.push(...DA, 0x2a /* f32.load */, ...memarg(2, 0), ...ltee(V), 0x8b /* f32.abs */, 0xbb /* f64.promote_f32 */, ...ltee(AB));
   b.push(...lget(BEFORE), 0xa0 /* f64.add */, ...lset(BEFORE));
   b.push(...lget(AFTER), ...lget(AB), ...lget(KEEP), 0xb8 /* f64.convert_i32_u */, 0xa2 /* f64.mul */, 0xa0, ...lset(AFTER));
-  b.push(...lget(I), ...lget(V), ...lget(KEEP), 0xb3 /* f32.convert_i32_u */, 0x94 /* f32.mul */, 0x38 /* f32.store */, ...memarg(2, DH_D));
+  b.push(...DA, ...lget(V), ...lget(KEEP), 0xb3 /* f32.convert_i32_u */, 0x94 /* f32.mul */, 0x38 /* f32.store */, ...memarg(2, 0));
   b.push(...lget(I), ...i32c(4), ...I32_ADD, ...lset(I));
   b.push(0x0c, 0, 0x0b, 0x0b);
   for (const [l, off] of [[S0, 0], [S1, 4], [S2, 8], [S3, 12]] as const) b.push(...i32c(0), ...lget(l), 0x36, ...memarg(2, DH_P + off));
@@ -347,19 +409,19 @@ function buildDeltaModule(): Uint8Array<ArrayBuffer> {
   // Four elements are tested at once; the rare group holding a match is handled element-wise.
   b.push(0x02, 0x40, ...lget(MODE), ...i32c(8), 0x71, 0x45, 0x0d, 0);
   const [HI, ORIGIN, FOUND, CAP, BITS, END] = [4, 5, 6, 7, 8, 9];
-  const [HIV, MASKV] = [16, 17];
+  const [HIV, MASKV] = [17, 18];
   for (const [l, off] of [[HI, 40], [ORIGIN, 44], [FOUND, 48], [CAP, 52]] as const) b.push(...i32c(0), 0x28, ...memarg(2, DH_P + off), ...lset(l));
   b.push(...lget(HI), ...simd(0x11), ...lset(HIV), ...splat32(0x7fffffff), ...lset(MASKV));
   b.push(...lget(LEN), ...i32c(2), 0x74, ...lset(END));
   b.push(...i32c(0), ...lset(I));
   b.push(0x02, 0x40, 0x03, 0x40);
   b.push(...lget(I), ...lget(END), 0x4f, 0x0d, 1);
-  b.push(...lget(I), ...V128_LOAD(DH_D), ...lget(MASKV), ...V_AND, ...i32c(16), ...simd(0xad) /* i32x4.shr_u */, ...lget(HIV), ...simd(0x37) /* i32x4.eq */, ...simd(0x53) /* v128.any_true */);
+  b.push(...DA, ...V128_LOAD(0), ...lget(MASKV), ...V_AND, ...i32c(16), ...simd(0xad) /* i32x4.shr_u */, ...lget(HIV), ...simd(0x37) /* i32x4.eq */, ...simd(0x53) /* v128.any_true */);
   b.push(0x04, 0x40); // if any lane matches
   for (let q = 0; q < 4; q++) {
     // element i/4 + q, when inside the chunk and in the bucket
     b.push(...lget(I), ...i32c(4 * q), ...I32_ADD, ...lget(END), 0x49 /* i32.lt_u */, 0x04, 0x40);
-    b.push(...lget(I), 0x28, ...memarg(2, DH_D + 4 * q), ...i32c(0x7fffffff), 0x71, ...ltee(BITS), ...i32c(16), 0x76, ...lget(HI), 0x46, 0x04, 0x40);
+    b.push(...DA, 0x28, ...memarg(2, 4 * q), ...i32c(0x7fffffff), 0x71, ...ltee(BITS), ...i32c(16), 0x76, ...lget(HI), 0x46, 0x04, 0x40);
     b.push(...lget(BITS), ...i32c(0xffff), 0x71, ...i32c(2), 0x74, ...ltee(A), ...lget(A), 0x28, ...memarg(2, DH_LO), ...i32c(1), ...I32_ADD, 0x36, ...memarg(2, DH_LO));
     b.push(...lget(FOUND), ...lget(CAP), 0x49, 0x04, 0x40);
     b.push(...lget(FOUND), ...i32c(2), 0x74, ...lget(ORIGIN), ...lget(I), ...i32c(2), 0x76, ...I32_ADD, ...i32c(q), ...I32_ADD, 0x36, ...memarg(2, DH_CAND));
@@ -372,15 +434,11 @@ function buildDeltaModule(): Uint8Array<ArrayBuffer> {
   b.push(0x0c, 0, 0x0b, 0x0b);
   b.push(...i32c(0), ...lget(FOUND), 0x36, ...memarg(2, DH_P + 48));
   b.push(0x0b, 0x0b);
-  return moduleBytes(2, [[10, I32], [3, F64], [1, F32], [2, V128]], b, Math.ceil((DH_CAND + 4 * BUCKET_CAP) / 65536));
+  return moduleBytes(2, [[11, I32], [3, F64], [1, F32], [2, V128]], b, FIXED_PAGES);
 }
 
 interface DeltaCompiled {
   run: (len: number, hist: number) => void;
-  f32: Float32Array;
-  u32: Uint32Array;
-  i32: Int32Array;
-  f64: Float64Array;
 }
 let deltaModule: DeltaCompiled | null | undefined;
 
@@ -388,9 +446,8 @@ function compileDelta(): DeltaCompiled | null {
   if (deltaModule !== undefined) return deltaModule;
   deltaModule = null;
   try {
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(buildDeltaModule()), {});
-    const mem = inst.exports.mem as WebAssembly.Memory;
-    deltaModule = { run: inst.exports.run as (len: number, hist: number) => void, f32: new Float32Array(mem.buffer), u32: new Uint32Array(mem.buffer), i32: new Int32Array(mem.buffer), f64: new Float64Array(mem.buffer) };
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(buildDeltaModule()), { e: { m: sharedMemory() } });
+    deltaModule = { run: inst.exports.run as (len: number, hist: number) => void };
   } catch (e) {
     wasmTiesFailure = e instanceof Error ? e.message : String(e);
   }
@@ -404,19 +461,22 @@ export function wasmDeltaAvailable(): boolean {
 
 /** Same contract as kernels.ts `deltaWithHistogram`; call only when `wasmDeltaAvailable`. */
 export function wasmDeltaWithHistogram(x: Float32Array, base: Float32Array, d: Float32Array, hist: Uint32Array | null): void {
-  const k = compileDelta()!;
+  const run = compileDelta()!.run;
+  const k = heap();
   const n = d.length;
-  const h = k.u32.subarray(0, HIST_BYTES >> 2);
+  const h = k.u32.subarray(DH_HIST >> 2, (DH_HIST + HIST_BYTES) >> 2);
   if (hist) h.fill(0);
   const xF = DH_X >> 2;
   const bF = DH_B >> 2;
   const dF = DH_D >> 2;
+  const inPlace = resident(d);
   for (let o = 0; o < n; o += CHUNK) {
     const len = Math.min(CHUNK, n - o);
     k.f32.set(x.subarray(o, o + len), xF);
     k.f32.set(base.subarray(o, o + len), bF);
-    k.run(len, hist ? 3 : 2);
-    d.set(k.f32.subarray(dF, dF + len), o);
+    k.i32[DP_WORD] = inPlace ? d.byteOffset + 4 * o : DH_D;
+    run(len, hist ? 3 : 2);
+    if (!inPlace) d.set(k.f32.subarray(dF, dF + len), o);
   }
   if (hist) hist.set(h);
 }
@@ -429,7 +489,8 @@ export function wasmDeltaWithHistogram(x: Float32Array, base: Float32Array, d: F
 export function wasmDeltaBernoulliPrune(
   x: Float32Array, base: Float32Array, d: Float32Array, state: [number, number, number, number], threshold31: number,
 ): { before: number; after: number; state: [number, number, number, number] } {
-  const k = compileDelta()!;
+  const run = compileDelta()!.run;
+  const k = heap();
   const p = DH_P >> 2;
   for (let j = 0; j < 4; j++) k.i32[p + j] = state[j]!;
   k.i32[p + 4] = threshold31; // 2^31 wraps to -2^31 as the JavaScript subtraction's top bit expects
@@ -441,8 +502,10 @@ export function wasmDeltaBernoulliPrune(
     const len = Math.min(CHUNK, n - o);
     k.f32.set(x.subarray(o, o + len), DH_X >> 2);
     k.f32.set(base.subarray(o, o + len), DH_B >> 2);
-    k.run(len, 2 | 4);
-    d.set(k.f32.subarray(dF, dF + len), o);
+    const inPlace = resident(d);
+    k.i32[DP_WORD] = inPlace ? d.byteOffset + 4 * o : DH_D;
+    run(len, 2 | 4);
+    if (!inPlace) d.set(k.f32.subarray(dF, dF + len), o);
   }
   return { before: k.f64[(DH_P + 24) >> 3]!, after: k.f64[(DH_P + 32) >> 3]!, state: [k.i32[p]!, k.i32[p + 1]!, k.i32[p + 2]!, k.i32[p + 3]!] };
 }
@@ -453,7 +516,8 @@ export function wasmDeltaBernoulliPrune(
  * of them (ascending) into `cand`; returns how many there were. Call only when `wasmDeltaAvailable`.
  */
 export function wasmBucketScan(data: Float32Array, hi: number, lo: Uint32Array, cand: Int32Array | null, cap: number): number {
-  const k = compileDelta()!;
+  const run = compileDelta()!.run;
+  const k = heap();
   const p = DH_P >> 2;
   const capHere = cand ? Math.min(cap, BUCKET_CAP, cand.length) : 0;
   k.i32[p + 10] = hi;
@@ -466,8 +530,12 @@ export function wasmBucketScan(data: Float32Array, hi: number, lo: Uint32Array, 
   for (let o = 0; o < n; o += CHUNK) {
     const len = Math.min(CHUNK, n - o);
     k.i32[p + 11] = o;
-    k.f32.set(data.subarray(o, o + len), dF);
-    k.run(len, 8);
+    if (resident(data)) k.i32[DP_WORD] = data.byteOffset + 4 * o;
+    else {
+      k.i32[DP_WORD] = DH_D;
+      k.f32.set(data.subarray(o, o + len), dF);
+    }
+    run(len, 8);
   }
   lo.set(loView);
   const found = k.i32[p + 12]! >>> 0;
