@@ -11,7 +11,7 @@ import { createEvaluator, loadManifest } from '../eval/index.ts';
 import { modelFromWeights, useBackend, weightsFromMap, type BackendChoice } from '../models/index.ts';
 import type { Recipe } from '../recipe/index.ts';
 import { RunStore } from '../store/index.ts';
-import { runBaselines, type BaselineReport, type BaselineRow } from '../zoo/baselines.ts';
+import { normalizeScores, referenceScores, runBaselines, type BaselineReport, type BaselineRow } from '../zoo/baselines.ts';
 import type { ZooManifest } from '../zoo/build.ts';
 import { zooBuilder } from '../zoo/index.ts';
 import type { ZooProgress } from '../zoo/build.ts';
@@ -43,16 +43,9 @@ export async function scoreRecipeOnZoo(zooDir: string, recipe: Recipe, split: 'v
   return scores;
 }
 
-/** A row for `scores`, normalised against the report's references (the specialists). */
+/** A row for `scores`, normalised against the report's references (the specialists), as the baselines are. */
 export function rowAgainst(report: BaselineReport, label: string, scores: Record<string, number>): BaselineRow {
-  const normalized: Record<string, number> = {};
-  for (const t of report.tasks) {
-    const ref = report.rows.find((r) => r.label === t.reference)?.scores[t.name]
-      ?? (t.direction === 'maximize' ? Math.max(...report.rows.filter((r) => r.kind !== 'merge').map((r) => r.scores[t.name]!)) : Math.min(...report.rows.filter((r) => r.kind !== 'merge').map((r) => r.scores[t.name]!)));
-    normalized[t.name] = t.direction === 'maximize' ? scores[t.name]! / ref : ref / scores[t.name]!;
-  }
-  const vals = Object.values(normalized);
-  return { label, kind: 'merge', scores, normalized, meanNormalized: vals.reduce((a, b) => a + b, 0) / vals.length };
+  return { label, kind: 'merge', scores, ...normalizeScores(report.tasks, referenceScores(report.tasks, report.rows), scores) };
 }
 
 export interface DemoOptions extends SearchOptions {

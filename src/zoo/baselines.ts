@@ -186,24 +186,35 @@ export async function runBaselines(dir: string, options: BaselineOptions = {}): 
     const owner = specialists.find((s) => s.task === task);
     return { name: task, metric: ev.metric.name, direction: ev.metric.direction, reference: owner ? `specialist ${owner.name}` : 'best of base and specialists' };
   });
+  const reference = referenceScores(tasks, rows);
+  const full: BaselineRow[] = rows.map((r) => ({ ...r, ...normalizeScores(tasks, reference, r.scores) }));
+  return { zoo: zoo.zoo, dir, split, tasks, rows: full, backend: backend.name, seed, seconds: (performance.now() - started) / 1000 };
+}
+
+type TaskRef = BaselineReport['tasks'][number];
+
+/** Each task's reference score: its specialist's, else the best of the base and the specialists. */
+export function referenceScores(tasks: readonly TaskRef[], rows: ReadonlyArray<Pick<BaselineRow, 'label' | 'kind' | 'scores'>>): Record<string, number> {
   const reference: Record<string, number> = {};
   for (const t of tasks) {
     const pool = rows.filter((r) => r.kind !== 'merge').map((r) => r.scores[t.name]!);
     const owner = rows.find((r) => r.label === t.reference);
     reference[t.name] = owner ? owner.scores[t.name]! : t.direction === 'maximize' ? Math.max(...pool) : Math.min(...pool);
   }
-  const full: BaselineRow[] = rows.map((r) => {
-    const normalized: Record<string, number | null> = {};
-    for (const t of tasks) {
-      const s = r.scores[t.name]!;
-      const ref = reference[t.name]!;
-      // a reference of 0 (no model solves the task) normalises nothing: the task leaves the mean
-      normalized[t.name] = !(ref > 0) || !(s > 0 || t.direction === 'maximize') ? null : t.direction === 'maximize' ? s / ref : ref / s;
-    }
-    const vals = Object.values(normalized).filter((v): v is number => v !== null);
-    return { ...r, normalized, meanNormalized: vals.length ? vals.reduce((a, b) => a + b, 0) / vals.length : 0 };
-  });
-  return { zoo: zoo.zoo, dir, split, tasks, rows: full, backend: backend.name, seed, seconds: (performance.now() - started) / 1000 };
+  return reference;
+}
+
+/** Scores normalised by the references (inverted for metrics to minimise), and their mean. */
+export function normalizeScores(tasks: readonly TaskRef[], reference: Readonly<Record<string, number>>, scores: Readonly<Record<string, number>>): Pick<BaselineRow, 'normalized' | 'meanNormalized'> {
+  const normalized: Record<string, number | null> = {};
+  for (const t of tasks) {
+    const s = scores[t.name]!;
+    const ref = reference[t.name]!;
+    // a reference of 0 (no model solves the task) normalises nothing: the task leaves the mean
+    normalized[t.name] = !(ref > 0) || !(s > 0 || t.direction === 'maximize') ? null : t.direction === 'maximize' ? s / ref : ref / s;
+  }
+  const vals = Object.values(normalized).filter((v): v is number => v !== null);
+  return { normalized, meanNormalized: vals.length ? vals.reduce((a, b) => a + b, 0) / vals.length : 0 };
 }
 
 /** The report as an aligned text table. */
