@@ -17,7 +17,7 @@
 import { z } from 'zod';
 import { tf } from './backend.ts';
 import { InputError, NotSupportedError, ShapeMismatchError } from '../errors.ts';
-import { readChecked, type WeightSource } from './weights.ts';
+import { pathSource, readChecked, type WeightSource } from './weights.ts';
 import type { TextTokenizer } from './tokenizer.ts';
 
 export const LLAMA_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const;
@@ -655,11 +655,7 @@ export interface LayerStep {
 export function composeLlamaPath(models: readonly LlamaModel[], steps: readonly LayerStep[], options: { embeddings?: number; head?: number } = {}): LlamaPathModel {
   const e = options.embeddings ?? 0;
   const h = options.head ?? e;
-  const pick = (i: number, what: string) => {
-    const m = models[i];
-    if (!m) throw new InputError('E_PATH_SOURCE', `layer path: ${what} names source ${i} but only ${models.length} models were given`);
-    return m;
-  };
+  const pick = (i: number, what: string) => pathSource(models, i, what);
   const embed = pick(e, 'embeddings');
   const head = pick(h, 'head');
   const ref = embed.config;

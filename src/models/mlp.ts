@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { tf } from './backend.ts';
 import { InputError, NotSupportedError, ShapeMismatchError } from '../errors.ts';
 import { ModelConfigError } from './llama.ts';
-import { readChecked, type WeightSource } from './weights.ts';
+import { pathSource, readChecked, type WeightSource } from './weights.ts';
 
 export const MLP_ARCHITECTURE = 'EvomergeResidualMLP';
 
@@ -291,11 +291,7 @@ export class ResidualMlp extends MlpPathModel {
 export function composeMlpPath(models: readonly ResidualMlp[], steps: ReadonlyArray<{ source: number; layer: number; scale: number }>, options: { embeddings?: number; head?: number } = {}): MlpPathModel {
   const e = options.embeddings ?? 0;
   const h = options.head ?? e;
-  const pick = (i: number, what: string) => {
-    const m = models[i];
-    if (!m) throw new InputError('E_PATH_SOURCE', `layer path: ${what} names source ${i} but only ${models.length} models were given`);
-    return m;
-  };
+  const pick = (i: number, what: string) => pathSource(models, i, what);
   const input = pick(e, 'embeddings');
   const head = pick(h, 'head');
   const W = input.config.hidden;

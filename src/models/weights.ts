@@ -3,7 +3,7 @@
  * and merged tensors held in memory by the search both fit this one small interface, so a
  * merged candidate reaches the backend without a disk round trip.
  */
-import { MissingTensorError, ShapeMismatchError } from '../errors.ts';
+import { InputError, MissingTensorError, ShapeMismatchError } from '../errors.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 
 export interface WeightSource {
@@ -64,4 +64,11 @@ export function randomWeights(shapes: ReadonlyArray<{ name: string; shape: reado
     out.set(name, a);
   }
   return out;
+}
+
+/** The source model `i` of a layer path (Akiba et al. 2024, section 3.2), or an error naming the step. */
+export function pathSource<M>(models: readonly M[], i: number, what: string): M {
+  const m = models[i];
+  if (!m) throw new InputError('E_PATH_SOURCE', `layer path: ${what} names source ${i} but only ${models.length} models were given`);
+  return m;
 }
