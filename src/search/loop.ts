@@ -63,10 +63,9 @@ export interface StageSummary {
   best: CandidateRow | null;
 }
 
-function toCandidates<T>(problem: StageProblem<T>, generation: number, proposals: readonly Proposal[], prepared: Map<string, { recipe: unknown; recipeHash: string }>): NewCandidate[] {
+function toCandidates<T>(problem: StageProblem<T>, generation: number, proposals: readonly Proposal[]): NewCandidate[] {
   return proposals.map((p) => {
     const pre = problem.prepare(p.genome, { id: -1, proposalId: p.id });
-    prepared.set(p.id, pre);
     return { stage: problem.stage, generation, proposalId: p.id, operator: p.operator, genome: p.genome, recipe: pre.recipe, recipeHash: pre.recipeHash, parents: p.parentIds };
   });
 }
@@ -82,7 +81,6 @@ export async function runStage<Task>(
   const { stage } = problem;
   const emit = options.onEvent ?? (() => {});
   const started = performance.now();
-  const prepared = new Map<string, { recipe: unknown; recipeHash: string }>();
 
   // resume from the last committed step, or start
   let state: BaseState;
@@ -97,7 +95,7 @@ export async function runStage<Task>(
     const asked = optimizer.ask(initial);
     generation = 0;
     state = asked.state;
-    store.commitStep(run.id, { stage, generation, optimizerState: state, told: [], proposals: toCandidates(problem, generation, asked.proposals, prepared) });
+    store.commitStep(run.id, { stage, generation, optimizerState: state, told: [], proposals: toCandidates(problem, generation, asked.proposals) });
     emit({ type: 'step', generation, proposals: asked.proposals.length, told: 0 });
   }
   const optimizer = optimizerForState(state);
@@ -173,7 +171,7 @@ export async function runStage<Task>(
         if (asked.proposals.length === 0) return;
         generation++;
         proposed += asked.proposals.length;
-        proposals.push(...toCandidates(problem, generation, asked.proposals, prepared));
+        proposals.push(...toCandidates(problem, generation, asked.proposals));
       };
       for (const c of prefix) {
         state = optimizer.tell(state, [{ id: c.proposalId, fitness: c.fitness, ...(c.objectives ? { objectives: c.objectives } : {}) }]);
