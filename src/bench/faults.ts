@@ -129,6 +129,8 @@ export function runSnapshot(db: string, runName = RUN) {
       rows, status: run.status,
       best: best ? { proposalId: best.proposalId, recipe: best.recipe, fitness: best.fitness } : null,
       unfinished: rows.filter((r) => r.state !== 'done' && r.state !== 'failed').length,
+      /** Candidates whose outcome the optimizer was not yet told in a committed step. */
+      untold: store.candidates(run.id).filter((c) => !c.told).length,
       integrity: store.integrityCheck(),
     };
   } finally {
@@ -144,6 +146,7 @@ export function compareSnapshots(got: Snapshot | null, want: Snapshot): string[]
   const problems: string[] = [];
   if (got.integrity !== 'ok') problems.push(`integrity_check: ${got.integrity}`);
   if (got.unfinished > 0) problems.push(`${got.unfinished} candidates never scored`);
+  if (got.untold !== want.untold) problems.push(`${got.untold} candidates not told to the optimizer, the uninterrupted run has ${want.untold}`);
   if (got.rows.length !== want.rows.length) problems.push(`${got.rows.length} candidates, the uninterrupted run has ${want.rows.length}`);
   const seen = new Set<string>();
   for (const r of got.rows) {
