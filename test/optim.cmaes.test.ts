@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  boxTransform, boxTransformInverse, cmaes, cmaesParams, defaultPopsize, sepCmaes, symmetricEigen, type CmaesState,
+  boxTransform, boxTransformInverse, cmaes, cmaesParams, defaultPopsize, sepCmaes, symmetricEigen, tpaDamping, type CmaesState,
 } from '../src/optim/index.ts';
 import { Rng } from '../src/tensor/rng.ts';
 import { benchFunctions, mulberry32 } from '../src/bench/optimizer.ts';
@@ -253,4 +253,129 @@ test('separable strategy parameters for n = 1000 equal pycma c1_sep, cmu_sep, cc
   close(p.damps, 1.008936772, 1e-9, 'damps');
   // negative weights finalised with c1_sep and cmu_sep (pos_def=False): sum |w-| = 1 + c1/cmu
   close(-p.weights.slice(12).reduce((a, b) => a + b, 0), 1.1961322, 1e-6, 'sum of negative weights');
+});
+
+test('TPA damping equals pycma CMAAdaptSigmaTPA values computed by hand', () => {
+  // pycma's doctest: N = 2, lambda = 6 gives damp in (4.85888, 4.85889): 0.7 + 2 ln 2 + 2 ln 4
+  close(tpaDamping(2, 6), 4.858883, 1e-6, 'n=2');
+  // n = 1000, lambda = 24: 0.7 + 2 ln 1000 = 14.515511 (lambda - n < 1 adds nothing)
+  close(tpaDamping(1000, 24), 14.515511, 1e-6, 'n=1000');
+  // issue 231 term: n = 10, lambda = 100: 0.7 + 2 ln 10 + 2 ln 90 = 0.7 + 4.605170 + 8.999619
+  close(tpaDamping(10, 100), 14.304789, 1e-6, 'n=10, lambda=100');
+});
+
+test('step-size adaptation follows pycma: TPA for the separable variant above 299 dimensions, CSA otherwise', () => {
+  const hasTpa = (s: CmaesState) => s.tpa !== undefined;
+  assert.equal(hasTpa(sepCmaes.init(300, { bounds: null }, 1)), true);
+  assert.equal(hasTpa(sepCmaes.init(299, { bounds: null }, 1)), false);
+  assert.equal(hasTpa(cmaes.init(300, { bounds: null }, 1)), false);
+  assert.equal(hasTpa(sepCmaes.init(300, { bounds: null, stepSize: 'csa' }, 1)), false);
+  assert.equal(hasTpa(cmaes.init(5, { bounds: null, stepSize: 'tpa' }, 1)), true);
+});
+
+/** f-values in asked order that rank point `best` first, point `worst` last and the rest by index. */
+function ranked(lambda: number, best: number, worst: number): number[] {
+  const f = Array.from({ length: lambda }, (_, k) => 10 + k);
+  f[best] = 0;
+  f[worst] = 1000;
+  return f;
+}
+
+test('TPA asks the mean shift and its mirror first and adapts sigma by their rank difference, as computed by hand', () => {
+  const n = 400;
+  const lambda = defaultPopsize(n); // 4 + floor(3 ln 400) = 21
+  assert.equal(lambda, 21);
+  const damp = 0.7 + 2 * Math.log(400);
+  let s = sepCmaes.init(n, { bounds: null, sigma0: 0.5, x0: new Array(n).fill(1) }, 'tpa');
+  const sigmas = [s.sigma];
+  // generation 1: ordinary samples; point 0 wins, point 1 loses: z = (20 - 0) / 20 = 1, s = 0.3
+  // generation 2: point 1 wins, point 0 loses: z = -1, s = 0.7 * 0.3 - 0.3 = -0.09
+  // generation 3: point 0 second best (one value below it), point 1 sixth (five below): z = 4/20
+  const plans = [ranked(lambda, 0, 1), ranked(lambda, 1, 0), null];
+  const expectS = [0.3, -0.09, 0.7 * -0.09 + 0.3 * Math.sqrt(4 / 20)];
+  for (let g = 0; g < 3; g++) {
+    const a = sepCmaes.ask(s);
+    const m = a.state.mean;
+    if (g > 0) {
+      // the first two points lie on the line through m along the last mean shift, on both sides
+      const dir = a.state.tpa!.dir;
+      const d0 = a.proposals[0]!.genome.map((x, i) => x - m[i]!);
+      const d1 = a.proposals[1]!.genome.map((x, i) => x - m[i]!);
+      const t0 = d0[0]! / dir[0]!;
+      const t1 = d1[0]! / dir[0]!;
+      assert.ok(t0 > 0 && t1 < 0, `generation ${g}: the first point goes along the shift, the second against it`);
+      for (let i = 0; i < n; i++) {
+        close(d0[i]!, t0 * dir[i]!, 1e-9, `generation ${g}: point 0 along the shift, coordinate ${i}`);
+        close(d1[i]!, t1 * dir[i]!, 1e-9, `generation ${g}: point 1 along the shift, coordinate ${i}`);
+      }
+      // Mahalanobis length |(x - m) / (sigma D)|: a chi_n draw, near sqrt(n) = 20
+      const len0 = Math.sqrt(d0.reduce((t, v, i) => t + (v / a.state.sigma / a.state.D[i]!) ** 2, 0));
+      assert.ok(Math.abs(len0 - Math.sqrt(n)) < 5, `generation ${g}: length ${len0}`);
+      // from the run's third iteration on the second point is the exact mirror of the first
+      if (g === 2) for (let i = 0; i < n; i++) close(d1[i]!, -d0[i]!, 1e-12, `mirror, coordinate ${i}`);
+      else assert.notEqual(Math.abs(t0), Math.abs(t1), 'on the second iteration both lengths are drawn');
+    }
+    let f = plans[g];
+    if (!f) {
+      // generation 3: f = 1 < 1.5 (point 0) < 2 < 3 < 4 < 4.5 (point 1) < the rest
+      f = Array.from({ length: lambda }, (_, k) => 100 + k);
+      f[0] = 1.5;
+      f[1] = 4.5;
+      [1, 2, 3, 4].forEach((v, j) => (f![2 + j] = v));
+    }
+    s = sepCmaes.tell(a.state, a.proposals.map((p, k) => ({ id: p.id, fitness: -f![k]! })));
+    close(s.tpa!.s, expectS[g]!, 1e-12, `s after generation ${g + 1}`);
+    sigmas.push(s.sigma);
+    close(sigmas[g + 1]! / sigmas[g]!, Math.exp(expectS[g]! / damp), 1e-12, `sigma factor of generation ${g + 1}`);
+    // the next mirrors follow the mean shift of this generation
+    for (let i = 0; i < 3; i++) close(s.tpa!.dir[i]!, s.mean[i]! - a.state.mean[i]!, 1e-12, 'dir = m - m_old');
+  }
+});
+
+test('sep-CMA-ES updates the variances by pycma\'s exponential rule without negative weight for TPA mirrors', () => {
+  const n = 320;
+  let s = sepCmaes.init(n, { bounds: null, sigma0: 0.3, x0: new Array(n).fill(0.5) }, 'sep-var');
+  const fx = (x: number[]) => x.reduce((t, v, i) => t + (1 + (i % 7)) * v * v, 0);
+  for (let g = 0; g < 3; g++) {
+    const a = sepCmaes.ask(s);
+    const fs = a.proposals.map((p) => fx(p.genome));
+    if (g === 2) {
+      // make both mirrors rank last, so the active update would give them negative weights
+      fs[0] = 1e9;
+      fs[1] = 1e9 + 1;
+    }
+    const next = sepCmaes.tell(a.state, a.proposals.map((p, k) => ({ id: p.id, fitness: -fs[k]! })));
+    if (g === 2) {
+      const P = a.state.params;
+      const lambda = P.lambda;
+      const order = fs.map((_, k) => k).sort((x, y) => fs[x]! - fs[y]! || x - y);
+      assert.deepEqual(order.slice(-2), [0, 1]);
+      const c1a = P.c1 * (next.ps.reduce((t, v) => t + v * v, 0) / (1 - (1 - P.cs) ** 6) / n < 2 + 4 / (n + 1) ? 1 : 1 - P.cc * (2 - P.cc));
+      for (const i of [0, 5, 319]) {
+        let e = c1a * next.pc[i]! ** 2;
+        let wsum = c1a;
+        for (let r = 0; r < lambda; r++) {
+          const k = order[r]!;
+          if (P.weights[r]! < 0 && k < 2) continue; // mirrors: pycma CMA_active_injected = 0
+          const zi = (a.proposals[k]!.genome[i]! - a.state.mean[i]!) / a.state.sigma / a.state.D[i]!;
+          e += P.cmu * P.weights[r]! * zi * zi;
+          wsum += P.cmu * P.weights[r]!;
+        }
+        close(next.C[i]!, a.state.C[i]! * 2 ** (e - wsum), 1e-10, `variance ${i}`);
+      }
+    }
+    s = next;
+  }
+});
+
+test('a TPA state survives a JSON round trip mid-run and asks the same points', () => {
+  const n = 300;
+  const fx = (x: number[]) => x.reduce((t, v) => t + v * v, 0);
+  let s = sepCmaes.init(n, { bounds: null, x0: new Array(n).fill(1) }, 'rt');
+  for (let g = 0; g < 4; g++) {
+    const a = sepCmaes.ask(s);
+    s = sepCmaes.tell(a.state, a.proposals.map((p) => ({ id: p.id, fitness: -fx(p.genome) })));
+  }
+  const copy = JSON.parse(JSON.stringify(s)) as CmaesState;
+  assert.deepEqual(sepCmaes.ask(copy).proposals, sepCmaes.ask(s).proposals);
 });

@@ -50,6 +50,12 @@ export const cmaesOptionsSchema = z.object({
   popsize: z.number().int().min(2).optional(),
   /** Diagonal covariance (sep-CMA-ES): linear time and memory, for high dimensions. */
   separable: z.boolean().default(false),
+  /**
+   * Step-size adaptation: cumulative (CSA, tutorial eq. 43-44) or two-point (TPA, Hansen 2008;
+   * pycma `sigma_adaptation.CMAAdaptSigmaTPA`). `auto` is pycma's rule (`AdaptSigma=True`):
+   * TPA for the separable variant above 299 dimensions, CSA otherwise.
+   */
+  stepSize: z.enum(['auto', 'csa', 'tpa']).default('auto'),
   /** Active CMA: negative weights for the worst half (tutorial section 3.6; pycma's default). */
   active: z.boolean().default(true),
   restarts: z.enum(['none', 'ipop', 'bipop']).default('none'),
@@ -100,6 +106,8 @@ interface Pending {
   x: number[][];
   /** ||z_k||^2, the squared Mahalanobis norm of y_k (needed by the active update). */
   z2: number[];
+  /** TPA: the first this many points are the mean-shift mirrors (0 or 2). */
+  injected?: number;
   /** f = -fitness per slot once told; null while waiting. */
   f: Array<number | null>;
   told: number;
@@ -131,6 +139,12 @@ export interface CmaesState extends BaseState {
   D: number[];
   pc: number[];
   ps: number[];
+  /**
+   * TPA state (absent with CSA, and in states saved before TPA existed, which keep CSA):
+   * the smoothed rank difference `s` and the last mean shift `dir` = m - m_old (empty before
+   * the first tell of a run).
+   */
+  tpa?: { s: number; dir: number[] };
   /** Iterations (tells) of the current run. */
   iteration: number;
   eigenAt: number;
@@ -276,6 +290,7 @@ function startRun(s: CmaesState, lambda: number, sigma0: number, mean: number[])
   s.D = new Array<number>(n).fill(1);
   s.pc = new Array<number>(n).fill(0);
   s.ps = new Array<number>(n).fill(0);
+  if (s.tpa) s.tpa = { s: 0, dir: [] };
   s.iteration = 0;
   s.eigenAt = 0;
   s.runEvaluations = 0;
@@ -313,6 +328,8 @@ function init(dim: number, options: unknown, seed: string | number): CmaesState 
     pending: null, lastParents: [], firstOfRun: true, histFit: [], histBest: [], histMedian: [],
     flatCount: 0, runStop: null, done: null,
   };
+  // pycma (CMAEvolutionStrategy.__init__, AdaptSigma=True): TPA when CMA_diagonal is True and N > 299
+  if (o.stepSize === 'tpa' || (o.stepSize === 'auto' && o.separable && dim > 299)) s.tpa = { s: 0, dir: [] };
   startRun(s, lambda, sigma0, x0);
   return s;
 }
@@ -351,6 +368,7 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
   // one lambda x n block of standard normals, then y = Z diag(D) B (rows of B are eigenvectors)
   const Z = rng.fillNormal(new Float64Array(lambda * n));
   const D = s.D;
+  const injected = s.tpa && s.tpa.dir.length === n && lambda >= 2 ? mirrorMeanShift(s, Z) : 0;
   // separable: y = D . z needs no buffer of its own
   const Y = s.separable ? Z : new Float64Array(lambda * n);
   if (!s.separable) {
@@ -390,8 +408,56 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
     proposals.push({ id, genome: g, parentIds, operator });
   }
   s.pending = { ids, x: xs, z2, f: new Array<number | null>(lambda).fill(null), told: 0 };
+  if (injected) s.pending.injected = injected;
   s.rng = rng.state();
   return { proposals, state: s };
+}
+
+/**
+ * TPA's two test points (pycma `ask_geno` with `mean_shift_samples`, which injects
+ * `_prepare_injection_directions` = [m - m_old, m_old - m]): rows 0 and 1 of Z become
+ * +/- the last mean shift, rescaled to the Mahalanobis length of a standard normal sample.
+ * The lengths come from the rows' own fresh draws (each |z| is a chi_n sample, which is
+ * what pycma's `_random_rescaling_factor_to_mahalanobis_size` draws). On the run's second
+ * iteration pycma rescales the two directions independently; from the third on the second
+ * is the exact mirror of the first. Returns the number of injected rows (2).
+ */
+function mirrorMeanShift(s: CmaesState, Z: Float64Array): number {
+  const n = s.dim;
+  const dir = s.tpa!.dir;
+  // w = D^-1 B^T (m - m_old): the shift in the coordinates where the sample is standard normal
+  const w = new Float64Array(n);
+  if (s.separable) {
+    for (let i = 0; i < n; i++) w[i] = dir[i]! / s.D[i]!;
+  } else {
+    const B = s.B;
+    for (let j = 0; j < n; j++) {
+      let t = 0;
+      for (let i = 0; i < n; i++) t += B[j * n + i]! * dir[i]!;
+      w[j] = t / s.D[j]!;
+    }
+  }
+  let ww = 0;
+  for (let i = 0; i < n; i++) ww += w[i]! * w[i]!;
+  if (!(ww > 0) || !Number.isFinite(ww)) return 0; // no shift: sample as usual
+  let r0 = 0;
+  let r1 = 0;
+  for (let i = 0; i < n; i++) {
+    r0 += Z[i]! * Z[i]!;
+    r1 += Z[n + i]! * Z[n + i]!;
+  }
+  const a0 = Math.sqrt(r0 / ww);
+  const a1 = s.iteration === 1 ? Math.sqrt(r1 / ww) : a0;
+  for (let i = 0; i < n; i++) {
+    Z[i] = a0 * w[i]!;
+    Z[n + i] = -a1 * w[i]!;
+  }
+  return 2;
+}
+
+/** TPA damping, pycma `CMAAdaptSigmaTPA.initialize_settings`: 0.7 + 2 ln n + 2 ln max(1, lambda - n). */
+export function tpaDamping(n: number, lambda: number): number {
+  return 0.7 + 2 * Math.log(n) + 2 * Math.log(Math.max(1, lambda - n));
 }
 
 /** Typed array to a plain array for the JSON state (Array.from on a typed array is ~10x slower). */
@@ -430,7 +496,10 @@ function tell(prev: CmaesState, outcomes: readonly Outcome[]): CmaesState {
     p.told++;
     s.evaluations++;
     s.runEvaluations++;
-    s.best = betterBest(s.best, o.id, genomeOf(s, p.x[k]!), o.fitness);
+    // the genome (a copy, transformed into the box) is only built for a new best
+    if (!isFailed(o.fitness) && (s.best === null || (o.fitness as number) > s.best.fitness)) {
+      s.best = betterBest(null, o.id, genomeOf(s, p.x[k]!), o.fitness);
+    }
   }
   if (p.told < p.ids.length) return s;
   update(s);
@@ -443,6 +512,7 @@ function update(s: CmaesState): void {
   const P = s.params;
   const pend = s.pending!;
   const lambda = P.lambda;
+  const injected = pend.injected ?? 0;
   const f = pend.f as number[];
   const order = Array.from({ length: lambda }, (_, i) => i).sort((a, b) => f[a]! - f[b]! || a - b);
   s.iteration++;
@@ -497,13 +567,12 @@ function update(s: CmaesState): void {
   for (let r = 0; r < lambda; r++) sumW += P.weights[r]!;
   const decay = 1 - c1a - P.cmu * sumW;
   if (s.separable) {
-    // The diagonal is learned multiplicatively, var_i *= exp(ln 2 (c1a pc_i^2 + cmu sum_k w_k
-    // z_ki^2 - c1a - cmu sum_k w_k)), with z_k the standard normal samples and no rescaling of the
-    // negative weights; the exponential form keeps every variance positive with any rate.
-    // DEVIATION from pycma: its DiagonalDecoding.update (CMA_diagonal=True) works out to a factor
-    // 1/2 where we use ln 2, i.e. pycma learns the diagonal about 1.39x slower. With pycma's 1/2,
-    // separable ellipsoid at n = 1000 did not converge within 360k evaluations (ours: ~463k,
-    // pycma's reference ~9.9e5) and sphere did not change (~109k either way), so we keep ln 2.
+    // pycma tell with CMA_diagonal=True: sigma_vec.update(vectors, ln 2 * sampler_weights), and
+    // DiagonalDecoding.update multiplies each standard deviation by exp((sum_k w_k z_ki^2 -
+    // sum_k w_k) / 2), i.e. each variance by exp(ln 2 (c1a pc_i^2 + cmu sum_k w_k z_ki^2 - c1a -
+    // cmu sum_k w_k)), with z_k the standard normal samples and no rescaling of the negative
+    // weights; the exponential form keeps every variance positive with any rate. (pycma's clip of
+    // large factors assigns into a temporary copy, so it has no effect there and none here.)
     const E = new Float64Array(n);
     let wsum = c1a;
     for (let i = 0; i < n; i++) E[i] = c1a * pc[i]! * pc[i]!;
@@ -511,7 +580,7 @@ function update(s: CmaesState): void {
       const w = P.cmu * P.weights[r]!;
       if (w === 0) continue;
       const k = order[r]!;
-      if (w < 0 && f[k] === FAILED_F) continue;
+      if (w < 0 && (f[k] === FAILED_F || k < injected)) continue;
       const x = pend.x[k]!;
       for (let i = 0; i < n; i++) {
         const z = (x[i]! - mOld[i]!) / sigma / D[i]!;
@@ -537,6 +606,7 @@ function update(s: CmaesState): void {
       const k = order[r]!;
       if (w < 0) {
         if (f[k] === FAILED_F) continue; // a failed point carries no information about f
+        if (k < injected) continue; // pycma CMA_active_injected = 0: no negative update from TPA's mirrors
         w *= n / (pend.z2[k]! + 1e-9);
       }
       const x = pend.x[k]!;
@@ -551,9 +621,26 @@ function update(s: CmaesState): void {
     for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) C[j * n + i] = C[i * n + j]!;
     s.C = C;
   }
-  // step size, eq. (44) with pycma's clip of the exponent to [-1, 1]
-  const delta = (P.cs / P.damps) * (Math.sqrt(ps2) / P.chiN - 1);
-  s.sigma = sigma * Math.exp(Math.max(-1, Math.min(1, delta)));
+  if (s.tpa) {
+    // TPA (pycma CMAAdaptSigmaTPA.update2): z = rank difference of the first two asked points,
+    // (#{f < f_1} - #{f < f_0}) / (lambda - 1) in [-1, 1], positive when the point along the last
+    // mean shift won; s <- (1 - c) s + c sign(z) |z|^(1/2) with c = 0.3; sigma *= exp(s / damp).
+    // pycma applies it from the first iteration on, when the first two points are not yet mirrors.
+    let below0 = 0;
+    let below1 = 0;
+    for (let k = 0; k < lambda; k++) {
+      if (f[k]! < f[0]!) below0++;
+      if (f[k]! < f[1]!) below1++;
+    }
+    const zr = (below1 - below0) / (lambda - 1);
+    const ts = 0.7 * s.tpa.s + 0.3 * Math.sign(zr) * Math.sqrt(Math.abs(zr));
+    s.sigma = sigma * Math.exp(ts / tpaDamping(n, lambda));
+    s.tpa = { s: ts, dir: Array.from(mean, (v, i) => v - mOld[i]!) };
+  } else {
+    // step size, eq. (44) with pycma's clip of the exponent to [-1, 1]
+    const delta = (P.cs / P.damps) * (Math.sqrt(ps2) / P.chiN - 1);
+    s.sigma = sigma * Math.exp(Math.max(-1, Math.min(1, delta)));
+  }
   s.mean = toArray(mean);
   s.ps = ps;
   s.pc = pc;

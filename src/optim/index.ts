@@ -1,6 +1,6 @@
 /** Optimizers: pure ask/tell over JSON state (see ./types.ts for the contract). */
 export * from './types.ts';
-export { cmaes, sepCmaes, cmaesOptionsSchema, cmaesParams, defaultPopsize, boxTransform, boxTransformInverse } from './cmaes.ts';
+export { cmaes, sepCmaes, cmaesOptionsSchema, cmaesParams, defaultPopsize, boxTransform, boxTransformInverse, tpaDamping } from './cmaes.ts';
 export type { CmaesOptions, CmaesState, CmaesParams } from './cmaes.ts';
 export { ga, gaOptionsSchema } from './ga.ts';
 export type { GaOptions, GaState, GaMember } from './ga.ts';
