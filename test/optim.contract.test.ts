@@ -184,6 +184,17 @@ test('invalid options are refused with E_OPTIM_OPTIONS naming the field', () => 
   assert.throws(() => getOptimizer('cmaes').init(2, { bounds: [0, 1], x0: [0.5, 2] }, 1), (e: Error & { code?: string }) => e.code === 'E_OPTIM_OPTIONS' && /x0\[1\]/.test(e.message));
 });
 
+test('a misspelt option is refused with the list of the optimizer\'s options, not silently ignored', () => {
+  for (const id of ['cmaes', 'sep-cmaes', 'ga', 'nsga2', 'random']) {
+    assert.throws(
+      () => getOptimizer(id).init(3, { sigma: 0.3 }, 1),
+      (e: Error & { code?: string }) => e.code === 'E_OPTIM_OPTIONS' && /"sigma"/.test(e.message) && /the options of/.test(e.message),
+      id,
+    );
+  }
+  assert.throws(() => getOptimizer('cmaes').init(3, { stepsize: 'tpa' }, 1), /stepSize/);
+});
+
 test('a search-space optimizer block is validated by the schema of the optimizer it names', async () => {
   const { optimizerSpecSchema } = await import('../src/optim/index.ts');
   const ok = optimizerSpecSchema.parse({ id: 'ga', options: { popsize: 12, mode: 'steady-state' } });

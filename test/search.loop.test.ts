@@ -22,7 +22,7 @@ async function reference(optimizer: { id: string; options: unknown }, budget: nu
   return { store, run, summary, snap: snapshot(store, run.id) };
 }
 
-for (const optimizer of [{ id: 'cmaes', options: {} }, { id: 'ga', options: { popsize: 6, mode: 'steady-state' } }, { id: 'random', options: { popsize: 5 } }]) {
+for (const optimizer of [{ id: 'cmaes', options: {} }, { id: 'ga', options: { popsize: 6, mode: 'steady-state' } }, { id: 'random', options: { batch: 5 } }]) {
   test(`${optimizer.id}: the same seed gives the same candidates and scores with 1 or 3 threads and any completion order`, async () => {
     const a = await reference(optimizer, 30, 1, 0);
     const b = await reference(optimizer, 30, 3, 5);
@@ -70,7 +70,7 @@ test('an identical recipe is scored once and reused after', async () => {
   const runner = syntheticRunner(2, 0);
   const counting = { threads: 2, run: (t: { genome: number[] }) => { calls++; return runner.run(t); } };
   // every genome maps to one recipe: after the first, all are reused
-  const problem = { ...syntheticProblem({ id: 'random', options: { popsize: 4 } }), prepare: (g: readonly number[]) => ({ recipe: {}, recipeHash: 'same', task: { genome: [0.3, 0.3, 0.3, 0.3] } }) };
+  const problem = { ...syntheticProblem({ id: 'random', options: { batch: 4 } }), prepare: (g: readonly number[]) => ({ recipe: {}, recipeHash: 'same', task: { genome: [0.3, 0.3, 0.3, 0.3] } }) };
   const summary = await runStage(store, run, problem, counting, { budget: { evaluations: 8 } });
   const total = store.candidates(run.id).length;
   assert.ok(total >= 8);

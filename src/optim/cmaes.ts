@@ -36,7 +36,7 @@ const boundsSchema = z.union([
   z.array(z.tuple([z.number(), z.number()])),
 ]);
 
-export const cmaesOptionsSchema = z.object({
+export const cmaesOptionsSchema = z.strictObject({
   /** Initial step size; default a quarter of the mean box width (1 without bounds). */
   sigma0: z.number().positive().optional(),
   /** Initial mean; default the box centre (zeros without bounds). */

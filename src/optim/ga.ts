@@ -22,7 +22,7 @@ import { type GeneType, type VariationSettings, makeChild, randomGene, snapGene,
 const boundsSchema = z.union([z.tuple([z.number(), z.number()]), z.array(z.tuple([z.number(), z.number()]))]);
 const geneType = z.enum(['real', 'integer', 'binary']);
 
-export const gaOptionsSchema = z.object({
+export const gaOptionsSchema = z.strictObject({
   /** Box of the genes; default [0, 1] for every gene. */
   bounds: boundsSchema.optional(),
   /** One type for all genes or one per gene. */

@@ -19,7 +19,7 @@ import { makeChild, randomGene, snapGene, type GeneType } from './variation.ts';
 
 const boundsSchema = z.union([z.tuple([z.number(), z.number()]), z.array(z.tuple([z.number(), z.number()]))]);
 
-export const nsga2OptionsSchema = z.object({
+export const nsga2OptionsSchema = z.strictObject({
   bounds: boundsSchema.optional(),
   popsize: z.number().int().min(4).default(40),
   crossoverRate: z.number().min(0).max(1).default(0.9),

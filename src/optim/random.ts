@@ -12,7 +12,7 @@ import {
 
 const boundsSchema = z.union([z.tuple([z.number(), z.number()]), z.array(z.tuple([z.number(), z.number()]))]);
 
-export const randomOptionsSchema = z.object({
+export const randomOptionsSchema = z.strictObject({
   bounds: boundsSchema.optional(),
   /** Proposals per ask. */
   batch: z.number().int().min(1).default(16),

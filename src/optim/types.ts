@@ -108,7 +108,12 @@ export function isFailed(f: number | null | undefined): boolean {
 export function parseOptions<O>(id: string, schema: z.ZodType<O>, options: unknown): O {
   const r = schema.safeParse(options ?? {});
   if (!r.success) {
-    const msg = r.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(options)'}: ${i.message}`).join('; ');
+    // option objects are strict: a misspelt key would otherwise be dropped without a word
+    const shape = (schema as unknown as { shape?: Record<string, unknown> }).shape;
+    const known = shape ? `; the options of '${id}' are ${Object.keys(shape).join(', ')}` : '';
+    const msg = r.error.issues
+      .map((i) => `${i.path.length ? i.path.join('.') : '(options)'}: ${i.message}${i.code === 'unrecognized_keys' ? known : ''}`)
+      .join('; ');
     throw new OptimizerOptionsError(id, `${msg} (see the optimizer's options in the docs)`);
   }
   return r.data;
