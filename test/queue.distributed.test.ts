@@ -1,4 +1,4 @@
-import { test, before } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -17,12 +17,13 @@ import { testRedis } from './helpers/redis.ts';
 const dir = tempDir();
 const zoo = join(dir, 'vision');
 const bin = new URL('../src/cli/bin.mjs', import.meta.url).pathname;
-let redis: { url: string; prefix: string };
+let redis!: { url: string; prefix: string; stop: () => Promise<void> };
 
 before(async () => {
   redis = await testRedis();
   await zooBuilder('vision').build(zoo, { seed: 0, small: true });
 });
+after(async () => { await (redis as typeof redis | undefined)?.stop(); });
 
 /**
  * The vision PS space, plus a command evaluator that takes 0.4 s and scores a constant, so

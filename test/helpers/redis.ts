@@ -1,11 +1,12 @@
 /**
  * A Redis for queue tests, on 127.0.0.1 only: the one CI starts on port 6379 when it answers,
- * else a private redis-server on a free port (stopped when the test file ends). Each test file
- * gets its own key prefix, removed at the end, so files can share one server.
+ * else a private redis-server on a free port. Each test file gets its own key prefix, so files can
+ * share one server. The caller registers `stop` in a top-level `after` (it removes the prefix's
+ * keys and stops a private server): an `after` registered from inside a `before` hook runs as
+ * soon as that hook ends, which stopped the private server before the first test could use it.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { after } from 'node:test';
 import { Redis } from 'ioredis';
 
 async function answers(port: number): Promise<boolean> {
@@ -33,17 +34,19 @@ function freePort(): Promise<number> {
 }
 
 /** A redis:// URL (with a fresh ?prefix=) on a Redis that answers. */
-export async function testRedis(): Promise<{ url: string; port: number; prefix: string }> {
+export async function testRedis(): Promise<{ url: string; port: number; prefix: string; stop: () => Promise<void> }> {
+  let server: ChildProcess | null = null;
   const prefix = `evtest${process.pid}x${Date.now().toString(36)}`;
   let port = 6379;
   if (!(await answers(port))) {
     if (spawnSync('redis-server', ['--version']).status !== 0) throw new Error('queue tests need Redis: install redis-server (apt-get install redis-server) or start one on 127.0.0.1:6379 (see .ci/run)');
     port = await freePort();
     const proc = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    after(() => { proc.kill('SIGTERM'); });
+    server = proc;
+    process.on('exit', () => proc.kill('SIGTERM'));
     for (let i = 0; i < 50 && !(await answers(port)); i++) await new Promise((r) => setTimeout(r, 100));
   }
-  after(async () => {
+  const stop = async (): Promise<void> => {
     const c = new Redis({ host: '127.0.0.1', port, lazyConnect: true });
     c.on('error', () => {});
     try {
@@ -57,6 +60,7 @@ export async function testRedis(): Promise<{ url: string; port: number; prefix: 
     } catch { /* the private server may be gone already */ } finally {
       c.disconnect();
     }
-  });
-  return { url: `redis://127.0.0.1:${port}/0?prefix=${prefix}`, port, prefix };
+    server?.kill('SIGTERM');
+  };
+  return { url: `redis://127.0.0.1:${port}/0?prefix=${prefix}`, port, prefix, stop };
 }
