@@ -238,7 +238,7 @@ function formatTable(r: OptimizerBenchResult): string {
       `${c.function.padEnd(11)} ${String(c.n).padEnd(5)} ${c.variant.padEnd(7)} ${c.restarts.padEnd(9)} ${`${c.successes}/${c.runs}`.padEnd(10)} ${String(c.medianEvals ?? '-').padEnd(13)} ${String(ref?.median ?? '-').padEnd(13)} ${ratio}`,
     );
   }
-  lines.push('', 'n     variant  ms/generation  pycma ms  ratio');
+  if (r.overhead.length > 0) lines.push('', 'n     variant  ms/generation  pycma ms  ratio');
   for (const o of r.overhead) {
     const ref = pycmaReference.msPerGeneration.find((m) => m.n === o.n && m.variant === o.variant);
     lines.push(`${String(o.n).padEnd(5)} ${o.variant.padEnd(8)} ${o.msPerGeneration.toFixed(3).padEnd(14)} ${String(ref?.ms ?? '-').padEnd(9)} ${ref ? (o.msPerGeneration / ref.ms).toFixed(2) : '-'}`);

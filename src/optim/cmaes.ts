@@ -370,20 +370,7 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
   const D = s.D;
   const injected = s.tpa && s.tpa.dir.length === n && lambda >= 2 ? mirrorMeanShift(s, Z) : 0;
   // separable: y = D . z needs no buffer of its own
-  const Y = s.separable ? Z : new Float64Array(lambda * n);
-  if (!s.separable) {
-    const B = s.B;
-    const Dv = D;
-    for (let k = 0; k < lambda; k++) {
-      const ko = k * n;
-      for (let j = 0; j < n; j++) {
-        const a = Dv[j]! * Z[ko + j]!;
-        if (a === 0) continue;
-        const bj = j * n;
-        for (let i = 0; i < n; i++) Y[ko + i] = Y[ko + i]! + a * B[bj + i]!;
-      }
-    }
-  }
+  const Y = s.separable ? Z : rotateSamples(s.B, D, Z, lambda, n);
   const ids: string[] = [];
   const xs: number[][] = [];
   const z2: number[] = [];
@@ -411,6 +398,65 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
   if (injected) s.pending.injected = injected;
   s.rng = rng.state();
   return { proposals, state: s };
+}
+
+/**
+ * Y = Z diag(D) B for the full variant: row k is sum_j D_j z_kj b_j, with b_j the eigenvector
+ * rows of B. Four eigenvectors are added per pass over a row of Y, which loads and stores Y a
+ * quarter as often as one at a time (2.5x faster at n = 200; measured with /tmp scratch code
+ * against the one-at-a-time loop, see the commit message).
+ */
+function rotateSamples(B: readonly number[], D: readonly number[], Z: Float64Array, lambda: number, n: number): Float64Array {
+  const Y = new Float64Array(lambda * n);
+  for (let k = 0; k < lambda; k++) {
+    const ko = k * n;
+    let j = 0;
+    for (; j + 3 < n; j += 4) {
+      const a0 = D[j]! * Z[ko + j]!;
+      const a1 = D[j + 1]! * Z[ko + j + 1]!;
+      const a2 = D[j + 2]! * Z[ko + j + 2]!;
+      const a3 = D[j + 3]! * Z[ko + j + 3]!;
+      const b0 = j * n;
+      const b1 = b0 + n;
+      const b2 = b1 + n;
+      const b3 = b2 + n;
+      for (let i = 0; i < n; i++) Y[ko + i] = Y[ko + i]! + a0 * B[b0 + i]! + a1 * B[b1 + i]! + a2 * B[b2 + i]! + a3 * B[b3 + i]!;
+    }
+    for (; j < n; j++) {
+      const a = D[j]! * Z[ko + j]!;
+      const bj = j * n;
+      for (let i = 0; i < n; i++) Y[ko + i] = Y[ko + i]! + a * B[bj + i]!;
+    }
+  }
+  return Y;
+}
+
+/**
+ * C <- decay C + sum_v coef_v y_v y_v^T on the upper triangle (row-major n x n). Four vectors
+ * are added per pass over a row, for the same reason as in `rotateSamples`.
+ */
+function symmetricRankUpdate(C: number[], n: number, decay: number, vecs: Float64Array[], coefs: number[]): void {
+  for (let i = 0; i < n; i++) {
+    const row = i * n;
+    for (let j = i; j < n; j++) C[row + j] = decay * C[row + j]!;
+    let v = 0;
+    for (; v + 3 < vecs.length; v += 4) {
+      const y0 = vecs[v]!;
+      const y1 = vecs[v + 1]!;
+      const y2 = vecs[v + 2]!;
+      const y3 = vecs[v + 3]!;
+      const a0 = coefs[v]! * y0[i]!;
+      const a1 = coefs[v + 1]! * y1[i]!;
+      const a2 = coefs[v + 2]! * y2[i]!;
+      const a3 = coefs[v + 3]! * y3[i]!;
+      for (let j = i; j < n; j++) C[row + j] = C[row + j]! + a0 * y0[j]! + a1 * y1[j]! + a2 * y2[j]! + a3 * y3[j]!;
+    }
+    for (; v < vecs.length; v++) {
+      const y = vecs[v]!;
+      const a = coefs[v]! * y[i]!;
+      for (let j = i; j < n; j++) C[row + j] = C[row + j]! + a * y[j]!;
+    }
+  }
 }
 
 /**
@@ -593,13 +639,9 @@ function update(s: CmaesState): void {
     s.C = C;
     s.D = C.map((v) => Math.sqrt(v));
   } else {
-    const C = s.C.slice();
-    for (let i = 0; i < n; i++) {
-      const row = i * n;
-      const pi = P.c1 * pc[i]!;
-      for (let j = i; j < n; j++) C[row + j] = decay * C[row + j]! + pi * pc[j]!;
-    }
-    const y = new Float64Array(n);
+    // the rank-one vector p_c and the rank-mu vectors y_k with their coefficients
+    const vecs: Float64Array[] = [Float64Array.from(pc)];
+    const coefs: number[] = [P.c1];
     for (let r = 0; r < lambda; r++) {
       let w = P.weights[r]!;
       if (w === 0) continue;
@@ -610,14 +652,13 @@ function update(s: CmaesState): void {
         w *= n / (pend.z2[k]! + 1e-9);
       }
       const x = pend.x[k]!;
+      const y = new Float64Array(n);
       for (let i = 0; i < n; i++) y[i] = (x[i]! - mOld[i]!) / sigma;
-      const cq = P.cmu * w;
-      for (let i = 0; i < n; i++) {
-        const a = cq * y[i]!;
-        const row = i * n;
-        for (let j = i; j < n; j++) C[row + j] = C[row + j]! + a * y[j]!;
-      }
+      vecs.push(y);
+      coefs.push(P.cmu * w);
     }
+    const C = s.C.slice();
+    symmetricRankUpdate(C, n, decay, vecs, coefs);
     for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) C[j * n + i] = C[i * n + j]!;
     s.C = C;
   }

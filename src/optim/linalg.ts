@@ -58,18 +58,7 @@ function tred2(W: Float64Array, d: Float64Array, e: Float64Array, n: number): vo
       h -= f * g;
       d[i - 1] = f - g;
       for (let j = 0; j < i; j++) e[j] = 0;
-      for (let j = 0; j < i; j++) {
-        const rowJ = j * n;
-        f = d[j]!;
-        W[i * n + j] = f; // V[j][i]
-        g = e[j]! + W[rowJ + j]! * f;
-        for (let k = j + 1; k <= i - 1; k++) {
-          const vkj = W[rowJ + k]!; // V[k][j]
-          g += vkj * d[k]!;
-          e[k] = e[k]! + vkj * f;
-        }
-        e[j] = g;
-      }
+      symmetricProduct(W, d, e, n, i);
       f = 0;
       for (let j = 0; j < i; j++) {
         e[j] = e[j]! / h;
@@ -77,14 +66,7 @@ function tred2(W: Float64Array, d: Float64Array, e: Float64Array, n: number): vo
       }
       const hh = f / (h + h);
       for (let j = 0; j < i; j++) e[j] = e[j]! - hh * d[j]!;
-      for (let j = 0; j < i; j++) {
-        const rowJ = j * n;
-        f = d[j]!;
-        g = e[j]!;
-        for (let k = j; k <= i - 1; k++) W[rowJ + k] = W[rowJ + k]! - (f * e[k]! + g * d[k]!);
-        d[j] = W[rowJ + (i - 1)]!;
-        W[rowJ + i] = 0;
-      }
+      rankTwoUpdate(W, d, e, n, i);
     }
     d[i] = h;
   }
@@ -97,7 +79,33 @@ function tred2(W: Float64Array, d: Float64Array, e: Float64Array, n: number): vo
     const h = d[i + 1]!;
     if (h !== 0) {
       for (let k = 0; k <= i; k++) d[k] = W[rowI1 + k]! / h;
-      for (let j = 0; j <= i; j++) {
+      // rows j -= (row_{i+1} . row_j) d, four rows per pass (same sums in the same order)
+      let j = 0;
+      for (; j + 3 <= i; j += 4) {
+        const r0 = j * n;
+        const r1 = r0 + n;
+        const r2 = r1 + n;
+        const r3 = r2 + n;
+        let g0 = 0;
+        let g1 = 0;
+        let g2 = 0;
+        let g3 = 0;
+        for (let k = 0; k <= i; k++) {
+          const u = W[rowI1 + k]!;
+          g0 += u * W[r0 + k]!;
+          g1 += u * W[r1 + k]!;
+          g2 += u * W[r2 + k]!;
+          g3 += u * W[r3 + k]!;
+        }
+        for (let k = 0; k <= i; k++) {
+          const dk = d[k]!;
+          W[r0 + k] = W[r0 + k]! - g0 * dk;
+          W[r1 + k] = W[r1 + k]! - g1 * dk;
+          W[r2 + k] = W[r2 + k]! - g2 * dk;
+          W[r3 + k] = W[r3 + k]! - g3 * dk;
+        }
+      }
+      for (; j <= i; j++) {
         const rowJ = j * n;
         let g = 0;
         for (let k = 0; k <= i; k++) g += W[rowI1 + k]! * W[rowJ + k]!;
@@ -114,6 +122,128 @@ function tred2(W: Float64Array, d: Float64Array, e: Float64Array, n: number): vo
   e[0] = 0;
 }
 
+/*
+ * The two O(i^2) steps of each tred2 reduction, on four rows j at a time: the loads of d and e
+ * are shared by the four rows, which is where the time went. Each element still gets the same
+ * operations in the same order as the row-by-row loops of the textbook routine (for e[k] the
+ * contributions of rows j0 < j1 < j2 < j3 are added in that order), so the results are
+ * bit-identical; the rows' triangular starts run one row at a time before the common part.
+ */
+
+/** e[0..i-1] = V[0..i-1][0..i-1] d (lower triangle by rows, e zeroed by the caller); V[j][i] = d[j]. */
+function symmetricProduct(W: Float64Array, d: Float64Array, e: Float64Array, n: number, i: number): void {
+  let j = 0;
+  for (; j + 3 < i; j += 4) {
+    const r0 = j * n;
+    const r1 = r0 + n;
+    const r2 = r1 + n;
+    const r3 = r2 + n;
+    const f0 = d[j]!;
+    const f1 = d[j + 1]!;
+    const f2 = d[j + 2]!;
+    const f3 = d[j + 3]!;
+    W[i * n + j] = f0;
+    W[i * n + j + 1] = f1;
+    W[i * n + j + 2] = f2;
+    W[i * n + j + 3] = f3;
+    // triangular starts: row j0 up to k = j+3, then j1, then j2
+    let g0 = e[j]! + W[r0 + j]! * f0;
+    for (let k = j + 1; k <= j + 3; k++) {
+      const v = W[r0 + k]!;
+      g0 += v * d[k]!;
+      e[k] = e[k]! + v * f0;
+    }
+    let g1 = e[j + 1]! + W[r1 + j + 1]! * f1;
+    for (let k = j + 2; k <= j + 3; k++) {
+      const v = W[r1 + k]!;
+      g1 += v * d[k]!;
+      e[k] = e[k]! + v * f1;
+    }
+    let g2 = e[j + 2]! + W[r2 + j + 2]! * f2;
+    {
+      const v = W[r2 + j + 3]!;
+      g2 += v * d[j + 3]!;
+      e[j + 3] = e[j + 3]! + v * f2;
+    }
+    let g3 = e[j + 3]! + W[r3 + j + 3]! * f3;
+    for (let k = j + 4; k <= i - 1; k++) {
+      const dk = d[k]!;
+      const v0 = W[r0 + k]!;
+      const v1 = W[r1 + k]!;
+      const v2 = W[r2 + k]!;
+      const v3 = W[r3 + k]!;
+      g0 += v0 * dk;
+      g1 += v1 * dk;
+      g2 += v2 * dk;
+      g3 += v3 * dk;
+      e[k] = e[k]! + v0 * f0 + v1 * f1 + v2 * f2 + v3 * f3;
+    }
+    e[j] = g0;
+    e[j + 1] = g1;
+    e[j + 2] = g2;
+    e[j + 3] = g3;
+  }
+  for (; j < i; j++) {
+    const rowJ = j * n;
+    const f = d[j]!;
+    W[i * n + j] = f; // V[j][i]
+    let g = e[j]! + W[rowJ + j]! * f;
+    for (let k = j + 1; k <= i - 1; k++) {
+      const vkj = W[rowJ + k]!; // V[k][j]
+      g += vkj * d[k]!;
+      e[k] = e[k]! + vkj * f;
+    }
+    e[j] = g;
+  }
+}
+
+/** V[k][j] -= d[j] e[k] + e[j] d[k] for 0 <= j <= k < i; then d[j] = V[i-1][j], V[i][j] = 0. */
+function rankTwoUpdate(W: Float64Array, d: Float64Array, e: Float64Array, n: number, i: number): void {
+  let j = 0;
+  for (; j + 3 < i; j += 4) {
+    const r0 = j * n;
+    const r1 = r0 + n;
+    const r2 = r1 + n;
+    const r3 = r2 + n;
+    const f0 = d[j]!;
+    const f1 = d[j + 1]!;
+    const f2 = d[j + 2]!;
+    const f3 = d[j + 3]!;
+    const g0 = e[j]!;
+    const g1 = e[j + 1]!;
+    const g2 = e[j + 2]!;
+    const g3 = e[j + 3]!;
+    for (let k = j; k <= j + 2; k++) W[r0 + k] = W[r0 + k]! - (f0 * e[k]! + g0 * d[k]!);
+    for (let k = j + 1; k <= j + 2; k++) W[r1 + k] = W[r1 + k]! - (f1 * e[k]! + g1 * d[k]!);
+    W[r2 + j + 2] = W[r2 + j + 2]! - (f2 * e[j + 2]! + g2 * d[j + 2]!);
+    for (let k = j + 3; k <= i - 1; k++) {
+      const ek = e[k]!;
+      const dk = d[k]!;
+      W[r0 + k] = W[r0 + k]! - (f0 * ek + g0 * dk);
+      W[r1 + k] = W[r1 + k]! - (f1 * ek + g1 * dk);
+      W[r2 + k] = W[r2 + k]! - (f2 * ek + g2 * dk);
+      W[r3 + k] = W[r3 + k]! - (f3 * ek + g3 * dk);
+    }
+    // d[j..j+3] are read above as the rows' own factors, so they are replaced only now
+    d[j] = W[r0 + (i - 1)]!;
+    d[j + 1] = W[r1 + (i - 1)]!;
+    d[j + 2] = W[r2 + (i - 1)]!;
+    d[j + 3] = W[r3 + (i - 1)]!;
+    W[r0 + i] = 0;
+    W[r1 + i] = 0;
+    W[r2 + i] = 0;
+    W[r3 + i] = 0;
+  }
+  for (; j < i; j++) {
+    const rowJ = j * n;
+    const f = d[j]!;
+    const g = e[j]!;
+    for (let k = j; k <= i - 1; k++) W[rowJ + k] = W[rowJ + k]! - (f * e[k]! + g * d[k]!);
+    d[j] = W[rowJ + (i - 1)]!;
+    W[rowJ + i] = 0;
+  }
+}
+
 /** Implicit QL with Wilkinson-type shifts on the tridiagonal (d, e), rotating the rows of W. */
 function tql2(W: Float64Array, d: Float64Array, e: Float64Array, n: number): void {
   for (let i = 1; i < n; i++) e[i - 1] = e[i]!;
@@ -121,6 +251,8 @@ function tql2(W: Float64Array, d: Float64Array, e: Float64Array, n: number): voi
   let f = 0;
   let tst1 = 0;
   const eps = 2 ** -52;
+  const rc = new Float64Array(n);
+  const rs = new Float64Array(n);
   for (let l = 0; l < n; l++) {
     tst1 = Math.max(tst1, Math.abs(d[l]!) + Math.abs(e[l]!));
     let m = l;
@@ -162,16 +294,11 @@ function tql2(W: Float64Array, d: Float64Array, e: Float64Array, n: number): voi
           c = p / r;
           p = c * d[i]! - s * g;
           d[i + 1] = h + s * (c * g + s * d[i]!);
-          // rotate eigenvector rows i and i+1 (columns of the textbook V)
-          const ri = i * n;
-          const ri1 = ri + n;
-          for (let k = 0; k < n; k++) {
-            const hk = W[ri1 + k]!;
-            const vk = W[ri + k]!;
-            W[ri1 + k] = s * vk + c * hk;
-            W[ri + k] = c * vk - s * hk;
-          }
+          // the rotation of eigenvector rows i and i+1 (columns of the textbook V), applied below
+          rc[i] = c;
+          rs[i] = s;
         }
+        applyRotations(W, n, l, m, rc, rs);
         p = (-s * s2 * c3 * el1 * e[l]!) / dl1;
         e[l] = s * p;
         d[l] = c * p;
@@ -179,6 +306,59 @@ function tql2(W: Float64Array, d: Float64Array, e: Float64Array, n: number): voi
     }
     d[l] = d[l]! + f;
     e[l] = 0;
+  }
+}
+
+/**
+ * One QL sweep's rotations on the rows of W, in the sweep's order i = m-1 down to l: rotation i
+ * sets row i+1 to s_i row_i + c_i row_{i+1} and row i to c_i row_i - s_i row_{i+1}. Row i+1 is
+ * final after rotation i and row i carries into rotation i-1, so for each column the chain
+ * runs in registers and every row is loaded and stored once per sweep instead of twice per
+ * rotation; four columns go together so each row access is one contiguous 32-byte piece.
+ * Each element gets the same operations in the same order as rotation by rotation.
+ */
+function applyRotations(W: Float64Array, n: number, l: number, m: number, rc: Float64Array, rs: Float64Array): void {
+  let k = 0;
+  for (; k + 3 < n; k += 4) {
+    let at = m * n + k;
+    let h0 = W[at]!;
+    let h1 = W[at + 1]!;
+    let h2 = W[at + 2]!;
+    let h3 = W[at + 3]!;
+    for (let i = m - 1; i >= l; i--) {
+      const c = rc[i]!;
+      const s = rs[i]!;
+      const below = at;
+      at -= n;
+      const v0 = W[at]!;
+      const v1 = W[at + 1]!;
+      const v2 = W[at + 2]!;
+      const v3 = W[at + 3]!;
+      W[below] = s * v0 + c * h0;
+      W[below + 1] = s * v1 + c * h1;
+      W[below + 2] = s * v2 + c * h2;
+      W[below + 3] = s * v3 + c * h3;
+      h0 = c * v0 - s * h0;
+      h1 = c * v1 - s * h1;
+      h2 = c * v2 - s * h2;
+      h3 = c * v3 - s * h3;
+    }
+    W[at] = h0;
+    W[at + 1] = h1;
+    W[at + 2] = h2;
+    W[at + 3] = h3;
+  }
+  for (; k < n; k++) {
+    let at = m * n + k;
+    let h = W[at]!;
+    for (let i = m - 1; i >= l; i--) {
+      const below = at;
+      at -= n;
+      const v = W[at]!;
+      W[below] = rs[i]! * v + rc[i]! * h;
+      h = rc[i]! * v - rs[i]! * h;
+    }
+    W[at] = h;
   }
 }
 
