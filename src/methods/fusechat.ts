@@ -18,6 +18,7 @@
  */
 import type { MergeMethod } from './types.ts';
 import { topMagnitudeMask } from '../tensor/select.ts';
+import { taskVector } from '../tensor/kernels.ts';
 
 export const sce: MergeMethod = {
   id: 'sce',
@@ -43,11 +44,7 @@ export const sce: MergeMethod = {
       out.set(base);
       return out;
     }
-    const tv = input.models.map((x) => {
-      const d = new Float32Array(n);
-      for (let i = 0; i < n; i++) d[i] = x[i]! - base[i]!;
-      return d;
-    });
+    const tv = input.models.map((x) => taskVector(x, base));
     const topk = g.select_topk as number;
     let mask: Uint8Array | null = null;
     if (topk < 1) {

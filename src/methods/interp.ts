@@ -6,7 +6,7 @@
 import { MethodInputError } from './errors.ts';
 import type { MergeMethod, ResolvedParams, TensorInput } from './types.ts';
 import { quickselect } from '../tensor/select.ts';
-import { weightedSum } from '../tensor/kernels.ts';
+import { taskVector, weightedSum } from '../tensor/kernels.ts';
 import { FastRng } from '../tensor/fastrng.ts';
 
 function alloc(n: number, out?: Float32Array): Float32Array {
@@ -138,12 +138,8 @@ export const nuslerp: MergeMethod = {
     let v0 = a;
     let v1 = b;
     if (base) {
-      v0 = new Float32Array(n);
-      v1 = new Float32Array(n);
-      for (let i = 0; i < n; i++) {
-        v0[i] = a[i]! - base[i]!;
-        v1[i] = b[i]! - base[i]!;
-      }
+      v0 = taskVector(a, base);
+      v1 = taskVector(b, base);
     }
     const shape = input.shape;
     if (g.nuslerp_flatten || shape.length < 2) {
@@ -220,13 +216,7 @@ export const multislerp: MergeMethod = {
       return out;
     }
     const eps = g.eps as number;
-    const xs = base
-      ? input.models.map((x) => {
-          const d = new Float32Array(n);
-          for (let i = 0; i < n; i++) d[i] = x[i]! - base[i]!;
-          return d;
-        })
-      : input.models;
+    const xs = base ? input.models.map((x) => taskVector(x, base)) : input.models;
     let w = pm.map((p) => p.weight as number);
     if (g.normalize_weights) {
       const s = w.reduce((a, b) => a + b, 0);

@@ -42,6 +42,13 @@ export function deltaWithHistogram(x: Float32Array, base: Float32Array, d: Float
   else deltaWithHistogramJs(x, base, d, hist);
 }
 
+/** A fresh task vector x - base (float32), by `deltaWithHistogram`. */
+export function taskVector(x: Float32Array, base: Float32Array): Float32Array {
+  const d = new Float32Array(base.length);
+  deltaWithHistogram(x, base, d, null);
+  return d;
+}
+
 /** The JavaScript form of `deltaWithHistogram` (exported so tests compare it with the WebAssembly one). */
 export function deltaWithHistogramJs(x: Float32Array, base: Float32Array, d: Float32Array, hist: Uint32Array | null): void {
   const n = d.length;
