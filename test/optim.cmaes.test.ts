@@ -379,3 +379,123 @@ test('a TPA state survives a JSON round trip mid-run and asks the same points', 
   const copy = JSON.parse(JSON.stringify(s)) as CmaesState;
   assert.deepEqual(sepCmaes.ask(copy).proposals, sepCmaes.ask(s).proposals);
 });
+
+const FLAT_STOPS = ['tolfun', 'tolflatfitness', 'tolfunhist', 'tolstagnation'];
+
+/** One generation told in asked order: `fit(genome, k)` per point, `null` for a failure. */
+function generation(opt: typeof cmaes, s: CmaesState, fit: (x: number[], k: number) => number | null): CmaesState {
+  const a = opt.ask(s);
+  return opt.tell(a.state, a.proposals.map((p, k) => ({ id: p.id, fitness: fit(p.genome, k) })));
+}
+
+test('a run told only failures for 50 generations never stops for flat fitness and keeps its distribution', () => {
+  const runs: Array<[typeof cmaes, number, Record<string, unknown>]> = [
+    [cmaes, 5, {}], [cmaes, 12, {}], [sepCmaes, 12, {}], [cmaes, 5, { stepSize: 'tpa' }], [cmaes, 5, { restarts: 'ipop' }],
+  ];
+  for (const [opt, n, o] of runs) {
+    const what = `${opt.id} n=${n} ${JSON.stringify(o)}`;
+    const s0 = opt.init(n, o, 'all-failed');
+    let s = s0;
+    let firstGenome: number[] | null = null;
+    for (let g = 0; g < 50; g++) {
+      const a = opt.ask(s);
+      if (g === 1) assert.notDeepEqual(a.proposals[0]!.genome, firstGenome, `${what}: a failed generation is resampled afresh`);
+      firstGenome = a.proposals[0]!.genome;
+      s = opt.tell(a.state, a.proposals.map((p) => ({ id: p.id, fitness: null })));
+      assert.equal(opt.isDone(s), null, `${what}: done with ${opt.isDone(s)} after generation ${g + 1}`);
+    }
+    // nothing was learnt from index order: no mean shift, no sigma inflation, no history entry
+    assert.equal(s.iteration, 50, what);
+    assert.deepEqual(s.mean, s0.mean, what);
+    assert.equal(s.sigma, s0.sigma, what);
+    assert.deepEqual(s.C, s0.C, what);
+    assert.equal(s.flatCount, 0, what);
+    assert.deepEqual([s.histFit, s.histBest, s.histMedian], [[], [], []], what);
+    assert.equal(s.run, 0, `${what}: no restart`);
+  }
+});
+
+test('a run told only failures stops at maxiter and maxEvaluations when those limits are reached', () => {
+  let s = cmaes.init(5, { maxiter: 20 }, 'fail-maxiter');
+  while (!cmaes.isDone(s)) s = generation(cmaes, s, () => null);
+  assert.equal(cmaes.isDone(s), 'maxiter');
+  assert.equal(s.iteration, 20);
+  let t = cmaes.init(12, { maxEvaluations: 110 }, 'fail-maxfevals');
+  while (!cmaes.isDone(t)) t = generation(cmaes, t, () => null);
+  assert.equal(cmaes.isDone(t), 'maxfevals');
+  assert.equal(t.evaluations, 110);
+});
+
+test('a run with all-equal real fitness still stops with tolflatfitness as pycma does, inflating sigma each time', () => {
+  // tolfun 0 so that pycma's earlier tolfun test cannot fire first
+  const s0 = cmaes.init(5, { tolfun: 0 }, 'flat');
+  const s1 = generation(cmaes, s0, () => 1);
+  assert.equal(s1.flatCount, 1);
+  assert.equal(cmaes.isDone(s1), null, 'one flat generation is allowed (tolflatfitness = 1)');
+  const s2 = generation(cmaes, s1, () => 1);
+  assert.equal(s2.flatCount, 2);
+  assert.equal(cmaes.isDone(s2), 'tolflatfitness');
+  // CSA factor of the generation times pycma's flat-fitness factor exp(0.2 + cs/damps)
+  const P = s1.params;
+  const csa = Math.exp(Math.max(-1, Math.min(1, (P.cs / P.damps) * (Math.hypot(...s2.ps) / P.chiN - 1))));
+  close(s2.sigma, s1.sigma * csa * Math.exp(0.2 + P.cs / P.damps), 1e-12, 'sigma');
+});
+
+test('a run whose failures are mixed with real flat values stops on the same test and iteration as the real values alone', () => {
+  // every third point fails; flatIdx = ceil(0.1 + 8/4) = 3 < 5 real values per generation of 8
+  for (const [o, reason, iteration] of [[{}, 'tolfun', 1], [{ tolfun: 0 }, 'tolflatfitness', 2]] as const) {
+    const stops: Array<[string | null, number]> = [];
+    for (const failing of [false, true]) {
+      let s = cmaes.init(5, o, 'mixed-flat');
+      while (!cmaes.isDone(s) && s.iteration < 100) s = generation(cmaes, s, (_, k) => (failing && k % 3 === 1 ? null : 1));
+      stops.push([cmaes.isDone(s), s.iteration]);
+    }
+    assert.deepEqual(stops, [[reason, iteration], [reason, iteration]], JSON.stringify(o));
+  }
+});
+
+test('a run whose failures are mixed with real values keeps the flat count and histories its real values give', () => {
+  // a plateau-rich objective (f rounded to 0.5) with failures among the best points, so that
+  // some generations have fewer real values than the flat test needs
+  const n = 4;
+  let s = cmaes.init(n, { bounds: [0, 1], sigma0: 0.3 }, 'mixed');
+  const lambda = s.params.lambda;
+  const flatIdx = Math.min(lambda - 1, Math.ceil(0.1 + lambda / 4));
+  const fOf = (x: number[]) => Math.round(2 * x.reduce((t, v) => t + (v - 0.3) ** 2, 0) * 10) / 2;
+  let flat = 0;
+  let hist: number[] = [];
+  let sawFew = false;
+  let sawFlat = false;
+  for (let g = 1; g <= 60 && !cmaes.isDone(s); g++) {
+    const a = cmaes.ask(s);
+    const fails = g % 4 === 0 ? lambda - 2 : g % 3; // some generations keep only 2 real values
+    const outs = a.proposals.map((p, k) => ({ id: p.id, fitness: k < fails ? null : -fOf(p.genome) }));
+    s = cmaes.tell(a.state, outs);
+    const real = outs.filter((o) => o.fitness !== null).map((o) => -o.fitness!).sort((x, y) => x - y);
+    if (real.length > flatIdx) {
+      flat = real[0] === real[flatIdx] ? flat + 1 : 0;
+      sawFlat ||= real[0] === real[flatIdx];
+    } else {
+      sawFew = true;
+    }
+    hist = [...hist, real[0]!].slice(-Math.floor(10 + (30 * n) / lambda));
+    assert.equal(s.flatCount, flat, `flatCount after generation ${g}`);
+    assert.deepEqual(s.histFit, hist, `histFit after generation ${g}`);
+    for (const v of [...s.histBest, ...s.histMedian]) assert.ok(v < 1e300, `a failure in the histories after generation ${g}`);
+    assert.ok(!FLAT_STOPS.includes(cmaes.isDone(s) ?? '') || real.length >= 2, `stopped on ${cmaes.isDone(s)} with ${real.length} real values`);
+  }
+  assert.ok(sawFew && sawFlat, `few: ${sawFew}, flat: ${sawFlat}`);
+});
+
+test('a state saved with failure constants in its histories still loads, and the constants are dropped', () => {
+  let s = cmaes.init(3, { bounds: [0, 1] }, 'old-state');
+  for (let g = 0; g < 4; g++) s = generation(cmaes, s, (x) => -x.reduce((t, v) => t + v * v, 0));
+  // as the previous version stored an all-failed generation (Number.MAX_VALUE in JSON)
+  const old = JSON.parse(JSON.stringify({ ...s, histFit: [...s.histFit, Number.MAX_VALUE], histBest: [Number.MAX_VALUE], histMedian: [Number.MAX_VALUE] })) as CmaesState;
+  let t = old;
+  for (let g = 0; g < 6; g++) t = generation(cmaes, t, (x) => -x.reduce((u, v) => u + v * v, 0));
+  assert.equal(cmaes.isDone(t), null);
+  assert.equal(t.histFit.length, s.histFit.length + 6);
+  for (const v of [...t.histFit, ...t.histBest, ...t.histMedian]) assert.ok(v < 1e300);
+  assert.equal(t.histBest.length, 2, 'iterations 5 and 10, the old entry dropped');
+});

@@ -129,6 +129,19 @@ for (const c of cases) {
     assert.ok(state.best !== null);
   });
 
+  test(`${c.name}: a run told only failures for 40 steps never reports done (no budget is set)`, () => {
+    // failures are stored as equal values inside some optimizers: they must never read as a
+    // plateau, a converged population or a stagnating one
+    let state = opt.init(c.dim, c.options, 'all-failed');
+    for (let step = 0; step < 40; step++) {
+      const asked = opt.ask(state);
+      assert.ok(asked.proposals.length > 0 || step > 0, 'asks something');
+      state = opt.tell(asked.state, asked.proposals.map((p, k) => ({ id: p.id, fitness: k % 2 ? null : Number.NaN })));
+      assert.equal(opt.isDone(state), null, `done after step ${step}`);
+    }
+    assert.equal(state.best, null);
+  });
+
   test(`${c.name}: proposals carry unique ids, known parents and an operator`, () => {
     const t = drive(opt, c, 'lineage', 15, false);
     const seen = new Set<string>();

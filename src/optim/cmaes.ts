@@ -20,6 +20,8 @@
  *
  * Internally CMA-ES minimises f = -fitness (failed evaluations: f = Number.MAX_VALUE, ranked last;
  * not Infinity, which JSON would turn into null and a restored state would read as "not told").
+ * The flat-fitness and f-value termination tests and the f histories see real values only, and a
+ * generation in which every point failed leaves the distribution unchanged (see `update`).
  * Each asked point is sampled as x_k = m + sigma * B (D . z_k), z_k ~ N(0, I) (eq. 38-40); with
  * bounds the genome is the transform of x_k, which lies in the box by construction.
  */
@@ -564,6 +566,23 @@ function update(s: CmaesState): void {
   s.iteration++;
   s.generation++;
   s.firstOfRun = false;
+  // The real f-values, sorted; failures sort last, so they are a prefix of the sorted f.
+  const sorted = order.map((k) => f[k]!);
+  let nReal = 0;
+  while (nReal < lambda && sorted[nReal] !== FAILED_F) nReal++;
+  const real = nReal === lambda ? sorted : sorted.slice(0, nReal);
+  if (nReal === 0) {
+    // Every point failed: the ranking is only the index order, so recombination would move the
+    // mean toward the first mu samples (with TPA, along the last mean shift, as points 0 and 1
+    // are its mirrors) and CSA and the covariance would learn from that arbitrary selection.
+    // Leave the distribution as it was, so the next ask resamples it: what pycma's fmin does
+    // for infeasible (None / NaN) values, which `ask_and_eval` resamples. The iteration still
+    // counts toward maxiter, so an evaluator that always fails ends the run there.
+    s.pending = null;
+    s.runStop = runTermination(s, real, 0);
+    if (s.runStop) finishRun(s);
+    return;
+  }
   const sigma = s.sigma;
   const mOld = s.mean;
   // mean, eq. (41): m = sum_{i<=mu} w_i x_{i:lambda}
@@ -687,29 +706,49 @@ function update(s: CmaesState): void {
   s.pc = pc;
   s.lastParents = order.slice(0, P.mu).filter((k) => f[k] !== FAILED_F).map((k) => pend.ids[k]!);
 
-  // pycma flat-fitness handling: increase sigma and count (terminates after tolflatfitness)
-  const sorted = order.map((k) => f[k]!);
+  // pycma flat-fitness handling (CMAEvolutionStrategy.tell: if the best and the
+  // ceil(0.1 + lambda/4)-th best f are equal, sigma *= exp(0.2 + cs/damps) and
+  // fit.flatfit_iterations counts toward tolflatfitness), taken over the real f-values only:
+  // failures are stored as equal constants, and counting them as a plateau would inflate sigma
+  // and stop a run for flat fitness that no evaluation showed. (pycma's own tell replaces None
+  // and NaN by the median of the other values, which can fake a plateau the same way.) With
+  // fewer real values than the test needs, the generation says nothing about flatness and
+  // leaves the count as it is. Without failures, `real` is `sorted` and this is pycma's test.
   const flatIdx = Math.min(lambda - 1, Math.ceil(0.1 + lambda / 4));
-  if (sorted[0] === sorted[flatIdx]) {
-    s.flatCount++;
-    s.sigma *= Math.exp(0.2 + P.cs / P.damps);
-  } else {
-    s.flatCount = 0;
+  if (nReal > flatIdx) {
+    if (real[0] === real[flatIdx]) {
+      s.flatCount++;
+      s.sigma *= Math.exp(0.2 + P.cs / P.damps);
+    } else {
+      s.flatCount = 0;
+    }
   }
+  // The histories hold real f-values only (so tolfun, tolfunhist and tolstagnation compare real
+  // values); the filters drop the FAILED_F entries that states saved before this rule may hold.
   const histLen = Math.floor(10 + (30 * n) / lambda);
-  s.histFit = [...s.histFit, sorted[0]!].slice(-histLen);
+  s.histFit = [...s.histFit.filter(isReal), real[0]!].slice(-histLen);
   const stagLen = s.options.tolstagnation ?? Math.floor(100 + (100 * n ** 1.5) / lambda);
   // pycma tell: best and median f recorded every 5th iteration, at most 20000 entries
   if (s.iteration % 5 === 0) {
-    s.histBest = [...s.histBest, sorted[0]!].slice(-20000);
-    s.histMedian = [...s.histMedian, median(sorted)].slice(-20000);
+    s.histBest = [...s.histBest.filter(isReal), real[0]!].slice(-20000);
+    s.histMedian = [...s.histMedian.filter(isReal), median(real)].slice(-20000);
   }
   s.pending = null;
-  s.runStop = runTermination(s, sorted, stagLen);
+  s.runStop = runTermination(s, real, stagLen);
   if (s.runStop) finishRun(s);
 }
 
-/** pycma `_CMAStopDict` tests, in pycma's order; returns the first reason that holds. */
+/** A stored f that is not the failure constant. */
+function isReal(v: number): boolean {
+  return v !== FAILED_F;
+}
+
+/**
+ * pycma `_CMAStopDict` tests, in pycma's order; returns the first reason that holds. `sorted`
+ * holds this generation's real f-values (failures left out), sorted. The f-value tests
+ * (tolfun, tolfunhist, tolstagnation) need real values: tolfun at least two in this
+ * generation, tolfunhist and tolstagnation at least one (their histories grow only then).
+ */
 function runTermination(s: CmaesState, sorted: number[], stagLen: number): string | null {
   const o = s.options;
   const n = s.dim;
@@ -718,11 +757,12 @@ function runTermination(s: CmaesState, sorted: number[], stagLen: number): strin
   if (o.maxEvaluations !== undefined && s.evaluations >= o.maxEvaluations) return 'maxfevals';
   const maxiter = o.maxiter ?? Math.floor(100 + (150 * (n + 3) ** 2) / Math.sqrt(P.lambda));
   if (s.iteration >= maxiter) return 'maxiter';
+  const fresh = sorted.length > 0;
   const hist = s.histFit;
-  const hmax = Math.max(...hist);
-  const hmin = Math.min(...hist);
-  if (sorted[sorted.length - 1]! - sorted[0]! < o.tolfun && hmax - hmin < o.tolfun) return 'tolfun';
-  if (hist.length > 9 && hmax - hmin < o.tolfunhist) return 'tolfunhist';
+  const hmax = fresh ? Math.max(...hist) : 0;
+  const hmin = fresh ? Math.min(...hist) : 0;
+  if (sorted.length >= 2 && sorted[sorted.length - 1]! - sorted[0]! < o.tolfun && hmax - hmin < o.tolfun) return 'tolfun';
+  if (fresh && hist.length > 9 && hmax - hmin < o.tolfunhist) return 'tolfunhist';
   const diagC = (i: number) => (s.separable ? s.C[i]! : s.C[i * n + i]!);
   let tolx = true;
   for (let i = 0; i < n && tolx; i++) {
@@ -752,7 +792,7 @@ function runTermination(s: CmaesState, sorted: number[], stagLen: number): strin
   const hb = s.histBest;
   const len = hb.length;
   const l = Math.floor(Math.max(stagLen / 5 / 2, len / 10));
-  if (stagLen > 0 && s.iteration > n * (5 + 100 / P.lambda) && len > 100 && 2 * l < len) {
+  if (fresh && stagLen > 0 && s.iteration > n * (5 + 100 / P.lambda) && len > 100 && 2 * l < len) {
     const hm = s.histMedian;
     if (median(hm.slice(len - l)) >= median(hm.slice(len - 2 * l, len - l)) && median(hb.slice(len - l)) >= median(hb.slice(len - 2 * l, len - l))) {
       return 'tolstagnation';
