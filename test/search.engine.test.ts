@@ -102,9 +102,9 @@ test('DFS and hybrid searches run on the vision zoo, the DFS stage starting from
   store.close();
 });
 
-test('candidates that fail (here: every evaluation times out) are stored as failed and the search still ends', async () => {
+test('candidates that fail (here: every evaluation times out) are stored as failed and, with fail-fast off, the search still ends', async () => {
   const db = join(dir, 'timeouts', 'run.sqlite');
-  const r = await startSearch(space('timeouts', { timeout_seconds: 0.001, budget: { evaluations: 6 } }), { dbPath: db });
+  const r = await startSearch(space('timeouts', { timeout_seconds: 0.001, budget: { evaluations: 6 } }), { dbPath: db, failFast: 0 });
   assert.ok(r.stages[0]!.failed >= 6);
   assert.equal(r.best, null);
   const store = RunStore.open(db, { readonly: true });

@@ -40,6 +40,14 @@ export interface TensorSource {
 
 export interface ReadOptions {
   shared?: boolean;
+  /**
+   * Decode into this array (exactly the tensor's element count) instead of allocating one. With
+   * `staging` (at least the tensor's byte length) the raw bytes of a non-F32 tensor are read
+   * there, so a caller that reuses both allocates nothing per read: fresh allocations cost page
+   * faults that measured several times the decode itself on large tensors.
+   */
+  into?: Float32Array;
+  staging?: Uint8Array;
 }
 
 export interface HeaderEntry extends TensorInfo {
@@ -290,6 +298,17 @@ export class SafetensorsFile implements TensorSource {
   readFloat32(name: string, options: ReadOptions = {}): Float32Array {
     const e = this.entry(name);
     const count = e.byteLength / DTYPE_SIZE[e.dtype];
+    if (options.into) {
+      const into = options.into;
+      if (into.length !== count) throw new RangeError(`readFloat32: ${name} has ${count} elements, the target array ${into.length}`);
+      if (e.dtype === 'F32') {
+        readFully(this.handle(), new Uint8Array(into.buffer, into.byteOffset, e.byteLength), this.header.dataStart + e.begin, this.path);
+        return into;
+      }
+      const staging = options.staging && options.staging.byteLength >= e.byteLength ? options.staging.subarray(0, e.byteLength) : new Uint8Array(e.byteLength);
+      readFully(this.handle(), staging, this.header.dataStart + e.begin, this.path);
+      return decodeToFloat32(e.dtype, staging, into);
+    }
     if (e.dtype === 'F32') {
       // read straight into the result's memory: no conversion, no copy
       const raw = this.readRaw(name, options);
@@ -327,6 +346,8 @@ function elementCount(shape: readonly number[]): number {
 export function layoutOrder(specs: readonly TensorSpec[]): TensorSpec[] {
   return [...specs].sort((a, b) => DTYPE_SIZE[b.dtype] - DTYPE_SIZE[a.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
+
+let encodeScratch: Uint8Array | null = null;
 
 /**
  * Streaming writer of one safetensors file: the header is written first from the declared
@@ -400,7 +421,14 @@ export class SafetensorsWriter {
       if (data.length !== elementCount(shape)) {
         throw new InputError('E_SHAPE_MISMATCH', `tensor '${name}' has ${data.length} values but its shape ${JSON.stringify(shape)} holds ${elementCount(shape)}`);
       }
-      bytes = encodeFromFloat32(dtype as FloatDType, data);
+      if (dtype === 'F32') bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      else {
+        // one encode buffer per thread, grown as needed: writes are synchronous, and a fresh
+        // buffer per tensor costs page faults that measured as much as the encode itself
+        const need = data.length * 2;
+        if (!encodeScratch || encodeScratch.byteLength < need) encodeScratch = new Uint8Array(need);
+        bytes = encodeFromFloat32(dtype as FloatDType, data, encodeScratch.subarray(0, need));
+      }
     } else {
       bytes = data;
     }

@@ -9,8 +9,14 @@ import type { LoraFactorsInput, MergeMethod } from '../methods/index.ts';
 import type { TensorTask } from './plan.ts';
 
 export interface TensorReader {
-  /** Float32 data of a source tensor (may be cached or shared; never written). */
+  /**
+   * Float32 data of a source tensor (may be cached, shared or pooled; never written). A pooling
+   * reader (SourceSet's) may reuse the arrays it returned once `reset` is called, which
+   * computeTensor does before reading a task's inputs: keep a read array past that only as a copy.
+   */
   read(model: string, tensor: string): Float32Array;
+  /** The arrays returned so far may be reused (a new tensor task begins). */
+  reset?(): void;
   /** LoRA factors of an adapter for a base tensor. */
   loraFactors?(adapter: string, tensor: string): LoraFactorsInput & { transposed?: boolean };
   /** LoRA delta materialised as the base tensor's shape (used for transposed factors). */
@@ -34,6 +40,7 @@ export function memoryReader(sources: ReadonlyMap<string, ReadonlyMap<string, Fl
  */
 export function computeTensor(task: TensorTask, method: MergeMethod, reader: TensorReader, seed: string | number, out?: Float32Array): Float32Array {
   if (task.kind === 'copy') throw new RangeError(`computeTensor: ${task.name} is a copy task (non-float); copy its raw bytes`);
+  reader.reset?.();
   const base = task.base ? reader.read(task.base.model, task.base.tensor) : null;
   const models = task.models.map((r) => reader.read(r.model, r.tensor));
   let lora: Array<LoraFactorsInput | null> | undefined;

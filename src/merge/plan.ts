@@ -277,3 +277,71 @@ function planLora(recipe: Recipe, method: MergeMethod, open: (model: string) => 
   }
   return { recipe, method, tasks, configFrom: recipe.base!, tokenizerFrom: recipe.tokenizer_source ?? recipe.base!, layers: base.layers.count, models: [recipe.base!, ...adapters.map((a) => a.model)] };
 }
+
+/** One source of a layer path (a data-flow candidate). */
+export interface PathSource {
+  /** The model reference the tasks read from (a path, or an in-memory model's key). */
+  key: string;
+  catalog: SourceCatalog;
+  /** The residual MLP's input projection plays the part of the embeddings (src/models/mlp.ts). */
+  inputIsEmbedding?: boolean;
+}
+
+/** Whether a non-layer tensor belongs to the input end (embeddings) rather than the output end (final norm, head). */
+export function isInputEnd(name: string, inputIsEmbedding = false): boolean {
+  return /embed|wte|wpe/.test(name) || (inputIsEmbedding && name.startsWith('input.'));
+}
+
+/**
+ * A data-flow candidate (Akiba et al. 2024, section 3.2) whose scales are all 1, as a plan that
+ * stacks its layers: step k's layer tensors under layer index k (passthrough, renumbered), the
+ * input-end tensors from `embeddings`, every other non-layer tensor from `head`. Unlike layer
+ * stacking through slices (mergekit's planner, `dfsAsPassthrough`), the ends come from the sources
+ * the candidate names, so every such path can be written. `steps` index `sources`.
+ */
+export function planLayerPath(sources: readonly PathSource[], steps: ReadonlyArray<{ source: number; layer: number; scale: number }>, embeddings: number, head: number): MergePlan {
+  const method = getMethod('passthrough');
+  const src = (i: number, what: string) => {
+    const s = sources[i];
+    if (!s) throw new RecipeError('E_PATH_SOURCE', `layer path: ${what} names source ${i} but only ${sources.length} sources were given`);
+    return s;
+  };
+  const emb = src(embeddings, 'embeddings');
+  const out = src(head, 'head');
+  const prefix = emb.catalog.layers.prefix;
+  if (!prefix) throw new RecipeError('E_NO_LAYERS', `${emb.key}: no numbered layers found (names like model.layers.N.*); a layer path needs them`);
+  const tasks: TensorTask[] = [];
+  const add = (name: string, from: PathSource, tensor: string) => {
+    const info = from.catalog.info(tensor);
+    const ref = { model: from.key, tensor };
+    tasks.push(isFloatDType(info.dtype)
+      ? { name, shape: info.shape, dtype: info.dtype, kind: 'merge', base: null, models: [ref], modelIndex: [0], global: { scale: null }, perModel: [{}] }
+      : { name, shape: info.shape, dtype: info.dtype, kind: 'copy', base: null, models: [ref], modelIndex: [0], global: {}, perModel: [] });
+  };
+  const nonLayer = (s: PathSource) => s.catalog.names().filter((n) => !splitLayer(n) || !n.startsWith(s.catalog.layers.prefix ?? '\u0000'));
+  for (const n of nonLayer(emb)) if (isInputEnd(n, emb.inputIsEmbedding)) add(n, emb, n);
+  // layers grouped by index once per source, not rescanned per step
+  const byLayer = new Map<number, Map<number, string[]>>();
+  for (const [k, step] of steps.entries()) {
+    if (step.scale !== 1) throw new RecipeError('E_PATH_SCALE', `layer path step ${k} has scale ${step.scale}; only paths whose scales are all 1 can be written as a checkpoint (see src/report/dfs.ts)`);
+    const s = src(step.source, `step ${k}`);
+    let layers = byLayer.get(step.source);
+    if (!layers) {
+      layers = new Map();
+      for (const n of s.catalog.names()) {
+        const sp = splitLayer(n);
+        if (!sp || sp.prefix !== s.catalog.layers.prefix) continue;
+        if (!layers.has(sp.index)) layers.set(sp.index, []);
+        layers.get(sp.index)!.push(n);
+      }
+      byLayer.set(step.source, layers);
+    }
+    const names = layers.get(step.layer);
+    if (!names) throw new RecipeError('E_LAYER_RANGE', `layer path step ${k}: ${s.key} has no layer ${step.layer}`);
+    for (const n of names) add(`${prefix}${k}.${splitLayer(n)!.suffix}`, s, n);
+  }
+  for (const n of nonLayer(out)) if (!isInputEnd(n, out.inputIsEmbedding)) add(n, out, n);
+  // the plan comes from the path, not from a recipe: this stands in where a plan names its recipe
+  const recipe = { version: 1, method: 'passthrough', seed: 0 } as unknown as Recipe;
+  return { recipe, method, tasks, configFrom: emb.key, tokenizerFrom: emb.key, layers: steps.length, models: [...new Set(tasks.map((t) => t.models[0]!.model))] };
+}

@@ -19,8 +19,8 @@ import { openCheckpoint } from '../checkpoint/index.ts';
 import { WorkerPool, threadsFor } from '../pool/index.ts';
 import type { BackendChoice } from '../models/index.ts';
 import type { CandidateScore } from '../search/loop.ts';
-import { loadShared, type SharedModel, type SharedSources } from '../search/sources.ts';
-import { mergedSharedModel, type CandidateTask, type WorkerData } from '../search/worker.ts';
+import { loadSourceModel, type SourceModel, type SourceModels } from '../search/sources.ts';
+import { mergedSourceModel, type CandidateTask, type WorkerData } from '../search/worker.ts';
 import { SourceMismatchError } from './errors.ts';
 import { liveRuns, type JobResult, type QueueJobData, type RegistryEntry, type StageContext } from './protocol.ts';
 import { checkReachable, redisClient, type QueueUrl } from './url.ts';
@@ -101,7 +101,7 @@ interface Lane {
 /** Evaluation lanes, one per distinct stage context; sources are read once per path and fingerprint. */
 class Lanes {
   private readonly lanes = new Map<string, Promise<Lane>>();
-  private readonly sources = new Map<string, SharedModel>();
+  private readonly sources = new Map<string, SourceModel>();
   readonly refused = new Map<string, Error>();
 
   constructor(private readonly o: { concurrency: number; backend?: BackendChoice; log: (l: string) => void }) {}
@@ -123,18 +123,18 @@ class Lanes {
 
   private async build(c: StageContext): Promise<Lane> {
     await verifySources(c);
-    const sources: SharedSources = {};
+    const sources: SourceModels = {};
     for (const s of c.sources) {
       if ('files' in s) {
         const id = `${s.path}\n${JSON.stringify(s.files)}`;
         let m = this.sources.get(id);
         if (!m) {
-          m = loadShared(s.path);
+          m = loadSourceModel(s.path);
           this.sources.set(id, m);
         }
         sources[s.path] = m;
       } else {
-        sources[s.path] = mergedSharedModel(s.path, s.merged, sources);
+        sources[s.path] = mergedSourceModel(s.path, s.merged, sources);
       }
     }
     const backend = this.o.backend ?? c.backend;

@@ -16,16 +16,16 @@ import type { ZooManifest } from '../zoo/build.ts';
 import { zooBuilder } from '../zoo/index.ts';
 import type { ZooProgress } from '../zoo/build.ts';
 import { defaultDbPath, resumeSearch, startSearch, type SearchOptions, type SearchResult } from './engine.ts';
-import { loadShared, type SharedSources } from './sources.ts';
-import { mergeShared } from './worker.ts';
+import { loadSourceModel, type SourceModels } from './sources.ts';
+import { mergeToMemory } from './worker.ts';
 
 /** Scores of a PS recipe on every task of a zoo (primary metric per task). */
 export async function scoreRecipeOnZoo(zooDir: string, recipe: Recipe, split: 'validation' | 'test', backendChoice: BackendChoice = 'auto'): Promise<Record<string, number>> {
   const zoo = JSON.parse(readFileSync(join(zooDir, 'zoo.json'), 'utf8')) as ZooManifest;
   const backend = await useBackend(backendChoice);
   const paths = [...new Set([recipe.base, ...(recipe.slices ?? []).flatMap((s) => s.sources.map((x) => x.model)), ...(recipe.sources ?? []).map((s) => s.model)].filter((p): p is string => !!p))];
-  const sources: SharedSources = Object.fromEntries(paths.map((p) => [p, loadShared(p)]));
-  const { tensors, configFrom } = mergeShared(recipe, sources);
+  const sources: SourceModels = Object.fromEntries(paths.map((p) => [p, loadSourceModel(p)]));
+  const { tensors, configFrom } = mergeToMemory(recipe, sources);
   const model = modelFromWeights(sources[configFrom]!.config!, weightsFromMap(tensors, 'evolved merge'));
   const scores: Record<string, number> = {};
   try {

@@ -18,8 +18,9 @@ import { RunStore, type CandidateRow, type RunRow } from '../store/index.ts';
 import type { ZooManifest } from '../zoo/build.ts';
 import { runStage, type Budget, type CandidateScore, type SearchEvent, type StageProblem, type StageSummary, type TaskRunner } from './loop.ts';
 import { checkReachable, openQueueStage, parseQueueUrl, type QueueUrl } from '../queue/index.ts';
-import { fingerprint, loadShared, type SharedSources } from './sources.ts';
-import { mergedSharedModel, type CandidateTask, type EvaluatorSpec, type WorkerData } from './worker.ts';
+import { fingerprint, loadSourceModel, type SourceModels } from './sources.ts';
+import { checkStage, memoryPlan, SetupError } from './preflight.ts';
+import { mergedSourceModel, planCandidate, type CandidateTask, type EvaluatorSpec, type WorkerData } from './worker.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 const HANDLER = fileURLToPath(new URL('./worker.ts', import.meta.url));
@@ -87,7 +88,9 @@ interface StagePlan {
   stage: number;
   kind: 'ps' | 'dfs';
   problem: StageProblem<CandidateTask>;
-  sources: SharedSources;
+  sources: SourceModels;
+  /** The genome the search starts from (CMA-ES's mean): its candidate is the set-up's dry run. */
+  initialGenome: number[];
 }
 
 function hashOf(value: unknown): string {
@@ -100,7 +103,7 @@ function withX0(optimizer: { id: string; options: Record<string, unknown> }, x0:
   return optimizer;
 }
 
-function psStage(r: ResolvedSpace, sources: SharedSources, stage: number): StagePlan {
+function psStage(r: ResolvedSpace, sources: SourceModels, stage: number): StagePlan {
   const ps = r.space.ps!;
   const layersFrom = r.base ?? r.models[0]!.path;
   const layout = {
@@ -113,7 +116,7 @@ function psStage(r: ResolvedSpace, sources: SharedSources, stage: number): Stage
     ? new MultiMethodCodec({ ...layout, methods: ps.method.map(getMethod) })
     : new PsCodec({ ...layout, method: getMethod(ps.method) });
   return {
-    stage, kind: 'ps', sources,
+    stage, kind: 'ps', sources, initialGenome: codec.initialGenome(),
     problem: {
       stage, dimension: codec.dimension, optimizer: withX0(r.space.optimizer, codec.initialGenome()),
       prepare: (genome, candidate) => {
@@ -124,7 +127,7 @@ function psStage(r: ResolvedSpace, sources: SharedSources, stage: number): Stage
   };
 }
 
-function dfsStage(r: ResolvedSpace, sources: SharedSources, names: Array<{ name: string; path: string }>, stage: number, optimizer: { id: string; options: Record<string, unknown> }): StagePlan {
+function dfsStage(r: ResolvedSpace, sources: SourceModels, names: Array<{ name: string; path: string }>, stage: number, optimizer: { id: string; options: Record<string, unknown> }): StagePlan {
   const dfs = r.space.dfs!;
   const codec = new DfsCodec({
     sources: names.map((n) => ({ name: n.name, layers: sources[n.path]!.layers.count })),
@@ -136,7 +139,7 @@ function dfsStage(r: ResolvedSpace, sources: SharedSources, names: Array<{ name:
     if (i >= names.length) throw new InputError('E_SPACE', `dfs.${what} is ${i}, but the stage has ${names.length} sources`);
   }
   return {
-    stage, kind: 'dfs', sources,
+    stage, kind: 'dfs', sources, initialGenome: codec.initialGenome(),
     problem: {
       stage, dimension: codec.dimension, optimizer: withX0(optimizer, codec.initialGenome()),
       prepare: (genome, candidate) => {
@@ -158,6 +161,10 @@ export interface SearchOptions {
   queue?: { url: QueueUrl; slots?: number } | null;
   onEvent?: (e: SearchEvent & { stage: number }) => void;
   onLog?: (line: string) => void;
+  /** Refuse to start when the memory plan passes this many bytes (default: the machine's memory). */
+  maxMemory?: number;
+  /** Stop a stage whose first N results all failed alike (default 3; 0: never). */
+  failFast?: number;
 }
 
 export interface SearchResult {
@@ -170,12 +177,40 @@ function budgetOf(space: SearchSpace, o: SearchOptions): Budget {
   return o.budget ?? { evaluations: space.budget.evaluations, seconds: space.budget.minutes ? space.budget.minutes * 60 : undefined };
 }
 
-async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: SearchOptions): Promise<SearchResult> {
+/**
+ * Before anything is written: the sources' catalogues (headers and configs, no weights), every
+ * evaluator checked against them with the first candidate's merge planned (preflight.ts), and
+ * the memory plan, printed, which refuses a run that cannot fit.
+ */
+function prepareRun(r: ResolvedSpace, o: SearchOptions): SourceModels {
+  const log = o.onLog ?? (() => {});
+  const sources: SourceModels = {};
+  for (const p of [r.base, ...r.models.map((m) => m.path)]) if (p) sources[p] = loadSourceModel(p);
+  const space = r.space;
+  const files = [r.base, ...r.models.map((m) => m.path)].filter((p): p is string => !!p).map((p) => sources[p]!);
+  if (space.mode === 'ps' || space.mode === 'hybrid') {
+    const ps = psStage(r, sources, 0);
+    const first = () => {
+      const { task } = ps.problem.prepare(ps.initialGenome, { id: -1, proposalId: 'preflight' });
+      if (task.kind !== 'ps') throw new Error('a PS stage prepared a DFS task');
+      return planCandidate(task.recipe, sources);
+    };
+    checkStage(r, { kind: 'ps', sources: files, firstPlan: first });
+  }
+  if (space.mode === 'dfs' || space.mode === 'hybrid') {
+    const dfs = space.dfs!;
+    // a hybrid's first DFS source is the PS best, of the same architecture as the base
+    const stageSources = space.mode === 'hybrid' ? [files[0]!, ...r.models.map((m) => sources[m.path]!)] : r.models.map((m) => sources[m.path]!);
+    checkStage(r, { kind: 'dfs', sources: stageSources, dfs: { scaleRange: dfs.scale_range, embeddings: dfs.embeddings_from, head: dfs.head_from ?? dfs.embeddings_from } });
+  }
+  const plan = memoryPlan(r, sources, { workers: o.workers ?? space.workers, maxMemory: o.maxMemory, queue: !!o.queue, hybrid: space.mode === 'hybrid' });
+  for (const line of plan.lines) log(line);
+  return sources;
+}
+
+async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: SearchOptions, sources: SourceModels): Promise<SearchResult> {
   const log = o.onLog ?? (() => {});
   const space = r.space;
-  log(`reading ${1 + r.models.length} source checkpoints into shared memory ...`);
-  const sources: SharedSources = {};
-  for (const p of [r.base, ...r.models.map((m) => m.path)]) if (p) sources[p] = loadShared(p);
   const backend = o.backend ?? space.backend;
   const stages: SearchResult['stages'] = [];
 
@@ -198,9 +233,13 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     o.onEvent?.({ type: 'stage', stage: plan.stage, kind: plan.kind, dimension: plan.problem.dimension, budget: budget.evaluations ?? null, threads });
     try {
       const summary = await runStage(store, run, exec.problem, exec.runner, {
-        budget, signal: o.signal, onEvent: (e) => o.onEvent?.({ ...e, stage: plan.stage }),
+        budget, signal: o.signal, failFast: o.failFast, onEvent: (e) => o.onEvent?.({ ...e, stage: plan.stage }),
       });
       store.event(run.id, 'stage', `stage ${plan.stage} ended: ${summary.reason}`, { utilisation: exec.runner.utilisation(), ...summary, best: summary.best?.id ?? null });
+      if (summary.failure !== undefined) {
+        store.setRunStatus(run.id, 'stopped');
+        throw new SetupError('E_FAIL_FAST', `run '${run.name}' stopped: its first ${o.failFast ?? 3} candidates of stage ${plan.stage} all failed with the same error, so no candidate can succeed as set up: ${summary.failure}. Nothing is lost: fix the cause, then continue with 'evomerge resume ${run.name}' (the failed candidates run again)`);
+      }
       return summary;
     } finally {
       await exec.runner.close();
@@ -221,8 +260,8 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     const best = store.best(run.id, 1).find((c) => c.stage === 0) ?? store.candidates(run.id, { stage: 0, state: 'done' }).sort((a, b) => (b.fitness ?? -Infinity) - (a.fitness ?? -Infinity))[0];
     if (!best) throw new InputError('E_HYBRID', 'the parameter-space stage produced no successful candidate, so the data-flow stage has no merged model to start from');
     const key = `ps-best:candidate-${best.id}`;
-    const merged = mergedSharedModel(key, best.recipe as Recipe, sources);
-    const stageSources: SharedSources = { ...sources, [key]: merged };
+    const merged = mergedSourceModel(key, best.recipe as Recipe, sources);
+    const stageSources: SourceModels = { ...sources, [key]: merged };
     const names = [{ name: `ps-best (candidate ${best.id})`, path: key }, ...r.models];
     const s = await execute(dfsStage(r, stageSources, names, 1, dfsOptimizer));
     stages.push({ ...s, stage: 1, kind: 'dfs' });
@@ -246,17 +285,22 @@ export async function startSearch(spacePath: string, options: SearchOptions & { 
   // check the methods before creating anything on disk
   for (const m of [space.ps?.method ?? []].flat()) getMethod(m);
   if (options.queue) await checkReachable(options.queue.url);
+  if (existsSync(dbPath)) {
+    const existing = RunStore.open(dbPath, { readonly: true });
+    const taken = existing.run(runName);
+    existing.close();
+    if (taken) throw new InputError('E_RUN_EXISTS', `a run named '${runName}' already exists in ${dbPath}; continue it with 'evomerge resume ${runName}${options.dbPath ? ` --db ${options.dbPath}` : ''}' or choose another --run name`);
+  }
+  // every set-up check before the run database is created: a refused search writes nothing
+  const sources = prepareRun(resolved, options);
   const store = RunStore.open(dbPath);
   try {
-    if (store.run(runName)) {
-      throw new InputError('E_RUN_EXISTS', `a run named '${runName}' already exists in ${dbPath}; continue it with 'evomerge resume ${runName}${options.dbPath ? ` --db ${options.dbPath}` : ''}' or choose another --run name`);
-    }
     const fingerprints: Record<string, string> = {};
     for (const p of [resolved.base, ...resolved.models.map((m) => m.path)]) if (p) Object.assign(fingerprints, fingerprint(p));
     const run = store.createRun({ name: runName, space: resolved, spacePath: resolved.spacePath, codeVersion: pkg.version, seed: space.seed, fingerprints });
     store.event(run.id, 'start', `search started from ${resolved.spacePath}`);
     if (options.queue) store.event(run.id, 'queue', `candidates go through the queue at ${options.queue.url.display}`, { url: options.queue.url.display });
-    return { ...(await runStages(store, run, resolved, options)), dbPath };
+    return { ...(await runStages(store, run, resolved, options, sources)), dbPath };
   } finally {
     store.close();
   }
@@ -292,9 +336,10 @@ export async function resumeSearch(runName: string, options: SearchOptions & { d
       await checkReachable(queue.url);
       store.event(run.id, 'queue', `candidates go through the queue at ${queue.url.display}`, { url: queue.url.display });
     }
+    const sources = prepareRun(resolved, { ...options, queue });
     store.setRunStatus(run.id, 'running');
     store.event(run.id, 'resume', 'search resumed');
-    return { ...(await runStages(store, run, resolved, { ...options, queue })), dbPath };
+    return { ...(await runStages(store, run, resolved, { ...options, queue }, sources)), dbPath };
   } finally {
     store.close();
   }

@@ -57,6 +57,8 @@ export type SearchEvent =
 
 export interface StageSummary {
   reason: string;
+  /** The error every one of the stage's first results failed with, when that stopped it (see failFast). */
+  failure?: string;
   evaluated: number;
   reused: number;
   failed: number;
@@ -76,7 +78,17 @@ export async function runStage<Task>(
   run: RunRow,
   problem: StageProblem<Task>,
   runner: TaskRunner<Task>,
-  options: { budget: Budget; signal?: AbortSignal; onEvent?: (e: SearchEvent) => void },
+  options: {
+    budget: Budget;
+    signal?: AbortSignal;
+    onEvent?: (e: SearchEvent) => void;
+    /**
+     * Stop the stage when its first `failFast` results (default 3; 0: never) all failed with the
+     * same error: a set-up error no candidate can escape. The stage then ends with `failure` set,
+     * its untold failed candidates are put back to pending, and a resume after the fix runs them.
+     */
+    failFast?: number;
+  },
 ): Promise<StageSummary> {
   const { stage } = problem;
   const emit = options.onEvent ?? (() => {});
@@ -131,6 +143,22 @@ export async function runStage<Task>(
     evaluated++;
     if (row.state === 'failed') failed++;
     emit({ type: 'result', candidate: row, reused: false });
+    if (row.state === 'failed' && failFast > 0 && failure === null) checkFailFast();
+  };
+
+  // a stage whose first results all failed alike has a set-up error: stop instead of spending the budget
+  const failFast = options.failFast ?? 3;
+  let failure: string | null = null;
+  /** No result of the stage succeeded yet, and fewer than failFast failed: fail-fast can still stop it. */
+  const earlyFailures = () => {
+    const finished = store.candidates(run.id, { stage, state: ['done', 'failed'] });
+    return finished.length < failFast && finished.every((c) => c.state === 'failed');
+  };
+  const checkFailFast = () => {
+    const finished = store.candidates(run.id, { stage, state: ['done', 'failed'] });
+    if (finished.length !== failFast || finished.some((c) => c.state !== 'failed' || c.reusedFrom !== null)) return;
+    const kinds = new Set(finished.map((c) => sameErrorKey(c.error ?? '')));
+    if (kinds.size === 1) failure = finished[finished.length - 1]!.error ?? 'unknown error';
   };
 
   const dispatch = (candidate: CandidateRow) => {
@@ -152,10 +180,17 @@ export async function runStage<Task>(
   };
 
   for (;;) {
+    if (failure !== null) break;
     const outstanding = store.outstanding(run.id, stage);
+    // while fail-fast may still stop the stage, failures are not told (a told candidate is part
+    // of the optimizer's state and could not run again after the fix); only delaying tells that
+    // are made in proposal order anyway, this changes nothing else. Released when nothing is left
+    // to run, so a small first generation cannot wait forever.
+    const holdFailures = failFast > 0 && outstanding.some((c) => c.state === 'pending' || c.state === 'running') && earlyFailures();
     const prefix: CandidateRow[] = [];
     for (const c of outstanding) {
       if (c.state !== 'done' && c.state !== 'failed') break;
+      if (holdFailures && c.state === 'failed') break;
       prefix.push(c);
     }
     // 1. tell the finished prefix of outstanding proposals (if any), one outcome at a time,
@@ -205,7 +240,18 @@ export async function runStage<Task>(
     await Promise.race(inFlight.values());
   }
   await Promise.all(inFlight.values());
+  if (failure !== null) {
+    store.retryFailed(run.id, stage);
+    const reason = `stopped: the first ${failFast} candidates all failed with the same error`;
+    emit({ type: 'done', reason });
+    return { reason, failure, evaluated, reused, failed, best: store.best(run.id, 1)[0] ?? null };
+  }
   const reason = stopReason ?? 'finished';
   emit({ type: 'done', reason });
   return { reason, evaluated, reused, failed, best: store.best(run.id, 1)[0] ?? null };
+}
+
+/** An error message with what differs between candidates (paths, numbers) blanked out. */
+export function sameErrorKey(error: string): string {
+  return error.replace(/(?:[A-Za-z]:)?[\\/][^\s'"`,;:)]*/g, '<path>').replace(/\d+(?:\.\d+)?(?:e[-+]?\d+)?/gi, 'N');
 }

@@ -1,42 +1,50 @@
 /**
- * Source models held once per process in SharedArrayBuffers. The owner reads every tensor of
- * every source once; worker threads receive the same memory (structured clone shares a
- * SharedArrayBuffer) and merge from it without copying or touching the disk.
+ * The sources of a search as catalogues: names, dtypes, shapes, config and layer structure of
+ * every checkpoint, and nothing of their weights. Every worker thread (and every queue worker
+ * process) reads the tensors it merges from the checkpoint files one at a time, in their stored
+ * dtype, through a pooled SourceSet (src/merge/write.ts says why: measured, a read from the page
+ * cache costs about 12% of the float32 decode and needs no resident copy). The only weights held
+ * in memory are those of models that exist nowhere else: a hybrid run's merged PS best.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { openCheckpoint } from '../checkpoint/index.ts';
-import type { DType } from '../tensor/dtype.ts';
-import type { SourceCatalog, TensorReader } from '../merge/index.ts';
-import { memoryReader } from '../merge/index.ts';
+import { DTYPE_SIZE, type DType } from '../tensor/dtype.ts';
+import { SourceSet, type SourceCatalog } from '../merge/index.ts';
 
-export interface SharedTensor {
+export interface SourceTensor {
   dtype: DType;
   shape: number[];
-  data: Float32Array;
 }
 
-export interface SharedModel {
+export interface SourceModel {
   path: string;
   format: string;
   config: Record<string, unknown> | null;
   layers: { count: number; prefix: string | null };
   /** Folder holding tokenizer files, when there are any. */
   tokenizerDir: string | null;
-  tensors: Record<string, SharedTensor>;
+  tensors: Record<string, SourceTensor>;
+  /** Float32 tensors held in memory (SharedArrayBuffer-backed, viewed by workers without a copy); only for models with no files. */
+  memory?: Record<string, Float32Array>;
 }
 
-export type SharedSources = Record<string, SharedModel>;
+export type SourceModels = Record<string, SourceModel>;
 
-/** Read a checkpoint's tensors into shared memory. */
-export function loadShared(path: string): SharedModel {
+/** Bytes of a tensor in its stored dtype. */
+export function tensorBytes(t: SourceTensor): number {
+  return t.shape.reduce((a, b) => a * b, 1) * DTYPE_SIZE[t.dtype];
+}
+
+/** A checkpoint's catalogue (its header and config; no weights are read). */
+export function loadSourceModel(path: string): SourceModel {
   const ckpt = openCheckpoint(path);
   try {
-    const tensors: Record<string, SharedTensor> = {};
+    const tensors: Record<string, SourceTensor> = {};
     for (const name of ckpt.names()) {
       const info = ckpt.info(name);
-      tensors[name] = { dtype: info.dtype, shape: info.shape, data: ckpt.readFloat32(name, { shared: true }) };
+      tensors[name] = { dtype: info.dtype, shape: info.shape };
     }
     const tok = ckpt.tokenizerFiles();
     return {
@@ -48,8 +56,8 @@ export function loadShared(path: string): SharedModel {
   }
 }
 
-/** The planner's view of a shared model. */
-export function sharedCatalog(m: SharedModel): SourceCatalog {
+/** The planner's view of a source model. */
+export function sourceCatalog(m: SourceModel): SourceCatalog {
   return {
     path: m.path,
     format: m.format,
@@ -65,9 +73,11 @@ export function sharedCatalog(m: SharedModel): SourceCatalog {
   };
 }
 
-export function sharedReader(sources: SharedSources): TensorReader {
-  const maps = new Map(Object.entries(sources).map(([k, m]) => [k, new Map(Object.entries(m.tensors).map(([n, t]) => [n, t.data]))]));
-  return memoryReader(maps);
+/** A pooled reader over the sources: files read per tensor, in-memory models viewed in place. Close it when done. */
+export function sourceSet(sources: SourceModels): SourceSet {
+  const memory = new Map<string, Map<string, Float32Array>>();
+  for (const [key, m] of Object.entries(sources)) if (m.memory) memory.set(key, new Map(Object.entries(m.memory)));
+  return new SourceSet(memory);
 }
 
 /** SHA-256 of each safetensors file of a checkpoint: what a run records to notice changed sources. */

@@ -1,20 +1,24 @@
 /**
- * The search's worker handler (loaded by src/pool/worker.mjs in each pool thread): a
- * candidate (a PS recipe, or a DFS layer path) becomes a model in memory on this thread's
- * backend, the evaluators score it, and the metrics and fitness go back to the owner.
+ * The search's worker handler (loaded by src/pool/worker.mjs in each pool thread): a candidate
+ * (a PS recipe, or a DFS layer path) is planned against the sources' catalogues, then merged
+ * tensor by tensor from the checkpoint files. A TensorFlow.js model is built only when some
+ * evaluator needs one (its tensors go to the backend as they are merged); a `command` evaluator
+ * gets the candidate streamed into a temporary Hugging Face folder (sharded, the sources' dtype,
+ * tokenizer files copied), so a command-only search needs nothing of the architecture but tensor
+ * names, shapes and layer structure, and never holds a whole model in memory.
  */
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { createEvaluator, loadManifest, type Evaluator } from '../eval/index.ts';
-import { writeTemporaryModel, type TemporaryModel } from '../eval/materialize.ts';
-import { InputError } from '../errors.ts';
-import { getMethod } from '../methods/index.ts';
-import { computeTensor, planMerge } from '../merge/index.ts';
-import { composeLlamaPath, composeMlpPath, familyOf, LlamaModel, loadTokenizer, modelFromWeights, parseLlamaConfig, parseResidualMlpConfig, ResidualMlp, useBackend, weightsFromMap, type BackendChoice, type RunnableModel, type TextTokenizer } from '../models/index.ts';
+import { openCheckpoint } from '../checkpoint/index.ts';
+import { createEvaluator, loadManifest, temporaryModelFolder, type Evaluator, type TemporaryModel } from '../eval/index.ts';
+import { InputError, MissingTensorError } from '../errors.ts';
+import { computeTensor, planLayerPath, planMerge, writeMergedFolder, type MergePlan, type SourceSet } from '../merge/index.ts';
+import { MLP_ARCHITECTURE, composeLlamaPath, composeMlpPath, familyOf, LlamaModel, loadTokenizer, modelFromWeights, parseLlamaConfig, parseResidualMlpConfig, ResidualMlp, useBackend, weightsFromMap, type BackendChoice, type BackendInfo, type RunnableModel, type TextTokenizer, type WeightSource } from '../models/index.ts';
 import type { Recipe } from '../recipe/index.ts';
 import type { MetricValue } from '../store/index.ts';
+import { decodeToFloat32 } from '../tensor/dtype.ts';
 import type { CandidateScore } from './loop.ts';
-import { sharedCatalog, sharedReader, type SharedModel, type SharedSources } from './sources.ts';
+import { sourceCatalog, sourceSet, type SourceModel, type SourceModels } from './sources.ts';
 import type { DfsStep } from '../space/dfs.ts';
 
 export interface EvaluatorSpec {
@@ -24,11 +28,13 @@ export interface EvaluatorSpec {
 }
 
 export interface WorkerData {
-  sources: SharedSources;
+  sources: SourceModels;
   evaluators: EvaluatorSpec[];
   backend: BackendChoice;
   objective: 'weighted-sum' | 'multi';
   allowTestSplit: boolean;
+  /** Largest shard of a candidate folder written for command evaluators (default: the writer's, 5 GB). */
+  shardBytes?: number;
 }
 
 export type CandidateTask = (
@@ -62,43 +68,93 @@ async function injectFault(fault: InjectedFault, id: number): Promise<CandidateS
   return new Promise<never>(() => {}); // hang: only the pool's timeout ends it
 }
 
-/** Merge a recipe in memory over shared sources: tensor name -> float32 data. */
-export function mergeShared(recipe: Recipe, sources: SharedSources): { tensors: Map<string, Float32Array>; configFrom: string } {
-  const plan = planMerge(recipe, (m) => {
+/** The merge plan of a PS recipe over the sources' catalogues (every input error raised here). */
+export function planCandidate(recipe: Recipe, sources: SourceModels): MergePlan {
+  return planMerge(recipe, (m) => {
     const s = sources[m];
-    if (!s) throw new Error(`the recipe names model ${m}, which is not among the loaded sources`);
-    return sharedCatalog(s);
+    if (!s) throw new InputError('E_RECIPE_MODEL', `the recipe names model ${m}, which is not among the search's sources (${Object.keys(sources).join(', ')})`);
+    return sourceCatalog(s);
   });
-  const reader = sharedReader(sources);
-  const method = getMethod(plan.method.id);
-  const tensors = new Map<string, Float32Array>();
-  for (const task of plan.tasks) {
-    tensors.set(task.name, task.kind === 'copy' ? reader.read(task.models[0]!.model, task.models[0]!.tensor) : computeTensor(task, method, reader, recipe.seed));
+}
+
+/** Merge a recipe into memory: tensor name -> float32 data (each output its own array). */
+export function mergeToMemory(recipe: Recipe, sources: SourceModels): { tensors: Map<string, Float32Array>; configFrom: string } {
+  const plan = planCandidate(recipe, sources);
+  const set = sourceSet(sources);
+  try {
+    const weights = mergedWeights(plan, set, recipe.seed, 'merged model');
+    return { tensors: new Map(plan.tasks.map((t) => [t.name, weights.readFloat32(t.name)])), configFrom: plan.configFrom };
+  } finally {
+    set.close();
   }
-  return { tensors, configFrom: plan.configFrom };
 }
 
 /**
- * A recipe merged into a new shared source (a hybrid run's PS best, as a DFS source): the
- * owner and remote workers build it the same way, so their DFS candidates see the same model.
+ * A plan's output as a weight source that merges each tensor when the model asks for it, into an
+ * array of its own that the backend then holds: a model is built with no second, whole merged copy
+ * beside it.
  */
-export function mergedSharedModel(key: string, recipe: Recipe, sources: SharedSources): SharedModel {
-  const { tensors, configFrom } = mergeShared(recipe, sources);
-  const from = sources[configFrom]!;
-  return {
-    path: key, format: 'merged', config: from.config, layers: from.layers, tokenizerDir: from.tokenizerDir,
-    tensors: Object.fromEntries([...tensors].map(([n, t]) => {
-      const shared = new Float32Array(new SharedArrayBuffer(t.byteLength));
-      shared.set(t);
-      return [n, { dtype: from.tensors[n]?.dtype ?? 'F32', shape: from.tensors[n]!.shape, data: shared }];
-    })),
+export function mergedWeights(plan: MergePlan, set: SourceSet, seed: string | number, label: string): WeightSource {
+  const tasks = new Map(plan.tasks.map((t) => [t.name, t]));
+  const reader = set.reader();
+  const task = (name: string) => {
+    const t = tasks.get(name);
+    if (!t) throw new MissingTensorError(`tensor ${name} is not in ${label}`);
+    return t;
   };
+  return {
+    path: label,
+    has: (name) => tasks.has(name),
+    info: (name) => ({ shape: task(name).shape }),
+    readFloat32(name) {
+      const t = task(name);
+      if (t.kind === 'copy') {
+        const ref = t.models[0]!;
+        return decodeToFloat32(t.dtype, set.readRaw(ref.model, ref.tensor));
+      }
+      const out = new Float32Array(t.shape.reduce((a, b) => a * b, 1));
+      const merged = computeTensor(t, plan.method, reader, seed, out);
+      // a method may hand back one of its (pooled) inputs: keep a copy, the pool is reused
+      return merged === out ? out : Float32Array.from(merged);
+    },
+  };
+}
+
+/** A model's config with its layer count set to `layers`, under whichever key it uses. */
+export function withLayerCount(config: Record<string, unknown> | null, layers: number): Record<string, unknown> | undefined {
+  if (!config) return undefined;
+  const out = { ...config };
+  for (const key of ['num_hidden_layers', 'num_blocks', 'n_layer', 'num_layers']) if (key in out) out[key] = layers;
+  return out;
+}
+
+/**
+ * A recipe merged into a new in-memory source (a hybrid run's PS best, as a DFS source): the
+ * owner and remote workers build it the same way, so their DFS candidates see the same model.
+ * Its float32 tensors live in SharedArrayBuffers that every worker thread views without a copy.
+ */
+export function mergedSourceModel(key: string, recipe: Recipe, sources: SourceModels): SourceModel {
+  const { tensors, configFrom } = mergeToMemory(recipe, sources);
+  const from = sources[configFrom]!;
+  const memory: Record<string, Float32Array> = {};
+  const catalog: SourceModel['tensors'] = {};
+  for (const [n, t] of tensors) {
+    const shared = new Float32Array(new SharedArrayBuffer(t.byteLength));
+    shared.set(t);
+    memory[n] = shared;
+    catalog[n] = { dtype: from.tensors[n]?.dtype ?? 'F32', shape: from.tensors[n]?.shape ?? [t.length] };
+  }
+  return { path: key, format: 'merged', config: from.config, layers: from.layers, tokenizerDir: from.tokenizerDir, tensors: catalog, memory };
 }
 
 export async function createHandler(data: WorkerData) {
   const faults = parseInjectedFaults(process.env.EVOMERGE_FAULTS);
-  const backend = await useBackend(data.backend);
   const evaluators: Array<{ spec: EvaluatorSpec; ev: Evaluator }> = data.evaluators.map((spec) => ({ spec, ev: createEvaluator(loadManifest(spec.manifest), { purpose: 'search', allowTestSplit: data.allowTestSplit }) }));
+  // the backend (TensorFlow.js) is loaded only when some evaluator runs the model itself
+  const needsModel = evaluators.some((e) => e.ev.needsModel);
+  const backend: BackendInfo | null = needsModel ? await useBackend(data.backend) : null;
+  // this thread's reader: source tensors read per tensor from the files into pooled arrays
+  const set = sourceSet(data.sources);
   const tokenizers = new Map<string, TextTokenizer | null>();
   const tokenizerOf = (path: string): TextTokenizer | null => {
     if (!tokenizers.has(path)) {
@@ -113,61 +169,82 @@ export async function createHandler(data: WorkerData) {
     let m = loaded.get(path);
     if (!m) {
       const s = data.sources[path]!;
-      const weights = weightsFromMap(new Map(Object.entries(s.tensors).map(([n, t]) => [n, t.data])), path);
-      m = familyOf(s.config, `${path}/config.json`) === 'llama'
-        ? LlamaModel.load(parseLlamaConfig(s.config), weights, tokenizerOf(path))
-        : ResidualMlp.load(parseResidualMlpConfig(s.config), weights);
+      const ckpt = s.memory ? null : openCheckpoint(path);
+      try {
+        const weights: WeightSource = ckpt ?? weightsFromMap(new Map(Object.entries(s.memory!)), path);
+        m = familyOf(s.config, `${path}/config.json`) === 'llama'
+          ? LlamaModel.load(parseLlamaConfig(s.config), weights, tokenizerOf(path))
+          : ResidualMlp.load(parseResidualMlpConfig(s.config), weights);
+      } finally {
+        ckpt?.close(); // every tensor was read at upload
+      }
       loaded.set(path, m);
     }
     return m;
   };
+  const writeFolder = (plan: MergePlan, seed: string | number, config: Record<string, unknown> | undefined): TemporaryModel => temporaryModelFolder((dir) => {
+    const tok = data.sources[plan.tokenizerFrom]?.tokenizerDir;
+    writeMergedFolder(plan, set, dir, { seed, config, maxShardBytes: data.shardBytes, ...(tok ? { tokenizerFrom: tok } : {}) });
+  });
 
   return async (task: CandidateTask): Promise<CandidateScore> => {
-    let model: RunnableModel;
+    let model: RunnableModel | null = null;
     let owned = true;
     let onDisk: TemporaryModel | null = null;
-    let modelDir: (() => string) | undefined;
+    let modelDir: () => string;
+    const fault = task.candidateId === undefined ? undefined : faults.get(task.candidateId);
     if (task.kind === 'ps') {
-      const { tensors, configFrom } = mergeShared(task.recipe, data.sources);
-      const from = data.sources[configFrom]!;
-      const fault = task.candidateId === undefined ? undefined : faults.get(task.candidateId);
+      const plan = planCandidate(task.recipe, data.sources);
       if (fault) return injectFault(fault, task.candidateId!);
-      model = modelFromWeights(from.config!, weightsFromMap(tensors, 'merged candidate'), { tokenizer: tokenizerOf(configFrom), file: `${configFrom}/config.json` });
-      // command evaluators read the candidate from a folder: write it once, on first request
+      const from = data.sources[plan.configFrom]!;
+      if (needsModel) {
+        model = modelFromWeights(from.config!, mergedWeights(plan, set, task.recipe.seed, 'merged candidate'), { tokenizer: tokenizerOf(plan.tokenizerFrom), file: `${plan.configFrom}/config.json` });
+      }
+      // command evaluators read the candidate from a folder: streamed there once, on first request
+      const config = task.recipe.slices ? withLayerCount(from.config, plan.layers) : from.config ?? undefined;
+      modelDir = () => (onDisk ??= writeFolder(plan, task.recipe.seed, config)).dir;
+    } else {
+      if (fault) return injectFault(fault, task.candidateId!);
+      if (needsModel) {
+        const models = task.sources.map(sourceModel);
+        model = models[0] instanceof LlamaModel
+          ? composeLlamaPath(models as LlamaModel[], task.steps, { embeddings: task.embeddings, head: task.head })
+          : composeMlpPath(models as ResidualMlp[], task.steps, { embeddings: task.embeddings, head: task.head });
+        owned = false; // the path shares its sources' tensors
+      }
       modelDir = () => {
-        onDisk ??= writeTemporaryModel({
-          config: from.config!, tokenizerFrom: from.tokenizerDir ?? undefined,
-          tensors: [...tensors].map(([name, t]) => ({ name, shape: from.tensors[name]?.shape ?? [t.length], data: t })),
-        });
+        if (!onDisk) {
+          const sources = task.sources.map((key) => {
+            const m = data.sources[key]!;
+            return { key, catalog: sourceCatalog(m), inputIsEmbedding: isResidualMlp(m) };
+          });
+          const plan = planLayerPath(sources, task.steps, task.embeddings, task.head);
+          onDisk = writeFolder(plan, 0, withLayerCount(data.sources[plan.configFrom]!.config, plan.layers));
+        }
         return onDisk.dir;
       };
-    } else {
-      const fault = task.candidateId === undefined ? undefined : faults.get(task.candidateId);
-      if (fault) return injectFault(fault, task.candidateId!);
-      const models = task.sources.map(sourceModel);
-      model = models[0] instanceof LlamaModel
-        ? composeLlamaPath(models as LlamaModel[], task.steps, { embeddings: task.embeddings, head: task.head })
-        : composeMlpPath(models as ResidualMlp[], task.steps, { embeddings: task.embeddings, head: task.head });
-      owned = false; // the path shares its sources' tensors
     }
     try {
       const metrics: MetricValue[] = [];
       const objectives: number[] = [];
       let fitness = 0;
       for (const { spec, ev } of evaluators) {
-        if (!ev.needsModel && !modelDir) {
-          throw new InputError('E_DFS_COMMAND', `evaluator '${spec.id}' runs an external program on a model folder, but a data-flow candidate (a layer path) cannot be written as a checkpoint yet; use model evaluators for DFS stages`);
-        }
         const r = await ev.evaluate(model, { backend, modelDir });
         for (const [metric, value] of Object.entries(r.metrics)) metrics.push({ evaluator: spec.id, metric, value });
         metrics.push({ evaluator: spec.id, metric: 'fitness', value: r.fitness });
         objectives.push(r.fitness);
         fitness += spec.weight * r.fitness;
       }
-      return { fitness, metrics, backend: backend.name, ...(data.objective === 'multi' ? { objectives } : {}) };
+      return { fitness, metrics, backend: backend?.name ?? 'none', ...(data.objective === 'multi' ? { objectives } : {}) };
     } finally {
-      if (owned) model.dispose();
+      if (owned) (model as RunnableModel | null)?.dispose();
       (onDisk as TemporaryModel | null)?.cleanup();
     }
   };
+}
+
+/** The residual MLP family (its input projection is the embeddings of a layer path). */
+function isResidualMlp(m: SourceModel): boolean {
+  const archs = m.config && Array.isArray(m.config.architectures) ? (m.config.architectures as unknown[]) : [];
+  return archs.includes(MLP_ARCHITECTURE);
 }

@@ -64,7 +64,7 @@ const now = () => new Date().toISOString();
  */
 export class StoreWriteError extends RuntimeFailure {}
 
-const WRITES = ['createRun', 'setRunStatus', 'addCandidates', 'markRunning', 'recordResult', 'commitStep', 'saveGeneration', 'event'] as const;
+const WRITES = ['createRun', 'setRunStatus', 'addCandidates', 'markRunning', 'recordResult', 'retryFailed', 'commitStep', 'saveGeneration', 'event'] as const;
 
 /** A SQLite "full" or I/O error as a StoreWriteError naming the file and the way on; other errors as they are. */
 export function storeWriteFailure(err: unknown, path: string): unknown {
@@ -308,6 +308,24 @@ export class RunStore {
       const put = this.db.prepare(`INSERT OR REPLACE INTO metrics (candidate_id, evaluator, metric, value) VALUES (?, ?, ?, ?)`);
       for (const m of result.metrics ?? []) put.run(candidateId, m.evaluator, m.metric, m.value === null || Number.isNaN(m.value) ? null : m.value);
       return true;
+    });
+  }
+
+  /**
+   * Put a stage's failed candidates that the optimizer was not told back to pending (their error,
+   * scores and metrics cleared), so a resumed run evaluates them again: what a run stopped by a
+   * set-up error does, since their failure said nothing about their genomes. Returns how many.
+   */
+  retryFailed(runId: number, stage: number): number {
+    return this.transaction(() => {
+      const ids = (this.db.prepare(`SELECT id FROM candidates WHERE run_id = ? AND stage = ? AND state = 'failed' AND told = 0`).all(runId, stage) as Row[]).map((r) => r.id as number);
+      const clear = this.db.prepare(`DELETE FROM metrics WHERE candidate_id = ?`);
+      const reset = this.db.prepare(`UPDATE candidates SET state = 'pending', fitness = NULL, objectives_json = NULL, error = NULL, eval_ms = NULL, finished_at = NULL WHERE id = ?`);
+      for (const id of ids) {
+        clear.run(id);
+        reset.run(id);
+      }
+      return ids.length;
     });
   }
 

@@ -6,6 +6,7 @@ import { resumeSearch, startSearch, type SearchOptions, type SearchResult } from
 import { bestCandidates, listRuns, openRun, runStatus } from '../../search/inspect.ts';
 import type { Budget } from '../../search/loop.ts';
 import { parseQueueUrl } from '../../queue/index.ts';
+import { parseSize } from '../../search/preflight.ts';
 
 const BACKENDS = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 
@@ -96,12 +97,13 @@ export function register(program: Command): void {
     .option('--db <path>', 'run database (default runs/<run>/run.sqlite)')
     .option('--queue <url>', 'evaluate on `evomerge worker` processes through a BullMQ queue on Redis: redis://host[:port][/db]')
     .option('--queue-slots <n>', 'candidates outstanding on the queue at once (default: --workers, or the space\'s workers); the sum of the workers\' concurrency keeps them all busy')
+    .option('--max-memory <size>', 'refuse to start when the memory plan passes this (e.g. 12GB, 12GiB; default: the machine\'s memory)')
     .option('--json', 'print one JSON object at the end');
   // commander gives true for the queue when resume's --no-queue exists and neither flag is given
-  type Flags = { budget?: string; minutes?: string; workers?: string; backend?: string; db?: string; json?: boolean; queue?: string | boolean; queueSlots?: string };
+  type Flags = { budget?: string; minutes?: string; workers?: string; backend?: string; maxMemory?: string; db?: string; json?: boolean; queue?: string | boolean; queueSlots?: string };
   const queueFlag = (o: Flags): SearchOptions['queue'] =>
     o.queue === false ? null : typeof o.queue !== 'string' ? undefined : { url: parseQueueUrl(o.queue), slots: positiveInt('--queue-slots', o.queueSlots) };
-  const overrides = (o: Flags): { budget?: Budget; workers?: number; backend?: ReturnType<typeof backendFlag>; queue?: SearchOptions['queue'] } => {
+  const overrides = (o: Flags): { budget?: Budget; workers?: number; backend?: ReturnType<typeof backendFlag>; queue?: SearchOptions['queue']; maxMemory?: number } => {
     const evaluations = positiveInt('--budget', o.budget);
     const minutes = o.minutes === undefined ? undefined : Number(o.minutes);
     if (minutes !== undefined && !(minutes > 0)) throw new InputError('E_BAD_FLAG', `--minutes must be a positive number, got '${o.minutes}'`);
@@ -109,6 +111,7 @@ export function register(program: Command): void {
       ...(evaluations !== undefined || minutes !== undefined ? { budget: { evaluations, seconds: minutes === undefined ? undefined : minutes * 60 } } : {}),
       workers: positiveInt('--workers', o.workers),
       backend: backendFlag(o.backend),
+      ...(o.maxMemory !== undefined ? { maxMemory: parseSize(o.maxMemory) } : {}),
       ...(o.queue !== undefined && o.queue !== true ? { queue: queueFlag(o) } : {}),
     };
   };

@@ -1,0 +1,237 @@
+/**
+ * What a search checks before it writes anything: that every evaluator can work on the sources
+ * (model family, config, heads, the program of a command evaluator, the tensors the first
+ * candidate's merge would give it), and that the run fits in memory and on disk (the memory
+ * plan). A set-up error no candidate could escape is refused here, with the reason and the way
+ * out, instead of failing every candidate of a run.
+ */
+import { accessSync, constants, statfsSync } from 'node:fs';
+import { freemem, tmpdir, totalmem } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { InputError } from '../errors.ts';
+import { loadManifest, type Manifest } from '../eval/index.ts';
+import { isInputEnd, type MergePlan } from '../merge/index.ts';
+import { familyOf, llamaShapesOf, MLP_ARCHITECTURE, parseLlamaConfig, parseResidualMlpConfig, residualMlpTensorShapes, type ModelFamily } from '../models/index.ts';
+import { isFloatDType } from '../tensor/dtype.ts';
+import type { ResolvedSpace } from './engine.ts';
+import { tensorBytes, type SourceModel, type SourceModels } from './sources.ts';
+
+export class SetupError extends InputError {}
+
+const GB = 1e9;
+const gb = (b: number) => `${(b / GB).toFixed(b < 10 * GB ? 2 : 1)} GB`;
+
+/** The family a manifest's model must be of, or null for a command evaluator with `family: any`. */
+function familyNeeded(m: Manifest): ModelFamily | null {
+  return m.family === 'any' ? null : m.family;
+}
+
+/** Where a program named by a command evaluator is, or null. */
+function findProgram(name: string): string | null {
+  const runnable = (p: string) => {
+    try {
+      accessSync(p, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (name.includes('/')) return runnable(name) ? name : null;
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) if (dir && runnable(join(dir, name))) return join(dir, name);
+  return null;
+}
+
+/** That a source is of the family an evaluator runs, its config parses as that family's, and the head it scores exists. */
+function checkFamily(m: Manifest, file: string, id: string, model: SourceModel): void {
+  const family = familyNeeded(m);
+  if (!family) return;
+  const configFile = `${model.path}/config.json`;
+  let found: ModelFamily;
+  try {
+    found = familyOf(model.config, configFile);
+  } catch (err) {
+    throw new SetupError('E_SETUP_FAMILY', `evaluator '${id}' (${file}) runs ${family} models, but ${(err as Error).message}. For another architecture use a command evaluator with 'family: any', which needs only the checkpoint folder`);
+  }
+  if (found !== family) throw new SetupError('E_SETUP_FAMILY', `evaluator '${id}' (${file}) runs ${family} models, but ${configFile} is a ${found} model; choose an evaluator of that family`);
+  if (m.kind === 'command') return;
+  // the config must parse as the family's (a wrong field fails here, not in every candidate)
+  if (family === 'llama') parseLlamaConfig(model.config, configFile);
+  else {
+    const c = parseResidualMlpConfig(model.config, configFile);
+    if (m.kind === 'classification' && m.head !== undefined && !c.heads.some((h) => h.name === m.head)) {
+      throw new SetupError('E_SETUP_HEAD', `evaluator '${id}' (${file}) scores head '${m.head}', but ${configFile} has the heads ${c.heads.map((h) => h.name).join(', ') || '(none)'}`);
+    }
+  }
+}
+
+/**
+ * The tensors a model evaluator's family needs, against the first candidate's merge plan: a
+ * missing tensor or a wrong shape is named here rather than in each candidate's model upload.
+ */
+function checkPlanShapes(plan: MergePlan, model: SourceModel, id: string): void {
+  const family = familyOf(model.config, `${model.path}/config.json`);
+  const expected = family === 'llama' ? llamaShapesOf(parseLlamaConfig(model.config)) : residualMlpTensorShapes(parseResidualMlpConfig(model.config));
+  const tasks = new Map(plan.tasks.map((t) => [t.name, t]));
+  for (const e of expected) {
+    const t = tasks.get(e.name);
+    if (!t) throw new SetupError('E_SETUP_TENSORS', `evaluator '${id}' runs the merged model as ${family}, whose config implies tensor ${e.name} [${e.shape.join(', ')}], but the merge does not produce it; check config.json against the checkpoint's tensors (evomerge inspect)`);
+    if (t.shape.join(',') !== e.shape.join(',')) throw new SetupError('E_SETUP_TENSORS', `tensor ${e.name} of the merge is [${t.shape.join(', ')}] but the ${family} config of ${model.path} implies [${e.shape.join(', ')}]; check config.json against the weights`);
+  }
+}
+
+export interface StageChecks {
+  kind: 'ps' | 'dfs';
+  /** The sources the stage's candidates read (PS: base and models; DFS: the path's sources). */
+  sources: SourceModel[];
+  /** PS: the plan of the first candidate (the optimizer's starting genome), built by the caller. */
+  firstPlan?: () => MergePlan;
+  /** DFS: the space's scale range and ends. */
+  dfs?: { scaleRange: readonly [number, number]; embeddings: number; head: number };
+}
+
+/** Refuse a stage no candidate of which could be scored. */
+export function checkStage(r: ResolvedSpace, stage: StageChecks): void {
+  const manifests = r.evaluators.map((e) => ({ e, m: loadManifest(e.manifest) }));
+  const modelEvaluators = manifests.filter(({ m }) => m.kind !== 'command');
+  const commands = manifests.filter(({ m }) => m.kind === 'command');
+  for (const { e, m } of manifests) {
+    for (const s of stage.kind === 'ps' ? stage.sources.slice(0, 1) : stage.sources) checkFamily(m, e.manifest, e.id, s);
+    if (m.kind === 'command') {
+      const program = m.command[0]!.replace(/\{manifest_dir\}/g, m.dir);
+      if (!findProgram(program)) {
+        throw new SetupError('E_SETUP_COMMAND', `evaluator '${e.id}' (${e.manifest}) runs '${program}', which is ${program.includes('/') ? 'not an executable file' : 'not found on PATH'}; install it or give its full path as the first entry of 'command'`);
+      }
+    }
+  }
+  // the first candidate's merge, planned: missing tensors, shapes and layer counts raise here
+  if (stage.kind === 'ps' && stage.firstPlan) {
+    const plan = stage.firstPlan();
+    const ref = stage.sources.find((s) => s.path === plan.configFrom) ?? stage.sources[0]!;
+    for (const { e } of modelEvaluators) checkPlanShapes(plan, ref, e.id);
+  }
+  if (stage.kind === 'dfs' && stage.dfs && commands.length > 0) {
+    const [lo, hi] = stage.dfs.scaleRange;
+    if (lo !== 1 || hi !== 1) {
+      throw new SetupError('E_SETUP_DFS_SCALE', `evaluator '${commands[0]!.e.id}' reads each candidate as a checkpoint, but dfs.scale_range is [${lo}, ${hi}]: a layer path whose scales are not 1 cannot be written as a checkpoint (every layer normalises its input, so no change of weights reproduces a scale). Set dfs.scale_range: [1, 1], or score the stage with built-in evaluators`);
+    }
+    if (stage.dfs.embeddings !== stage.dfs.head) {
+      const emb = stage.sources[stage.dfs.embeddings];
+      const mlp = Array.isArray(emb?.config?.architectures) && (emb!.config!.architectures as unknown[]).includes(MLP_ARCHITECTURE);
+      if (emb && !Object.keys(emb.tensors).some((n) => isInputEnd(n, mlp) && !/\.\d+\./.test(n))) {
+        throw new SetupError('E_SETUP_DFS_ENDS', `dfs.embeddings_from (${stage.dfs.embeddings}) and head_from (${stage.dfs.head}) differ, but no tensor of ${emb.path} is recognisably the embeddings (a name with embed, wte or wpe); take both from one source`);
+      }
+    }
+  }
+}
+
+export interface MemoryPlan {
+  sources: number;
+  /** Bytes of the sources' tensors on disk (read per tensor, through the page cache). */
+  sourceBytes: number;
+  /** Bytes held resident for the whole run (in-memory models: a hybrid run's merged PS best). */
+  resident: number;
+  /** Largest float tensor: elements, and its name. */
+  largest: { name: string; elements: number };
+  workers: number;
+  /** Estimated working memory of one worker thread. */
+  perWorker: number;
+  /** Bytes one candidate folder takes on disk (command evaluators), or 0. */
+  perCandidateDisk: number;
+  /** Owner process, resident models and every worker. */
+  total: number;
+  limit: number;
+  tmp: { dir: string; free: number } | null;
+  lines: string[];
+}
+
+/** An owner process's own footprint (Node, SQLite, the optimizer), and a thread's (V8 isolate, modules). */
+const PROCESS_BYTES = 250e6;
+const THREAD_BYTES = 80e6;
+/** TensorFlow.js with its wasm backend loaded in a thread. */
+const BACKEND_BYTES = 150e6;
+
+/**
+ * How much memory and temporary disk the search takes, from the sources' catalogues:
+ * - a worker reads a tensor task's inputs into pooled float32 arrays (src/merge/write.ts), so it
+ *   needs about (inputs x 4 + output 4 + staging 2 + encoding 2 + method scratch 4 x inputs)
+ *   bytes per element of the largest tensor; with model evaluators also the model on the backend
+ *   (float32, counted twice for the array handed over and the backend's copy);
+ * - a command evaluator's candidate is written to a temporary folder in the sources' dtype.
+ * Refuses with the numbers and what to change when the total passes `limit` (default: the
+ * machine's memory) or the candidate folders do not fit on the temporary disk.
+ */
+export function memoryPlan(r: ResolvedSpace, sources: SourceModels, o: { workers: number; maxMemory?: number; queue?: boolean; hybrid?: boolean; tmpDir?: string }): MemoryPlan {
+  const files = [r.base, ...r.models.map((m) => m.path)].filter((p): p is string => !!p).map((p) => sources[p]!);
+  const ref = files[0]!;
+  let largest = { name: '', elements: 0 };
+  let sourceBytes = 0;
+  const dtypes = new Set<string>();
+  for (const s of files) {
+    for (const [name, t] of Object.entries(s.tensors)) {
+      sourceBytes += tensorBytes(t);
+      dtypes.add(t.dtype);
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      if (isFloatDType(t.dtype) && n > largest.elements) largest = { name, elements: n };
+    }
+  }
+  const params = Object.values(ref.tensors).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+  const refBytes = Object.values(ref.tensors).reduce((n, t) => n + tensorBytes(t), 0);
+  const manifests = r.evaluators.map((e) => loadManifest(e.manifest));
+  const needsModel = manifests.some((m) => m.kind !== 'command');
+  const commands = manifests.some((m) => m.kind === 'command');
+  const dfs = r.space.mode !== 'ps';
+  const inputs = r.space.mode === 'dfs' ? 1 : files.length;
+  const E = largest.elements;
+  const mergeBytes = E * (4 * inputs + 4 + 2 + 2 + 4 * inputs);
+  // DFS uploads every source of the stage once per thread; PS one merged model per candidate
+  const modelBytes = needsModel ? (dfs ? params * 4 * (files.length + (o.hybrid ? 1 : 0)) : params * 4 * 2) + BACKEND_BYTES : 0;
+  const perWorker = THREAD_BYTES + mergeBytes + modelBytes;
+  const resident = o.hybrid ? params * 4 : 0;
+  const workers = o.queue ? 0 : o.workers;
+  const total = PROCESS_BYTES + resident + workers * perWorker;
+  const limit = o.maxMemory ?? totalmem();
+  const perCandidateDisk = commands && !o.queue ? refBytes : 0;
+  let tmp: MemoryPlan['tmp'] = null;
+  const lines = [
+    `memory plan: ${files.length} source checkpoint${files.length === 1 ? '' : 's'}, ${gb(sourceBytes)} of ${[...dtypes].sort().join('/')} tensors on disk, read per tensor from the files (page cache, shared by every worker): 0 B of them resident`,
+    `  per worker: about ${gb(perWorker)} (merge buffers for ${inputs} input${inputs === 1 ? '' : 's'} of the largest tensor, ${largest.name}, ${(E / 1e6).toFixed(1)}M elements${needsModel ? `; the model on the backend, ${(params / 1e6).toFixed(1)}M parameters as float32` : '; no model is built: every evaluator is a command'})`,
+  ];
+  if (resident > 0) lines.push(`  resident: ${gb(resident)} (the PS stage's best merge, float32, source of the DFS stage)`);
+  if (perCandidateDisk > 0) {
+    const dir = o.tmpDir ?? tmpdir();
+    let free = Infinity;
+    try {
+      const st = statfsSync(dir);
+      free = st.bavail * st.bsize;
+    } catch {
+      // no statfs here: nothing to check against
+    }
+    tmp = { dir, free };
+    lines.push(`  per candidate: ${gb(perCandidateDisk)} written to ${dir} for the command evaluator${manifests.filter((m) => m.kind === 'command').length > 1 ? 's' : ''}, ${workers} at once (${Number.isFinite(free) ? `${gb(free)} free` : 'free space unknown'})`);
+  }
+  lines.push(o.queue
+    ? `  total here: about ${gb(total)} (candidates are evaluated by queue workers, each with its own plan); limit ${gb(limit)}${o.maxMemory === undefined ? ' (this machine\'s memory; --max-memory sets another)' : ' (--max-memory)'}`
+    : `  total: about ${gb(total)} for ${workers} worker${workers === 1 ? '' : 's'}, limit ${gb(limit)}${o.maxMemory === undefined ? ' (this machine\'s memory; --max-memory sets another)' : ' (--max-memory)'}; ${gb(freemem())} free now`);
+  if (total > limit) {
+    const fit = Math.floor((limit - PROCESS_BYTES - resident) / perWorker);
+    const way = fit >= 1
+      ? `use --workers ${fit} (or fewer), `
+      : 'even one worker does not fit: ';
+    throw new SetupError('E_MEMORY_PLAN', `the search needs about ${gb(total)} of memory (${workers} worker${workers === 1 ? '' : 's'} x ${gb(perWorker)}${resident ? ` + ${gb(resident)} resident` : ''} + ${gb(PROCESS_BYTES)} for this process) but the limit is ${gb(limit)}; ${way}a smaller space (fewer models, or command evaluators instead of models built in memory), or raise --max-memory if the machine has more`);
+  }
+  if (tmp && workers * perCandidateDisk > tmp.free) {
+    throw new SetupError('E_DISK_PLAN', `each candidate is written to ${tmp.dir} for the command evaluator (${gb(perCandidateDisk)}), ${workers} at once, but only ${gb(tmp.free)} is free there; free space, use fewer --workers, or point TMPDIR at a larger disk`);
+  }
+  return { sources: files.length, sourceBytes, resident, largest, workers, perWorker, perCandidateDisk, total, limit, tmp, lines };
+}
+
+/** Parse a size such as `12GB`, `12GiB`, `800M` or a byte count. */
+export function parseSize(text: string, flag = '--max-memory'): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$/i.exec(text);
+  if (!m) throw new InputError('E_BAD_FLAG', `${flag} must be a size such as 12GB, 12GiB or 800MB, got '${text}'`);
+  const power = ' kmgt'.indexOf((m[2] || ' ').toLowerCase());
+  const base = m[3] ? 1024 : 1000;
+  const bytes = Number(m[1]) * base ** power;
+  if (!(bytes > 0)) throw new InputError('E_BAD_FLAG', `${flag} must be positive, got '${text}'`);
+  return bytes;
+}
