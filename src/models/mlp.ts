@@ -3,8 +3,9 @@
  * "Residual MLP classifier format"). An input projection, a stack of equal-width pre-norm
  * residual blocks h <- h + fc2(act(fc1(norm(h)))) (He et al. 2016, "Identity Mappings in Deep
  * Residual Networks", section 3, full pre-activation), a final norm, and one or more named
- * classification heads. Blocks are the layers of a data-flow merge, as decoder layers are for
- * the Llama family.
+ * classification heads. fc1 widens the stream to `intermediate_size` (default `hidden_size`) and
+ * fc2 maps it back, so blocks are hidden-to-hidden whatever their inner width. Blocks are the
+ * layers of a data-flow merge, as decoder layers are for the Llama family.
  */
 import { z } from 'zod';
 import { tf } from './backend.ts';
@@ -25,6 +26,8 @@ export const residualMlpConfigSchema = z.object({
   model_type: z.string().optional(),
   input_size: z.number().int().positive(),
   hidden_size: z.number().int().positive(),
+  /** Width of fc1's output inside each block; absent means hidden_size. */
+  intermediate_size: z.number().int().min(1).optional(),
   num_blocks: z.number().int().nonnegative(),
   activation: z.enum(['relu', 'gelu', 'silu', 'tanh']).default('relu'),
   norm: z.enum(['layernorm', 'none']).default('layernorm'),
@@ -39,6 +42,8 @@ export type ResidualMlpConfigJson = z.input<typeof residualMlpConfigSchema>;
 export interface ResidualMlpConfig {
   inputSize: number;
   hidden: number;
+  /** Width of fc1's output (fc2's input) in every block. */
+  intermediate: number;
   blocks: number;
   activation: 'relu' | 'gelu' | 'silu' | 'tanh';
   norm: 'layernorm' | 'none';
@@ -67,6 +72,7 @@ export function parseResidualMlpConfig(raw: unknown, file = 'config.json'): Resi
   return {
     inputSize: c.input_size,
     hidden: c.hidden_size,
+    intermediate: c.intermediate_size ?? c.hidden_size,
     blocks: c.num_blocks,
     activation: c.activation,
     norm: c.norm,
@@ -77,9 +83,13 @@ export function parseResidualMlpConfig(raw: unknown, file = 'config.json'): Resi
   };
 }
 
-/** Tensor names and shapes of a residual MLP checkpoint, in a stable order. */
+/**
+ * Tensor names and shapes of a residual MLP checkpoint, in a stable order. Linear weights are
+ * [out, in], the layout of PyTorch's nn.Linear (https://pytorch.org/docs/stable/generated/torch.nn.Linear.html).
+ */
 export function residualMlpTensorShapes(c: ResidualMlpConfig): Array<{ name: string; shape: number[] }> {
   const W = c.hidden;
+  const I = c.intermediate;
   const out: Array<{ name: string; shape: number[] }> = [
     { name: 'input.weight', shape: [W, c.inputSize] },
     { name: 'input.bias', shape: [W] },
@@ -87,8 +97,8 @@ export function residualMlpTensorShapes(c: ResidualMlpConfig): Array<{ name: str
   for (let i = 0; i < c.blocks; i++) {
     if (c.norm === 'layernorm') out.push({ name: `blocks.${i}.norm.weight`, shape: [W] }, { name: `blocks.${i}.norm.bias`, shape: [W] });
     out.push(
-      { name: `blocks.${i}.fc1.weight`, shape: [W, W] }, { name: `blocks.${i}.fc1.bias`, shape: [W] },
-      { name: `blocks.${i}.fc2.weight`, shape: [W, W] }, { name: `blocks.${i}.fc2.bias`, shape: [W] },
+      { name: `blocks.${i}.fc1.weight`, shape: [I, W] }, { name: `blocks.${i}.fc1.bias`, shape: [I] },
+      { name: `blocks.${i}.fc2.weight`, shape: [W, I] }, { name: `blocks.${i}.fc2.bias`, shape: [W] },
     );
   }
   if (c.norm === 'layernorm') out.push({ name: 'norm.weight', shape: [W] }, { name: 'norm.bias', shape: [W] });
@@ -248,12 +258,13 @@ export class ResidualMlp extends MlpPathModel {
   static load(config: ResidualMlpConfig, source: WeightSource): ResidualMlp {
     const owned: tf.Tensor[] = [];
     const W = config.hidden;
+    const I = config.intermediate;
     const vec = (name: string, n: number): tf.Tensor1D => {
       const t = tf.tensor1d(readChecked(source, name, [n]));
       owned.push(t);
       return t;
     };
-    // PyTorch [out, in] on disk; [in, out] on the backend.
+    // PyTorch's nn.Linear layout [out, in] on disk; [in, out] on the backend.
     const mat = (name: string, out: number, inp: number): tf.Tensor2D => {
       const t = tf.tensor2d(transposed(readChecked(source, name, [out, inp]), out, inp), [inp, out]);
       owned.push(t);
@@ -272,8 +283,8 @@ export class ResidualMlp extends MlpPathModel {
       for (let i = 0; i < config.blocks; i++) {
         blocks.push({
           norm: ln(`blocks.${i}.norm`),
-          w1: mat(`blocks.${i}.fc1.weight`, W, W), b1: vec(`blocks.${i}.fc1.bias`, W),
-          w2: mat(`blocks.${i}.fc2.weight`, W, W), b2: vec(`blocks.${i}.fc2.bias`, W),
+          w1: mat(`blocks.${i}.fc1.weight`, I, W), b1: vec(`blocks.${i}.fc1.bias`, I),
+          w2: mat(`blocks.${i}.fc2.weight`, W, I), b2: vec(`blocks.${i}.fc2.bias`, W),
           config,
         });
       }
@@ -287,7 +298,10 @@ export class ResidualMlp extends MlpPathModel {
   }
 }
 
-/** A data-flow path over blocks of several same-width residual MLPs (see composeLlamaPath). */
+/**
+ * A data-flow path over blocks of several residual MLPs of one hidden width (see composeLlamaPath).
+ * Only hidden_size must agree: a block maps hidden to hidden, so its intermediate width is its own.
+ */
 export function composeMlpPath(models: readonly ResidualMlp[], steps: ReadonlyArray<{ source: number; layer: number; scale: number }>, options: { embeddings?: number; head?: number } = {}): MlpPathModel {
   const e = options.embeddings ?? 0;
   const h = options.head ?? e;
