@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import {
   bf16BitsToF32, decodeToFloat32, encodeFromFloat32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits,
 } from '../src/tensor/dtype.ts';
+import { Rng } from '../src/tensor/rng.ts';
 
 // Expected bit patterns computed by hand from the IEEE 754 layouts (binary16: 1-5-10, bfloat16: 1-8-7).
 const f16Cases: Array<[number, number, string]> = [
@@ -71,4 +72,31 @@ test('decoding an unaligned byte view copies instead of failing', () => {
   const buf = new Uint8Array(9);
   buf.set(new Uint8Array(new Float32Array([1.25, -2]).buffer), 1);
   assert.deepEqual(Array.from(decodeToFloat32('F32', buf.subarray(1))), [1.25, -2]);
+});
+
+test('BF16 bulk encode and decode (two elements per word) give the scalar bits for random words, NaN, infinities, odd lengths and offsets', () => {
+  const rng = Rng.seeded(11);
+  for (const length of [0, 1, 2, 7, 64, 1001]) {
+    const bits = new Uint32Array(length);
+    for (let i = 0; i < length; i++) bits[i] = Math.floor(rng.next() * 2 ** 32) >>> 0;
+    const specials = [0x7f800000, 0xff800000, 0x7fc00001, 0xffffffff, 0x7f7fffff, 0x00000001, 0x80000000, 0x3f808000, 0x3f818000];
+    for (let i = 0; i < Math.min(length, specials.length); i++) bits[i] = specials[i]!;
+    const values = new Float32Array(bits.buffer);
+    const encoded = encodeFromFloat32('BF16', values);
+    for (let i = 0; i < length; i++) {
+      const got = encoded[2 * i]! | (encoded[2 * i + 1]! << 8);
+      // the scalar rule on the bits themselves (a NaN read into a JS number may change its payload)
+      const b = bits[i]!;
+      const want = (b & 0x7fffffff) > 0x7f800000 ? ((b >>> 16) | 0x40) & 0xffff : Math.floor((b + 0x7fff + ((b >>> 16) & 1)) / 65536) & 0xffff;
+      assert.equal(got, want, `element ${i} of ${length}: bits 0x${b.toString(16)}`);
+    }
+    // decode from a 4-aligned view and from a 2-aligned one (the element-wise path)
+    for (const shift of [0, 2]) {
+      const bytes = new Uint8Array(encoded.length + 4);
+      bytes.set(encoded, shift);
+      const decoded = decodeToFloat32('BF16', bytes.subarray(shift, shift + encoded.length));
+      const back = new Uint32Array(decoded.buffer, decoded.byteOffset, length);
+      for (let i = 0; i < length; i++) assert.equal(back[i], (encoded[2 * i]! | (encoded[2 * i + 1]! << 8)) << 16 >>> 0, `decode element ${i} of ${length}, offset ${shift}`);
+    }
+  }
 });

@@ -147,3 +147,31 @@ test('mergekit defaults per id: normalize and rescale', () => {
     [false, false], [true, false], [false, true], [false, true], [false, false], [false, false], [true, true], [false, true],
   ]);
 });
+
+test('task-vector methods give the same bits when their deltas are computed in place in scratch inputs', async () => {
+  const { gtaTuning } = await import('../src/methods/gta.ts');
+  const { resolveScope } = await import('../src/methods/index.ts');
+  const { Rng } = await import('../src/tensor/rng.ts');
+  const saved = gtaTuning.inPlaceMinElements;
+  gtaTuning.inPlaceMinElements = 0;
+  try {
+    const rng = Rng.seeded(5);
+    const n = 50_001; // odd, past the WebAssembly chunk size: tails and several chunks
+    const base = Float32Array.from({ length: n }, () => rng.normal() * 0.02);
+    const models = [0, 1, 2].map(() => Float32Array.from(base, (b) => b + rng.normal() * 0.005));
+    for (const id of ['task_arithmetic', 'ties', 'dare_ties', 'dare_linear', 'breadcrumbs', 'breadcrumbs_ties', 'della', 'della_linear']) {
+      const m = getMethod(id);
+      const g = resolveScope(m, 'global', {}, 'test');
+      const pm = models.map((_, j) => resolveScope(m, 'per-model', { weight: 0.3 + 0.2 * j, density: 0.4 + 0.1 * j }, 'test'));
+      const input = { name: 'model.layers.0.mlp.up_proj.weight', shape: [n], base, modelIndex: [0, 1, 2] };
+      const kept = m.merge({ ...input, models: models.map((x) => x.slice()) }, g, pm, { seed: 9 });
+      const scratch = models.map((x) => x.slice());
+      const inPlace = m.merge({ ...input, models: scratch, scratchModels: true }, g, pm, { seed: 9 });
+      assert.deepEqual(new Uint32Array(inPlace.buffer, inPlace.byteOffset, n), new Uint32Array(kept.buffer, kept.byteOffset, n), id);
+      // the in-place path ran: the scratch inputs now hold deltas (task arithmetic needs none)
+      if (id !== 'task_arithmetic') assert.notEqual(scratch[0]![7], models[0]![7], `${id} wrote its deltas into the scratch inputs`);
+    }
+  } finally {
+    gtaTuning.inPlaceMinElements = saved;
+  }
+});

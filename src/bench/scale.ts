@@ -131,8 +131,12 @@ function checkpointBytes(path: string): number {
   return n;
 }
 
-/** The baseline: a user-space copy of a checkpoint's shards (read and write, 16 MB chunks, fsync). */
-function plainCopy(from: string, to: string): { bytes: number; seconds: number } {
+/**
+ * The baseline: a user-space copy of a checkpoint's shards (read and write, 16 MB chunks), with
+ * an fsync per file when `durable` (as `evomerge merge` writes) or without (as search candidates,
+ * deleted after one read, are written).
+ */
+function plainCopy(from: string, to: string, durable: boolean): { bytes: number; seconds: number } {
   mkdirSync(to, { recursive: true });
   const buf = Buffer.allocUnsafe(16 << 20);
   let bytes = 0;
@@ -147,7 +151,7 @@ function plainCopy(from: string, to: string): { bytes: number; seconds: number }
       while (off < n) off += writeSync(dst, buf, off, n - off);
       bytes += n;
     }
-    fsyncSync(dst);
+    if (durable) fsyncSync(dst);
     closeSync(src);
     closeSync(dst);
   }
@@ -225,7 +229,8 @@ console.log(JSON.stringify({ score: sum, tensors }));
 
 export interface ScaleBenchResult {
   family: ScaleFamily & { parameters: number; bytesPerModel: number; sourceBytes: number };
-  copy: { bytes: number; seconds: number; gbPerSecond: number };
+  copy: { bytes: number; seconds: number; gbPerSecond: number; secondsWithoutFsync: number };
+  /** ratioToCopy: per candidate against the copy without fsync (candidates are not flushed). */
   search: { candidates: number; workers: number; seconds: number; secondsPerCandidate: number; ratioToCopy: number; peakRssGiB: number; peakFirstHalfGiB: number; peakSecondHalfGiB: number; failed: number };
   merge: { seconds: number; peakRssGiB: number; sourceGbPerSecond: number; ratioToCopy: number };
 }
@@ -238,11 +243,13 @@ export async function runScaleBench(o: { dir: string; small: boolean; workers: n
   const bytesPerModel = checkpointBytes(base!);
   const work = mkdtempSync(join(o.dir, 'work-'));
   try {
-    o.log('baseline: a plain copy of one model\'s shards ...');
-    const copy = plainCopy(base!, join(work, 'copy'));
+    o.log('baseline: a plain copy of one model\'s shards, with and without fsync ...');
+    const copy = plainCopy(base!, join(work, 'copy'), true);
+    rmSync(join(work, 'copy'), { recursive: true, force: true });
+    const cached = plainCopy(base!, join(work, 'copy'), false);
     rmSync(join(work, 'copy'), { recursive: true, force: true });
     const copyGbs = copy.bytes / copy.seconds / 1e9;
-    o.log(`  ${(copy.bytes / 1e9).toFixed(2)} GB in ${copy.seconds.toFixed(1)} s (${copyGbs.toFixed(2)} GB/s)`);
+    o.log(`  ${(copy.bytes / 1e9).toFixed(2)} GB in ${copy.seconds.toFixed(1)} s with fsync (${copyGbs.toFixed(2)} GB/s), ${cached.seconds.toFixed(1)} s without`);
 
     writeFileSync(join(work, 'score.mjs'), SCORER);
     writeFileSync(join(work, 'score.yaml'), `id: tensor-sample\nversion: 1\nkind: command\nfamily: any\nsplit: validation\ncommand: ["${process.execPath}", "{manifest_dir}/score.mjs", "{model}"]\ntimeout_s: 1700\nmetric: { name: score, direction: maximize }\n`);
@@ -278,9 +285,9 @@ export async function runScaleBench(o: { dir: string; small: boolean; workers: n
     const gib = (b: number) => b / 2 ** 30;
     return {
       family: { ...f, parameters: params, bytesPerModel, sourceBytes },
-      copy: { ...copy, gbPerSecond: copyGbs },
+      copy: { ...copy, gbPerSecond: copyGbs, secondsWithoutFsync: cached.seconds },
       search: {
-        candidates: cands.length, workers: o.workers, seconds: s.seconds, secondsPerCandidate: perCandidate, ratioToCopy: perCandidate / copy.seconds,
+        candidates: cands.length, workers: o.workers, seconds: s.seconds, secondsPerCandidate: perCandidate, ratioToCopy: perCandidate / cached.seconds,
         peakRssGiB: gib(s.peak), peakFirstHalfGiB: gib(peakIn(0, half)), peakSecondHalfGiB: gib(peakIn(half, Infinity)), failed: cands.length - done.length,
       },
       merge: { seconds: m.seconds, peakRssGiB: gib(m.peak), sourceGbPerSecond: sourceBytes / m.seconds / 1e9, ratioToCopy: m.seconds / copy.seconds },
@@ -310,9 +317,9 @@ export function registerBench(bench: Command): void {
       if (opts.json) return void process.stdout.write(`${JSON.stringify(r)}\n`);
       const p = (s: string) => process.stdout.write(`${s}\n`);
       p(`family: ${(r.family.parameters / 1e9).toFixed(2)}B parameters per model, ${(r.family.bytesPerModel / 1e9).toFixed(2)} GB BF16 each, ${(r.family.sourceBytes / 1e9).toFixed(2)} GB of sources`);
-      p(`baseline copy of one model: ${r.copy.seconds.toFixed(1)} s (${r.copy.gbPerSecond.toFixed(2)} GB/s)`);
-      p(`search: ${r.search.candidates} candidates (${r.search.failed} failed), ${r.search.workers} workers, ${r.search.seconds.toFixed(0)} s; merge + write + score per candidate ${r.search.secondsPerCandidate.toFixed(1)} s = ${r.search.ratioToCopy.toFixed(2)}x the copy`);
+      p(`baseline copy of one model: ${r.copy.seconds.toFixed(1)} s with fsync (${r.copy.gbPerSecond.toFixed(2)} GB/s), ${r.copy.secondsWithoutFsync.toFixed(1)} s without`);
+      p(`search: ${r.search.candidates} candidates (${r.search.failed} failed), ${r.search.workers} workers, ${r.search.seconds.toFixed(0)} s; merge + write + score per candidate ${r.search.secondsPerCandidate.toFixed(1)} s = ${r.search.ratioToCopy.toFixed(2)}x the copy without fsync (candidates are not flushed)`);
       p(`  peak RSS of the process tree ${r.search.peakRssGiB.toFixed(2)} GiB (first half of the run ${r.search.peakFirstHalfGiB.toFixed(2)}, second half ${r.search.peakSecondHalfGiB.toFixed(2)})`);
-      p(`merge to disk: ${r.merge.seconds.toFixed(1)} s = ${r.merge.ratioToCopy.toFixed(2)}x the copy, ${r.merge.sourceGbPerSecond.toFixed(2)} GB/s of source bytes, peak RSS ${r.merge.peakRssGiB.toFixed(2)} GiB`);
+      p(`merge to disk: ${r.merge.seconds.toFixed(1)} s = ${r.merge.ratioToCopy.toFixed(2)}x the copy with fsync, ${r.merge.sourceGbPerSecond.toFixed(2)} GB/s of source bytes, peak RSS ${r.merge.peakRssGiB.toFixed(2)} GiB`);
     });
 }

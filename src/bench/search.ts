@@ -2,8 +2,8 @@
  * `evomerge bench search`: throughput of the search engine on a real space (default: the demo's
  * vision PS space): evaluations per minute, worker utilisation (share of thread time spent on
  * candidates) and peak resident memory of the process, for each worker count, in one run.
- * Worker threads live in the owner's process, so RSS covers them: shared sources make it grow
- * by a worker's working set, not by a copy of the sources.
+ * Worker threads live in the owner's process, so RSS covers them: sources are read per tensor
+ * from their files, so it grows by a worker's working set, not by a copy of the sources.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

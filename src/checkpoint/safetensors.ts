@@ -360,8 +360,12 @@ export class SafetensorsWriter {
   private fd: number | null;
   private readonly slots = new Map<string, { spec: TensorSpec; offset: number; byteLength: number; written: boolean }>();
 
-  constructor(path: string, specs: readonly TensorSpec[], metadata?: Record<string, string>) {
+  /** Whether close() flushes the file to disk (fsync) before renaming it into place. */
+  private readonly durable: boolean;
+
+  constructor(path: string, specs: readonly TensorSpec[], metadata?: Record<string, string>, options: { durable?: boolean } = {}) {
     this.path = path;
+    this.durable = options.durable ?? true;
     const header: Record<string, unknown> = {};
     if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
     let offset = 0;
@@ -452,7 +456,7 @@ export class SafetensorsWriter {
       throw new RuntimeFailure('E_INCOMPLETE_WRITE', `${this.path}: ${missing.length} declared tensors were never written (first: '${missing[0]}')`);
     }
     if (this.fd === null) return;
-    fsyncSync(this.fd);
+    if (this.durable) fsyncSync(this.fd);
     closeSync(this.fd);
     this.fd = null;
     renameSync(this.tmp, this.path);

@@ -17,6 +17,8 @@ export interface TensorReader {
   read(model: string, tensor: string): Float32Array;
   /** The arrays returned so far may be reused (a new tensor task begins). */
   reset?(): void;
+  /** Whether `a` is one of this reader's pooled arrays, which a method may overwrite (TensorInput.scratchModels). */
+  owns?(a: Float32Array): boolean;
   /** LoRA factors of an adapter for a base tensor. */
   loraFactors?(adapter: string, tensor: string): LoraFactorsInput & { transposed?: boolean };
   /** LoRA delta materialised as the base tensor's shape (used for transposed factors). */
@@ -52,5 +54,6 @@ export function computeTensor(task: TensorTask, method: MergeMethod, reader: Ten
       return f.transposed ? { ...f, delta: reader.loraDelta!(adapter, task.name) } : f;
     });
   }
-  return method.merge({ name: task.name, shape: task.shape, base, models, modelIndex: task.modelIndex, lora }, task.global, task.perModel, { seed }, out);
+  const scratchModels = models.length > 0 && reader.owns !== undefined && models.every((a) => reader.owns!(a));
+  return method.merge({ name: task.name, shape: task.shape, base, models, modelIndex: task.modelIndex, lora, scratchModels }, task.global, task.perModel, { seed }, out);
 }

@@ -114,6 +114,7 @@ export class SourceSet {
     return {
       read: (model, tensor) => this.read(model, tensor),
       reset: () => { this.next = 0; },
+      owns: (a) => this.pool.some((b) => b.buffer === a.buffer),
       loraFactors: (adapter, tensor) => this.adapter(adapter).factors(tensor),
       loraDelta: (adapter, tensor) => this.adapter(adapter).delta(tensor),
     };
@@ -189,6 +190,8 @@ export interface WriteFolderOptions {
   seed: string | number;
   maxShardBytes?: number;
   metadata?: Record<string, string>;
+  /** Flush shards to disk (default true; false for a folder deleted after one read). */
+  durable?: boolean;
   /** config.json of the output; none is written when absent (a bare safetensors source). */
   config?: object;
   tokenizerFrom?: Checkpoint | string;
@@ -209,6 +212,7 @@ export function writeMergedFolder(plan: MergePlan, sources: SourceSet, dir: stri
     tensors: plan.tasks.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
     maxShardBytes: o.maxShardBytes,
     metadata: o.metadata ?? { format: 'pt' },
+    durable: o.durable,
   });
   const reader = sources.reader();
   let out: Float32Array | null = null;

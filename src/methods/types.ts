@@ -51,6 +51,12 @@ export interface TensorInput {
   readonly modelIndex?: readonly number[];
   /** LoRA factors per model for LoRA-composition methods (null: that adapter leaves the tensor alone). */
   readonly lora?: ReadonlyArray<LoraFactorsInput | null>;
+  /**
+   * The models' arrays are the caller's scratch, read for this call only (a pooled reader's), so
+   * the method may overwrite them: the task-vector engine then computes large deltas in place
+   * instead of in buffers of its own (gta.ts). Absent or false: inputs are never written.
+   */
+  readonly scratchModels?: boolean;
 }
 
 export interface MergeContext {

@@ -184,7 +184,7 @@ export async function createHandler(data: WorkerData) {
   };
   const writeFolder = (plan: MergePlan, seed: string | number, config: Record<string, unknown> | undefined): TemporaryModel => temporaryModelFolder((dir) => {
     const tok = data.sources[plan.tokenizerFrom]?.tokenizerDir;
-    writeMergedFolder(plan, set, dir, { seed, config, maxShardBytes: data.shardBytes, ...(tok ? { tokenizerFrom: tok } : {}) });
+    writeMergedFolder(plan, set, dir, { seed, config, maxShardBytes: data.shardBytes, durable: false, ...(tok ? { tokenizerFrom: tok } : {}) });
   });
 
   return async (task: CandidateTask): Promise<CandidateScore> => {
