@@ -41,14 +41,20 @@ export interface TensorSource {
 export interface ReadOptions {
   shared?: boolean;
   /**
-   * Decode into this array (exactly the tensor's element count) instead of allocating one. With
-   * `staging` (at least the tensor's byte length) the raw bytes of a non-F32 tensor are read
-   * there, so a caller that reuses both allocates nothing per read: fresh allocations cost page
-   * faults that measured several times the decode itself on large tensors.
+   * Decode into this array (exactly the tensor's element count) instead of allocating one: a
+   * caller that reuses its arrays allocates nothing per read (a fresh large array costs page
+   * faults that measured several times the decode itself).
    */
   into?: Float32Array;
-  staging?: Uint8Array;
 }
+
+/**
+ * Raw bytes of a non-F32 tensor read into `into` go through this buffer a piece at a time, each
+ * piece decoded while it is still in cache: one pass over the float32 output instead of a
+ * tensor-sized staging copy written, then read again (and 2 bytes per element less to hold).
+ */
+const PIECE_BYTES = 1 << 19;
+let piece: Uint8Array | null = null;
 
 export interface HeaderEntry extends TensorInfo {
   /** Offsets relative to the start of the data section. */
@@ -305,9 +311,16 @@ export class SafetensorsFile implements TensorSource {
         readFully(this.handle(), new Uint8Array(into.buffer, into.byteOffset, e.byteLength), this.header.dataStart + e.begin, this.path);
         return into;
       }
-      const staging = options.staging && options.staging.byteLength >= e.byteLength ? options.staging.subarray(0, e.byteLength) : new Uint8Array(e.byteLength);
-      readFully(this.handle(), staging, this.header.dataStart + e.begin, this.path);
-      return decodeToFloat32(e.dtype, staging, into);
+      piece ??= new Uint8Array(PIECE_BYTES);
+      const size = DTYPE_SIZE[e.dtype];
+      const step = PIECE_BYTES - (PIECE_BYTES % size);
+      for (let off = 0; off < e.byteLength; off += step) {
+        const n = Math.min(step, e.byteLength - off);
+        const raw = piece.subarray(0, n);
+        readFully(this.handle(), raw, this.header.dataStart + e.begin + off, this.path);
+        decodeToFloat32(e.dtype, raw, into.subarray(off / size, (off + n) / size));
+      }
+      return into;
     }
     if (e.dtype === 'F32') {
       // read straight into the result's memory: no conversion, no copy
@@ -346,8 +359,6 @@ function elementCount(shape: readonly number[]): number {
 export function layoutOrder(specs: readonly TensorSpec[]): TensorSpec[] {
   return [...specs].sort((a, b) => DTYPE_SIZE[b.dtype] - DTYPE_SIZE[a.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
-
-let encodeScratch: Uint8Array | null = null;
 
 /**
  * Streaming writer of one safetensors file: the header is written first from the declared
@@ -427,11 +438,17 @@ export class SafetensorsWriter {
       }
       if (dtype === 'F32') bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       else {
-        // one encode buffer per thread, grown as needed: writes are synchronous, and a fresh
-        // buffer per tensor costs page faults that measured as much as the encode itself
-        const need = data.length * 2;
-        if (!encodeScratch || encodeScratch.byteLength < need) encodeScratch = new Uint8Array(need);
-        bytes = encodeFromFloat32(dtype as FloatDType, data, encodeScratch.subarray(0, need));
+        // encoded and written a piece at a time (PIECE_BYTES of output): the encoded bytes are
+        // written while in cache, and nothing tensor-sized is allocated for them
+        if (data.length * 2 !== slot.byteLength) throw new InputError('E_SHAPE_MISMATCH', `tensor '${name}' has ${data.length * 2} bytes but ${dtype} ${JSON.stringify(shape)} needs ${slot.byteLength}`);
+        piece ??= new Uint8Array(PIECE_BYTES);
+        const per = PIECE_BYTES / 2;
+        for (let i = 0; i < data.length; i += per) {
+          const values = data.subarray(i, Math.min(data.length, i + per));
+          this.writeAt(encodeFromFloat32(dtype as FloatDType, values, piece.subarray(0, values.length * 2)), slot.offset + i * 2);
+        }
+        slot.written = true;
+        return;
       }
     } else {
       bytes = data;

@@ -44,8 +44,9 @@ export interface MergeResult {
  * worker thread and process (queue workers too), and works for sources larger than RAM. What
  * does cost is allocation: a fresh 262 MB array measured 2.5 ms per MB of page faults, several
  * times the decode. So the reader decodes into pooled float32 arrays reused from one tensor task
- * to the next (`reset`), and reads raw bytes into one reused staging buffer: a thread's working
- * memory is bounded by (inputs per tensor) x (its largest tensor), whatever the model size.
+ * to the next (`reset`); raw bytes pass through a small piece buffer decoded while in cache: a
+ * thread's working memory is bounded by (inputs per tensor) x (its largest tensor), whatever the
+ * model size.
  *
  * `memory` adds models that exist only in memory (a hybrid run's merged PS best).
  */
@@ -54,7 +55,6 @@ export class SourceSet {
   private readonly adapters = new Map<string, LoraAdapter>();
   private pool: Float32Array[] = [];
   private next = 0;
-  private staging: Uint8Array | null = null;
 
   constructor(private readonly memory: ReadonlyMap<string, ReadonlyMap<string, Float32Array>> = new Map()) {}
 
@@ -93,8 +93,7 @@ export class SourceSet {
       this.pool[this.next] = buf;
     }
     this.next++;
-    if (info.dtype !== 'F32' && (!this.staging || this.staging.byteLength < info.byteLength)) this.staging = new Uint8Array(info.byteLength);
-    return ckpt.readFloat32(tensor, { into: buf.length === count ? buf : buf.subarray(0, count), staging: this.staging ?? undefined });
+    return ckpt.readFloat32(tensor, { into: buf.length === count ? buf : buf.subarray(0, count) });
   }
 
   /** Raw bytes of a tensor (non-float tensors are copied through unchanged). */
@@ -104,9 +103,9 @@ export class SourceSet {
     return this.checkpoint(model).readRaw(tensor);
   }
 
-  /** Bytes this set holds for reading: the pooled float32 arrays and the staging buffer. */
+  /** Bytes this set holds for reading: the pooled float32 arrays (raw bytes pass through a 512 KiB piece per thread). */
   heldBytes(): number {
-    return this.pool.reduce((n, b) => n + b.byteLength, 0) + (this.staging?.byteLength ?? 0);
+    return this.pool.reduce((n, b) => n + b.byteLength, 0);
   }
 
   /** The reader over these sources (pooled: see `read`). */
@@ -126,7 +125,6 @@ export class SourceSet {
     this.checkpoints.clear();
     this.adapters.clear();
     this.pool = [];
-    this.staging = null;
   }
 }
 
