@@ -26,7 +26,26 @@ const cases: Case[] = [
   { name: 'ga with integer and binary genes', id: 'ga', dim: 4, options: { popsize: 6, bounds: [[0, 10], [0, 1], [0, 1], [-3, 3]], geneTypes: ['integer', 'binary', 'real', 'integer'] } },
   { name: 'nsga2', id: 'nsga2', dim: 4, options: { popsize: 8 }, shuffled: true },
   { name: 'random', id: 'random', dim: 3, options: { batch: 5 }, shuffled: true },
+  // warm start: more initial points than one generation holds, some outside the box
+  { name: 'cmaes with initial points', id: 'cmaes', dim: 4, options: { bounds: [0, 1], restarts: 'ipop', tolfun: 1e-2, initial: pts(4, 11) }, shuffled: true },
+  { name: 'sep-cmaes (TPA) with initial points', id: 'sep-cmaes', dim: 5, options: { stepSize: 'tpa', initial: pts(5, 3) } },
+  { name: 'ga with initial points', id: 'ga', dim: 5, options: { popsize: 8, initial: pts(5, 3) } },
+  { name: 'steady-state ga with initial points', id: 'ga', dim: 5, options: { popsize: 8, mode: 'steady-state', initial: pts(5, 10) }, shuffled: true },
+  { name: 'nsga2 with initial points', id: 'nsga2', dim: 4, options: { popsize: 8, initial: pts(4, 2) } },
+  { name: 'random with initial points', id: 'random', dim: 3, options: { batch: 5, initial: pts(3, 7) }, shuffled: true },
 ];
+
+/** Whether a proposal's genome is one of the case's initial points (clamped into the box). */
+function isInitial(c: Case, p: Proposal): boolean {
+  const init = (c.options.initial ?? []) as number[][];
+  const b = boundsOf(c);
+  return init.some((q) => q.every((v, i) => Math.min(b[i]![1], Math.max(b[i]![0], v)) === p.genome[i]));
+}
+
+/** `count` fixed points of length `dim`; every third has values outside [0, 1] (to be clamped). */
+function pts(dim: number, count: number): number[][] {
+  return Array.from({ length: count }, (_, k) => Array.from({ length: dim }, (_, i) => (k % 3 === 2 ? (i % 2 ? 1.7 : -0.4) : ((k * 7 + i * 3) % 10) / 10)));
+}
 
 function boundsOf(c: Case): Array<[number, number]> {
   const b = (c.options.bounds ?? [0, 1]) as [number, number] | Array<[number, number]>;
@@ -81,7 +100,9 @@ for (const c of cases) {
     const other = drive(opt, c, 'seed-2', 2, false);
     assert.ok(a.proposals.length > 0);
     assert.deepEqual(b.proposals, a.proposals);
-    assert.notDeepEqual(other.proposals[0]!.genome, a.proposals[0]!.genome);
+    // the first own sample (initial points are the same for every seed)
+    const own = (t: Trace) => t.proposals.find((p) => p.operator !== 'init' || !isInitial(c, p))!;
+    assert.notDeepEqual(own(other).genome, own(a).genome);
   });
 
   test(`${c.name}: a JSON round trip of the state at every step changes nothing`, () => {
@@ -216,4 +237,50 @@ test('a search-space optimizer block is validated by the schema of the optimizer
   assert.equal(optimizerSpecSchema.parse({ id: 'cmaes' }).id, 'cmaes');
   assert.equal(optimizerSpecSchema.safeParse({ id: 'ga', options: { popsize: 1 } }).success, false);
   assert.equal(optimizerSpecSchema.safeParse({ id: 'pso' }).success, false);
+});
+
+test('initial points are asked first, verbatim (clamped into the box), with operator init', () => {
+  const init = pts(3, 3);
+  const clamp = (p: number[]) => p.map((v) => Math.min(1, Math.max(0, v)));
+  for (const id of ['cmaes', 'sep-cmaes', 'ga', 'nsga2', 'random']) {
+    const opt = getOptimizer(id);
+    const asked = opt.ask(opt.init(3, { initial: init }, 's'));
+    for (let k = 0; k < init.length; k++) {
+      assert.deepEqual(asked.proposals[k]!.genome, clamp(init[k]!), `${id} proposal ${k}`);
+      assert.equal(asked.proposals[k]!.operator, 'init', `${id} proposal ${k}`);
+    }
+    assert.ok(asked.proposals.length > init.length, `${id} also proposes its own samples`);
+    // the same seed without initial points: the optimizer's own samples, none equal to them
+    const plain = opt.ask(opt.init(3, {}, 's'));
+    assert.notDeepEqual(plain.proposals[0]!.genome, clamp(init[0]!));
+  }
+});
+
+test('an initial point of the wrong length is refused with E_OPTIM_OPTIONS naming its index', () => {
+  for (const id of ['cmaes', 'sep-cmaes', 'ga', 'nsga2', 'random']) {
+    assert.throws(
+      () => getOptimizer(id).init(3, { initial: [[0.1, 0.2, 0.3], [0.5, 0.5]] }, 1),
+      (e: Error & { code?: string }) => e.code === 'E_OPTIM_OPTIONS' && /initial\[1\]/.test(e.message),
+      id,
+    );
+  }
+});
+
+test('cmaes: more initial points than lambda spill over into the next generations, and a restart does not inject them again', () => {
+  const opt = getOptimizer('cmaes');
+  const init = pts(2, 13); // lambda = 4 + floor(3 ln 2) = 6
+  let state = opt.init(2, { initial: init, restarts: 'ipop', maxiter: 4 }, 'spill');
+  const seen: Proposal[][] = [];
+  for (let g = 0; g < 8 && !opt.isDone(state); g++) {
+    const asked = opt.ask(state);
+    seen.push(asked.proposals);
+    state = opt.tell(asked.state, asked.proposals.map((p) => ({ id: p.id, fitness: -p.genome.reduce((a, x) => a + x * x, 0) })));
+  }
+  const clamp = (p: number[]) => p.map((v) => Math.min(1, Math.max(0, v)));
+  const firstInit = seen.slice(0, 3).flat().filter((p) => p.operator === 'init').map((p) => p.genome);
+  assert.deepEqual(firstInit, init.map(clamp));
+  assert.equal(seen[0]!.length, 6);
+  assert.equal(seen[2]!.filter((p) => p.operator === 'init').length, 1);
+  // generation 4 is the first of the restarted run (maxiter 4): restart samples only
+  assert.ok(seen[4]!.every((p) => p.operator === 'restart'), seen[4]!.map((p) => p.operator).join());
 });

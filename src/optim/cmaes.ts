@@ -30,7 +30,7 @@ import { Rng } from '../tensor/rng.ts';
 import { symmetricEigen } from './linalg.ts';
 import {
   type AskResult, type BaseState, type Optimizer, type Outcome, type Proposal,
-  OptimizerOptionsError, OutcomeMismatchError, betterBest, checkDim, checkKind, isFailed, parseOptions, resolveBounds,
+  OptimizerOptionsError, OutcomeMismatchError, betterBest, checkDim, checkKind, initialPoints, initialPointsSchema, isFailed, parseOptions, resolveBounds,
 } from './types.ts';
 
 const boundsSchema = z.union([
@@ -82,6 +82,15 @@ export const cmaesOptionsSchema = z.strictObject({
   tolstagnation: z.number().int().positive().optional(),
   /** Iterations per run; default 100 + 150 (n+3)^2 / sqrt(lambda). */
   maxiter: z.number().int().positive().optional(),
+  /**
+   * Genomes to evaluate in the first generation(s) of the first run, as pycma's `inject(...,
+   * force=True)`: they replace samples (after TPA's two mirrors), are asked verbatim with
+   * operator 'init', lambda at most per generation (more spill into the next generations), and
+   * are not injected again after a restart. Values outside the bounds are clamped into the box
+   * (with bounds); each must have dim values. In the update their step (x - m) / sigma is
+   * clipped in Mahalanobis norm, so a far-away point cannot blow up sigma or C (see `update`).
+   */
+  initial: initialPointsSchema(),
 });
 export type CmaesOptions = z.output<typeof cmaesOptionsSchema>;
 
@@ -110,6 +119,9 @@ interface Pending {
   z2: number[];
   /** TPA: the first this many points are the mean-shift mirrors (0 or 2). */
   injected?: number;
+  /** Slots [initialAt, initialAt + initial) hold points of the `initial` option. */
+  initial?: number;
+  initialAt?: number;
   /** f = -fitness per slot once told; null while waiting. */
   f: Array<number | null>;
   told: number;
@@ -151,6 +163,8 @@ export interface CmaesState extends BaseState {
   iteration: number;
   eigenAt: number;
   pending: Pending | null;
+  /** Points of the `initial` option still to be asked (absent in older states: none). */
+  inject?: number[][];
   lastParents: string[];
   firstOfRun: boolean;
   /** Best f of recent iterations, newest last (pycma fit.hist). */
@@ -319,6 +333,7 @@ function init(dim: number, options: unknown, seed: string | number): CmaesState 
   }
   const sigma0 = o.sigma0 ?? (bounds ? (0.25 * bounds.hi.reduce((a, h, i) => a + h - bounds.lo[i]!, 0)) / dim : 1);
   const lambda = o.popsize ?? defaultPopsize(dim);
+  const inject = initialPoints('cmaes', dim, o.initial, bounds);
   const rng = Rng.seeded(seed);
   const s: CmaesState = {
     kind: 'cmaes', dim, rng: rng.state(), evaluations: 0, best: null,
@@ -327,7 +342,7 @@ function init(dim: number, options: unknown, seed: string | number): CmaesState 
     bipop: { largeEvals: 0, smallEvals: 0, largeLambda: lambda, regime: 'large' },
     params: cmaesParams(dim, lambda, o.separable, o.active),
     mean: [], sigma: sigma0, C: [], B: [], D: [], pc: [], ps: [], iteration: 0, eigenAt: 0,
-    pending: null, lastParents: [], firstOfRun: true, histFit: [], histBest: [], histMedian: [],
+    pending: null, inject, lastParents: [], firstOfRun: true, histFit: [], histBest: [], histMedian: [],
     flatCount: 0, runStop: null, done: null,
   };
   // pycma (CMAEvolutionStrategy.__init__, AdaptSigma=True): TPA when CMA_diagonal is True and N > 299
@@ -378,6 +393,12 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
   const z2: number[] = [];
   const proposals: Proposal[] = [];
   const operator = s.firstOfRun ? (s.run === 0 ? 'init' : 'restart') : 'sample';
+  // points of the `initial` option take the slots after TPA's pair (slots 0 and 1 with TPA, also
+  // in a run's first generation, where TPA compares two plain samples), at most lambda of them
+  const queue = s.inject ?? [];
+  const at = s.tpa ? Math.min(2, lambda) : 0;
+  const nInit = Math.max(0, Math.min(queue.length, lambda - at));
+  if (nInit > 0) s.inject = queue.slice(nInit);
   // every proposal of a generation has the same parents: one frozen array, shared
   const parentIds = Object.freeze(s.lastParents.slice()) as string[];
   for (let k = 0; k < lambda; k++) {
@@ -389,8 +410,19 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
       x[i] = s.mean[i]! + s.sigma * (sep ? D[i]! * zi : Y[k * n + i]!);
       zz += zi * zi;
     }
-    const g = genomeOf(s, x);
     const id = `g${s.generation}-${k}`;
+    const j = k - at;
+    if (j >= 0 && j < nInit) {
+      // an initial point: asked as given; its internal point is the inverse box transform
+      const g = queue[j]!.slice();
+      const xi = s.bounds ? g.map((v, i) => boxTransformInverse(v, s.bounds!.lo[i]!, s.bounds!.hi[i]!)) : g.slice();
+      ids.push(id);
+      xs.push(xi);
+      z2.push(mahalanobis2(s, xi));
+      proposals.push({ id, genome: g, parentIds, operator: 'init' });
+      continue;
+    }
+    const g = genomeOf(s, x);
     ids.push(id);
     xs.push(x);
     z2.push(zz);
@@ -398,6 +430,10 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
   }
   s.pending = { ids, x: xs, z2, f: new Array<number | null>(lambda).fill(null), told: 0 };
   if (injected) s.pending.injected = injected;
+  if (nInit) {
+    s.pending.initial = nInit;
+    s.pending.initialAt = at;
+  }
   s.rng = rng.state();
   return { proposals, state: s };
 }
@@ -503,6 +539,26 @@ function mirrorMeanShift(s: CmaesState, Z: Float64Array): number {
   return 2;
 }
 
+/** ||C^{-1/2} (x - m) / sigma||^2, the squared Mahalanobis norm of an internal point's step. */
+function mahalanobis2(s: CmaesState, x: readonly number[]): number {
+  const n = s.dim;
+  let r = 0;
+  if (s.separable) {
+    for (let i = 0; i < n; i++) {
+      const t = (x[i]! - s.mean[i]!) / s.sigma / s.D[i]!;
+      r += t * t;
+    }
+    return r;
+  }
+  for (let j = 0; j < n; j++) {
+    let t = 0;
+    for (let i = 0; i < n; i++) t += s.B[j * n + i]! * (x[i]! - s.mean[i]!);
+    t /= s.sigma * s.D[j]!;
+    r += t * t;
+  }
+  return r;
+}
+
 /** TPA damping, pycma `CMAAdaptSigmaTPA.initialize_settings`: 0.7 + 2 ln n + 2 ln max(1, lambda - n). */
 export function tpaDamping(n: number, lambda: number): number {
   return 0.7 + 2 * Math.log(n) + 2 * Math.log(Math.max(1, lambda - n));
@@ -585,10 +641,31 @@ function update(s: CmaesState): void {
   }
   const sigma = s.sigma;
   const mOld = s.mean;
+  // Points of the `initial` option were not sampled from N(m, sigma^2 C): as pycma's `tell`
+  // does for injected solutions, their step y = (x - m) / sigma is shortened to Mahalanobis
+  // norm at most sqrt(n) + 2n/(n+2) before it enters the mean, the paths (so CSA sees the
+  // clipped mean shift) and C; and, as pycma's default CMA_active_injected = 0, they get no
+  // negative weight (below). `pend.x` keeps the point itself (it is the genome told).
+  const nInit = pend.initial ?? 0;
+  const at = pend.initialAt ?? 0;
+  let xsUpd = pend.x;
+  if (nInit > 0) {
+    xsUpd = pend.x.slice();
+    const maxNorm = Math.sqrt(n) + (2 * n) / (n + 2);
+    for (let k = at; k < at + nInit; k++) {
+      const norm = Math.sqrt(pend.z2[k]!);
+      if (norm > maxNorm) {
+        const c = maxNorm / norm;
+        xsUpd[k] = pend.x[k]!.map((v, i) => mOld[i]! + c * (v - mOld[i]!));
+      }
+    }
+  }
+  // TPA's mirrors and the initial points get no negative weight
+  const noNeg = (k: number) => k < injected || (k >= at && k < at + nInit);
   // mean, eq. (41): m = sum_{i<=mu} w_i x_{i:lambda}
   const mean = new Float64Array(n);
   for (let r = 0; r < P.mu; r++) {
-    const x = pend.x[order[r]!]!;
+    const x = xsUpd[order[r]!]!;
     const w = P.weights[r]!;
     for (let i = 0; i < n; i++) mean[i] = mean[i]! + w * x[i]!;
   }
@@ -645,8 +722,8 @@ function update(s: CmaesState): void {
       const w = P.cmu * P.weights[r]!;
       if (w === 0) continue;
       const k = order[r]!;
-      if (w < 0 && (f[k] === FAILED_F || k < injected)) continue;
-      const x = pend.x[k]!;
+      if (w < 0 && (f[k] === FAILED_F || noNeg(k))) continue;
+      const x = xsUpd[k]!;
       for (let i = 0; i < n; i++) {
         const z = (x[i]! - mOld[i]!) / sigma / D[i]!;
         E[i] = E[i]! + w * z * z;
@@ -667,10 +744,10 @@ function update(s: CmaesState): void {
       const k = order[r]!;
       if (w < 0) {
         if (f[k] === FAILED_F) continue; // a failed point carries no information about f
-        if (k < injected) continue; // pycma CMA_active_injected = 0: no negative update from TPA's mirrors
+        if (noNeg(k)) continue; // pycma CMA_active_injected = 0: no negative update from TPA's mirrors or initial points
         w *= n / (pend.z2[k]! + 1e-9);
       }
-      const x = pend.x[k]!;
+      const x = xsUpd[k]!;
       const y = new Float64Array(n);
       for (let i = 0; i < n; i++) y[i] = (x[i]! - mOld[i]!) / sigma;
       vecs.push(y);
@@ -847,6 +924,7 @@ function finishRun(s: CmaesState): void {
     }
   }
   s.bipop = bp;
+  s.inject = []; // initial points belong to the first run only
   let x0 = o.x0!;
   if (o.restartFromRandom && s.bounds) x0 = s.bounds.lo.map((l, i) => l + (s.bounds!.hi[i]! - l) * rng.next());
   s.run++;

@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { Rng } from '../tensor/rng.ts';
 import {
   type AskResult, type BaseState, type Optimizer, type Outcome, type Proposal,
-  OptimizerOptionsError, OutcomeMismatchError, betterBest, checkDim, checkKind, isFailed, parseOptions, resolveBounds, usableFitness,
+  OptimizerOptionsError, OutcomeMismatchError, betterBest, checkDim, checkKind, initialPoints, initialPointsSchema, isFailed, parseOptions, resolveBounds, usableFitness,
 } from './types.ts';
 import { type GeneType, type VariationSettings, makeChild, randomGene, snapGene, tournament } from './variation.ts';
 
@@ -43,6 +43,12 @@ export const gaOptionsSchema = z.strictObject({
   maxEvaluations: z.number().int().positive().optional(),
   maxGenerations: z.number().int().positive().optional(),
   targetFitness: z.number().optional(),
+  /**
+   * Genomes that replace the first individuals of the initial population (each of length dim;
+   * values outside the box are clamped into it, integer and binary genes snapped as sampled
+   * ones are); more points than popsize make the initial population that large.
+   */
+  initial: initialPointsSchema(),
 });
 export type GaOptions = z.output<typeof gaOptionsSchema>;
 
@@ -82,6 +88,7 @@ function init(dim: number, options: unknown, seed: string | number): GaState {
       throw new OptimizerOptionsError('ga', `integer gene ${i} has no integer in [${box.lo[i]}, ${box.hi[i]}]`);
     }
   }
+  initialPoints('ga', dim, o.initial, box); // refuse a point of the wrong length now, not at the first ask
   if (o.elitism >= o.popsize) throw new OptimizerOptionsError('ga', `elitism (${o.elitism}) must be smaller than popsize (${o.popsize})`);
   return {
     kind: 'ga', dim, rng: Rng.seeded(seed).state(), evaluations: 0, best: null, options: o, lo: box.lo, hi: box.hi, types,
@@ -121,7 +128,12 @@ function children(s: GaState, rng: Rng, count: number): Proposal[] {
 
 function randomProposals(s: GaState, rng: Rng, count: number): Proposal[] {
   const out: Proposal[] = [];
-  for (let k = 0; k < count; k++) {
+  const box = { lo: s.lo, hi: s.hi };
+  for (const p of initialPoints('ga', s.dim, s.options.initial, box)) {
+    const genome = s.types.map((t, i) => snapGene(p[i]!, t, s.lo[i]!, s.hi[i]!));
+    out.push({ id: `ga-${s.counter++}`, genome, operator: 'init', parentIds: [] });
+  }
+  for (let k = out.length; k < count; k++) {
     const genome = s.types.map((t, i) => snapGene(randomGene(rng, t, s.lo[i]!, s.hi[i]!), t, s.lo[i]!, s.hi[i]!));
     out.push({ id: `ga-${s.counter++}`, genome, operator: 'init', parentIds: [] });
   }

@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { Rng } from '../tensor/rng.ts';
 import {
   type AskResult, type BaseState, type Optimizer, type Outcome, type Proposal,
-  OutcomeMismatchError, betterBest, checkDim, checkKind, isFailed, parseOptions, resolveBounds,
+  OutcomeMismatchError, betterBest, checkDim, checkKind, initialPoints, initialPointsSchema, isFailed, parseOptions, resolveBounds,
 } from './types.ts';
 import { makeChild, randomGene, snapGene, type GeneType } from './variation.ts';
 
@@ -28,6 +28,12 @@ export const nsga2OptionsSchema = z.strictObject({
   mutationRate: z.number().min(0).max(1).optional(),
   maxEvaluations: z.number().int().positive().optional(),
   maxGenerations: z.number().int().positive().optional(),
+  /**
+   * Genomes that replace the first individuals of the initial population (each of length dim;
+   * values outside the box are clamped into it); more points than popsize make the initial
+   * population that large (survival then keeps popsize).
+   */
+  initial: initialPointsSchema(),
 });
 export type Nsga2Options = z.output<typeof nsga2OptionsSchema>;
 
@@ -147,6 +153,7 @@ function init(dim: number, options: unknown, seed: string | number): Nsga2State 
   checkDim('nsga2', dim);
   const o = parseOptions('nsga2', nsga2OptionsSchema, options);
   const box = resolveBounds('nsga2', dim, o.bounds, [0, 1])!;
+  initialPoints('nsga2', dim, o.initial, box); // refuse a point of the wrong length now, not at the first ask
   return {
     kind: 'nsga2', dim, rng: Rng.seeded(seed).state(), evaluations: 0, best: null, options: o, lo: box.lo, hi: box.hi,
     population: [], pending: [], offspring: [], paretoFront: [], generation: 0, counter: 0, done: null,
@@ -162,7 +169,10 @@ function ask(prev: Nsga2State): AskResult<Nsga2State> {
   const proposals: Proposal[] = [];
   const types: GeneType[] = new Array<GeneType>(s.dim).fill('real');
   if (s.population.length === 0) {
-    for (let k = 0; k < N; k++) {
+    for (const genome of initialPoints('nsga2', s.dim, s.options.initial, { lo: s.lo, hi: s.hi })) {
+      proposals.push({ id: `nsga2-${s.counter++}`, genome, operator: 'init', parentIds: [] });
+    }
+    for (let k = proposals.length; k < N; k++) {
       const genome = types.map((t, i) => snapGene(randomGene(rng, t, s.lo[i]!, s.hi[i]!), t, s.lo[i]!, s.hi[i]!));
       proposals.push({ id: `nsga2-${s.counter++}`, genome, operator: 'init', parentIds: [] });
     }

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { Rng } from '../tensor/rng.ts';
 import {
   type AskResult, type BaseState, type Optimizer, type Outcome, type Proposal,
-  OutcomeMismatchError, betterBest, checkDim, checkKind, isFailed, parseOptions, resolveBounds,
+  OutcomeMismatchError, betterBest, checkDim, checkKind, isFailed, initialPoints, initialPointsSchema, parseOptions, resolveBounds,
 } from './types.ts';
 
 const boundsSchema = z.union([z.tuple([z.number(), z.number()]), z.array(z.tuple([z.number(), z.number()]))]);
@@ -18,6 +18,11 @@ export const randomOptionsSchema = z.strictObject({
   batch: z.number().int().min(1).default(16),
   maxEvaluations: z.number().int().positive().optional(),
   targetFitness: z.number().optional(),
+  /**
+   * Genomes proposed first (each of length dim; values outside the box are clamped into it),
+   * before any random point: the first asks return them in order, with operator 'init'.
+   */
+  initial: initialPointsSchema(),
 });
 export type RandomOptions = z.output<typeof randomOptionsSchema>;
 
@@ -29,6 +34,8 @@ export interface RandomState extends BaseState {
   /** Ids and genomes asked and not yet told. */
   pending: Array<{ id: string; genome: number[] }>;
   counter: number;
+  /** Initial points not yet proposed (absent in states saved before `initial` existed). */
+  queue?: number[][];
   done: string | null;
 }
 
@@ -36,7 +43,8 @@ function init(dim: number, options: unknown, seed: string | number): RandomState
   checkDim('random', dim);
   const o = parseOptions('random', randomOptionsSchema, options);
   const box = resolveBounds('random', dim, o.bounds, [0, 1])!;
-  return { kind: 'random', dim, rng: Rng.seeded(seed).state(), evaluations: 0, best: null, options: o, lo: box.lo, hi: box.hi, pending: [], counter: 0, done: null };
+  const queue = initialPoints('random', dim, o.initial, box);
+  return { kind: 'random', dim, rng: Rng.seeded(seed).state(), evaluations: 0, best: null, options: o, lo: box.lo, hi: box.hi, pending: [], counter: 0, queue, done: null };
 }
 
 function ask(prev: RandomState): AskResult<RandomState> {
@@ -47,12 +55,18 @@ function ask(prev: RandomState): AskResult<RandomState> {
   let count = prev.options.batch;
   if (prev.options.maxEvaluations !== undefined) count = Math.min(count, prev.options.maxEvaluations - prev.evaluations - prev.pending.length);
   const proposals: Proposal[] = [];
+  const queue = (prev.queue ?? []).slice();
   for (let k = 0; k < count; k++) {
+    const injected = queue.shift();
+    if (injected) {
+      proposals.push({ id: `random-${counter++}`, genome: injected.slice(), parentIds: [], operator: 'init' });
+      continue;
+    }
     const genome = prev.lo.map((l, i) => l + (prev.hi[i]! - l) * rng.next());
     proposals.push({ id: `random-${counter++}`, genome, parentIds: [], operator: 'sample' });
   }
   const pending = [...prev.pending, ...proposals.map((p) => ({ id: p.id, genome: p.genome }))];
-  return { proposals, state: { ...prev, rng: rng.state(), counter, pending } };
+  return { proposals, state: { ...prev, rng: rng.state(), counter, pending, queue } };
 }
 
 function tell(prev: RandomState, outcomes: readonly Outcome[]): RandomState {

@@ -10,7 +10,7 @@
  * ranked after every real value and never becomes the best. Genomes live in a box
  * (`bounds`), and every asked genome lies inside it.
  */
-import type { z } from 'zod';
+import { z } from 'zod';
 import { InputError, RuntimeFailure } from '../errors.ts';
 import type { RngState } from '../tensor/rng.ts';
 
@@ -165,4 +165,26 @@ export function betterBest(best: Best | null, id: string, genome: readonly numbe
   if (isFailed(fitness)) return best;
   if (best === null || (fitness as number) > best.fitness) return { id, genome: genome.slice(), fitness: fitness as number };
   return best;
+}
+
+/**
+ * Schema of the `initial` option every optimizer takes: genomes to evaluate first (a warm start
+ * from known-good recipes, e.g. the best fixed merge).
+ */
+export const initialPointsSchema = () => z.array(z.array(z.number())).optional();
+
+/**
+ * Validates and repairs the `initial` option: every point must have `dim` values (else an
+ * OptimizerOptionsError naming the index); values outside the box are clamped into it (no box:
+ * kept as given). Returns fresh copies.
+ */
+export function initialPoints(id: string, dim: number, initial: readonly (readonly number[])[] | undefined, box: { lo: number[]; hi: number[] } | null): number[][] {
+  if (!initial) return [];
+  return initial.map((p, k) => {
+    if (p.length !== dim) throw new OptimizerOptionsError(id, `initial[${k}] has ${p.length} values but the genome has ${dim} dimensions`);
+    return p.map((v, i) => {
+      if (!Number.isFinite(v)) throw new OptimizerOptionsError(id, `initial[${k}][${i}] = ${v} is not a finite number`);
+      return box ? Math.min(box.hi[i]!, Math.max(box.lo[i]!, v)) : v;
+    });
+  });
 }
