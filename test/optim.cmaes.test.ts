@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import {
   boxTransform, boxTransformInverse, cmaes, cmaesParams, defaultPopsize, sepCmaes, symmetricEigen, tpaDamping, type CmaesState,
 } from '../src/optim/index.ts';
+import { getOptimizer } from '../src/optim/index.ts';
 import { Rng } from '../src/tensor/rng.ts';
 import { benchFunctions, mulberry32 } from '../src/bench/optimizer.ts';
 
@@ -498,4 +499,92 @@ test('a state saved with failure constants in its histories still loads, and the
   assert.equal(t.histFit.length, s.histFit.length + 6);
   for (const v of [...t.histFit, ...t.histBest, ...t.histMedian]) assert.ok(v < 1e300);
   assert.equal(t.histBest.length, 2, 'iterations 5 and 10, the old entry dropped');
+});
+
+// ---- warm start by initial points (option `initial`) ----
+
+/** Evaluations until the best fitness reaches `target` on a sphere centred at 0.8 in [0,1]^n. */
+function evalsToTarget(options: Record<string, unknown>, seed: string, n = 10, target = -1e-6, cap = 6000): number {
+  const opt = getOptimizer('cmaes');
+  let s = opt.init(n, { x0: new Array(n).fill(0.2), sigma0: 0.1, ...options }, seed);
+  let evals = 0;
+  while (!opt.isDone(s) && evals < cap) {
+    const a = opt.ask(s);
+    s = opt.tell(a.state, a.proposals.map((p) => ({ id: p.id, fitness: -p.genome.reduce((acc, x) => acc + (x - 0.8) ** 2, 0) })));
+    evals += a.proposals.length;
+    if (s.best && s.best.fitness >= target) return evals;
+  }
+  return cap;
+}
+
+test('cmaes: a known-good initial point reaches the optimum of a shifted sphere in fewer evaluations', () => {
+  const near = [new Array(10).fill(0).map((_, i) => 0.8 + (i % 2 ? 0.01 : -0.01))];
+  const seeds = ['a', 'b', 'c', 'd', 'e'];
+  const med = (v: number[]) => v.slice().sort((x, y) => x - y)[v.length >> 1]!;
+  const without = med(seeds.map((sd) => evalsToTarget({}, sd)));
+  const withInit = med(seeds.map((sd) => evalsToTarget({ initial: near }, sd)));
+  assert.ok(withInit < without, `with initial point ${withInit} evaluations, without ${without}`);
+});
+
+test('cmaes: a far-away initial point does not blow up sigma (its step is clipped)', () => {
+  for (const separable of [false, true]) {
+    const opt = getOptimizer('cmaes');
+    const n = 10;
+    // sigma0 small against the distance of the injected corner, which is also the best point
+    let s = opt.init(n, { x0: new Array(n).fill(0.5), sigma0: 0.01, separable, initial: [new Array(n).fill(1)] }, 'far');
+    const a = opt.ask(s);
+    assert.equal(a.proposals[0]!.operator, 'init');
+    s = opt.tell(a.state, a.proposals.map((p) => ({ id: p.id, fitness: p.genome.reduce((acc, x) => acc + x, 0) })));
+    const st = s as unknown as { sigma: number; mean: number[] };
+    assert.ok(st.sigma < 0.01 * 1.5 && st.sigma > 0.01 / 1.5, `separable ${separable}: sigma ${st.sigma}`);
+    // the mean moved toward the point, but by a clipped step: far less than the full distance 0.5
+    const shift = Math.max(...st.mean.map((m) => m - 0.5));
+    assert.ok(shift > 0 && shift < 0.1, `separable ${separable}: mean shift ${shift}`);
+  }
+});
+
+test('cmaes: with TPA the initial points take the slots after the mirrored pair, also after x0', () => {
+  const opt = getOptimizer('cmaes');
+  const n = 4;
+  const init = Array.from({ length: 9 }, (_, k) => new Array(n).fill(0.1 * (k + 1)));
+  let s = opt.init(n, { separable: true, stepSize: 'tpa', x0: [0.3, 0.3, 0.3, 0.3], initial: init }, 'tpa');
+  const ops: string[][] = [];
+  const genomes: number[][] = [];
+  for (let g = 0; g < 3; g++) {
+    const a = opt.ask(s);
+    ops.push(a.proposals.map((p) => p.operator));
+    for (const p of a.proposals) if (p.operator === 'init' && init.some((q) => q.every((v, i) => v === p.genome[i]))) genomes.push(p.genome);
+    s = opt.tell(a.state, a.proposals.map((p) => ({ id: p.id, fitness: -p.genome.reduce((acc, x) => acc + (x - 0.6) ** 2, 0) })));
+    if (g === 1) {
+      // the second generation has TPA's mirrors in slots 0 and 1
+      const pend = (a.state as unknown as { pending: { injected?: number; initialAt?: number; initial?: number } }).pending;
+      assert.equal(pend.injected, 2);
+      assert.equal(pend.initialAt, 2);
+      assert.equal(pend.initial, 3); // lambda 8: 6 points after the pair in generation 0, the other 3 now
+    }
+  }
+  assert.deepEqual(genomes, init);
+  // (a first generation's own samples have operator 'init' too)
+  assert.deepEqual(ops[0], new Array(8).fill('init'));
+  assert.deepEqual(ops[1]!.slice(0, 2), ['sample', 'sample']);
+});
+
+test('cmaes: a JSON round trip with initial points pending gives the same proposals', () => {
+  const opt = getOptimizer('cmaes');
+  const init = Array.from({ length: 15 }, (_, k) => new Array(5).fill(0).map((_, i) => ((k + i) % 7) / 7));
+  for (const options of [{ initial: init }, { initial: init, separable: true, stepSize: 'tpa' }, { initial: init, restarts: 'bipop', maxiter: 3 }]) {
+    const run = (rt: boolean) => {
+      let s = opt.init(5, options, 'rt');
+      const out: unknown[] = [];
+      for (let g = 0; g < 8; g++) {
+        if (rt) s = JSON.parse(JSON.stringify(s));
+        const a = opt.ask(s);
+        out.push(a.proposals);
+        s = rt ? JSON.parse(JSON.stringify(a.state)) : a.state;
+        s = opt.tell(s, a.proposals.map((p) => ({ id: p.id, fitness: -p.genome.reduce((acc, x) => acc + (x - 0.4) ** 2, 0) })));
+      }
+      return out;
+    };
+    assert.deepEqual(run(true), run(false));
+  }
 });
