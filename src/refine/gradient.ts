@@ -1,0 +1,195 @@
+/**
+ * The loss of a PS candidate's merged model on validation items and its gradient with respect to
+ * the genome's weight-like genes, masks held fixed (see ./index.ts for the method).
+ */
+import { tf } from '../models/backend.ts';
+import { InputError, NotSupportedError } from '../errors.ts';
+import { PsCodec } from '../space/ps.ts';
+import { MlpPathModel, MLP_ARCHITECTURE, parseResidualMlpConfig, type MlpBlock, type MlpEnds } from '../models/mlp.ts';
+import { loadClassificationData } from '../eval/data.ts';
+import type { Manifest } from '../eval/manifest.ts';
+import type { MergePlan, TensorTask } from '../merge/index.ts';
+import { planCandidate } from '../search/worker.ts';
+import { sourceSet, type SourceModels } from '../search/sources.ts';
+import { ensureGradients } from '../zoo/tfjs-gradients.ts';
+import { linearization, type Linearized } from './coefficients.ts';
+
+/** Methods whose merged tensor is, masks fixed, a smooth function of the weights and lambda. */
+export const REFINABLE_METHODS = ['task_arithmetic', 'linear', 'ties', 'dare_ties', 'dare_linear'] as const;
+/** Parameters that get a gradient; any other evolving gene (density, ...) gets 0: its masks are fixed. */
+const DIFFERENTIABLE = new Set(['weight', 'lambda']);
+
+/** The sources as the engine holds them: catalogues keyed by the model references of the recipe (read per tensor). */
+export interface RefineSources {
+  models: SourceModels;
+}
+
+/** Validation items of a classification evaluator: x row-major [n, d], labels (null: unlabelled). */
+export interface RefineItems {
+  kind: 'classification';
+  id: string;
+  x: Float32Array;
+  y: Int32Array | null;
+  n: number;
+  d: number;
+  /** The classifier head scored (default: the model's first). */
+  head?: string;
+  /** Weight of this evaluator's loss in the sum (default 1). */
+  weight?: number;
+}
+
+/** Classification manifests (their own split, normally validation; `limit` honoured) as items. */
+export function classificationItemsFromManifests(manifests: ReadonlyArray<Manifest>, weights?: readonly number[]): RefineItems[] {
+  return manifests.map((m, i) => {
+    if (m.kind !== 'classification') throw new NotSupportedError('E_REFINE_EVALUATOR', `refine: evaluator ${m.id} (${m.file}) is ${m.kind}; gradient refinement supports classification evaluators so far`);
+    if (m.split === 'test') throw new InputError('E_REFINE_SPLIT', `refine: evaluator ${m.id} reads the test split; refine on the validation split`);
+    const d = loadClassificationData(m, m.split);
+    const n = Math.min(d.n, m.limit ?? d.n);
+    return { kind: 'classification', id: m.id, x: d.x.subarray(0, n * d.d), y: d.y.subarray(0, n), n, d: d.d, ...(m.head ? { head: m.head } : {}), weight: weights?.[i] ?? 1 };
+  });
+}
+
+export interface CoefficientGradientInput {
+  codec: PsCodec;
+  genome: number[];
+  sources: RefineSources;
+  evaluators: RefineItems[];
+  loss: 'supervised' | 'entropy';
+  /** Items per evaluator (a seeded sample); default all. */
+  batch?: number;
+  seed?: number;
+}
+
+/** Which genes drive which task's parameter: read off the planner by perturbing one gene at a time. */
+interface Link { task: number; param: 'weight' | 'lambda'; model: number; gene: number; scale: number }
+
+function geneLinks(codec: PsCodec, genome: number[], plan: MergePlan, models: SourceModels): Link[] {
+  const names = codec.geneNames();
+  const links: Link[] = [];
+  const lo = codec.values(genome.map(() => 0));
+  const hi = codec.values(genome.map(() => 1));
+  names.forEach((name, gene) => {
+    const param = name.slice(name.lastIndexOf(' / ') + 3) as 'weight' | 'lambda';
+    if (!DIFFERENTIABLE.has(param) || hi[gene] === lo[gene]) return;
+    const g = genome.slice();
+    g[gene] = genome[gene]! < 0.5 ? genome[gene]! + 0.37 : genome[gene]! - 0.37;
+    const other = planCandidate(codec.decode(g), models);
+    other.tasks.forEach((t, ti) => {
+      const mine = plan.tasks[ti]!;
+      if (t.kind !== 'merge') return;
+      if (param === 'lambda') {
+        if (t.global.lambda !== mine.global.lambda) links.push({ task: ti, param, model: -1, gene, scale: hi[gene]! - lo[gene]! });
+      } else {
+        t.perModel.forEach((p, k) => {
+          if (p.weight !== mine.perModel[k]!.weight) links.push({ task: ti, param, model: k, gene, scale: hi[gene]! - lo[gene]! });
+        });
+      }
+    });
+  });
+  return links;
+}
+
+/** Deterministic sample of `batch` of `n` indices (mulberry32, Wellons' small PRNG). */
+function sample(n: number, batch: number | undefined, seed: number): number[] {
+  const all = Array.from({ length: n }, (_, i) => i);
+  if (batch === undefined || batch >= n) return all;
+  let s = seed >>> 0;
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [all[i], all[j]] = [all[j]!, all[i]!];
+  }
+  return all.slice(0, batch).sort((a, b) => a - b);
+}
+
+/** Mean cross-entropy (labels) or mean Shannon entropy of softmax(logits) (AdaMerging eq. 2). */
+function lossOf(logits: tf.Tensor2D, y: Int32Array | null, loss: 'supervised' | 'entropy'): tf.Scalar {
+  const logp = tf.logSoftmax(logits);
+  if (loss === 'entropy') return tf.neg(tf.mean(tf.sum(tf.mul(tf.exp(logp), logp), 1)));
+  const onehot = tf.oneHot(tf.tensor1d(y!, 'int32'), logits.shape[1]);
+  return tf.neg(tf.mean(tf.sum(tf.mul(onehot, logp), 1)));
+}
+
+export async function coefficientGradient(input: CoefficientGradientInput): Promise<{ loss: number; gradient: number[] }> {
+  const { codec, genome, sources, evaluators, loss } = input;
+  if (!(codec instanceof PsCodec)) throw new InputError('E_REFINE_SPACE', 'refine: gradient refinement needs a parameter-space (PS) stage with one method; data-flow and multi-method stages are not refinable');
+  const method = codec.layout.method.id;
+  if (!(REFINABLE_METHODS as readonly string[]).includes(method)) {
+    throw new InputError('E_REFINE_METHOD', `refine: method '${method}' is not refinable by gradient; use one of ${REFINABLE_METHODS.join(', ')}`);
+  }
+  if (evaluators.length === 0) throw new InputError('E_REFINE_EVALUATOR', 'refine: no evaluator items to compute a loss on');
+  for (const e of evaluators) if (loss === 'supervised' && !e.y) throw new InputError('E_REFINE_LABELS', `refine: evaluator ${e.id} has no labels; use loss 'entropy'`);
+  await ensureGradients();
+  const recipe = codec.decode(genome);
+  const plan = planCandidate(recipe, sources.models);
+  const cfgRaw = sources.models[plan.configFrom]?.config;
+  const arch = (cfgRaw?.architectures as string[] | undefined) ?? [];
+  if (!arch.includes(MLP_ARCHITECTURE)) throw new NotSupportedError('E_REFINE_FAMILY', `refine: ${plan.configFrom} is ${JSON.stringify(arch)}; gradient refinement runs on the residual MLP so far (the Llama family is not supported yet)`);
+  const config = parseResidualMlpConfig(cfgRaw, `${plan.configFrom}/config.json`);
+  const links = geneLinks(codec, genome, plan, sources.models);
+
+  // the merged tensors and their linearisations, in float64 apart from the uploaded copy
+  const set = sourceSet(sources.models);
+  const lin: Array<Linearized | null> = [];
+  try {
+    for (const task of plan.tasks) lin.push(task.kind === 'merge' ? linearization(plan.method, task as TensorTask, (m, t) => set.read(m, t).slice(), recipe.seed) : null);
+  } finally {
+    set.close();
+  }
+  const names = plan.tasks.map((t) => t.name);
+  const index = new Map(names.map((n, i) => [n, i]));
+  const shapes = plan.tasks.map((t) => t.shape);
+  const batches = evaluators.map((e, i) => {
+    const rows = sample(e.n, input.batch, (input.seed ?? 0) + i * 7919);
+    const x = new Float32Array(rows.length * e.d);
+    rows.forEach((r, j) => x.set(e.x.subarray(r * e.d, (r + 1) * e.d), j * e.d));
+    return { e, rows, x, y: e.y ? Int32Array.from(rows, (r) => e.y![r]!) : null };
+  });
+
+  const weights = lin.map((l, i) => tf.tensor(l!.merged, shapes[i]!));
+  const xs = batches.map((b) => tf.tensor2d(b.x, [b.rows.length, b.e.d]));
+  try {
+    const f = (...ws: tf.Tensor[]): tf.Scalar => {
+      const get = (n: string) => ws[index.get(n)!]!;
+      const T = (n: string) => tf.transpose(get(n)) as tf.Tensor2D; // [out, in] on disk, [in, out] in the model
+      const V = (n: string) => get(n) as tf.Tensor1D;
+      const ln = (p: string) => (config.norm === 'layernorm' ? { w: V(`${p}.weight`), b: V(`${p}.bias`) } : null);
+      const ends: MlpEnds = { win: T('input.weight'), bin: V('input.bias'), norm: ln('norm'), heads: new Map(), config };
+      for (const h of config.heads) ends.heads.set(h.name, { w: T(`heads.${h.name}.weight`), b: V(`heads.${h.name}.bias`), classes: h.classes });
+      const path = Array.from({ length: config.blocks }, (_, i): { block: MlpBlock; scale: number } => ({
+        block: { norm: ln(`blocks.${i}.norm`), w1: T(`blocks.${i}.fc1.weight`), b1: V(`blocks.${i}.fc1.bias`), w2: T(`blocks.${i}.fc2.weight`), b2: V(`blocks.${i}.fc2.bias`), config },
+        scale: 1,
+      }));
+      // the evaluator's own forward (src/models/mlp.ts), over the differentiable tensors
+      const model = new MlpPathModel({ input: ends, head: ends, path });
+      let total: tf.Scalar = tf.scalar(0);
+      batches.forEach((b, i) => {
+        const head = b.e.head ?? config.heads[0]!.name;
+        const logits = model.forward(xs[i]!).get(head);
+        if (!logits) throw new InputError('E_EVAL_HEAD', `refine: evaluator ${b.e.id} names head '${head}' but the model's heads are ${config.heads.map((h) => h.name).join(', ')}`);
+        total = tf.add(total, tf.mul(lossOf(logits, b.y, loss), b.e.weight ?? 1));
+      });
+      return total;
+    };
+    const { value, grads } = tf.valueAndGrads(f)(weights);
+    const lossValue = (await value.data())[0]!;
+    const G = await Promise.all(grads.map((g) => g.data() as Promise<Float32Array>));
+    value.dispose();
+    grads.forEach((g) => g.dispose());
+    const gradient = genome.map(() => 0);
+    for (const link of links) {
+      // dL/dgene = (dL/dW . dW/dvalue) (hi - lo)
+      gradient[link.gene]! += lin[link.task]!.dot(G[link.task]!, link.param, link.model) * link.scale;
+    }
+    return { loss: lossValue, gradient };
+  } finally {
+    weights.forEach((t) => t.dispose());
+    xs.forEach((t) => t.dispose());
+  }
+}
