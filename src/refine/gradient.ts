@@ -5,7 +5,8 @@
 import { tf } from '../models/backend.ts';
 import { InputError, NotSupportedError } from '../errors.ts';
 import { PsCodec } from '../space/ps.ts';
-import { MlpPathModel, MLP_ARCHITECTURE, parseResidualMlpConfig, type MlpBlock, type MlpEnds } from '../models/mlp.ts';
+import { MlpPathModel, MLP_ARCHITECTURE, parseResidualMlpConfig, type MlpBlock, type MlpEnds, type ResidualMlpConfig } from '../models/mlp.ts';
+import { LlamaPathModel, parseLlamaConfig, type LlamaConfig, type LlamaLayer } from '../models/llama.ts';
 import { loadClassificationData } from '../eval/data.ts';
 import type { Manifest } from '../eval/manifest.ts';
 import type { MergePlan, TensorTask } from '../merge/index.ts';
@@ -25,7 +26,24 @@ export interface RefineSources {
 }
 
 /** Validation items of a classification evaluator: x row-major [n, d], labels (null: unlabelled). */
-export interface RefineItems {
+export type RefineItems = ClassificationItems | CausalLmItems;
+
+/**
+ * Token sequences of a text evaluator. Position t >= from[b] of sequence b is scored, as
+ * log p(ids[t] | ids[<t]): a choice item is context + delimiter + correct answer with `from` the
+ * context's token count (ChoiceEvaluator's scoring, src/eval/text.ts), a perplexity window
+ * has from = 1. Supervised: the mean negative log-likelihood over scored tokens (causal-LM
+ * cross-entropy); entropy: the mean Shannon entropy of the next-token distribution there.
+ */
+export interface CausalLmItems {
+  kind: 'causal-lm';
+  id: string;
+  sequences: number[][];
+  from: number[];
+  weight?: number;
+}
+
+export interface ClassificationItems {
   kind: 'classification';
   id: string;
   x: Float32Array;
@@ -39,7 +57,7 @@ export interface RefineItems {
 }
 
 /** Classification manifests (their own split, normally validation; `limit` honoured) as items. */
-export function classificationItemsFromManifests(manifests: ReadonlyArray<Manifest>, weights?: readonly number[]): RefineItems[] {
+export function classificationItemsFromManifests(manifests: ReadonlyArray<Manifest>, weights?: readonly number[]): ClassificationItems[] {
   return manifests.map((m, i) => {
     if (m.kind !== 'classification') throw new NotSupportedError('E_REFINE_EVALUATOR', `refine: evaluator ${m.id} (${m.file}) is ${m.kind}; gradient refinement supports classification evaluators so far`);
     if (m.split === 'test') throw new InputError('E_REFINE_SPLIT', `refine: evaluator ${m.id} reads the test split; refine on the validation split`);
@@ -124,14 +142,16 @@ export async function coefficientGradient(input: CoefficientGradientInput): Prom
     throw new InputError('E_REFINE_METHOD', `refine: method '${method}' is not refinable by gradient; use one of ${REFINABLE_METHODS.join(', ')}`);
   }
   if (evaluators.length === 0) throw new InputError('E_REFINE_EVALUATOR', 'refine: no evaluator items to compute a loss on');
-  for (const e of evaluators) if (loss === 'supervised' && !e.y) throw new InputError('E_REFINE_LABELS', `refine: evaluator ${e.id} has no labels; use loss 'entropy'`);
+  for (const e of evaluators) if (e.kind === 'classification' && loss === 'supervised' && !e.y) throw new InputError('E_REFINE_LABELS', `refine: evaluator ${e.id} has no labels; use loss 'entropy'`);
   await ensureGradients();
   const recipe = codec.decode(genome);
   const plan = planCandidate(recipe, sources.models);
-  const cfgRaw = sources.models[plan.configFrom]?.config;
+  const cfgRaw = sources.models[plan.configFrom]?.config ?? null;
   const arch = (cfgRaw?.architectures as string[] | undefined) ?? [];
-  if (!arch.includes(MLP_ARCHITECTURE)) throw new NotSupportedError('E_REFINE_FAMILY', `refine: ${plan.configFrom} is ${JSON.stringify(arch)}; gradient refinement runs on the residual MLP so far (the Llama family is not supported yet)`);
-  const config = parseResidualMlpConfig(cfgRaw, `${plan.configFrom}/config.json`);
+  const isMlp = arch.includes(MLP_ARCHITECTURE);
+  for (const e of evaluators) {
+    if ((e.kind === 'classification') !== isMlp) throw new InputError('E_EVAL_FAMILY', `refine: evaluator ${e.id} gives ${e.kind} items but ${plan.configFrom} is ${JSON.stringify(arch)}`);
+  }
   const links = geneLinks(codec, genome, plan, sources.models);
 
   // the merged tensors and their linearisations, in float64 apart from the uploaded copy
@@ -142,41 +162,20 @@ export async function coefficientGradient(input: CoefficientGradientInput): Prom
   } finally {
     set.close();
   }
-  const names = plan.tasks.map((t) => t.name);
-  const index = new Map(names.map((n, i) => [n, i]));
-  const shapes = plan.tasks.map((t) => t.shape);
-  const batches = evaluators.map((e, i) => {
-    const rows = sample(e.n, input.batch, (input.seed ?? 0) + i * 7919);
-    const x = new Float32Array(rows.length * e.d);
-    rows.forEach((r, j) => x.set(e.x.subarray(r * e.d, (r + 1) * e.d), j * e.d));
-    return { e, rows, x, y: e.y ? Int32Array.from(rows, (r) => e.y![r]!) : null };
-  });
+  const copies = plan.tasks.filter((t) => t.kind !== 'merge');
+  if (copies.length > 0) throw new NotSupportedError('E_REFINE_COPY', `refine: ${copies[0]!.name} is a non-float tensor; refinement needs float tensors only`);
+  const index = new Map(plan.tasks.map((t, i) => [t.name, i]));
+  const build = isMlp
+    ? mlpLoss(parseResidualMlpConfig(cfgRaw, `${plan.configFrom}/config.json`), evaluators as ClassificationItems[], loss, input)
+    : llamaLoss(parseLlamaConfig(cfgRaw, `${plan.configFrom}/config.json`), evaluators as CausalLmItems[], loss, input);
 
-  const weights = lin.map((l, i) => tf.tensor(l!.merged, shapes[i]!));
-  const xs = batches.map((b) => tf.tensor2d(b.x, [b.rows.length, b.e.d]));
+  const weights = lin.map((l, i) => tf.tensor(l!.merged, plan.tasks[i]!.shape));
   try {
-    const f = (...ws: tf.Tensor[]): tf.Scalar => {
-      const get = (n: string) => ws[index.get(n)!]!;
-      const T = (n: string) => tf.transpose(get(n)) as tf.Tensor2D; // [out, in] on disk, [in, out] in the model
-      const V = (n: string) => get(n) as tf.Tensor1D;
-      const ln = (p: string) => (config.norm === 'layernorm' ? { w: V(`${p}.weight`), b: V(`${p}.bias`) } : null);
-      const ends: MlpEnds = { win: T('input.weight'), bin: V('input.bias'), norm: ln('norm'), heads: new Map(), config };
-      for (const h of config.heads) ends.heads.set(h.name, { w: T(`heads.${h.name}.weight`), b: V(`heads.${h.name}.bias`), classes: h.classes });
-      const path = Array.from({ length: config.blocks }, (_, i): { block: MlpBlock; scale: number } => ({
-        block: { norm: ln(`blocks.${i}.norm`), w1: T(`blocks.${i}.fc1.weight`), b1: V(`blocks.${i}.fc1.bias`), w2: T(`blocks.${i}.fc2.weight`), b2: V(`blocks.${i}.fc2.bias`), config },
-        scale: 1,
-      }));
-      // the evaluator's own forward (src/models/mlp.ts), over the differentiable tensors
-      const model = new MlpPathModel({ input: ends, head: ends, path });
-      let total: tf.Scalar = tf.scalar(0);
-      batches.forEach((b, i) => {
-        const head = b.e.head ?? config.heads[0]!.name;
-        const logits = model.forward(xs[i]!).get(head);
-        if (!logits) throw new InputError('E_EVAL_HEAD', `refine: evaluator ${b.e.id} names head '${head}' but the model's heads are ${config.heads.map((h) => h.name).join(', ')}`);
-        total = tf.add(total, tf.mul(lossOf(logits, b.y, loss), b.e.weight ?? 1));
-      });
-      return total;
-    };
+    const f = (...ws: tf.Tensor[]): tf.Scalar => build.loss((n) => {
+      const at = index.get(n);
+      if (at === undefined) throw new InputError('E_REFINE_TENSOR', `refine: the merged model has no tensor ${n}`);
+      return ws[at]!;
+    });
     const { value, grads } = tf.valueAndGrads(f)(weights);
     const lossValue = (await value.data())[0]!;
     const G = await Promise.all(grads.map((g) => g.data() as Promise<Float32Array>));
@@ -190,6 +189,103 @@ export async function coefficientGradient(input: CoefficientGradientInput): Prom
     return { loss: lossValue, gradient };
   } finally {
     weights.forEach((t) => t.dispose());
-    xs.forEach((t) => t.dispose());
+    build.dispose();
   }
+}
+
+type Get = (name: string) => tf.Tensor;
+interface LossBuilder { loss(get: Get): tf.Scalar; dispose(): void }
+
+/** The classifier's loss over the evaluator's own forward (src/models/mlp.ts) on differentiable tensors. */
+function mlpLoss(config: ResidualMlpConfig, evaluators: ClassificationItems[], loss: 'supervised' | 'entropy', input: CoefficientGradientInput): LossBuilder {
+  const batches = evaluators.map((e, i) => {
+    const rows = sample(e.n, input.batch, (input.seed ?? 0) + i * 7919);
+    const x = new Float32Array(rows.length * e.d);
+    rows.forEach((r, j) => x.set(e.x.subarray(r * e.d, (r + 1) * e.d), j * e.d));
+    return { e, x: tf.tensor2d(x, [rows.length, e.d]), y: e.y ? Int32Array.from(rows, (r) => e.y![r]!) : null };
+  });
+  return {
+    dispose: () => batches.forEach((b) => b.x.dispose()),
+    loss(get) {
+      const T = (n: string) => tf.transpose(get(n)) as tf.Tensor2D; // [out, in] on disk, [in, out] in the model
+      const V = (n: string) => get(n) as tf.Tensor1D;
+      const ln = (p: string) => (config.norm === 'layernorm' ? { w: V(`${p}.weight`), b: V(`${p}.bias`) } : null);
+      const ends: MlpEnds = { win: T('input.weight'), bin: V('input.bias'), norm: ln('norm'), heads: new Map(), config };
+      for (const h of config.heads) ends.heads.set(h.name, { w: T(`heads.${h.name}.weight`), b: V(`heads.${h.name}.bias`), classes: h.classes });
+      const path = Array.from({ length: config.blocks }, (_, i): { block: MlpBlock; scale: number } => ({
+        block: { norm: ln(`blocks.${i}.norm`), w1: T(`blocks.${i}.fc1.weight`), b1: V(`blocks.${i}.fc1.bias`), w2: T(`blocks.${i}.fc2.weight`), b2: V(`blocks.${i}.fc2.bias`), config },
+        scale: 1,
+      }));
+      const model = new MlpPathModel({ input: ends, head: ends, path });
+      let total: tf.Scalar = tf.scalar(0);
+      for (const b of batches) {
+        const head = b.e.head ?? config.heads[0]!.name;
+        const logits = model.forward(b.x).get(head);
+        if (!logits) throw new InputError('E_EVAL_HEAD', `refine: evaluator ${b.e.id} names head '${head}' but the model's heads are ${config.heads.map((h) => h.name).join(', ')}`);
+        total = tf.add(total, tf.mul(lossOf(logits, b.y, loss), b.e.weight ?? 1));
+      }
+      return total;
+    },
+  };
+}
+
+/** Causal-LM loss over LlamaPathModel's own forward (src/models/llama.ts), layers built as uploadLayer does. */
+function llamaLoss(config: LlamaConfig, evaluators: CausalLmItems[], loss: 'supervised' | 'entropy', input: CoefficientGradientInput): LossBuilder {
+  const batches = evaluators.map((e, i) => {
+    const rows = sample(e.sequences.length, input.batch, (input.seed ?? 0) + i * 7919);
+    const seqs = rows.map((r) => e.sequences[r]!);
+    const B = seqs.length;
+    const T = Math.max(...seqs.map((s) => s.length));
+    const ids = new Int32Array(B * T);
+    const pos: number[] = []; // flat row of logits that predicts a scored token
+    const next: number[] = [];
+    seqs.forEach((s, b) => {
+      ids.set(s, b * T);
+      for (const t of s) if (!Number.isInteger(t) || t < 0 || t >= config.vocabSize) throw new InputError('E_TOKEN_RANGE', `refine: evaluator ${e.id} has token ${t} outside the vocabulary [0, ${config.vocabSize})`);
+      for (let t = Math.max(1, e.from[rows[b]!]!); t < s.length; t++) {
+        pos.push(b * T + t - 1);
+        next.push(s[t]!);
+      }
+    });
+    if (pos.length === 0) throw new InputError('E_REFINE_ITEMS', `refine: evaluator ${e.id} has no scored tokens`);
+    return { e, B, T, ids: tf.tensor1d(ids, 'int32'), pos: tf.tensor1d(pos, 'int32'), next: tf.tensor1d(next, 'int32'), count: pos.length };
+  });
+  return {
+    dispose: () => batches.forEach((b) => [b.ids, b.pos, b.next].forEach((t) => t.dispose())),
+    loss(get) {
+      const W = (n: string) => tf.transpose(get(n)) as tf.Tensor2D; // [out, in] -> [in, out]
+      const V = (n: string) => get(n) as tf.Tensor1D;
+      const path = Array.from({ length: config.layers }, (_, i) => {
+        const p = `model.layers.${i}.`;
+        const layer: LlamaLayer = {
+          inNorm: V(p + 'input_layernorm.weight'),
+          postNorm: V(p + 'post_attention_layernorm.weight'),
+          wqkv: tf.concat([W(p + 'self_attn.q_proj.weight'), W(p + 'self_attn.k_proj.weight'), W(p + 'self_attn.v_proj.weight')], 1) as tf.Tensor2D,
+          bqkv: config.qkvBias ? (tf.concat([V(p + 'self_attn.q_proj.bias'), V(p + 'self_attn.k_proj.bias'), V(p + 'self_attn.v_proj.bias')]) as tf.Tensor1D) : null,
+          wo: W(p + 'self_attn.o_proj.weight'),
+          bo: config.oBias ? V(p + 'self_attn.o_proj.bias') : null,
+          wgu: tf.concat([W(p + 'mlp.gate_proj.weight'), W(p + 'mlp.up_proj.weight')], 1) as tf.Tensor2D,
+          bgu: config.mlpBias ? (tf.concat([V(p + 'mlp.gate_proj.bias'), V(p + 'mlp.up_proj.bias')]) as tf.Tensor1D) : null,
+          wd: W(p + 'mlp.down_proj.weight'),
+          bd: config.mlpBias ? V(p + 'mlp.down_proj.bias') : null,
+          window: config.windows[i] ?? null,
+          config,
+        };
+        return { layer, scale: 1 };
+      });
+      const embed = get('model.embed_tokens.weight') as tf.Tensor2D;
+      const ends = { embed, norm: V('model.norm.weight'), head: config.tieWordEmbeddings ? (tf.transpose(embed) as tf.Tensor2D) : W('lm_head.weight'), config };
+      const model = new LlamaPathModel({ embed: ends, head: ends, path, tokenizer: null });
+      let total: tf.Scalar = tf.scalar(0);
+      for (const b of batches) {
+        const logits = tf.gather(model.forwardLogits(b.ids, b.B, b.T), b.pos) as tf.Tensor2D;
+        const logp = tf.logSoftmax(logits);
+        const l = loss === 'entropy'
+          ? tf.neg(tf.mean(tf.sum(tf.mul(tf.exp(logp), logp), 1)))
+          : tf.neg(tf.mean(tf.sum(tf.mul(tf.oneHot(b.next, config.vocabSize), logp), 1)));
+        total = tf.add(total, tf.mul(l, b.e.weight ?? 1));
+      }
+      return total as tf.Scalar;
+    },
+  };
 }
