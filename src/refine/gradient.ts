@@ -9,6 +9,9 @@ import { MlpPathModel, MLP_ARCHITECTURE, parseResidualMlpConfig, type MlpBlock, 
 import { LlamaPathModel, parseLlamaConfig, type LlamaConfig, type LlamaLayer } from '../models/llama.ts';
 import { loadClassificationData } from '../eval/data.ts';
 import type { Manifest } from '../eval/manifest.ts';
+import { ChoiceEvaluator, PerplexityEvaluator } from '../eval/text.ts';
+import { createEvaluator } from '../eval/evaluator.ts';
+import type { TextTokenizer } from '../models/tokenizer.ts';
 import type { MergePlan, TensorTask } from '../merge/index.ts';
 import { planCandidate } from '../search/worker.ts';
 import { sourceSet, type SourceModels } from '../search/sources.ts';
@@ -64,6 +67,24 @@ export function classificationItemsFromManifests(manifests: ReadonlyArray<Manife
     const d = loadClassificationData(m, m.split);
     const n = Math.min(d.n, m.limit ?? d.n);
     return { kind: 'classification', id: m.id, x: d.x.subarray(0, n * d.d), y: d.y.subarray(0, n), n, d: d.d, ...(m.head ? { head: m.head } : {}), weight: weights?.[i] ?? 1 };
+  });
+}
+
+/**
+ * Text manifests as causal-LM items, tokenized by `tok` (loadTokenizer of the stage's tokenizer
+ * folder) as their evaluators tokenize: choice -> context + gold option, option tokens scored;
+ * perplexity -> its windows, every token after the first scored. Generate and command
+ * evaluators have no differentiable target here and are refused.
+ */
+export function causalLmItemsFromManifests(manifests: ReadonlyArray<Manifest>, tok: TextTokenizer, maxPositions: number, weights?: readonly number[]): CausalLmItems[] {
+  return manifests.map((m, i) => {
+    if (m.split === 'test') throw new InputError('E_REFINE_SPLIT', `refine: evaluator ${m.id} reads the test split; refine on the validation split`);
+    const ev = createEvaluator(m, { purpose: 'search' });
+    let items: { sequences: number[][]; from: number[] };
+    if (ev instanceof ChoiceEvaluator) items = ev.goldSequences(tok, maxPositions);
+    else if (ev instanceof PerplexityEvaluator) items = ev.windows(tok, maxPositions);
+    else throw new NotSupportedError('E_REFINE_EVALUATOR', `refine: evaluator ${m.id} (${m.file}) is ${m.kind}; causal-LM refinement supports choice and perplexity evaluators`);
+    return { kind: 'causal-lm', id: m.id, ...items, weight: weights?.[i] ?? 1 };
   });
 }
 
