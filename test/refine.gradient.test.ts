@@ -88,3 +88,14 @@ test('the entropy loss (AdaMerging) on unlabelled inputs: gradient matches finit
 test('a method that is not refinable is refused, naming the method', async () => {
   await assert.rejects(coefficientGradient({ codec: codecFor('breadcrumbs', ['weight']), genome: [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], sources: { models: fam.sources }, evaluators: items, loss: 'supervised' }), /breadcrumbs/);
 });
+
+test('a gradient leaves no tensor behind on the backend', async () => {
+  await useBackend('cpu');
+  const { tf } = await import('../src/models/backend.ts');
+  const codec = codecFor('ties', ['weight', 'lambda']);
+  const genome = Array.from({ length: codec.dimension }, () => 0.5);
+  await coefficientGradient({ codec, genome, sources: { models: fam.sources }, evaluators: items, loss: 'supervised' });
+  const before = tf.memory().numTensors;
+  await coefficientGradient({ codec, genome, sources: { models: fam.sources }, evaluators: items, loss: 'entropy', batch: 8, seed: 2 });
+  assert.equal(tf.memory().numTensors, before);
+});

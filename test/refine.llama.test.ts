@@ -79,3 +79,13 @@ test('tiny Llama: the entropy loss runs and gives a finite gradient', async () =
   assert.ok(loss > 0 && loss <= Math.log(32) + 1e-6);
   assert.ok(gradient.every(Number.isFinite) && gradient.some((g) => g !== 0));
 });
+
+test('a Llama gradient leaves no tensor behind on the backend', async () => {
+  await useBackend('cpu');
+  const { tf } = await import('../src/models/backend.ts');
+  const codec = new PsCodec({ method: getMethod('task_arithmetic'), base, models, layers: 2, layersPerGroup: 2, filters: [], evolve: ['weight'], fixed: {}, seed: 3 });
+  await coefficientGradient({ codec, genome: [0.4, 0.6], sources: { models: sources }, evaluators: [items], loss: 'supervised' });
+  const before = tf.memory().numTensors;
+  await coefficientGradient({ codec, genome: [0.4, 0.6], sources: { models: sources }, evaluators: [items], loss: 'supervised', batch: 2 });
+  assert.equal(tf.memory().numTensors, before);
+});
