@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { useBackend } from '../src/models/backend.ts';
 import { getMethod } from '../src/methods/index.ts';
 import { LlamaModel, parseLlamaConfig, weightsFromMap } from '../src/models/index.ts';
@@ -13,7 +14,7 @@ import { PsCodec } from '../src/space/ps.ts';
 import { mergeToMemory } from '../src/search/worker.ts';
 import { loadSourceModel, type SourceModels } from '../src/search/sources.ts';
 import { makeTinyLlama } from '../src/zoo/tiny.ts';
-import { causalLmItemsFromManifests, coefficientGradient } from '../src/refine/index.ts';
+import { causalLmItemsFromManifests, coefficientGradient, refineItemsFromSpecs } from '../src/refine/index.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 const root = tempDir('evomerge-refine-text-');
@@ -57,4 +58,18 @@ test('a choice manifest gives one gold sequence per item with its option tokens 
   const gen = parseManifest({ version: 1, kind: 'generate', family: 'llama', split: 'validation', limit: 2, prompt: '{question}', target: '{answer}', max_tokens: 4, data: { generator: { name: 'arithmetic', seed: 4, count: 4 } }, metric: { name: 'exact_match', direction: 'maximize' } }, 'gen.yaml');
   assert.throws(() => causalLmItemsFromManifests([gen], tok, ref.config.maxPositions), /generate/);
   ref.dispose();
+});
+
+test('refineItemsFromSpecs reads manifest files and tokenizes with the source model\'s tokenizer', async () => {
+  await useBackend('cpu');
+  const file = join(root, 'p.yaml');
+  writeFileSync(file, JSON.stringify({ version: 1, kind: 'perplexity', family: 'llama', split: 'validation', limit: 3, data: { generator: { name: 'arithmetic' } }, text_field: 'question', metric: { name: 'loss', direction: 'minimize' } }));
+  const items = refineItemsFromSpecs([{ manifest: file, weight: 2 }], sources, base);
+  assert.equal(items.length, 1);
+  assert.equal(items[0]!.kind, 'causal-lm');
+  assert.equal(items[0]!.weight, 2);
+  const ref = loadModel(base).model as CausalLM;
+  const direct = causalLmItemsFromManifests([parseManifest(JSON.parse(readFileSync(file, 'utf8')), file)], ref.tokenizer!, ref.config.maxPositions);
+  ref.dispose();
+  assert.deepEqual((items[0] as { sequences: number[][] }).sequences, (direct[0] as { sequences: number[][] }).sequences);
 });

@@ -8,7 +8,8 @@ import { PsCodec } from '../space/ps.ts';
 import { MlpPathModel, MLP_ARCHITECTURE, parseResidualMlpConfig, type MlpBlock, type MlpEnds, type ResidualMlpConfig } from '../models/mlp.ts';
 import { LlamaPathModel, parseLlamaConfig, type LlamaConfig, type LlamaLayer } from '../models/llama.ts';
 import { loadClassificationData } from '../eval/data.ts';
-import type { Manifest } from '../eval/manifest.ts';
+import { loadManifest, type Manifest } from '../eval/manifest.ts';
+import { loadTokenizer } from '../models/tokenizer.ts';
 import { ChoiceEvaluator, PerplexityEvaluator } from '../eval/text.ts';
 import { createEvaluator } from '../eval/evaluator.ts';
 import type { TextTokenizer } from '../models/tokenizer.ts';
@@ -86,6 +87,22 @@ export function causalLmItemsFromManifests(manifests: ReadonlyArray<Manifest>, t
     else throw new NotSupportedError('E_REFINE_EVALUATOR', `refine: evaluator ${m.id} (${m.file}) is ${m.kind}; causal-LM refinement supports choice and perplexity evaluators`);
     return { kind: 'causal-lm', id: m.id, ...items, weight: weights?.[i] ?? 1 };
   });
+}
+
+/**
+ * The items of a stage's evaluators as the engine lists them (EvaluatorSpec: manifest path and
+ * weight), on the family of `configFrom` (the base, or the first model): classification manifests
+ * for the residual MLP; choice and perplexity manifests tokenized by that model's tokenizer.
+ */
+export function refineItemsFromSpecs(specs: ReadonlyArray<{ manifest: string; weight: number }>, sources: SourceModels, configFrom: string): RefineItems[] {
+  const manifests = specs.map((s) => loadManifest(s.manifest));
+  const weights = specs.map((s) => s.weight);
+  const src = sources[configFrom];
+  if (!src) throw new InputError('E_REFINE_SOURCE', `refine: ${configFrom} is not among the sources`);
+  if (((src.config?.architectures as string[] | undefined) ?? []).includes(MLP_ARCHITECTURE)) return classificationItemsFromManifests(manifests, weights);
+  if (!src.tokenizerDir) throw new InputError('E_REFINE_TOKENIZER', `refine: ${configFrom} has no tokenizer files; text evaluators need them`);
+  const tok = loadTokenizer(src.tokenizerDir, src.config ?? {});
+  return causalLmItemsFromManifests(manifests, tok, parseLlamaConfig(src.config, `${configFrom}/config.json`).maxPositions, weights);
 }
 
 export interface CoefficientGradientInput {

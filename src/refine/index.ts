@@ -14,4 +14,4 @@
  * and layer groups follow planMerge exactly, with no second copy of its rules.
  */
 export { initRefine, adamStep, type RefineState } from './adam.ts';
-export { coefficientGradient, classificationItemsFromManifests, causalLmItemsFromManifests, REFINABLE_METHODS, type RefineItems, type ClassificationItems, type CausalLmItems, type RefineSources, type CoefficientGradientInput } from './gradient.ts';
+export { coefficientGradient, classificationItemsFromManifests, causalLmItemsFromManifests, refineItemsFromSpecs, REFINABLE_METHODS, type RefineItems, type ClassificationItems, type CausalLmItems, type RefineSources, type CoefficientGradientInput } from './gradient.ts';
