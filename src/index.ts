@@ -13,3 +13,4 @@ export * from './recipe/index.ts';
 export * from './merge/index.ts';
 export * from './report/index.ts';
 export * from './queue/index.ts';
+export * from './refine/index.ts';

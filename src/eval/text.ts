@@ -109,6 +109,31 @@ export class ChoiceEvaluator extends TextEvaluator<ChoiceManifest> {
     return { context: fillTemplate(this.m.prompt, row, where), choices: choices as string[], gold };
   }
 
+  /**
+   * The supervised items of this evaluator for gradient refinement (src/refine): each item's
+   * context (with its few-shot prefix) + delimiter + gold option, tokenized as evaluate() does,
+   * and the position of the first option token (`from`).
+   */
+  goldSequences(tok: TextTokenizer, maxPositions: number): { sequences: number[][]; from: number[] } {
+    const sequences: number[][] = [];
+    const from: number[] = [];
+    this.rows().forEach((row, i) => {
+      const item = this.itemParts(row, i);
+      const prefix = this.prefix(i, (ex) => {
+        const p = this.itemParts(ex, -1);
+        return p.context + this.m.target_delimiter + p.choices[p.gold];
+      });
+      const context = prefix + item.context;
+      const ctxIds = tok.encode(context);
+      const whole = tok.encode(context + this.m.target_delimiter + item.choices[item.gold]!);
+      const n = Math.max(1, whole.length - ctxIds.length);
+      const s = fit(whole, maxPositions);
+      sequences.push(s);
+      from.push(s.length - Math.min(n, s.length - 1));
+    });
+    return { sequences, from };
+  }
+
   async evaluate(model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult> {
     const { lm, tok } = requireLm(this.m, model);
     const rows = this.rows();
@@ -250,6 +275,19 @@ export async function scorePerplexity(lm: CausalLM, tok: TextTokenizer, texts: r
 }
 
 export class PerplexityEvaluator extends TextEvaluator<PerplexityManifest> {
+  /** The windows scorePerplexity scores, for gradient refinement (src/refine): every token after the first. */
+  windows(tok: TextTokenizer, maxPositions: number): { sequences: number[][]; from: number[] } {
+    const ctxLen = this.m.context ?? Math.min(maxPositions, 1024);
+    const sequences: number[][] = [];
+    this.rows().forEach((r, i) => {
+      const t = r[this.m.text_field];
+      if (typeof t !== 'string') throw new InputError('E_EVAL_DATA', `${this.m.id} item ${i}: field '${this.m.text_field}' is not a string`);
+      const ids = tok.encode(t);
+      for (let s = 0; s + 1 < ids.length; s += ctxLen - 1) sequences.push(ids.slice(s, Math.min(s + ctxLen, ids.length)));
+    });
+    return { sequences, from: sequences.map(() => 1) };
+  }
+
   async evaluate(model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult> {
     const { lm, tok } = requireLm(this.m, model);
     const texts = this.rows().map((r, i) => {

@@ -525,6 +525,15 @@ export class LlamaPathModel implements CausalLM {
     return { ids, B, T };
   }
 
+  /**
+   * Logits [B*T, vocab] of right-padded ids [B*T] as a tensor, inside the caller's tidy or
+   * gradient tape: the differentiable forward that src/refine builds over merged tensors.
+   */
+  forwardLogits(ids: tf.Tensor1D, B: number, T: number): tf.Tensor2D {
+    const { x } = this.body(ids, B, T, 0, null);
+    return tf.matMul(x, this.headEnds.head) as tf.Tensor2D;
+  }
+
   async logits(sequences: readonly (readonly number[])[]): Promise<Float32Array[]> {
     this.checkIds(sequences);
     const { ids, B, T } = this.padded(sequences);

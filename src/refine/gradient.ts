@@ -1,0 +1,329 @@
+/**
+ * The loss of a PS candidate's merged model on validation items and its gradient with respect to
+ * the genome's weight-like genes, masks held fixed (see ./index.ts for the method).
+ */
+import { tf } from '../models/backend.ts';
+import { InputError, NotSupportedError } from '../errors.ts';
+import { PsCodec } from '../space/ps.ts';
+import { MlpPathModel, MLP_ARCHITECTURE, parseResidualMlpConfig, type MlpBlock, type MlpEnds, type ResidualMlpConfig } from '../models/mlp.ts';
+import { LlamaPathModel, parseLlamaConfig, type LlamaConfig, type LlamaLayer } from '../models/llama.ts';
+import { loadClassificationData } from '../eval/data.ts';
+import { loadManifest, type Manifest } from '../eval/manifest.ts';
+import { loadTokenizer } from '../models/tokenizer.ts';
+import { ChoiceEvaluator, PerplexityEvaluator } from '../eval/text.ts';
+import { createEvaluator } from '../eval/evaluator.ts';
+import type { TextTokenizer } from '../models/tokenizer.ts';
+import type { MergePlan, TensorTask } from '../merge/index.ts';
+import { planCandidate } from '../search/worker.ts';
+import { sourceSet, type SourceModels } from '../search/sources.ts';
+import { ensureGradients } from '../zoo/tfjs-gradients.ts';
+import { linearization, type Linearized } from './coefficients.ts';
+
+/** Methods whose merged tensor is, masks fixed, a smooth function of the weights and lambda. */
+export const REFINABLE_METHODS = ['task_arithmetic', 'linear', 'ties', 'dare_ties', 'dare_linear'] as const;
+/** Parameters that get a gradient; any other evolving gene (density, ...) gets 0: its masks are fixed. */
+const DIFFERENTIABLE = new Set(['weight', 'lambda']);
+
+/** The sources as the engine holds them: catalogues keyed by the model references of the recipe (read per tensor). */
+export interface RefineSources {
+  models: SourceModels;
+}
+
+/** Validation items of a classification evaluator: x row-major [n, d], labels (null: unlabelled). */
+export type RefineItems = ClassificationItems | CausalLmItems;
+
+/**
+ * Token sequences of a text evaluator. Position t >= from[b] of sequence b is scored, as
+ * log p(ids[t] | ids[<t]): a choice item is context + delimiter + correct answer with `from` the
+ * context's token count (ChoiceEvaluator's scoring, src/eval/text.ts), a perplexity window
+ * has from = 1. Supervised: the mean negative log-likelihood over scored tokens (causal-LM
+ * cross-entropy); entropy: the mean Shannon entropy of the next-token distribution there.
+ */
+export interface CausalLmItems {
+  kind: 'causal-lm';
+  id: string;
+  sequences: number[][];
+  from: number[];
+  weight?: number;
+}
+
+export interface ClassificationItems {
+  kind: 'classification';
+  id: string;
+  x: Float32Array;
+  y: Int32Array | null;
+  n: number;
+  d: number;
+  /** The classifier head scored (default: the model's first). */
+  head?: string;
+  /** Weight of this evaluator's loss in the sum (default 1). */
+  weight?: number;
+}
+
+/** Classification manifests (their own split, normally validation; `limit` honoured) as items. */
+export function classificationItemsFromManifests(manifests: ReadonlyArray<Manifest>, weights?: readonly number[]): ClassificationItems[] {
+  return manifests.map((m, i) => {
+    if (m.kind !== 'classification') throw new NotSupportedError('E_REFINE_EVALUATOR', `refine: evaluator ${m.id} (${m.file}) is ${m.kind}; gradient refinement supports classification evaluators so far`);
+    if (m.split === 'test') throw new InputError('E_REFINE_SPLIT', `refine: evaluator ${m.id} reads the test split; refine on the validation split`);
+    const d = loadClassificationData(m, m.split);
+    const n = Math.min(d.n, m.limit ?? d.n);
+    return { kind: 'classification', id: m.id, x: d.x.subarray(0, n * d.d), y: d.y.subarray(0, n), n, d: d.d, ...(m.head ? { head: m.head } : {}), weight: weights?.[i] ?? 1 };
+  });
+}
+
+/**
+ * Text manifests as causal-LM items, tokenized by `tok` (loadTokenizer of the stage's tokenizer
+ * folder) as their evaluators tokenize: choice -> context + gold option, option tokens scored;
+ * perplexity -> its windows, every token after the first scored. Generate and command
+ * evaluators have no differentiable target here and are refused.
+ */
+export function causalLmItemsFromManifests(manifests: ReadonlyArray<Manifest>, tok: TextTokenizer, maxPositions: number, weights?: readonly number[]): CausalLmItems[] {
+  return manifests.map((m, i) => {
+    if (m.split === 'test') throw new InputError('E_REFINE_SPLIT', `refine: evaluator ${m.id} reads the test split; refine on the validation split`);
+    const ev = createEvaluator(m, { purpose: 'search' });
+    let items: { sequences: number[][]; from: number[] };
+    if (ev instanceof ChoiceEvaluator) items = ev.goldSequences(tok, maxPositions);
+    else if (ev instanceof PerplexityEvaluator) items = ev.windows(tok, maxPositions);
+    else throw new NotSupportedError('E_REFINE_EVALUATOR', `refine: evaluator ${m.id} (${m.file}) is ${m.kind}; causal-LM refinement supports choice and perplexity evaluators`);
+    return { kind: 'causal-lm', id: m.id, ...items, weight: weights?.[i] ?? 1 };
+  });
+}
+
+/**
+ * The items of a stage's evaluators as the engine lists them (EvaluatorSpec: manifest path and
+ * weight), on the family of `configFrom` (the base, or the first model): classification manifests
+ * for the residual MLP; choice and perplexity manifests tokenized by that model's tokenizer.
+ */
+export function refineItemsFromSpecs(specs: ReadonlyArray<{ manifest: string; weight: number }>, sources: SourceModels, configFrom: string): RefineItems[] {
+  const manifests = specs.map((s) => loadManifest(s.manifest));
+  const weights = specs.map((s) => s.weight);
+  const src = sources[configFrom];
+  if (!src) throw new InputError('E_REFINE_SOURCE', `refine: ${configFrom} is not among the sources`);
+  if (((src.config?.architectures as string[] | undefined) ?? []).includes(MLP_ARCHITECTURE)) return classificationItemsFromManifests(manifests, weights);
+  if (!src.tokenizerDir) throw new InputError('E_REFINE_TOKENIZER', `refine: ${configFrom} has no tokenizer files; text evaluators need them`);
+  const tok = loadTokenizer(src.tokenizerDir, src.config ?? {});
+  return causalLmItemsFromManifests(manifests, tok, parseLlamaConfig(src.config, `${configFrom}/config.json`).maxPositions, weights);
+}
+
+export interface CoefficientGradientInput {
+  codec: PsCodec;
+  genome: number[];
+  sources: RefineSources;
+  evaluators: RefineItems[];
+  loss: 'supervised' | 'entropy';
+  /** Items per evaluator (a seeded sample); default all. */
+  batch?: number;
+  seed?: number;
+}
+
+/** Which genes drive which task's parameter: read off the planner by perturbing one gene at a time. */
+interface Link { task: number; param: 'weight' | 'lambda'; model: number; gene: number; scale: number }
+
+function geneLinks(codec: PsCodec, genome: number[], plan: MergePlan, models: SourceModels): Link[] {
+  const names = codec.geneNames();
+  const links: Link[] = [];
+  const lo = codec.values(genome.map(() => 0));
+  const hi = codec.values(genome.map(() => 1));
+  names.forEach((name, gene) => {
+    const param = name.slice(name.lastIndexOf(' / ') + 3) as 'weight' | 'lambda';
+    if (!DIFFERENTIABLE.has(param) || hi[gene] === lo[gene]) return;
+    const g = genome.slice();
+    g[gene] = genome[gene]! < 0.5 ? genome[gene]! + 0.37 : genome[gene]! - 0.37;
+    const other = planCandidate(codec.decode(g), models);
+    other.tasks.forEach((t, ti) => {
+      const mine = plan.tasks[ti]!;
+      if (t.kind !== 'merge') return;
+      if (param === 'lambda') {
+        if (t.global.lambda !== mine.global.lambda) links.push({ task: ti, param, model: -1, gene, scale: hi[gene]! - lo[gene]! });
+      } else {
+        t.perModel.forEach((p, k) => {
+          if (p.weight !== mine.perModel[k]!.weight) links.push({ task: ti, param, model: k, gene, scale: hi[gene]! - lo[gene]! });
+        });
+      }
+    });
+  });
+  return links;
+}
+
+/** Deterministic sample of `batch` of `n` indices (mulberry32, Wellons' small PRNG). */
+function sample(n: number, batch: number | undefined, seed: number): number[] {
+  const all = Array.from({ length: n }, (_, i) => i);
+  if (batch === undefined || batch >= n) return all;
+  let s = seed >>> 0;
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [all[i], all[j]] = [all[j]!, all[i]!];
+  }
+  return all.slice(0, batch).sort((a, b) => a - b);
+}
+
+/** Mean cross-entropy (labels) or mean Shannon entropy of softmax(logits) (AdaMerging eq. 2). */
+function lossOf(logits: tf.Tensor2D, y: Int32Array | null, loss: 'supervised' | 'entropy'): tf.Scalar {
+  const logp = tf.logSoftmax(logits);
+  if (loss === 'entropy') return tf.neg(tf.mean(tf.sum(tf.mul(tf.exp(logp), logp), 1)));
+  const onehot = tf.oneHot(tf.tensor1d(y!, 'int32'), logits.shape[1]);
+  return tf.neg(tf.mean(tf.sum(tf.mul(onehot, logp), 1)));
+}
+
+export async function coefficientGradient(input: CoefficientGradientInput): Promise<{ loss: number; gradient: number[] }> {
+  const { codec, genome, sources, evaluators, loss } = input;
+  if (!(codec instanceof PsCodec)) throw new InputError('E_REFINE_SPACE', 'refine: gradient refinement needs a parameter-space (PS) stage with one method; data-flow and multi-method stages are not refinable');
+  const method = codec.layout.method.id;
+  if (!(REFINABLE_METHODS as readonly string[]).includes(method)) {
+    throw new InputError('E_REFINE_METHOD', `refine: method '${method}' is not refinable by gradient; use one of ${REFINABLE_METHODS.join(', ')}`);
+  }
+  if (evaluators.length === 0) throw new InputError('E_REFINE_EVALUATOR', 'refine: no evaluator items to compute a loss on');
+  for (const e of evaluators) if (e.kind === 'classification' && loss === 'supervised' && !e.y) throw new InputError('E_REFINE_LABELS', `refine: evaluator ${e.id} has no labels; use loss 'entropy'`);
+  await ensureGradients();
+  const recipe = codec.decode(genome);
+  const plan = planCandidate(recipe, sources.models);
+  const cfgRaw = sources.models[plan.configFrom]?.config ?? null;
+  const arch = (cfgRaw?.architectures as string[] | undefined) ?? [];
+  const isMlp = arch.includes(MLP_ARCHITECTURE);
+  for (const e of evaluators) {
+    if ((e.kind === 'classification') !== isMlp) throw new InputError('E_EVAL_FAMILY', `refine: evaluator ${e.id} gives ${e.kind} items but ${plan.configFrom} is ${JSON.stringify(arch)}`);
+  }
+  const links = geneLinks(codec, genome, plan, sources.models);
+
+  // the merged tensors and their linearisations, in float64 apart from the uploaded copy
+  const set = sourceSet(sources.models);
+  const lin: Array<Linearized | null> = [];
+  try {
+    for (const task of plan.tasks) lin.push(task.kind === 'merge' ? linearization(plan.method, task as TensorTask, (m, t) => set.read(m, t).slice(), recipe.seed) : null);
+  } finally {
+    set.close();
+  }
+  const copies = plan.tasks.filter((t) => t.kind !== 'merge');
+  if (copies.length > 0) throw new NotSupportedError('E_REFINE_COPY', `refine: ${copies[0]!.name} is a non-float tensor; refinement needs float tensors only`);
+  const index = new Map(plan.tasks.map((t, i) => [t.name, i]));
+  const build = isMlp
+    ? mlpLoss(parseResidualMlpConfig(cfgRaw, `${plan.configFrom}/config.json`), evaluators as ClassificationItems[], loss, input)
+    : llamaLoss(parseLlamaConfig(cfgRaw, `${plan.configFrom}/config.json`), evaluators as CausalLmItems[], loss, input);
+
+  const weights = lin.map((l, i) => tf.tensor(l!.merged, plan.tasks[i]!.shape));
+  try {
+    const f = (...ws: tf.Tensor[]): tf.Scalar => build.loss((n) => {
+      const at = index.get(n);
+      if (at === undefined) throw new InputError('E_REFINE_TENSOR', `refine: the merged model has no tensor ${n}`);
+      return ws[at]!;
+    });
+    const { value, grads } = tf.valueAndGrads(f)(weights);
+    const lossValue = (await value.data())[0]!;
+    const G = await Promise.all(grads.map((g) => g.data() as Promise<Float32Array>));
+    value.dispose();
+    grads.forEach((g) => g.dispose());
+    const gradient = genome.map(() => 0);
+    for (const link of links) {
+      // dL/dgene = (dL/dW . dW/dvalue) (hi - lo)
+      gradient[link.gene]! += lin[link.task]!.dot(G[link.task]!, link.param, link.model) * link.scale;
+    }
+    return { loss: lossValue, gradient };
+  } finally {
+    weights.forEach((t) => t.dispose());
+    build.dispose();
+  }
+}
+
+type Get = (name: string) => tf.Tensor;
+interface LossBuilder { loss(get: Get): tf.Scalar; dispose(): void }
+
+/** The classifier's loss over the evaluator's own forward (src/models/mlp.ts) on differentiable tensors. */
+function mlpLoss(config: ResidualMlpConfig, evaluators: ClassificationItems[], loss: 'supervised' | 'entropy', input: CoefficientGradientInput): LossBuilder {
+  const batches = evaluators.map((e, i) => {
+    const rows = sample(e.n, input.batch, (input.seed ?? 0) + i * 7919);
+    const x = new Float32Array(rows.length * e.d);
+    rows.forEach((r, j) => x.set(e.x.subarray(r * e.d, (r + 1) * e.d), j * e.d));
+    return { e, x: tf.tensor2d(x, [rows.length, e.d]), y: e.y ? Int32Array.from(rows, (r) => e.y![r]!) : null };
+  });
+  return {
+    dispose: () => batches.forEach((b) => b.x.dispose()),
+    loss(get) {
+      const T = (n: string) => tf.transpose(get(n)) as tf.Tensor2D; // [out, in] on disk, [in, out] in the model
+      const V = (n: string) => get(n) as tf.Tensor1D;
+      const ln = (p: string) => (config.norm === 'layernorm' ? { w: V(`${p}.weight`), b: V(`${p}.bias`) } : null);
+      const ends: MlpEnds = { win: T('input.weight'), bin: V('input.bias'), norm: ln('norm'), heads: new Map(), config };
+      for (const h of config.heads) ends.heads.set(h.name, { w: T(`heads.${h.name}.weight`), b: V(`heads.${h.name}.bias`), classes: h.classes });
+      const path = Array.from({ length: config.blocks }, (_, i): { block: MlpBlock; scale: number } => ({
+        block: { norm: ln(`blocks.${i}.norm`), w1: T(`blocks.${i}.fc1.weight`), b1: V(`blocks.${i}.fc1.bias`), w2: T(`blocks.${i}.fc2.weight`), b2: V(`blocks.${i}.fc2.bias`), config },
+        scale: 1,
+      }));
+      const model = new MlpPathModel({ input: ends, head: ends, path });
+      let total: tf.Scalar = tf.scalar(0);
+      for (const b of batches) {
+        const head = b.e.head ?? config.heads[0]!.name;
+        const logits = model.forward(b.x).get(head);
+        if (!logits) throw new InputError('E_EVAL_HEAD', `refine: evaluator ${b.e.id} names head '${head}' but the model's heads are ${config.heads.map((h) => h.name).join(', ')}`);
+        total = tf.add(total, tf.mul(lossOf(logits, b.y, loss), b.e.weight ?? 1));
+      }
+      return total;
+    },
+  };
+}
+
+/** Causal-LM loss over LlamaPathModel's own forward (src/models/llama.ts), layers built as uploadLayer does. */
+function llamaLoss(config: LlamaConfig, evaluators: CausalLmItems[], loss: 'supervised' | 'entropy', input: CoefficientGradientInput): LossBuilder {
+  const batches = evaluators.map((e, i) => {
+    const rows = sample(e.sequences.length, input.batch, (input.seed ?? 0) + i * 7919);
+    const seqs = rows.map((r) => e.sequences[r]!);
+    const B = seqs.length;
+    const T = Math.max(...seqs.map((s) => s.length));
+    const ids = new Int32Array(B * T);
+    const pos: number[] = []; // flat row of logits that predicts a scored token
+    const next: number[] = [];
+    seqs.forEach((s, b) => {
+      ids.set(s, b * T);
+      for (const t of s) if (!Number.isInteger(t) || t < 0 || t >= config.vocabSize) throw new InputError('E_TOKEN_RANGE', `refine: evaluator ${e.id} has token ${t} outside the vocabulary [0, ${config.vocabSize})`);
+      for (let t = Math.max(1, e.from[rows[b]!]!); t < s.length; t++) {
+        pos.push(b * T + t - 1);
+        next.push(s[t]!);
+      }
+    });
+    if (pos.length === 0) throw new InputError('E_REFINE_ITEMS', `refine: evaluator ${e.id} has no scored tokens`);
+    return { e, B, T, ids: tf.tensor1d(ids, 'int32'), pos: tf.tensor1d(pos, 'int32'), next: tf.tensor1d(next, 'int32'), count: pos.length };
+  });
+  return {
+    dispose: () => batches.forEach((b) => [b.ids, b.pos, b.next].forEach((t) => t.dispose())),
+    loss(get) {
+      const W = (n: string) => tf.transpose(get(n)) as tf.Tensor2D; // [out, in] -> [in, out]
+      const V = (n: string) => get(n) as tf.Tensor1D;
+      const path = Array.from({ length: config.layers }, (_, i) => {
+        const p = `model.layers.${i}.`;
+        const layer: LlamaLayer = {
+          inNorm: V(p + 'input_layernorm.weight'),
+          postNorm: V(p + 'post_attention_layernorm.weight'),
+          wqkv: tf.concat([W(p + 'self_attn.q_proj.weight'), W(p + 'self_attn.k_proj.weight'), W(p + 'self_attn.v_proj.weight')], 1) as tf.Tensor2D,
+          bqkv: config.qkvBias ? (tf.concat([V(p + 'self_attn.q_proj.bias'), V(p + 'self_attn.k_proj.bias'), V(p + 'self_attn.v_proj.bias')]) as tf.Tensor1D) : null,
+          wo: W(p + 'self_attn.o_proj.weight'),
+          bo: config.oBias ? V(p + 'self_attn.o_proj.bias') : null,
+          wgu: tf.concat([W(p + 'mlp.gate_proj.weight'), W(p + 'mlp.up_proj.weight')], 1) as tf.Tensor2D,
+          bgu: config.mlpBias ? (tf.concat([V(p + 'mlp.gate_proj.bias'), V(p + 'mlp.up_proj.bias')]) as tf.Tensor1D) : null,
+          wd: W(p + 'mlp.down_proj.weight'),
+          bd: config.mlpBias ? V(p + 'mlp.down_proj.bias') : null,
+          window: config.windows[i] ?? null,
+          config,
+        };
+        return { layer, scale: 1 };
+      });
+      const embed = get('model.embed_tokens.weight') as tf.Tensor2D;
+      const ends = { embed, norm: V('model.norm.weight'), head: config.tieWordEmbeddings ? (tf.transpose(embed) as tf.Tensor2D) : W('lm_head.weight'), config };
+      const model = new LlamaPathModel({ embed: ends, head: ends, path, tokenizer: null });
+      let total: tf.Scalar = tf.scalar(0);
+      for (const b of batches) {
+        const logits = tf.gather(model.forwardLogits(b.ids, b.B, b.T), b.pos) as tf.Tensor2D;
+        const logp = tf.logSoftmax(logits);
+        const l = loss === 'entropy'
+          ? tf.neg(tf.mean(tf.sum(tf.mul(tf.exp(logp), logp), 1)))
+          : tf.neg(tf.mean(tf.sum(tf.mul(tf.oneHot(b.next, config.vocabSize), logp), 1)));
+        total = tf.add(total, tf.mul(l, b.e.weight ?? 1));
+      }
+      return total as tf.Scalar;
+    },
+  };
+}
