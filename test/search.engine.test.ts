@@ -145,3 +145,23 @@ test('status, best and lineage read a finished run', () => {
   assert.equal(missing.status, 2);
   assert.match(missing.stderr, /no run named 'nope'/);
 });
+
+test('init: baselines puts the fixed recipes the space expresses first, so the best is never below them; init: center does not', async () => {
+  const db = join(dir, 'warm', 'run.sqlite');
+  await startSearch(space('warm', { budget: { evaluations: 8 } }), { dbPath: db });
+  const store = RunStore.open(db, { readonly: true });
+  const run = store.run('warm')!;
+  const rows = store.candidates(run.id);
+  // the TIES space (weight in [0, 1.5], density in [0.1, 1], lambda 1) expresses 'ties density=0.5': weight 1, density 0.5
+  const warm = rows.filter((c) => c.operator === 'init' && c.genome.every((v, i) => Math.abs(v - (i % 2 === 0 ? 1 / 1.5 : 0.4 / 0.9)) < 1e-9));
+  assert.equal(warm.length, 1, JSON.stringify(rows.map((c) => c.genome)));
+  assert.equal(warm[0]!.generation, 0);
+  assert.ok(store.best(run.id, 1)[0]!.fitness! >= warm[0]!.fitness!);
+  store.close();
+  const cdb = join(dir, 'center', 'run.sqlite');
+  await startSearch(space('center', { budget: { evaluations: 8 }, init: 'center' }), { dbPath: cdb });
+  const c = RunStore.open(cdb, { readonly: true });
+  const crows = c.candidates(c.run('center')!.id);
+  assert.ok(!crows.some((x) => x.genome.every((v, i) => Math.abs(v - (i % 2 === 0 ? 1 / 1.5 : 0.4 / 0.9)) < 1e-9)));
+  c.close();
+});

@@ -115,3 +115,31 @@ test('kept tensors come from their owner whatever the genes say, and the rest st
   }
   assert.throws(() => codec({ method: getMethod('breadcrumbs'), keep: [{ filter: 'lm_head', owner: 0 }] }), /cannot express/);
 });
+
+test('a fixed recipe becomes the genome of the space that expresses it, lambda folded into weights where the merge allows', async () => {
+  const { baselineGenomes } = await import('../src/search/engine.ts');
+  const layout = { base: 'b', models: ['m1', 'm2'], layers: 4, layersPerGroup: 2, filters: ['attn'], seed: 0 };
+  // task arithmetic without normalisation: base + lambda sum w tau, so lambda 0.3 with w = 1 is w = 0.3 at the space's lambda 1
+  const ta = new PsCodec({ ...layout, method: getMethod('task_arithmetic'), evolve: { weight: [0, 1] }, fixed: { lambda: 1 } });
+  const g = ta.encode({ global: { lambda: 0.3 }, perModel: { weight: 1 } });
+  assert.ok(Array.isArray(g));
+  assert.equal(g.length, ta.dimension);
+  for (const v of g) assert.ok(Math.abs(v - 0.3) < 1e-12);
+  const slice = ta.decode(g).slices![1]!;
+  assert.deepEqual(slice.sources[1]!.parameters!.weight, [{ filter: 'attn', value: 0.3 }, { value: 0.3 }]);
+  assert.match(String(ta.encode({ global: { lambda: 2 }, perModel: { weight: 1 } })), /weight = 2 lies outside its bounds \[0, 1\]/);
+  // TIES normalises: lambda cannot fold; density evolves in [0.1, 1]: 0.5 is gene (0.5 - 0.1) / 0.9
+  const ties = new PsCodec({ ...layout, method: getMethod('ties'), evolve: { weight: [0, 2], density: [0.1, 1] }, fixed: {} });
+  const t = ties.encode({ global: {}, perModel: { weight: 1, density: 0.5 } }) as number[];
+  const names = ties.geneNames();
+  names.forEach((n, i) => assert.ok(Math.abs(t[i]! - (n.endsWith('weight') ? 0.5 : 0.4 / 0.9)) < 1e-12, n));
+  assert.match(String(ties.encode({ global: { lambda: 0.5 }, perModel: { weight: 1, density: 0.5 } })), /lambda = 0.5, but the space has lambda = 1/);
+  // the customary recipes each space can express
+  assert.deepEqual(baselineGenomes(ta).map((b) => b.label), ['task_arithmetic lambda=0.3', 'task_arithmetic lambda=0.5', 'task_arithmetic lambda=1']);
+  assert.deepEqual(baselineGenomes(ties).map((b) => b.label), ['ties density=0.5']);
+  const multi = new MultiMethodCodec({ ...layout, methods: [getMethod('task_arithmetic'), getMethod('ties')], evolve: { weight: [0, 1], density: [0.1, 1] }, fixed: {} });
+  const both = baselineGenomes(multi);
+  assert.deepEqual(both.map((b) => b.label), ['task_arithmetic lambda=0.3', 'task_arithmetic lambda=0.5', 'task_arithmetic lambda=1', 'ties density=0.5']);
+  assert.equal(multi.decode(both[3]!.genome).method, 'ties');
+  assert.equal(multi.decode(both[0]!.genome).method, 'task_arithmetic');
+});

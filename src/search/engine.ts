@@ -20,6 +20,8 @@ import { runStage, type Budget, type CandidateScore, type SearchEvent, type Stag
 import { checkReachable, openQueueStage, parseQueueUrl, type QueueUrl } from '../queue/index.ts';
 import { fingerprint, loadSourceModel, type SourceModels } from './sources.ts';
 import { checkStage, memoryPlan, SetupError } from './preflight.ts';
+import { BASELINE_RECIPES } from '../zoo/baselines.ts';
+import { Rng, deriveSeed } from '../tensor/rng.ts';
 import { mergedSourceModel, planCandidate, type CandidateTask, type EvaluatorSpec, type WorkerData } from './worker.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -89,18 +91,47 @@ interface StagePlan {
   kind: 'ps' | 'dfs';
   problem: StageProblem<CandidateTask>;
   sources: SourceModels;
-  /** The genome the search starts from (CMA-ES's mean): its candidate is the set-up's dry run. */
+  /** The genome of the method defaults (PS) or the init_source's path (DFS): the set-up's dry run plans it. */
   initialGenome: number[];
+  /** Labels of the fixed recipes evaluated first (the space's init: baselines). */
+  warmStart: string[];
 }
 
 function hashOf(value: unknown): string {
   return createHash('sha256').update(canonicalJson(value)).digest('hex');
 }
 
-function withX0(optimizer: { id: string; options: Record<string, unknown> }, x0: number[]): { id: string; options: unknown } {
+function withX0(optimizer: { id: string; options: Record<string, unknown> }, x0: number[], initial: number[][] = []): { id: string; options: unknown } {
   // CMA-ES starts at the genome of the method defaults (PS) or of one source's own path (DFS)
-  if (optimizer.id.includes('cma') && optimizer.options.x0 === undefined) return { id: optimizer.id, options: { ...optimizer.options, x0 } };
-  return optimizer;
+  let options = optimizer.options;
+  if (optimizer.id.includes('cma') && options.x0 === undefined) options = { ...options, x0 };
+  // every optimizer evaluates the warm-start points first (its `initial` option)
+  if (initial.length > 0 && options.initial === undefined) options = { ...options, initial };
+  return { id: optimizer.id, options };
+}
+
+/** The start of a stage (the space's `init`): CMA-ES's mean, and the points evaluated first. */
+function startOf(space: SearchSpace, stage: number, dimension: number, center: number[], baselines: () => Array<{ label: string; genome: number[] }>): { x0: number[]; initial: Array<{ label: string; genome: number[] }> } {
+  const init = space.init ?? 'baselines';
+  if (init === 'random') {
+    const rng = Rng.seeded(deriveSeed(space.seed, 'init', stage));
+    return { x0: Array.from({ length: dimension }, () => rng.next()), initial: [] };
+  }
+  if (init === 'center') return { x0: center, initial: [] };
+  const seen = new Set<string>([JSON.stringify(center)]);
+  const initial = baselines().filter((b) => !seen.has(JSON.stringify(b.genome)) && seen.add(JSON.stringify(b.genome)));
+  return { x0: center, initial };
+}
+
+/** The fixed recipes of `evomerge baselines` that a PS codec can express, as genomes. */
+export function baselineGenomes(codec: PsCodec | MultiMethodCodec): Array<{ label: string; genome: number[] }> {
+  const out: Array<{ label: string; genome: number[] }> = [];
+  for (const b of BASELINE_RECIPES) {
+    const settings = { global: b.global, perModel: b.perModel };
+    const genome = codec instanceof MultiMethodCodec ? codec.encode(b.method, settings) : b.method === codec.layout.method.id ? codec.encode(settings) : null;
+    if (Array.isArray(genome)) out.push({ label: b.label, genome });
+  }
+  return out;
 }
 
 function psStage(r: ResolvedSpace, sources: SourceModels, stage: number): StagePlan {
@@ -115,10 +146,11 @@ function psStage(r: ResolvedSpace, sources: SourceModels, stage: number): StageP
   const codec = Array.isArray(ps.method)
     ? new MultiMethodCodec({ ...layout, methods: ps.method.map(getMethod) })
     : new PsCodec({ ...layout, method: getMethod(ps.method) });
+  const start = startOf(r.space, stage, codec.dimension, codec.initialGenome(), () => baselineGenomes(codec));
   return {
-    stage, kind: 'ps', sources, initialGenome: codec.initialGenome(),
+    stage, kind: 'ps', sources, initialGenome: codec.initialGenome(), warmStart: start.initial.map((b) => b.label),
     problem: {
-      stage, dimension: codec.dimension, optimizer: withX0(r.space.optimizer, codec.initialGenome()),
+      stage, dimension: codec.dimension, optimizer: withX0(r.space.optimizer, start.x0, start.initial.map((b) => b.genome)),
       prepare: (genome, candidate) => {
         const recipe = codec.decode(genome);
         return { recipe, recipeHash: recipeHash(recipe), task: { kind: 'ps', recipe, candidateId: candidate.id } };
@@ -138,10 +170,12 @@ function dfsStage(r: ResolvedSpace, sources: SourceModels, names: Array<{ name: 
   for (const [what, i] of [['embeddings_from', embeddings], ['head_from', head], ['init_source', dfs.init_source]] as const) {
     if (i >= names.length) throw new InputError('E_SPACE', `dfs.${what} is ${i}, but the stage has ${names.length} sources`);
   }
+  // a layer path has no fixed recipes to start from: `baselines` is the init_source's own path
+  const start = startOf(r.space, stage, codec.dimension, codec.initialGenome(), () => []);
   return {
-    stage, kind: 'dfs', sources, initialGenome: codec.initialGenome(),
+    stage, kind: 'dfs', sources, initialGenome: codec.initialGenome(), warmStart: [],
     problem: {
-      stage, dimension: codec.dimension, optimizer: withX0(optimizer, codec.initialGenome()),
+      stage, dimension: codec.dimension, optimizer: withX0(optimizer, start.x0),
       prepare: (genome, candidate) => {
         const steps = codec.decode(genome);
         const recipe = { kind: 'dfs', sources: names, steps, embeddings_from: embeddings, head_from: head };
@@ -228,6 +262,7 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
       threads = threadsFor(native ? 'native' : 'wasm', o.workers ?? space.workers);
       exec = { problem: plan.problem, runner: new WorkerPool<CandidateTask, CandidateScore>({ handler: HANDLER, data, threads, timeoutMs }) };
       log(`stage ${plan.stage} (${plan.kind.toUpperCase()}): ${plan.problem.dimension} genes, optimizer ${plan.problem.optimizer.id}, ${threads} worker thread${threads === 1 ? '' : 's'}`);
+      if (plan.warmStart.length > 0) log(`warm start: the first candidates are the fixed recipes ${plan.warmStart.join(', ')} (space init: baselines)`);
     }
     const budget = budgetOf(space, o);
     o.onEvent?.({ type: 'stage', stage: plan.stage, kind: plan.kind, dimension: plan.problem.dimension, budget: budget.evaluations ?? null, threads });

@@ -142,6 +142,44 @@ export class PsCodec {
     });
   }
 
+  /**
+   * The genome of a fixed recipe (a method's global and per-model settings applied to every
+   * model, layer group and filter), for a warm start from the customary recipes of `evomerge
+   * baselines`; or why this space cannot express it. A setting of a parameter that does not evolve
+   * must equal the space's value (fixed, else the method's default), with one exception: a lambda
+   * that differs folds into the weights when the weights evolve and the method does not normalise,
+   * since then the merge is base + lambda * sum_k w_k tau_k (mergekit
+   * generalized_task_arithmetic.py; Ilharco et al. 2023, section 2), so (lambda, w) and
+   * (lambda', w lambda / lambda') give the same tensors. A value outside its gene's bounds is not
+   * expressible (clamping would be another recipe).
+   */
+  encode(settings: { global: Readonly<Record<string, unknown>>; perModel: Readonly<Record<string, unknown>> }): number[] | string {
+    const { method, fixed } = this.layout;
+    const global: Record<string, unknown> = { ...settings.global };
+    const perModel: Record<string, unknown> = { ...settings.perModel };
+    const evolves = (name: string) => this.geneList.some((g) => g.param === name);
+    const spaceValue = (name: string) => (Object.hasOwn(fixed, name) ? fixed[name] : method.params.find((p) => p.name === name)?.default);
+    for (const [name, wanted] of [...Object.entries(global), ...Object.entries(perModel)]) {
+      const spec = method.params.find((p) => p.name === name);
+      if (!spec) return `${method.id} has no parameter '${name}'`;
+      if (evolves(name)) continue;
+      const have = spaceValue(name);
+      if (wanted === have) continue;
+      const folds = name === 'lambda' && evolves('weight') && spaceValue('normalize') === false && typeof wanted === 'number' && typeof have === 'number' && have !== 0 && typeof perModel.weight === 'number';
+      if (!folds) return `${name} = ${String(wanted)}, but the space has ${name} = ${String(have)}`;
+      perModel.weight = (perModel.weight as number) * (wanted as number) / have;
+    }
+    const genome: number[] = [];
+    for (const g of this.geneList) {
+      const spec = method.params.find((p) => p.name === g.param)!;
+      const v = (g.model < 0 ? global : perModel)[g.param] ?? spec.default;
+      if (typeof v !== 'number') return `no value for ${g.param}`;
+      if (v < g.lo - 1e-9 || v > g.hi + 1e-9) return `${g.param} = ${v} lies outside its bounds [${g.lo}, ${g.hi}]`;
+      genome.push(g.hi === g.lo ? 0.5 : Math.min(1, Math.max(0, (v - g.lo) / (g.hi - g.lo))));
+    }
+    return genome;
+  }
+
   decode(genome: readonly number[]): Recipe {
     const { method, base, models, filters, fixed, seed } = this.layout;
     const values = this.values(genome);
@@ -244,6 +282,15 @@ export class MultiMethodCodec {
 
   geneNames(): string[] {
     return [`method (${this.codecs.map((c) => c.layout.method.id).join(' | ')})`, ...this.codecs.flatMap((c) => c.geneNames().map((n) => `${c.layout.method.id}: ${n}`))];
+  }
+
+  /** A fixed recipe of one of the methods (see PsCodec.encode): the method gene at the middle of its part, the other methods at their defaults. */
+  encode(methodId: string, settings: { global: Readonly<Record<string, unknown>>; perModel: Readonly<Record<string, unknown>> }): number[] | string {
+    const k = this.codecs.findIndex((c) => c.layout.method.id === methodId);
+    if (k < 0) return `the space's methods are ${this.codecs.map((c) => c.layout.method.id).join(', ')}`;
+    const own = this.codecs[k]!.encode(settings);
+    if (typeof own === 'string') return own;
+    return [(k + 0.5) / this.codecs.length, ...this.codecs.flatMap((c, i) => (i === k ? own : c.initialGenome()))];
   }
 
   /** Starts on the first method, at each method's defaults. */

@@ -67,6 +67,13 @@ export const SearchSpaceSchema = z.strictObject({
   evaluators: z.array(EvaluatorRefSchema).optional(),
   /** Several objectives (one per evaluator) for NSGA-II instead of a weighted sum. */
   objective: z.enum(['weighted-sum', 'multi']).default('weighted-sum'),
+  /**
+   * Where the search starts. `baselines` (the default): the first generation includes the fixed
+   * recipes of `evomerge baselines` that the PS space can express, so a search never starts below
+   * the best known recipe; `center`: the method defaults (DFS: the init_source's own path);
+   * `random`: a seeded uniform point of the genome box as CMA-ES's mean.
+   */
+  init: z.enum(['baselines', 'center', 'random']).default('baselines'),
   optimizer: OptimizerRefSchema.default({ id: 'cmaes', options: {} }),
   /** A hybrid run's second stage may use another optimizer (default: the same). */
   dfs_optimizer: OptimizerRefSchema.optional(),
