@@ -165,3 +165,22 @@ test('init: baselines puts the fixed recipes the space expresses first, so the b
   assert.ok(!crows.some((x) => x.genome.every((v, i) => Math.abs(v - (i % 2 === 0 ? 1 / 1.5 : 0.4 / 0.9)) < 1e-9)));
   c.close();
 });
+
+test('refine: gradient steps after the PS stage are candidates of stage 1 with lineage, and the loss they follow goes down', async () => {
+  const db = join(dir, 'refine', 'run.sqlite');
+  const lines: string[] = [];
+  const r = await startSearch(space('refine', { budget: { evaluations: 6 }, refine: { steps: 3, lr: 0.05 } }), { dbPath: db, onLog: (l) => lines.push(l) });
+  assert.equal(r.stages.length, 2);
+  const store = RunStore.open(db, { readonly: true });
+  const run = store.run('refine')!;
+  const steps = store.candidates(run.id, { stage: 1 });
+  assert.deepEqual(steps.map((c) => [c.operator, c.state, c.generation]), [['gradient', 'done', 1], ['gradient', 'done', 2], ['gradient', 'done', 3]]);
+  const psBest = store.candidates(run.id, { stage: 0, state: 'done' }).sort((a, b) => b.fitness! - a.fitness!)[0]!;
+  assert.deepEqual(steps.map((c) => store.lineage(c.id)[0]!.parents.map((p) => p.id)), [[psBest.id], [steps[0]!.id], [steps[1]!.id]]);
+  // the loss at the start of each step (all validation items, so the steps see the same loss)
+  const losses = lines.filter((l) => l.startsWith('refine step')).map((l) => Number(/loss ([\d.]+)/.exec(l)![1]));
+  assert.equal(losses.length, 3, lines.join('\n'));
+  assert.ok(losses[2]! < losses[0]!, `loss ${losses.join(' -> ')}`);
+  assert.equal(store.outstanding(run.id, 1).length, 0, 'every step is told');
+  store.close();
+});

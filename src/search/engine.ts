@@ -95,6 +95,7 @@ interface StagePlan {
   initialGenome: number[];
   /** Labels of the fixed recipes evaluated first (the space's init: baselines). */
   warmStart: string[];
+  codec?: PsCodec | MultiMethodCodec;
 }
 
 function hashOf(value: unknown): string {
@@ -148,7 +149,7 @@ function psStage(r: ResolvedSpace, sources: SourceModels, stage: number): StageP
     : new PsCodec({ ...layout, method: getMethod(ps.method) });
   const start = startOf(r.space, stage, codec.dimension, codec.initialGenome(), () => baselineGenomes(codec));
   return {
-    stage, kind: 'ps', sources, initialGenome: codec.initialGenome(), warmStart: start.initial.map((b) => b.label),
+    stage, kind: 'ps', sources, initialGenome: codec.initialGenome(), warmStart: start.initial.map((b) => b.label), codec,
     problem: {
       stage, dimension: codec.dimension, optimizer: withX0(r.space.optimizer, start.x0, start.initial.map((b) => b.genome)),
       prepare: (genome, candidate) => {
@@ -283,9 +284,20 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
 
   const dfsOptimizer = space.dfs_optimizer ?? space.optimizer;
   if (space.mode === 'ps' || space.mode === 'hybrid') {
-    const s = await execute(psStage(r, sources, 0));
+    const plan = psStage(r, sources, 0);
+    const s = await execute(plan);
     stages.push({ ...s, stage: 0, kind: 'ps' });
     if (s.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
+    if (space.refine) {
+      const runner = new WorkerPool<CandidateTask, CandidateScore>({ handler: HANDLER, data: { sources, evaluators: r.evaluators, backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true }, threads: 1, timeoutMs: space.timeout_seconds * 1000 });
+      try {
+        const rs = await refineStage(store, run, r, plan, runner, o);
+        stages.push({ ...rs, stage: 1, kind: 'ps' });
+        if (rs.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
+      } finally {
+        await runner.close();
+      }
+    }
   }
   if (space.mode === 'dfs') {
     const s = await execute(dfsStage(r, sources, r.models, 0, dfsOptimizer));
@@ -303,6 +315,70 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
   }
   store.setRunStatus(run.id, stages.some((s) => s.reason === 'stopped') ? 'stopped' : 'finished');
   return { run: store.runById(run.id)!, stages, best: store.best(run.id)[0] ?? null };
+}
+
+/**
+ * The gradient stage (space `refine`, stage 1): from the PS stage's best, `steps` Adam steps on
+ * the validation loss (src/refine/); each step's genome is a candidate with operator 'gradient'
+ * and the previous point as its parent, scored by the worker like any PS candidate. The Adam
+ * state is committed with each step's candidate, so a resume continues at the step it stopped.
+ * The gradient runs in this process on a JS backend (wasm, else cpu): a native backend lives in
+ * the worker thread only.
+ */
+async function refineStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan: StagePlan, runner: TaskRunner<CandidateTask>, o: SearchOptions): Promise<StageSummary> {
+  const log = o.onLog ?? (() => {});
+  const cfg = r.space.refine!;
+  const stage = 1;
+  const codec = plan.codec;
+  if (!(codec instanceof PsCodec)) throw new InputError('E_REFINE_SPACE', 'refine: gradient refinement needs a PS stage with one method (not a method list)');
+  const { initRefine, adamStep, coefficientGradient, refineItemsFromSpecs } = await import('../refine/index.ts');
+  const { useBackend } = await import('../models/backend.ts');
+  const backend = r.space.backend === 'cpu' ? 'cpu' : 'wasm';
+  await useBackend(backend);
+  const items = refineItemsFromSpecs(r.evaluators, plan.sources, r.base ?? r.models[0]!.path);
+  /** The stage's state: Adam's, the PS candidate it started from, the loss at the last step's start. */
+  type Saved = { adam: ReturnType<typeof initRefine>; from: number; loss: number | null };
+  let evaluated = 0;
+  let failed = 0;
+  const evaluate = async (c: CandidateRow) => {
+    store.markRunning(c.id, null);
+    const { task } = plan.problem.prepare(c.genome, { id: c.id, proposalId: c.proposalId });
+    const out = await runner.run(task);
+    if (out.ok) store.recordResult(c.id, { fitness: out.value.fitness, metrics: out.value.metrics, backend: out.value.backend ?? null, worker: String(out.worker), evalMs: out.ms, error: out.value.fitness === null ? out.value.error ?? 'no usable fitness' : null });
+    else store.recordResult(c.id, { fitness: null, error: `${out.kind}: ${out.error}`, evalMs: out.ms });
+    evaluated++;
+    const row = store.candidate(c.id)!;
+    if (row.state === 'failed') failed++;
+    o.onEvent?.({ type: 'result', candidate: row, reused: false, stage });
+    log(`refine step ${c.generation}: loss ${(store.latestGeneration(run.id, stage)?.state as Saved).loss?.toFixed(5)}, fitness ${row.fitness ?? 'failed'}`);
+  };
+  let saved = store.latestGeneration(run.id, stage)?.state as Saved | undefined;
+  if (!saved) {
+    const best = store.best(run.id, 1).find((c) => c.stage === 0);
+    if (!best) throw new InputError('E_REFINE_START', 'refine: the PS stage has no successful candidate to refine');
+    saved = { adam: initRefine(best.genome, { lr: cfg.lr }), from: best.id, loss: null };
+    log(`refine: ${cfg.steps} Adam steps from candidate ${best.id} (fitness ${best.fitness}), loss ${cfg.loss}, lr ${cfg.lr}, backend ${backend}`);
+  }
+  // a step committed but not scored when the last session stopped
+  for (const c of store.outstanding(run.id, stage)) if (c.state === 'pending' || c.state === 'running') await evaluate(c);
+  while (saved.adam.step < cfg.steps) {
+    if (o.signal?.aborted) return { reason: 'stopped', evaluated, reused: 0, failed, best: store.best(run.id, 1)[0] ?? null };
+    const g = await coefficientGradient({ codec, genome: saved.adam.genome, sources: { models: plan.sources }, evaluators: items, loss: cfg.loss, batch: cfg.batch, seed: saved.adam.step });
+    const adam = adamStep(saved.adam, g.gradient);
+    const pre = plan.problem.prepare(adam.genome, { id: -1, proposalId: `refine-${adam.step}` });
+    const told = store.outstanding(run.id, stage).map((c) => c.id);
+    // the parent: the PS best for the first step, the step before for the others
+    const parent = adam.step === 1 ? saved.from : `refine-${adam.step - 1}`;
+    saved = { adam, from: saved.from, loss: g.loss };
+    const [row] = store.commitStep(run.id, {
+      stage, generation: adam.step, told, optimizerState: saved,
+      proposals: [{ stage, generation: adam.step, proposalId: `refine-${adam.step}`, operator: 'gradient', genome: adam.genome, recipe: pre.recipe, recipeHash: pre.recipeHash, parents: [parent] }],
+    });
+    await evaluate(row!);
+  }
+  const told = store.outstanding(run.id, stage).filter((c) => c.state === 'done' || c.state === 'failed').map((c) => c.id);
+  if (told.length > 0) store.commitStep(run.id, { stage, generation: saved.adam.step, told, optimizerState: saved, proposals: [] });
+  return { reason: `refine: ${cfg.steps} steps`, evaluated, reused: 0, failed, best: store.best(run.id, 1)[0] ?? null };
 }
 
 export function defaultDbPath(runName: string): string {

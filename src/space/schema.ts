@@ -75,6 +75,20 @@ export const SearchSpaceSchema = z.strictObject({
    */
   init: z.enum(['baselines', 'center', 'random']).default('baselines'),
   optimizer: OptimizerRefSchema.default({ id: 'cmaes', options: {} }),
+  /**
+   * A gradient stage after a PS stage (mode ps): the best candidate's weight and lambda genes
+   * refined by Adam on the loss of the validation items (src/refine/), masks held fixed; every
+   * step is a candidate of stage 1, scored by the evaluators like any other, its parent the step
+   * before. Methods: task_arithmetic, linear, ties, dare_ties, dare_linear.
+   */
+  refine: z.strictObject({
+    steps: z.number().int().positive().default(10),
+    lr: z.number().positive().default(0.02),
+    /** supervised: cross-entropy on the items' labels or gold text; entropy: AdaMerging's prediction entropy (no labels used). */
+    loss: z.enum(['supervised', 'entropy']).default('supervised'),
+    /** Items per evaluator per step (a seeded sample); default all. */
+    batch: z.number().int().positive().optional(),
+  }).optional(),
   /** A hybrid run's second stage may use another optimizer (default: the same). */
   dfs_optimizer: OptimizerRefSchema.optional(),
   budget: z.strictObject({
@@ -90,6 +104,7 @@ export const SearchSpaceSchema = z.strictObject({
   if (!s.zoo && !(s.base || s.models)) ctx.addIssue({ code: 'custom', message: 'give a zoo, or a base and models', path: ['zoo'] });
   if (!s.zoo && !s.evaluators) ctx.addIssue({ code: 'custom', message: 'without a zoo, list the evaluators', path: ['evaluators'] });
   if ((s.mode === 'ps' || s.mode === 'hybrid') && !s.ps) ctx.addIssue({ code: 'custom', message: `mode '${s.mode}' needs a ps section`, path: ['ps'] });
+  if (s.refine && s.mode !== 'ps') ctx.addIssue({ code: 'custom', message: `refine follows a ps stage; mode '${s.mode}' has none that ends the run`, path: ['refine'] });
   if ((s.mode === 'dfs' || s.mode === 'hybrid') && !s.dfs) ctx.addIssue({ code: 'custom', message: `mode '${s.mode}' needs a dfs section`, path: ['dfs'] });
 });
 export type SearchSpace = z.infer<typeof SearchSpaceSchema>;
