@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { RunStore } from '../src/store/index.ts';
-import { startSearch } from '../src/search/engine.ts';
+import { resumeSearch, startSearch } from '../src/search/engine.ts';
 import { zooBuilder } from '../src/zoo/index.ts';
 import { tempDir } from './helpers/tmp.ts';
 
@@ -182,5 +182,18 @@ test('refine: gradient steps after the PS stage are candidates of stage 1 with l
   assert.equal(losses.length, 3, lines.join('\n'));
   assert.ok(losses[2]! < losses[0]!, `loss ${losses.join(' -> ')}`);
   assert.equal(store.outstanding(run.id, 1).length, 0, 'every step is told');
+  const expected = steps.map((c) => c.genome);
   store.close();
+  // stopped after the first gradient step, then resumed: the same steps
+  const db2 = join(dir, 'refine-resumed', 'run.sqlite');
+  const abort = new AbortController();
+  const path = space('refine-resumed', { budget: { evaluations: 6 }, refine: { steps: 3, lr: 0.05 } });
+  await startSearch(path, { dbPath: db2, signal: abort.signal, onEvent: (e) => { if (e.stage === 1 && e.type === 'result') abort.abort(); } });
+  const mid = RunStore.open(db2, { readonly: true });
+  assert.equal(mid.candidates(mid.run('refine-resumed')!.id, { stage: 1 }).length, 1);
+  mid.close();
+  await resumeSearch('refine-resumed', { dbPath: db2 });
+  const after = RunStore.open(db2, { readonly: true });
+  assert.deepEqual(after.candidates(after.run('refine-resumed')!.id, { stage: 1 }).map((c) => c.genome), expected);
+  after.close();
 });
