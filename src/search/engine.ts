@@ -119,7 +119,8 @@ function startOf(space: SearchSpace, stage: number, dimension: number, center: n
     return { x0: Array.from({ length: dimension }, () => rng.next()), initial: [] };
   }
   if (init === 'center') return { x0: center, initial: [] };
-  const seen = new Set<string>([JSON.stringify(center)]);
+  // the mean itself is not a candidate of CMA-ES, so a recipe at the centre is injected too
+  const seen = new Set<string>();
   const initial = baselines().filter((b) => !seen.has(JSON.stringify(b.genome)) && seen.add(JSON.stringify(b.genome)));
   return { x0: center, initial };
 }
