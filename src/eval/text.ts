@@ -119,19 +119,34 @@ export class ChoiceEvaluator extends TextEvaluator<ChoiceManifest> {
     const from: number[] = [];
     this.rows().forEach((row, i) => {
       const item = this.itemParts(row, i);
-      const prefix = this.prefix(i, (ex) => {
-        const p = this.itemParts(ex, -1);
-        return p.context + this.m.target_delimiter + p.choices[p.gold];
-      });
-      const context = prefix + item.context;
-      const ctxIds = tok.encode(context);
-      const whole = tok.encode(context + this.m.target_delimiter + item.choices[item.gold]!);
-      const n = Math.max(1, whole.length - ctxIds.length);
-      const s = fit(whole, maxPositions);
-      sequences.push(s);
-      from.push(s.length - Math.min(n, s.length - 1));
+      const { seqs, contLens } = this.sequences(item, i, [item.gold], tok, maxPositions);
+      sequences.push(seqs[0]!);
+      from.push(seqs[0]!.length - contLens[0]!);
     });
     return { sequences, from };
+  }
+
+  /**
+   * The token sequences of item i's `choices` (few-shot prefix + context + delimiter + option, cut
+   * to maxPositions) and how many of each sequence's last tokens are the option's.
+   */
+  private sequences(item: { context: string; choices: string[] }, i: number, choices: readonly number[], tok: TextTokenizer, maxPositions: number): { seqs: number[][]; contLens: number[] } {
+    const prefix = this.prefix(i, (ex) => {
+      const p = this.itemParts(ex, -1);
+      return p.context + this.m.target_delimiter + p.choices[p.gold];
+    });
+    const context = prefix + item.context;
+    const ctxIds = tok.encode(context);
+    const seqs: number[][] = [];
+    const contLens: number[] = [];
+    for (const c of choices) {
+      const whole = tok.encode(context + this.m.target_delimiter + item.choices[c]!);
+      const n = Math.max(1, whole.length - ctxIds.length);
+      const s = fit(whole, maxPositions);
+      seqs.push(s);
+      contLens.push(Math.min(n, s.length - 1));
+    }
+    return { seqs, contLens };
   }
 
   async evaluate(model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult> {
@@ -142,21 +157,7 @@ export class ChoiceEvaluator extends TextEvaluator<ChoiceManifest> {
     for (let i = 0; i < rows.length; i++) {
       ctx.signal?.throwIfAborted();
       const item = this.itemParts(rows[i]!, i);
-      const prefix = this.prefix(i, (ex) => {
-        const p = this.itemParts(ex, -1);
-        return p.context + this.m.target_delimiter + p.choices[p.gold];
-      });
-      const context = prefix + item.context;
-      const ctxIds = tok.encode(context);
-      const seqs: number[][] = [];
-      const contLens: number[] = [];
-      for (const choice of item.choices) {
-        const whole = tok.encode(context + this.m.target_delimiter + choice);
-        const n = Math.max(1, whole.length - ctxIds.length);
-        const s = fit(whole, lm.config.maxPositions);
-        seqs.push(s);
-        contLens.push(Math.min(n, s.length - 1));
-      }
+      const { seqs, contLens } = this.sequences(item, i, item.choices.map((_, c) => c), tok, lm.config.maxPositions);
       const lps = await lm.tokenLogProbs(seqs);
       const ll = lps.map((lp, c) => {
         let s = 0;
@@ -249,9 +250,22 @@ export class GenerateEvaluator extends TextEvaluator<GenerateManifest> {
  * loss = mean negative log-likelihood per predicted token (nats), perplexity = exp(loss),
  * bits_per_char = total NLL / ln 2 / characters (Unicode code points) of the texts.
  */
-export async function scorePerplexity(lm: CausalLM, tok: TextTokenizer, texts: readonly string[], options: { context?: number; onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {}): Promise<{ loss: number; perplexity: number; bits_per_char: number; tokens: number; characters: number }> {
-  const ctxLen = options.context ?? Math.min(lm.config.maxPositions, 1024);
+/** The window length of a perplexity evaluation: the manifest's context, else the model's, at most 1024. */
+function windowLength(context: number | undefined, maxPositions: number): number {
+  const ctxLen = context ?? Math.min(maxPositions, 1024);
   if (ctxLen < 2) throw new InputError('E_EVAL_CONTEXT', `a perplexity window needs at least 2 tokens (got ${ctxLen})`);
+  return ctxLen;
+}
+
+/** Windows of ctxLen tokens overlapping by one, so every token after the first is predicted exactly once. */
+function perplexityWindows(ids: readonly number[], ctxLen: number): number[][] {
+  const windows: number[][] = [];
+  for (let s = 0; s + 1 < ids.length; s += ctxLen - 1) windows.push(ids.slice(s, Math.min(s + ctxLen, ids.length)));
+  return windows;
+}
+
+export async function scorePerplexity(lm: CausalLM, tok: TextTokenizer, texts: readonly string[], options: { context?: number; onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {}): Promise<{ loss: number; perplexity: number; bits_per_char: number; tokens: number; characters: number }> {
+  const ctxLen = windowLength(options.context, lm.config.maxPositions);
   let nll = 0;
   let tokens = 0;
   let characters = 0;
@@ -259,9 +273,7 @@ export async function scorePerplexity(lm: CausalLM, tok: TextTokenizer, texts: r
     options.signal?.throwIfAborted();
     const text = texts[d]!;
     characters += [...text].length;
-    const ids = tok.encode(text);
-    const windows: number[][] = [];
-    for (let s = 0; s + 1 < ids.length; s += ctxLen - 1) windows.push(ids.slice(s, Math.min(s + ctxLen, ids.length)));
+    const windows = perplexityWindows(tok.encode(text), ctxLen);
     // A few windows per call: one forward pass over a small batch instead of many tiny ones.
     for (let w = 0; w < windows.length; w += 4) {
       const lps = await lm.tokenLogProbs(windows.slice(w, w + 4));
@@ -277,24 +289,22 @@ export async function scorePerplexity(lm: CausalLM, tok: TextTokenizer, texts: r
 export class PerplexityEvaluator extends TextEvaluator<PerplexityManifest> {
   /** The windows scorePerplexity scores, for gradient refinement (src/refine): every token after the first. */
   windows(tok: TextTokenizer, maxPositions: number): { sequences: number[][]; from: number[] } {
-    const ctxLen = this.m.context ?? Math.min(maxPositions, 1024);
-    const sequences: number[][] = [];
-    this.rows().forEach((r, i) => {
-      const t = r[this.m.text_field];
-      if (typeof t !== 'string') throw new InputError('E_EVAL_DATA', `${this.m.id} item ${i}: field '${this.m.text_field}' is not a string`);
-      const ids = tok.encode(t);
-      for (let s = 0; s + 1 < ids.length; s += ctxLen - 1) sequences.push(ids.slice(s, Math.min(s + ctxLen, ids.length)));
-    });
+    const ctxLen = windowLength(this.m.context, maxPositions);
+    const sequences = this.texts().flatMap((t) => perplexityWindows(tok.encode(t), ctxLen));
     return { sequences, from: sequences.map(() => 1) };
   }
 
-  async evaluate(model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult> {
-    const { lm, tok } = requireLm(this.m, model);
-    const texts = this.rows().map((r, i) => {
+  private texts(): string[] {
+    return this.rows().map((r, i) => {
       const t = r[this.m.text_field];
       if (typeof t !== 'string') throw new InputError('E_EVAL_DATA', `${this.m.id} item ${i}: field '${this.m.text_field}' is not a string`);
       return t;
     });
+  }
+
+  async evaluate(model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult> {
+    const { lm, tok } = requireLm(this.m, model);
+    const texts = this.texts();
     const r = await scorePerplexity(lm, tok, texts, { context: this.m.context, onProgress: ctx.onProgress, signal: ctx.signal });
     const metrics = { ...r };
     return { fitness: manifestFitness(this.m, primary(this.m, metrics, 'loss, perplexity, bits_per_char and tokens')), metrics, samples: texts.length };

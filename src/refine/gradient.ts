@@ -4,6 +4,7 @@
  */
 import { tf } from '../models/backend.ts';
 import { InputError, NotSupportedError } from '../errors.ts';
+import { Rng, deriveSeed } from '../tensor/rng.ts';
 import { PsCodec } from '../space/ps.ts';
 import { MlpPathModel, MLP_ARCHITECTURE, parseResidualMlpConfig, type MlpBlock, type MlpEnds, type ResidualMlpConfig } from '../models/mlp.ts';
 import { LlamaPathModel, parseLlamaConfig, type LlamaConfig, type LlamaLayer } from '../models/llama.ts';
@@ -145,20 +146,13 @@ function geneLinks(codec: PsCodec, genome: number[], plan: MergePlan, models: So
   return links;
 }
 
-/** Deterministic sample of `batch` of `n` indices (mulberry32, Wellons' small PRNG). */
+/** A seeded sample of `batch` of `n` indices (Fisher-Yates over the project's seeded stream), in order. */
 function sample(n: number, batch: number | undefined, seed: number): number[] {
   const all = Array.from({ length: n }, (_, i) => i);
   if (batch === undefined || batch >= n) return all;
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = Rng.seeded(deriveSeed('refine-batch', seed));
   for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1));
+    const j = rng.int(i + 1);
     [all[i], all[j]] = [all[j]!, all[i]!];
   }
   return all.slice(0, batch).sort((a, b) => a - b);

@@ -16,7 +16,7 @@ import { canonicalJson, recipeHash, type Recipe } from '../recipe/index.ts';
 import { DfsCodec, MultiMethodCodec, PsCodec, loadSearchSpace, type SearchSpace } from '../space/index.ts';
 import { RunStore, type CandidateRow, type RunRow } from '../store/index.ts';
 import type { ZooManifest } from '../zoo/build.ts';
-import { runStage, type Budget, type CandidateScore, type SearchEvent, type StageProblem, type StageSummary, type TaskRunner } from './loop.ts';
+import { recordOutcome, runStage, type Budget, type CandidateScore, type SearchEvent, type StageProblem, type StageSummary, type TaskRunner } from './loop.ts';
 import { checkReachable, openQueueStage, parseQueueUrl, type QueueUrl } from '../queue/index.ts';
 import { fingerprint, loadSourceModel, type SourceModels } from './sources.ts';
 import { checkStage, memoryPlan, SetupError } from './preflight.ts';
@@ -341,17 +341,14 @@ async function refineStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan:
   type Saved = { adam: ReturnType<typeof initRefine>; from: number; loss: number | null };
   let evaluated = 0;
   let failed = 0;
-  const evaluate = async (c: CandidateRow) => {
+  const evaluate = async (c: CandidateRow, loss: number | null) => {
     store.markRunning(c.id, null);
     const { task } = plan.problem.prepare(c.genome, { id: c.id, proposalId: c.proposalId });
-    const out = await runner.run(task);
-    if (out.ok) store.recordResult(c.id, { fitness: out.value.fitness, metrics: out.value.metrics, backend: out.value.backend ?? null, worker: String(out.worker), evalMs: out.ms, error: out.value.fitness === null ? out.value.error ?? 'no usable fitness' : null });
-    else store.recordResult(c.id, { fitness: null, error: `${out.kind}: ${out.error}`, evalMs: out.ms });
+    const row = recordOutcome(store, c, await runner.run(task));
     evaluated++;
-    const row = store.candidate(c.id)!;
     if (row.state === 'failed') failed++;
     o.onEvent?.({ type: 'result', candidate: row, reused: false, stage });
-    log(`refine step ${c.generation}: loss ${(store.latestGeneration(run.id, stage)?.state as Saved).loss?.toFixed(5)}, fitness ${row.fitness ?? 'failed'}`);
+    log(`refine step ${c.generation}: loss ${loss?.toFixed(5)}, fitness ${row.fitness ?? 'failed'}`);
   };
   let saved = store.latestGeneration(run.id, stage)?.state as Saved | undefined;
   if (!saved) {
@@ -361,7 +358,7 @@ async function refineStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan:
     log(`refine: ${cfg.steps} Adam steps from candidate ${best.id} (fitness ${best.fitness}), loss ${cfg.loss}, lr ${cfg.lr}, backend ${backend}`);
   }
   // a step committed but not scored when the last session stopped
-  for (const c of store.outstanding(run.id, stage)) if (c.state === 'pending' || c.state === 'running') await evaluate(c);
+  for (const c of store.outstanding(run.id, stage)) if (c.state === 'pending' || c.state === 'running') await evaluate(c, saved.loss);
   while (saved.adam.step < cfg.steps) {
     if (o.signal?.aborted) return { reason: 'stopped', evaluated, reused: 0, failed, best: store.best(run.id, 1)[0] ?? null };
     const g = await coefficientGradient({ codec, genome: saved.adam.genome, sources: { models: plan.sources }, evaluators: items, loss: cfg.loss, batch: cfg.batch, seed: saved.adam.step });
@@ -375,7 +372,7 @@ async function refineStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan:
       stage, generation: adam.step, told, optimizerState: saved,
       proposals: [{ stage, generation: adam.step, proposalId: `refine-${adam.step}`, operator: 'gradient', genome: adam.genome, recipe: pre.recipe, recipeHash: pre.recipeHash, parents: [parent] }],
     });
-    await evaluate(row!);
+    await evaluate(row!, g.loss);
   }
   const told = store.outstanding(run.id, stage).filter((c) => c.state === 'done' || c.state === 'failed').map((c) => c.id);
   if (told.length > 0) store.commitStep(run.id, { stage, generation: saved.adam.step, told, optimizerState: saved, proposals: [] });

@@ -129,17 +129,7 @@ export async function runStage<Task>(
   };
 
   const finish = (candidate: CandidateRow, outcome: TaskOutcome<CandidateScore, number | string>) => {
-    if (outcome.ok) {
-      const s = outcome.value;
-      const fitness = s.fitness === null || Number.isNaN(s.fitness) ? null : s.fitness;
-      store.recordResult(candidate.id, {
-        fitness, objectives: s.objectives ?? null, metrics: s.metrics, backend: s.backend ?? null, worker: String(outcome.worker), evalMs: outcome.ms,
-        error: fitness === null ? s.error ?? 'the evaluators returned no usable fitness (NaN or missing)' : null,
-      });
-    } else {
-      store.recordResult(candidate.id, { fitness: null, error: `${outcome.kind}: ${outcome.error}`, evalMs: outcome.ms });
-    }
-    const row = store.candidate(candidate.id)!;
+    const row = recordOutcome(store, candidate, outcome);
     evaluated++;
     if (row.state === 'failed') failed++;
     emit({ type: 'result', candidate: row, reused: false });
@@ -249,6 +239,21 @@ export async function runStage<Task>(
   const reason = stopReason ?? 'finished';
   emit({ type: 'done', reason });
   return { reason, evaluated, reused, failed, best: store.best(run.id, 1)[0] ?? null };
+}
+
+/** Stores a worker's outcome for a candidate (a failure, or a score without usable fitness, as failed) and returns the updated row. */
+export function recordOutcome(store: RunStore, candidate: CandidateRow, outcome: TaskOutcome<CandidateScore, number | string>): CandidateRow {
+  if (outcome.ok) {
+    const s = outcome.value;
+    const fitness = s.fitness === null || Number.isNaN(s.fitness) ? null : s.fitness;
+    store.recordResult(candidate.id, {
+      fitness, objectives: s.objectives ?? null, metrics: s.metrics, backend: s.backend ?? null, worker: String(outcome.worker), evalMs: outcome.ms,
+      error: fitness === null ? s.error ?? 'the evaluators returned no usable fitness (NaN or missing)' : null,
+    });
+  } else {
+    store.recordResult(candidate.id, { fitness: null, error: `${outcome.kind}: ${outcome.error}`, evalMs: outcome.ms });
+  }
+  return store.candidate(candidate.id)!;
 }
 
 /** An error message with what differs between candidates (paths, numbers) blanked out. */
