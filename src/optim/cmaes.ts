@@ -508,19 +508,8 @@ function symmetricRankUpdate(C: number[], n: number, decay: number, vecs: Float6
  */
 function mirrorMeanShift(s: CmaesState, Z: Float64Array): number {
   const n = s.dim;
-  const dir = s.tpa!.dir;
   // w = D^-1 B^T (m - m_old): the shift in the coordinates where the sample is standard normal
-  const w = new Float64Array(n);
-  if (s.separable) {
-    for (let i = 0; i < n; i++) w[i] = dir[i]! / s.D[i]!;
-  } else {
-    const B = s.B;
-    for (let j = 0; j < n; j++) {
-      let t = 0;
-      for (let i = 0; i < n; i++) t += B[j * n + i]! * dir[i]!;
-      w[j] = t / s.D[j]!;
-    }
-  }
+  const w = whiten(s, s.tpa!.dir);
   let ww = 0;
   for (let i = 0; i < n; i++) ww += w[i]! * w[i]!;
   if (!(ww > 0) || !Number.isFinite(ww)) return 0; // no shift: sample as usual
@@ -539,23 +528,27 @@ function mirrorMeanShift(s: CmaesState, Z: Float64Array): number {
   return 2;
 }
 
-/** ||C^{-1/2} (x - m) / sigma||^2, the squared Mahalanobis norm of an internal point's step. */
-function mahalanobis2(s: CmaesState, x: readonly number[]): number {
+/** D^-1 B^T v: a step in the coordinates where a sample of N(0, C) is standard normal (separable: v / D). */
+function whiten(s: CmaesState, v: readonly number[]): Float64Array {
   const n = s.dim;
-  let r = 0;
+  const w = new Float64Array(n);
   if (s.separable) {
-    for (let i = 0; i < n; i++) {
-      const t = (x[i]! - s.mean[i]!) / s.sigma / s.D[i]!;
-      r += t * t;
-    }
-    return r;
+    for (let i = 0; i < n; i++) w[i] = v[i]! / s.D[i]!;
+    return w;
   }
   for (let j = 0; j < n; j++) {
     let t = 0;
-    for (let i = 0; i < n; i++) t += s.B[j * n + i]! * (x[i]! - s.mean[i]!);
-    t /= s.sigma * s.D[j]!;
-    r += t * t;
+    for (let i = 0; i < n; i++) t += s.B[j * n + i]! * v[i]!;
+    w[j] = t / s.D[j]!;
   }
+  return w;
+}
+
+/** ||C^{-1/2} (x - m) / sigma||^2, the squared Mahalanobis norm of an internal point's step. */
+function mahalanobis2(s: CmaesState, x: readonly number[]): number {
+  const w = whiten(s, x.map((v, i) => v - s.mean[i]!));
+  let r = 0;
+  for (let i = 0; i < s.dim; i++) r += (w[i]! / s.sigma) ** 2;
   return r;
 }
 
