@@ -143,3 +143,37 @@ test('a fixed recipe becomes the genome of the space that expresses it, lambda f
   assert.equal(multi.decode(both[3]!.genome).method, 'ties');
   assert.equal(multi.decode(both[0]!.genome).method, 'task_arithmetic');
 });
+
+test('layer anchors: few genes per (model, filter, parameter), each layer group interpolated between its neighbouring anchors (checked by hand)', () => {
+  // 4 layers, one per group, 2 anchors: groups sit at t = 0, 1/3, 2/3, 1 of the anchor list
+  const c = codec({ layersPerGroup: 1, filters: [], layerAnchors: 2 });
+  assert.equal(c.dimension, 2 * 2, '2 anchors x 2 models');
+  assert.deepEqual(c.geneNames(), ['anchor 1/2 (layer group 0 of 0-3) / math / * / weight', 'anchor 1/2 (layer group 0 of 0-3) / chat / * / weight', 'anchor 2/2 (layer group 3 of 0-3) / math / * / weight', 'anchor 2/2 (layer group 3 of 0-3) / chat / * / weight']);
+  // math: 0 at the first anchor, 0.9 at the last: 0, 0.3, 0.6, 0.9 over the groups; chat 1 -> 0.4: 1, 0.8, 0.6, 0.4
+  const recipe = c.decode([0, 1, 0.9, 0.4]);
+  const weights = recipe.slices!.map((s) => s.sources.slice(1).map((x) => x.parameters!.weight));
+  assert.deepEqual(weights, [[0, 1], [0.3, 0.8], [0.6, 0.6], [0.9, 0.4]]);
+  // 32 layers, TIES weight and density per model: 192 genes a layer each, 24 at 4 anchors
+  const deep = (over: Partial<ConstructorParameters<typeof PsCodec>[0]>) => new PsCodec({ method: getMethod('ties'), base: 'b', models: ['m1', 'm2', 'm3'], layers: 32, layersPerGroup: 1, filters: [], evolve: ['weight', 'density'], fixed: {}, seed: 0, ...over });
+  assert.equal(deep({}).dimension, 32 * 3 * 2);
+  const anchored = deep({ layerAnchors: 4 });
+  assert.equal(anchored.dimension, 4 * 3 * 2);
+  // a uniform recipe stays uniform, and fixed recipes still encode
+  const g = anchored.encode({ global: {}, perModel: { weight: 1, density: 0.5 } });
+  assert.ok(Array.isArray(g));
+  const last = anchored.decode(g).slices![31]!.sources[1]!.parameters!;
+  assert.equal(last.density, 0.5);
+  assert.throws(() => deep({ layerAnchors: 33 }), /layer_anchors is 33, but it must be an integer from 2 to the number of layer groups \(32 here/);
+  assert.throws(() => deep({ layerAnchors: 1 }), /layer_anchors is 1/);
+});
+
+test('tensor kinds in filters become the substrings the sources use, and a filter matching no tensor is refused', async () => {
+  const { resolveFilters } = await import('../src/search/engine.ts');
+  const llama = { tensors: Object.fromEntries(['model.layers.0.self_attn.q_proj.weight', 'model.layers.0.mlp.up_proj.weight', 'model.layers.0.input_layernorm.weight', 'model.norm.weight'].map((n) => [n, {}])) };
+  const mlp = { tensors: Object.fromEntries(['input.weight', 'blocks.0.fc1.weight', 'blocks.0.fc2.bias', 'blocks.0.norm.weight', 'heads.digits.weight'].map((n) => [n, {}])) };
+  assert.deepEqual(resolveFilters(['attention', 'mlp', 'norm'], llama, 'base'), ['self_attn', 'mlp', 'norm']);
+  assert.deepEqual(resolveFilters(['mlp', 'norm', 'fc2'], mlp, 'base'), ['.fc', 'norm', 'fc2']);
+  assert.throws(() => resolveFilters(['attention'], mlp, '/zoo/base'), /no tensor of \/zoo\/base is of kind 'attention'/);
+  assert.throws(() => resolveFilters(['q_projection'], llama, '/m'), /'q_projection' matches no tensor of \/m, so its genes would change nothing/);
+  assert.throws(() => resolveFilters(['mlp', 'mlp'], llama, '/m'), /'mlp' is listed twice/);
+});

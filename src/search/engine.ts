@@ -136,12 +136,48 @@ export function baselineGenomes(codec: PsCodec | MultiMethodCodec): Array<{ labe
   return out;
 }
 
+/**
+ * Tensor kinds a space may name as filters, and the name substrings that stand for them, tried
+ * in order: the first one some tensor of the base contains is used (Llama-family names first,
+ * then GPT-2 style, then the residual MLP's).
+ */
+export const TENSOR_KINDS: Readonly<Record<string, readonly string[]>> = {
+  attention: ['self_attn', 'attention', 'attn'],
+  mlp: ['mlp', 'feed_forward', 'ffn', '.fc'],
+  norm: ['norm', '_ln', '.ln_'],
+};
+
+/**
+ * The space's filters as tensor-name substrings: a tensor kind (TENSOR_KINDS) becomes the
+ * substring the base's tensors use for it; every filter must match some tensor of the base, since
+ * the genes of one that matches nothing would change nothing.
+ */
+export function resolveFilters(filters: readonly string[], base: { tensors: Record<string, unknown> }, where: string): string[] {
+  const names = Object.keys(base.tensors);
+  const out = filters.map((f) => {
+    const kind = TENSOR_KINDS[f];
+    if (kind) {
+      const sub = kind.find((s) => names.some((n) => n.includes(s)));
+      if (!sub) throw new InputError('E_SPACE_FILTER', `ps.filters: no tensor of ${where} is of kind '${f}' (none contains ${kind.map((s) => `'${s}'`).join(', ')}); remove it from the filters`);
+      return sub;
+    }
+    if (!names.some((n) => n.includes(f))) {
+      throw new InputError('E_SPACE_FILTER', `ps.filters: '${f}' matches no tensor of ${where}, so its genes would change nothing; use a substring of its tensor names (see evomerge inspect ${where}) or a kind: ${Object.keys(TENSOR_KINDS).join(', ')}`);
+    }
+    return f;
+  });
+  const dup = out.find((f, i) => out.indexOf(f) !== i);
+  if (dup !== undefined) throw new InputError('E_SPACE_FILTER', `ps.filters: '${dup}' is listed twice (a kind may stand for a substring also listed); each filter gets its own genes, list it once`);
+  return out;
+}
+
 function psStage(r: ResolvedSpace, sources: SourceModels, stage: number): StagePlan {
   const ps = r.space.ps!;
   const layersFrom = r.base ?? r.models[0]!.path;
   const layout = {
     base: r.base, models: r.models.map((m) => m.path), modelNames: r.models.map((m) => m.name),
-    layers: sources[layersFrom]!.layers.count, layersPerGroup: ps.layers_per_group, filters: ps.filters,
+    layers: sources[layersFrom]!.layers.count, layersPerGroup: ps.layers_per_group, filters: resolveFilters(ps.filters, sources[layersFrom]!, layersFrom),
+    ...(ps.layer_anchors !== undefined ? { layerAnchors: ps.layer_anchors } : {}),
     evolve: ps.evolve, fixed: ps.fixed, seed: r.space.seed,
     keep: Object.entries(r.keep ?? {}).map(([filter, model]) => ({ filter, owner: r.models.findIndex((m) => m.name === model) })),
   };
@@ -159,6 +195,14 @@ function psStage(r: ResolvedSpace, sources: SourceModels, stage: number): StageP
       },
     },
   };
+}
+
+/** The genome length of a space's parameter-space stage (reads the sources' headers only). */
+export function psDimension(space: SearchSpace, spacePath: string | null): number {
+  const r = resolveSpace(space, spacePath);
+  const sources: SourceModels = {};
+  for (const p of [r.base, ...r.models.map((m) => m.path)]) if (p) sources[p] = loadSourceModel(p);
+  return psStage(r, sources, 0).problem.dimension;
 }
 
 function dfsStage(r: ResolvedSpace, sources: SourceModels, names: Array<{ name: string; path: string }>, stage: number, optimizer: { id: string; options: Record<string, unknown> }): StagePlan {
@@ -264,6 +308,8 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
       threads = threadsFor(native ? 'native' : 'wasm', o.workers ?? space.workers);
       exec = { problem: plan.problem, runner: new WorkerPool<CandidateTask, CandidateScore>({ handler: HANDLER, data, threads, timeoutMs }) };
       log(`stage ${plan.stage} (${plan.kind.toUpperCase()}): ${plan.problem.dimension} genes, optimizer ${plan.problem.optimizer.id}, ${threads} worker thread${threads === 1 ? '' : 's'}`);
+      // full CMA-ES learns n(n+1)/2 covariance entries: at a few hundred genes its step size adapts before its shape does
+      if (plan.problem.dimension > 100 && plan.problem.optimizer.id === 'cmaes') log(`note: ${plan.problem.dimension} genes is a long genome for full CMA-ES (its covariance needs on the order of n^2 / popsize generations to learn); sep-cmaes (linear in n), fewer layer groups, or ps.layer_anchors keep it within a few hundred evaluations`);
       if (plan.warmStart.length > 0) log(`warm start: the first candidates are the fixed recipes ${plan.warmStart.join(', ')} (space init: baselines)`);
     }
     const budget = budgetOf(space, o);

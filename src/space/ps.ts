@@ -10,6 +10,7 @@
  */
 import type { MergeMethod, ParamSpec } from '../methods/index.ts';
 import { RecipeSchema, type Recipe } from '../recipe/index.ts';
+import { evaluateSetting } from '../recipe/params.ts';
 import { InputError } from '../errors.ts';
 
 export interface PsLayout {
@@ -33,6 +34,15 @@ export interface PsLayout {
    * name contains `filter` is taken from models[owner].
    */
   keep?: ReadonlyArray<{ filter: string; owner: number }>;
+  /**
+   * Genes at this many evenly spaced anchors over the layer groups instead of one set per group:
+   * each group's value is interpolated linearly between its neighbouring anchors, as mergekit
+   * reads a gradient list (mergekit/config.py `evaluate_setting`: t = i / (n - 1) over the groups,
+   * value at t (K - 1) between anchors). A 32-layer model then needs K genes per (model, filter,
+   * parameter) instead of 32, which keeps TIES/DARE weight and density genes of deep models
+   * searchable within a few hundred evaluations.
+   */
+  layerAnchors?: number;
 }
 
 /**
@@ -52,6 +62,7 @@ const KEEP_VALUE: Readonly<Record<string, (owner: boolean) => number>> = {
 };
 
 interface Gene {
+  /** Layer group, or anchor index when the layout has layerAnchors. */
   group: number;
   /** Model index, or -1 for a global parameter. */
   model: number;
@@ -67,6 +78,8 @@ const round = (v: number) => Math.round(v * 1e6) / 1e6;
 export class PsCodec {
   readonly layout: PsLayout;
   readonly groups: Array<[number, number]>;
+  /** Number of anchors the genes sit at (layerAnchors), or null: one set of genes per group. */
+  readonly anchors: number | null;
   readonly dimension: number;
   private readonly geneList: Gene[];
 
@@ -97,8 +110,13 @@ export class PsCodec {
     }
     this.groups = [];
     for (let start = 0; start < layers; start += layersPerGroup) this.groups.push([start, Math.min(layers, start + layersPerGroup)]);
+    const anchors = layout.layerAnchors;
+    if (anchors !== undefined && (!Number.isInteger(anchors) || anchors < 2 || anchors > this.groups.length)) {
+      throw new InputError('E_SPACE_PS', `layer_anchors is ${anchors}, but it must be an integer from 2 to the number of layer groups (${this.groups.length} here: ${layers} layers, ${layersPerGroup} per group); leave it out for one set of genes per group`);
+    }
+    this.anchors = anchors ?? null;
     this.geneList = [];
-    this.groups.forEach((_, group) => {
+    Array.from({ length: this.anchors ?? this.groups.length }).forEach((_, group) => {
       for (let model = -1; model < models.length; model++) {
         for (let filter = 0; filter <= filters.length; filter++) {
           for (const { spec, lo, hi } of evolving) {
@@ -121,9 +139,12 @@ export class PsCodec {
   /** A readable name per gene, e.g. `layers 0-1 / math / self_attn / weight`. */
   geneNames(): string[] {
     const names = this.layout.modelNames ?? this.layout.models;
+    const G = this.groups.length;
     return this.geneList.map((g) => {
-      const [s, e] = this.groups[g.group]!;
-      return `layers ${s}-${e - 1} / ${g.model < 0 ? 'global' : names[g.model]} / ${g.filter < this.layout.filters.length ? this.layout.filters[g.filter] : '*'} / ${g.param}`;
+      const where = this.anchors === null
+        ? `layers ${this.groups[g.group]![0]}-${this.groups[g.group]![1] - 1}`
+        : `anchor ${g.group + 1}/${this.anchors} (layer group ${round((g.group * (G - 1)) / (this.anchors - 1))} of 0-${G - 1})`;
+      return `${where} / ${g.model < 0 ? 'global' : names[g.model]} / ${g.filter < this.layout.filters.length ? this.layout.filters[g.filter] : '*'} / ${g.param}`;
     });
   }
 
@@ -180,19 +201,39 @@ export class PsCodec {
     return genome;
   }
 
+  /**
+   * A layer group's settings from the anchors' (layerAnchors): each slot interpolated at the
+   * group's position t = group / (groups - 1) over the anchors' values, with mergekit's gradient
+   * rule (evaluateSetting on a number list), rounded like a gene value.
+   */
+  private interpolated(anchors: ReadonlyArray<Map<number, Map<string, number[]>>>, group: number): Map<number, Map<string, number[]>> {
+    const G = this.groups.length;
+    const t = G === 1 ? 0 : group / (G - 1);
+    const out = new Map<number, Map<string, number[]>>();
+    for (const [model, byParam] of anchors[0]!) {
+      const params = new Map<string, number[]>();
+      for (const [param, slots] of byParam) {
+        params.set(param, slots.map((_, k) => round(evaluateSetting(anchors.map((a) => a.get(model)!.get(param)![k]!), '', t) as number)));
+      }
+      out.set(model, params);
+    }
+    return out;
+  }
+
   decode(genome: readonly number[]): Recipe {
     const { method, base, models, filters, fixed, seed } = this.layout;
     const values = this.values(genome);
     // setting[group][model+1][param] = values per filter slot
-    const settings = this.groups.map(() => new Map<number, Map<string, number[]>>());
+    const perGene = Array.from({ length: this.anchors ?? this.groups.length }, () => new Map<number, Map<string, number[]>>());
     this.geneList.forEach((g, i) => {
-      const byModel = settings[g.group]!;
+      const byModel = perGene[g.group]!;
       let byParam = byModel.get(g.model);
       if (!byParam) byModel.set(g.model, (byParam = new Map()));
       let slots = byParam.get(g.param);
       if (!slots) byParam.set(g.param, (slots = new Array(filters.length + 1).fill(0)));
       slots[g.filter] = values[i]!;
     });
+    const settings = this.anchors === null ? perGene : this.groups.map((_, group) => this.interpolated(perGene, group));
     const setting = (slots: number[]) => (filters.length === 0 ? slots[0]! : [...filters.map((f, k) => ({ filter: f, value: slots[k]! })), { value: slots[filters.length]! }]);
     const fixedGlobal: Record<string, number | boolean | string> = {};
     const fixedPerModel: Record<string, number | boolean | string> = {};

@@ -17,8 +17,18 @@ export const PsSpaceSchema = z.strictObject({
   method: z.union([z.string().min(1), z.array(z.string().min(1)).min(2)]),
   /** Layers per group: each group of consecutive layers gets its own parameters (mergekit-evolve's layer granularity). */
   layers_per_group: z.number().int().positive().default(1),
-  /** Tensor-name substrings with parameters of their own; every other tensor uses the catch-all. */
+  /**
+   * Tensor-name substrings with parameters of their own; every other tensor uses the catch-all.
+   * The kinds `attention`, `mlp` and `norm` stand for the substring the sources use for them
+   * (self_attn / mlp / norm in the Llama family, fc / norm in the residual MLP). Each filter must
+   * match some tensor of the base.
+   */
   filters: z.array(z.string().min(1)).default([]),
+  /**
+   * Genes at this many evenly spaced anchors over the layer groups, each group's value
+   * interpolated between them (mergekit's gradient lists): few genes for deep models.
+   */
+  layer_anchors: z.number().int().min(2).optional(),
   /** Parameters that evolve: a list of names (bounds: the method's search range), or name -> [low, high]. */
   evolve: z.union([z.array(z.string().min(1)).min(1), z.record(z.string(), Bounds)]),
   /** Parameters held fixed (global ones, and per-model ones applied to every model). */
