@@ -21,6 +21,11 @@ import { mergeToMemory } from './worker.ts';
 
 /** Scores of a PS recipe on every task of a zoo (primary metric per task). */
 export async function scoreRecipeOnZoo(zooDir: string, recipe: Recipe, split: 'validation' | 'test', backendChoice: BackendChoice = 'auto'): Promise<Record<string, number>> {
+  return (await scoreRecipeOnZooItems(zooDir, recipe, split, backendChoice)).scores;
+}
+
+/** Scores of a PS recipe on every task of a zoo, with the items each was measured on (for standard errors). */
+export async function scoreRecipeOnZooItems(zooDir: string, recipe: Recipe, split: 'validation' | 'test', backendChoice: BackendChoice = 'auto'): Promise<{ scores: Record<string, number>; samples: Record<string, number> }> {
   const zoo = JSON.parse(readFileSync(join(zooDir, 'zoo.json'), 'utf8')) as ZooManifest;
   const backend = await useBackend(backendChoice);
   const paths = [...new Set([recipe.base, ...(recipe.slices ?? []).flatMap((s) => s.sources.map((x) => x.model)), ...(recipe.sources ?? []).map((s) => s.model)].filter((p): p is string => !!p))];
@@ -28,11 +33,14 @@ export async function scoreRecipeOnZoo(zooDir: string, recipe: Recipe, split: 'v
   const { tensors, configFrom } = mergeToMemory(recipe, sources);
   const model = modelFromWeights(sources[configFrom]!.config!, weightsFromMap(tensors, 'evolved merge'));
   const scores: Record<string, number> = {};
+  const samples: Record<string, number> = {};
   try {
     for (const t of zoo.tasks) {
       const ev = createEvaluator(loadManifest(join(zooDir, t.evaluators[split])), { purpose: 'eval' });
       try {
-        scores[t.name] = (await ev.evaluate(model, { backend })).metrics[ev.metric.name]!;
+        const r = await ev.evaluate(model, { backend });
+        scores[t.name] = r.metrics[ev.metric.name]!;
+        samples[t.name] = r.samples;
       } finally {
         ev.dispose();
       }
@@ -40,7 +48,7 @@ export async function scoreRecipeOnZoo(zooDir: string, recipe: Recipe, split: 'v
   } finally {
     model.dispose();
   }
-  return scores;
+  return { scores, samples };
 }
 
 /** A row for `scores`, normalised against the report's references (the specialists), as the baselines are. */
