@@ -147,7 +147,8 @@ function fidelityLine(r: ResolvedSpace): string {
   const f = r.space.fidelity!;
   const whole = r.evaluators.filter((e) => !partialScoring(loadManifest(e.manifest)));
   return `fidelity: candidates race the best full-fidelity fitness on rungs ${f.rungs.join(', ')} of each evaluator's items (confidence z = ${f.confidence})` +
-    (whole.length ? `; ${whole.map((e) => e.id).join(', ')} always score every item (only a classification accuracy or a choice acc/acc_norm can be scored on a subset)` : '');
+    (whole.length ? `; ${whole.map((e) => e.id).join(', ')} always score every item (only a classification accuracy or a choice acc/acc_norm can be scored on a subset)` : '') +
+    (whole.length === r.evaluators.length ? ', so every candidate is scored in full and fidelity changes nothing but the budget' : '');
 }
 
 /** The search log's line at a stage's end: item-evaluations spent and where candidates stopped. */
