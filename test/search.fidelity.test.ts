@@ -300,11 +300,11 @@ async function tinyFamily(root: string): Promise<{ base: string; models: Array<{
   return { base: write('base', base), models: [{ name: 'a', path: write('a', a) }, { name: 'b', path: write('b', b) }], manifest };
 }
 
-test('an end-to-end search on a tiny residual-MLP family with fidelity spends fewer item-evaluations per candidate than without, and its best is scored in full', async () => {
-  const { startSearch } = await import('../src/search/engine.ts');
+test('an end-to-end search on a tiny residual-MLP family with fidelity spends fewer item-evaluations per candidate than without, its best is scored in full, and stopped and resumed it is the same run', async () => {
+  const { startSearch, resumeSearch } = await import('../src/search/engine.ts');
   const root = join(dir, 'family');
   const fam = await tinyFamily(root);
-  const run = async (name: string, extra: Record<string, unknown>) => {
+  const run = async (name: string, extra: Record<string, unknown>, stopAfter?: number) => {
     const path = join(root, `${name}.yaml`);
     writeFileSync(path, JSON.stringify({
       name, base: fam.base, models: fam.models, mode: 'ps', evaluators: [{ manifest: fam.manifest, weight: 1 }],
@@ -312,8 +312,15 @@ test('an end-to-end search on a tiny residual-MLP family with fidelity spends fe
       optimizer: { id: 'cmaes', options: { sigma0: 0.3 } }, budget: { evaluations: 24 }, seed: 1, workers: 1, timeout_seconds: 60, backend: 'wasm', ...extra,
     }));
     const log: string[] = [];
-    const db = join(root, name, 'run.sqlite');
-    await startSearch(path, { dbPath: db, onLog: (l) => log.push(l) });
+    const db = join(root, stopAfter === undefined ? name : `${name}-resumed`, 'run.sqlite');
+    if (stopAfter !== undefined) {
+      // stopped after a few results, then resumed with another worker count
+      const controller = new AbortController();
+      let seen = 0;
+      const first = await startSearch(path, { dbPath: db, signal: controller.signal, onEvent: (e) => { if (e.type === 'result' && ++seen === stopAfter) controller.abort(); } });
+      assert.equal(first.stages[0]!.reason, 'stopped');
+      await resumeSearch(name, { dbPath: db, workers: 2, onLog: (l) => log.push(l) });
+    } else await startSearch(path, { dbPath: db, onLog: (l) => log.push(l) });
     const store = RunStore.open(db, { readonly: true });
     const r = store.run(name)!;
     const out = { rows: store.candidates(r.id), status: runStatus(store, r, db), best: store.best(r.id, 1)[0]!, log };
@@ -334,4 +341,18 @@ test('an end-to-end search on a tiny residual-MLP family with fidelity spends fe
   assert.equal(raced.best.fidelity, 1);
   assert.ok(raced.log.some((l) => /^fidelity: candidates race/.test(l)));
   assert.ok(raced.log.some((l) => /^stage 0: \d+ item-evaluations \(.*stopped at 0\.1/.test(l)), raced.log.join('\n'));
+  // the worker's racing on real evaluators depends on committed data only: a stopped and resumed run is the same run
+  const resumed = await run('raced', { fidelity: { rungs: [0.1, 0.3, 1], confidence: 2 } }, 13);
+  const rows = (x: typeof full) => x.rows.map((c) => [c.proposalId, c.genome, c.threshold, c.fidelity, c.fitness, c.itemEvals]);
+  assert.deepEqual(rows(resumed), rows(raced));
+  assert.equal(resumed.best.id, raced.best.id);
+});
+
+test('a space with fidelity rungs that do not increase to 1, or with objective multi, is refused naming the field', async () => {
+  const { parseSearchSpace } = await import('../src/space/schema.ts');
+  const base = 'zoo: z\nps: { method: ties, evolve: [weight] }\n';
+  assert.deepEqual(parseSearchSpace(`${base}fidelity: {}\n`, 's.yaml').fidelity, { rungs: [0.1, 0.3, 1], confidence: 2 });
+  assert.throws(() => parseSearchSpace(`${base}fidelity: { rungs: [0.3, 0.1, 1] }\n`, 's.yaml'), /field 'fidelity.rungs': rungs must be increasing/);
+  assert.throws(() => parseSearchSpace(`${base}fidelity: { rungs: [0.1, 0.5] }\n`, 's.yaml'), /field 'fidelity.rungs'/);
+  assert.throws(() => parseSearchSpace(`${base}objective: multi\nfidelity: {}\n`, 's.yaml'), /field 'fidelity': .*objective multi/);
 });
