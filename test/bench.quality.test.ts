@@ -6,7 +6,7 @@ import type { CandidateRow } from '../src/store/index.ts';
 const row = (id: number, fitness: number | null, over: Partial<CandidateRow> = {}): CandidateRow => ({
   id, runId: 1, stage: 0, generation: 0, proposalId: `p${id}`, operator: 'sample', genome: [], recipe: {}, recipeHash: `h${id}`,
   state: fitness === null ? 'failed' : 'done', fitness, objectives: null, error: null, worker: null, backend: null, reusedFrom: null,
-  told: true, createdAt: '', startedAt: null, finishedAt: null, evalMs: null, ...over,
+  told: true, createdAt: '', startedAt: null, finishedAt: null, evalMs: null, threshold: null, fidelity: null, itemEvals: null, ...over,
 });
 
 test('the standard error of a mean normalised accuracy follows from the split sizes (checked by hand)', () => {

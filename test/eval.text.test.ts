@@ -97,6 +97,14 @@ test('choice acc and acc_norm equal the arg-max of hand-summed option log-likeli
   assert.equal(r.metrics.acc, acc / 6);
   assert.equal(r.metrics.acc_norm, accNorm / 6);
   assert.equal(r.fitness, acc / 6);
+  // multi-fidelity: sums over disjoint item subsets (the rungs of a seeded order) add up to the full result
+  const { addPartial, itemOrder } = await import('../src/search/fidelity.ts');
+  assert.equal(ev.itemCount!(), 6);
+  const order = itemOrder('choice', 6);
+  const parts = [order.slice(0, 2), order.slice(2, 4), order.slice(4)];
+  let sum = null;
+  for (const ix of parts) sum = addPartial(sum, await ev.scoreItems!(lm, { backend: null }, ix));
+  assert.deepEqual(ev.resultOf!(sum!), r);
 });
 
 test('the last-number rule extracts the last number, dropping thousands separators', () => {

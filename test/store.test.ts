@@ -98,3 +98,29 @@ test('a missing, foreign or newer database is refused with a clear error', () =>
   s.close();
   assert.throws(() => RunStore.open(path), (e: unknown) => e instanceof InputError && e.code === 'E_DB_VERSION');
 });
+
+test('a schema-1 database opens: read-only as it is, and for writing with the multi-fidelity columns added', () => {
+  const path = join(dir, 'v1', 'run.sqlite');
+  const s = RunStore.open(path);
+  const run = s.createRun({ name: 'old', space: {}, codeVersion: '0.1.0', seed: 1 });
+  const [a] = s.addCandidates(run.id, [proposal('g0-0', 0)]);
+  s.recordResult(a!.id, { fitness: 0.5 });
+  // what a database written before schema 2 looks like
+  for (const col of ['threshold', 'fidelity', 'item_evals']) s.db.exec(`ALTER TABLE candidates DROP COLUMN ${col}`);
+  s.db.prepare(`UPDATE meta SET value = '1' WHERE key = 'schema_version'`).run();
+  s.close();
+  const ro = RunStore.open(path, { readonly: true });
+  assert.equal(ro.best(run.id, 1)[0]!.fitness, 0.5);
+  assert.equal(ro.candidate(a!.id)!.fidelity, null);
+  assert.deepEqual(ro.itemEvaluations(run.id), { items: 0, byFidelity: [] });
+  ro.close();
+  const rw = RunStore.open(path);
+  assert.equal((rw.db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string }).value, '2');
+  const c = rw.candidate(a!.id)!;
+  assert.deepEqual([c.fitness, c.threshold, c.fidelity, c.itemEvals], [0.5, null, null, null]);
+  assert.equal(rw.best(run.id, 1)[0]!.id, a!.id, 'an old full score still ranks');
+  const [b] = rw.addCandidates(run.id, [{ ...proposal('g1-0', 1), threshold: 0.5 }]);
+  rw.recordResult(b!.id, { fitness: 0.9, fidelity: 0.1, itemEvals: 10 });
+  assert.equal(rw.best(run.id, 1)[0]!.id, a!.id);
+  rw.close();
+});

@@ -146,8 +146,7 @@ export function readPrefix(rows: readonly CandidateRow[], budget: number, costOf
 
 /** A candidate's share of the items it was scored on (multi-fidelity), 1 when unrecorded; 0 for a reused score. */
 function fidelityOf(c: CandidateRow): number {
-  const f = (c as CandidateRow & { fidelity?: number | null }).fidelity;
-  return typeof f === 'number' ? f : 1;
+  return c.fidelity ?? 1;
 }
 
 export async function runQualityBench(o: QualityOptions): Promise<QualityReport> {
@@ -233,8 +232,8 @@ export async function runQualityBench(o: QualityOptions): Promise<QualityReport>
           }
           const costOf = (c: CandidateRow) => (c.reusedFrom !== null ? 0 : c.operator === 'gradient' ? stepCost : fidelityOf(c));
           const itemsOf = (c: CandidateRow) => {
-            const recorded = (c as CandidateRow & { itemEvals?: number | null }).itemEvals;
-            return typeof recorded === 'number' ? recorded : Math.round(costOf(c) * fullItems);
+            // a gradient step's items: its scoring's and its batch's forward and backward passes
+            return c.operator === 'gradient' || c.itemEvals === null ? Math.round(costOf(c) * fullItems) : c.itemEvals;
           };
           for (const budget of run.budgets) {
             // the gradient stage's run is read whole: its budget was split before it started

@@ -8,8 +8,8 @@ import { InputError, ShapeMismatchError } from '../errors.ts';
 import type { RunnableModel } from '../models/load.ts';
 import type { Classifier } from '../models/mlp.ts';
 import { loadClassificationData } from './data.ts';
-import { manifestFitness, type ClassificationManifest } from './manifest.ts';
-import type { EvalContext, EvalResult, Evaluator } from './types.ts';
+import { manifestFitness, partialScoring, type ClassificationManifest } from './manifest.ts';
+import type { EvalContext, EvalResult, Evaluator, PartialScore } from './types.ts';
 
 export class ClassificationEvaluator implements Evaluator {
   readonly kind = 'classification' as const;
@@ -18,6 +18,8 @@ export class ClassificationEvaluator implements Evaluator {
   private data: { x: Float32Array; y: Int32Array; n: number; d: number; file: string } | null = null;
   private batches: Array<{ x: tf.Tensor2D; start: number; n: number }> | null = null;
   private batchesBackend: string | null = null;
+  /** The scored head's class labels, from the last model scoreItems saw (for resultOf's per-class metric names). */
+  private labels: readonly string[] | null = null;
 
   constructor(private readonly m: ClassificationManifest) {}
 
@@ -58,7 +60,8 @@ export class ClassificationEvaluator implements Evaluator {
     return batches;
   }
 
-  async evaluate(model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult> {
+  /** The classifier, its scored head and the items, checked against each other. */
+  private checked(model: RunnableModel | null) {
     if (!model || model.kind !== 'classifier') {
       throw new InputError('E_EVAL_FAMILY', `evaluator ${this.m.id} (${this.m.file}) scores residual-mlp classifiers, but the model is ${model ? 'a causal language model' : 'missing'}`);
     }
@@ -75,6 +78,11 @@ export class ClassificationEvaluator implements Evaluator {
     if (maxLabel >= head.classes) {
       throw new ShapeMismatchError(`${d.file}: label ${maxLabel} does not exist in head '${head.name}', which has ${head.classes} classes`);
     }
+    return { clf, d, head };
+  }
+
+  async evaluate(model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult> {
+    const { clf, d, head } = this.checked(model);
     const correct = new Float64Array(head.classes);
     const total = new Float64Array(head.classes);
     let right = 0;
@@ -91,12 +99,60 @@ export class ClassificationEvaluator implements Evaluator {
       }
       ctx.onProgress?.(b.start + b.n, d.n);
     }
-    const accuracy = d.n === 0 ? 0 : right / d.n;
+    return this.result(d.n, right, correct, total, head);
+  }
+
+  private result(n: number, right: number, correct: ArrayLike<number>, total: ArrayLike<number>, head: { classes: number; labels?: readonly string[] }): EvalResult {
+    const accuracy = n === 0 ? 0 : right / n;
     const metrics: Record<string, number> = { accuracy };
     if (this.m.per_class) for (let c = 0; c < head.classes; c++) if (total[c]! > 0) metrics[`accuracy_class_${head.labels?.[c] ?? c}`] = correct[c]! / total[c]!;
     const primary = metrics[this.m.metric.name];
     if (primary === undefined) throw new InputError('E_EVAL_METRIC', `${this.m.file}: field 'metric.name' is '${this.m.metric.name}' but classification reports accuracy${this.m.per_class ? ' and accuracy_class_<c>' : ''}`);
-    return { fitness: manifestFitness(this.m, primary), metrics, samples: d.n };
+    return { fitness: manifestFitness(this.m, primary), metrics, samples: n };
+  }
+
+  /** Items for multi-fidelity scoring: accuracy is a mean over items (a per-class metric is not, and is scored whole). */
+  itemCount(): number | null {
+    return partialScoring(this.m) ? this.load().n : null;
+  }
+
+  /** Correct answers (overall and per class) on the items of `indices`, gathered into batches of the manifest's size. */
+  async scoreItems(model: RunnableModel | null, ctx: EvalContext, indices: readonly number[]): Promise<PartialScore> {
+    const { clf, d, head } = this.checked(model);
+    this.labels = head.labels ?? null;
+    const sums: Record<string, number> = { correct: 0 };
+    if (this.m.per_class) for (let c = 0; c < head.classes; c++) sums[`correct_${c}`] = sums[`total_${c}`] = 0;
+    for (let s = 0; s < indices.length; s += this.m.batch_size) {
+      ctx.signal?.throwIfAborted();
+      const part = indices.slice(s, s + this.m.batch_size);
+      const x = new Float32Array(part.length * d.d);
+      part.forEach((item, r) => x.set(d.x.subarray(item * d.d, (item + 1) * d.d), r * d.d));
+      const t = tf.tensor2d(x, [part.length, d.d]);
+      let pred: ArrayLike<number>;
+      try {
+        pred = (await clf.predict(t)).get(head.name)!;
+      } finally {
+        t.dispose();
+      }
+      part.forEach((item, r) => {
+        const y = d.y[item]!;
+        const hit = pred[r] === y ? 1 : 0;
+        sums.correct! += hit;
+        if (this.m.per_class) {
+          sums[`total_${y}`]! += 1;
+          sums[`correct_${y}`]! += hit;
+        }
+      });
+    }
+    // per item, accuracy is 0 or 1: its square is itself
+    return { count: indices.length, sums, primary: { sum: sums.correct!, sumSq: sums.correct! } };
+  }
+
+  resultOf(p: PartialScore): EvalResult {
+    const classes = Object.keys(p.sums).filter((k) => k.startsWith('total_')).length;
+    const correct = Array.from({ length: classes }, (_, c) => p.sums[`correct_${c}`] ?? 0);
+    const total = Array.from({ length: classes }, (_, c) => p.sums[`total_${c}`] ?? 0);
+    return this.result(p.count, p.sums.correct ?? 0, correct, total, { classes, labels: this.labels ?? undefined });
   }
 
   dispose(): void {

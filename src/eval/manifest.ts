@@ -177,3 +177,13 @@ export function resolveDataPath(m: Manifest, p: string): string {
 export function manifestFitness(m: Pick<Manifest, 'metric'>, value: number): number {
   return m.metric.direction === 'maximize' ? value : -value;
 }
+
+/**
+ * Whether an evaluator of this manifest can score a subset of its items (multi-fidelity
+ * evaluation): its primary metric is a mean over items, the accuracy of a classification or the
+ * acc / acc_norm of a choice task. Others (command, generate, perplexity, a per-class accuracy)
+ * score every item.
+ */
+export function partialScoring(m: Manifest): boolean {
+  return (m.kind === 'classification' && m.metric.name === 'accuracy') || (m.kind === 'choice' && (m.metric.name === 'acc' || m.metric.name === 'acc_norm'));
+}

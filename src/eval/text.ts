@@ -8,8 +8,8 @@ import type { RunnableModel } from '../models/load.ts';
 import type { TextTokenizer } from '../models/tokenizer.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 import { fillTemplate, loadRows, type EvalRow } from './data.ts';
-import { manifestFitness, type ChoiceManifest, type GenerateManifest, type Manifest, type PerplexityManifest } from './manifest.ts';
-import type { EvalContext, EvalResult, Evaluator } from './types.ts';
+import { manifestFitness, partialScoring, type ChoiceManifest, type GenerateManifest, type Manifest, type PerplexityManifest } from './manifest.ts';
+import type { EvalContext, EvalResult, Evaluator, PartialScore } from './types.ts';
 
 function requireLm(m: Manifest, model: RunnableModel | null): { lm: CausalLM; tok: TextTokenizer } {
   if (!model || model.kind !== 'causal-lm') {
@@ -150,11 +150,23 @@ export class ChoiceEvaluator extends TextEvaluator<ChoiceManifest> {
   }
 
   async evaluate(model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult> {
+    const n = this.rows().length;
+    const p = await this.scoreItems(model, ctx, Array.from({ length: n }, (_, i) => i));
+    return this.resultOf(p);
+  }
+
+  /** Items for multi-fidelity scoring: acc and acc_norm are means over items. */
+  itemCount(): number | null {
+    return partialScoring(this.m) ? this.rows().length : null;
+  }
+
+  /** Right answers (acc, acc_norm) on the items of `indices`, in that order. */
+  async scoreItems(model: RunnableModel | null, ctx: EvalContext, indices: readonly number[]): Promise<PartialScore> {
     const { lm, tok } = requireLm(this.m, model);
     const rows = this.rows();
     let acc = 0;
     let accNorm = 0;
-    for (let i = 0; i < rows.length; i++) {
+    for (const [done, i] of indices.entries()) {
       ctx.signal?.throwIfAborted();
       const item = this.itemParts(rows[i]!, i);
       const { seqs, contLens } = this.sequences(item, i, item.choices.map((_, c) => c), tok, lm.config.maxPositions);
@@ -167,10 +179,16 @@ export class ChoiceEvaluator extends TextEvaluator<ChoiceManifest> {
       const argmax = (v: number[]) => v.reduce((b, x, j) => (x > v[b]! ? j : b), 0);
       if (argmax(ll) === item.gold) acc++;
       if (argmax(ll.map((x, c) => x / item.choices[c]!.length)) === item.gold) accNorm++;
-      ctx.onProgress?.(i + 1, rows.length);
+      ctx.onProgress?.(done + 1, indices.length);
     }
-    const n = rows.length;
-    const metrics = { acc: n ? acc / n : 0, acc_norm: n ? accNorm / n : 0 };
+    // per item, acc and acc_norm are 0 or 1: the square is the value
+    const right = this.m.metric.name === 'acc_norm' ? accNorm : acc;
+    return { count: indices.length, sums: { acc, acc_norm: accNorm }, primary: { sum: right, sumSq: right } };
+  }
+
+  resultOf(p: PartialScore): EvalResult {
+    const n = p.count;
+    const metrics = { acc: n ? (p.sums.acc ?? 0) / n : 0, acc_norm: n ? (p.sums.acc_norm ?? 0) / n : 0 };
     return { fitness: manifestFitness(this.m, primary(this.m, metrics, 'acc and acc_norm')), metrics, samples: n };
   }
 }

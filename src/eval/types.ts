@@ -24,6 +24,20 @@ export interface EvalResult {
   samples: number;
 }
 
+/**
+ * Additive sums of an evaluator over some of its items (multi-fidelity evaluation,
+ * src/search/fidelity.ts): the sums of two disjoint item sets add, so a rung scores only its
+ * new items, and the sums over every item give exactly what `evaluate` returns.
+ */
+export interface PartialScore {
+  /** Items scored. */
+  count: number;
+  /** Counts and sums the evaluator's metrics are computed from (for example correct answers). */
+  sums: Record<string, number>;
+  /** Sum and sum of squares over the items of the primary metric's per-item value (its mean is the metric), for its standard error. */
+  primary: { sum: number; sumSq: number };
+}
+
 export interface Evaluator {
   readonly id: string;
   readonly version: string | number;
@@ -34,6 +48,16 @@ export interface Evaluator {
   /** False for `command`, which reads the model from a folder itself. */
   readonly needsModel: boolean;
   evaluate(model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult>;
+  /**
+   * Scoring part of the items, for multi-fidelity evaluation. `itemCount` is the number of items
+   * when the primary metric is a mean over items (accuracy, acc, acc_norm), else null: such an
+   * evaluator (and one without these methods: command, generate, perplexity) always scores every
+   * item. `scoreItems` scores the items of those indices (into the evaluator's items, after its
+   * `limit`); `resultOf` is the result the sums stand for.
+   */
+  itemCount?(): number | null;
+  scoreItems?(model: RunnableModel | null, ctx: EvalContext, indices: readonly number[]): Promise<PartialScore>;
+  resultOf?(p: PartialScore): EvalResult;
   /** Frees cached data on the backend (for example the classifier's uploaded inputs). */
   dispose(): void;
 }

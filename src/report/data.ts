@@ -14,7 +14,11 @@ import type { ParamSetting, Recipe } from '../recipe/index.ts';
 export interface FitnessPoint { n: number; id: number; stage: number; fitness: number }
 
 export interface ReportData {
-  run: { name: string; status: string; mode: string; objective: string; evaluators: Array<{ id: string; weight: number }>; counts: Record<string, number> };
+  run: {
+    name: string; status: string; mode: string; objective: string; evaluators: Array<{ id: string; weight: number }>; counts: Record<string, number>;
+    /** Items the evaluators scored, over all candidates; with `fidelity`, finished candidates by the fraction of items their score rests on. */
+    items: ReturnType<RunStore['itemEvaluations']>;
+  };
   /** Chart 1. */
   fitness: { points: FitnessPoint[]; bestSoFar: Array<{ n: number; id: number; fitness: number }>; baselines: Array<{ label: string; fitness: number }> };
   /** Chart 2: one series per evaluator, the best-so-far candidate's metric at each evaluation where the best changed. */
@@ -42,7 +46,10 @@ export function evaluationOrder(rows: readonly CandidateRow[]): Array<CandidateR
     .map((c, i) => ({ ...c, n: i + 1 }));
 }
 
-/** The fitness of each scored candidate and the best-so-far line (failures never count). */
+/** A score on every item (not a multi-fidelity estimate on part of them): only these can be the best. */
+const isFull = (c: CandidateRow) => c.fidelity === null || c.fidelity >= 1;
+
+/** The fitness of each scored candidate and the best-so-far line (failures and partial-fidelity estimates never count). */
 export function fitnessSeries(ordered: ReadonlyArray<CandidateRow & { n: number }>): { points: FitnessPoint[]; bestSoFar: Array<{ n: number; id: number; fitness: number }> } {
   const points: FitnessPoint[] = [];
   const bestSoFar: Array<{ n: number; id: number; fitness: number }> = [];
@@ -50,7 +57,7 @@ export function fitnessSeries(ordered: ReadonlyArray<CandidateRow & { n: number 
   for (const c of ordered) {
     if (c.state === 'done' && c.fitness !== null && Number.isFinite(c.fitness)) {
       points.push({ n: c.n, id: c.id, stage: c.stage, fitness: c.fitness });
-      if (!best || c.fitness > best.fitness) best = { id: c.id, fitness: c.fitness };
+      if (isFull(c) && (!best || c.fitness > best.fitness)) best = { id: c.id, fitness: c.fitness };
     }
     if (best) bestSoFar.push({ n: c.n, ...best });
   }
@@ -135,7 +142,7 @@ export function reportData(store: RunStore, run: RunRow, baselines: readonly Sou
     return { evaluator: ev, metric, points: pts };
   });
 
-  const done = all.filter((c) => c.state === 'done' && c.fitness !== null).sort((a, b) => b.fitness! - a.fitness! || a.id - b.id);
+  const done = all.filter((c) => c.state === 'done' && c.fitness !== null && isFull(c)).sort((a, b) => b.fitness! - a.fitness! || a.id - b.id);
   const bestPs = done.find((c) => !isDfsRecipe(c.recipe));
   let parameters: ReportData['parameters'] = null;
   if (bestPs) {
@@ -190,7 +197,7 @@ export function reportData(store: RunStore, run: RunRow, baselines: readonly Sou
   }));
 
   return {
-    run: { name: run.name, status: run.status, mode: s.space.mode ?? 'ps', objective: s.space.objective ?? 'weighted-sum', evaluators: s.evaluators.map((e) => ({ id: e.id, weight: e.weight })), counts: store.counts(run.id) },
+    run: { name: run.name, status: run.status, mode: s.space.mode ?? 'ps', objective: s.space.objective ?? 'weighted-sum', evaluators: s.evaluators.map((e) => ({ id: e.id, weight: e.weight })), counts: store.counts(run.id), items: store.itemEvaluations(run.id) },
     fitness: { points, bestSoFar, baselines: baselines.filter((b) => b.fitness !== null).map((b) => ({ label: b.label, fitness: b.fitness! })) },
     evaluatorTrend,
     parameters,

@@ -75,6 +75,8 @@ export function reportHtml(data: ReportData, charts: readonly ChartSpec[]): stri
     ? htmlTable(['source model', 'fitness', ...evalIds.map((e) => `${e} fitness`)], data.baselines.map((b) => [b.label, b.error ? `failed: ${b.error}` : fmt(b.fitness), ...evalIds.map((e) => fmt(b.metrics[e]?.fitness))]))
     : '<p>Baselines were not scored for this report (evomerge report scores the source models unless --no-baselines).</p>';
   const counts = Object.entries(data.run.counts).map(([k, v]) => `${v} ${k}`).join(', ');
+  const rungs = data.run.items.byFidelity.map((r) => (r.fidelity >= 1 ? `${r.candidates} scored on every item` : `${r.candidates} stopped at ${r.fidelity} of the items`));
+  const items = `${data.run.items.items} item-evaluations${rungs.length ? ` (multi-fidelity: ${rungs.join(', ')}; only full scores rank as best)` : ''}`;
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -92,7 +94,7 @@ canvas { border: 1px solid #eee; }
 </head>
 <body>
 <h1>evomerge run <code>${esc(data.run.name)}</code></h1>
-<p>Mode ${esc(data.run.mode)}, objective ${esc(data.run.objective)}, status ${esc(data.run.status)}; candidates: ${esc(counts)}.</p>
+<p>Mode ${esc(data.run.mode)}, objective ${esc(data.run.objective)}, status ${esc(data.run.status)}; candidates: ${esc(counts)}; ${esc(items)}.</p>
 <h2>Top candidates</h2>
 ${top}
 <h2>Baselines: the source models scored by the run's evaluators</h2>

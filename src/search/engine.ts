@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError } from '../errors.ts';
-import { loadManifest, TestSplitRefusedError } from '../eval/index.ts';
+import { loadManifest, partialScoring, TestSplitRefusedError } from '../eval/index.ts';
 import { getMethod } from '../methods/index.ts';
 import { WorkerPool, threadsFor } from '../pool/index.ts';
 import { canonicalJson, recipeHash, type Recipe } from '../recipe/index.ts';
@@ -171,6 +171,31 @@ export function resolveFilters(filters: readonly string[], base: { tensors: Reco
   return out;
 }
 
+/** The task's multi-fidelity part (space `fidelity`): absent without it, so such tasks are as before. */
+function fidelityOf(space: SearchSpace, threshold: number | null | undefined): { fidelity?: CandidateTask['fidelity'] } {
+  if (!space.fidelity) return {};
+  return { fidelity: { rungs: space.fidelity.rungs, confidence: space.fidelity.confidence, threshold: threshold ?? null } };
+}
+
+/** The search log's line on a stage's multi-fidelity evaluation: rungs, and the evaluators that always score every item. */
+function fidelityLine(r: ResolvedSpace): string {
+  const f = r.space.fidelity!;
+  const whole = r.evaluators.filter((e) => !partialScoring(loadManifest(e.manifest)));
+  return `fidelity: candidates race the best full-fidelity fitness on rungs ${f.rungs.join(', ')} of each evaluator's items (confidence z = ${f.confidence})` +
+    (whole.length ? `; ${whole.map((e) => e.id).join(', ')} always score every item (only a classification accuracy or a choice acc/acc_norm can be scored on a subset)` : '') +
+    (whole.length === r.evaluators.length ? ', so every candidate is scored in full and fidelity changes nothing but the budget' : '');
+}
+
+/** The search log's line at a stage's end: item-evaluations spent and where candidates stopped. */
+function itemsLine(store: RunStore, run: RunRow, stage: number): string {
+  const rows = store.candidates(run.id, { stage });
+  const items = rows.reduce((n, c) => n + (c.itemEvals ?? 0), 0);
+  const rungs = new Map<number, number>();
+  for (const c of rows) if (c.state === 'done' && c.fidelity !== null) rungs.set(c.fidelity, (rungs.get(c.fidelity) ?? 0) + 1);
+  const at = [...rungs].sort((a, b) => a[0] - b[0]).map(([f, n]) => (f >= 1 ? `${n} scored in full` : `${n} stopped at ${f}`));
+  return `stage ${stage}: ${items} item-evaluations${at.length ? ` (${at.join(', ')})` : ''}`;
+}
+
 function psStage(r: ResolvedSpace, sources: SourceModels, stage: number): StagePlan {
   const ps = r.space.ps!;
   const layersFrom = r.base ?? r.models[0]!.path;
@@ -189,9 +214,10 @@ function psStage(r: ResolvedSpace, sources: SourceModels, stage: number): StageP
     stage, kind: 'ps', sources, initialGenome: codec.initialGenome(), warmStart: start.initial.map((b) => b.label), codec,
     problem: {
       stage, dimension: codec.dimension, optimizer: withX0(r.space.optimizer, start.x0, start.initial.map((b) => b.genome)),
+      ...(r.space.fidelity ? { fidelity: true } : {}),
       prepare: (genome, candidate) => {
         const recipe = codec.decode(genome);
-        return { recipe, recipeHash: recipeHash(recipe), task: { kind: 'ps', recipe, candidateId: candidate.id } };
+        return { recipe, recipeHash: recipeHash(recipe), task: { kind: 'ps', recipe, candidateId: candidate.id, ...fidelityOf(r.space, candidate.threshold) } };
       },
     },
   };
@@ -222,10 +248,11 @@ function dfsStage(r: ResolvedSpace, sources: SourceModels, names: Array<{ name: 
     stage, kind: 'dfs', sources, initialGenome: codec.initialGenome(), warmStart: [],
     problem: {
       stage, dimension: codec.dimension, optimizer: withX0(optimizer, start.x0),
+      ...(r.space.fidelity ? { fidelity: true } : {}),
       prepare: (genome, candidate) => {
         const steps = codec.decode(genome);
         const recipe = { kind: 'dfs', sources: names, steps, embeddings_from: embeddings, head_from: head };
-        return { recipe, recipeHash: hashOf(recipe), task: { kind: 'dfs', sources: names.map((n) => n.path), steps, embeddings, head, candidateId: candidate.id } };
+        return { recipe, recipeHash: hashOf(recipe), task: { kind: 'dfs', sources: names.map((n) => n.path), steps, embeddings, head, candidateId: candidate.id, ...fidelityOf(r.space, candidate.threshold) } };
       },
     },
   };
@@ -312,6 +339,7 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
       if (plan.problem.dimension > 100 && plan.problem.optimizer.id === 'cmaes') log(`note: ${plan.problem.dimension} genes is a long genome for full CMA-ES (its covariance needs on the order of n^2 / popsize generations to learn); sep-cmaes (linear in n), fewer layer groups, or ps.layer_anchors keep it within a few hundred evaluations`);
       if (plan.warmStart.length > 0) log(`warm start: the first candidates are the fixed recipes ${plan.warmStart.join(', ')} (space init: baselines)`);
     }
+    if (space.fidelity) log(fidelityLine(r));
     const budget = budgetOf(space, o);
     o.onEvent?.({ type: 'stage', stage: plan.stage, kind: plan.kind, dimension: plan.problem.dimension, budget: budget.evaluations ?? null, threads });
     try {
@@ -319,6 +347,7 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
         budget, signal: o.signal, failFast: o.failFast, onEvent: (e) => o.onEvent?.({ ...e, stage: plan.stage }),
       });
       store.event(run.id, 'stage', `stage ${plan.stage} ended: ${summary.reason}`, { utilisation: exec.runner.utilisation(), ...summary, best: summary.best?.id ?? null });
+      log(itemsLine(store, run, plan.stage));
       if (summary.failure !== undefined) {
         store.setRunStatus(run.id, 'stopped');
         throw new SetupError('E_FAIL_FAST', `run '${run.name}' stopped: its first ${o.failFast ?? 3} candidates of stage ${plan.stage} all failed with the same error, so no candidate can succeed as set up: ${summary.failure}. Nothing is lost: fix the cause, then continue with 'evomerge resume ${run.name}' (the failed candidates run again)`);

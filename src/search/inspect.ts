@@ -29,6 +29,8 @@ export interface RunStatus {
   best: { id: number; stage: number; generation: number; fitness: number } | null;
   failures: Array<{ id: number; error: string }>;
   stages: number[];
+  /** Items the evaluators scored (all candidates); with `fidelity`, finished candidates by the fraction of items their score rests on. */
+  items: { evaluations: number; byFidelity: Array<{ fidelity: number; candidates: number }> };
 }
 
 export function runStatus(store: RunStore, run: RunRow, dbPath: string): RunStatus {
@@ -42,6 +44,7 @@ export function runStatus(store: RunStore, run: RunRow, dbPath: string): RunStat
     best: best ? { id: best.id, stage: best.stage, generation: best.generation, fitness: best.fitness! } : null,
     failures: all.filter((c) => c.state === 'failed').slice(-5).map((c) => ({ id: c.id, error: c.error ?? '' })),
     stages: [...new Set(all.map((c) => c.stage))],
+    items: (({ items, byFidelity }) => ({ evaluations: items, byFidelity }))(store.itemEvaluations(run.id)),
   };
 }
 

@@ -24,6 +24,10 @@ export interface CandidateScore {
   metrics: MetricValue[];
   backend?: string;
   error?: string;
+  /** Multi-fidelity evaluation: the fraction of each evaluator's items the score rests on (absent: all, fidelity off). */
+  fidelity?: number;
+  /** Items the evaluators scored. */
+  itemEvals?: number;
 }
 
 /** A stage's problem: how genomes become recipes and tasks, and tasks become scores. */
@@ -31,8 +35,17 @@ export interface StageProblem<Task> {
   stage: number;
   dimension: number;
   optimizer: { id: string; options: unknown };
-  /** Owner side, pure: the recipe a genome stands for, its canonical hash, and the worker task. */
-  prepare(genome: readonly number[], candidate: { id: number; proposalId: string }): { recipe: unknown; recipeHash: string; task: Task };
+  /**
+   * Multi-fidelity evaluation (space `fidelity`, src/search/fidelity.ts): each proposal gets as
+   * its threshold the best full-fidelity fitness told before it, and the budget counts full-set
+   * equivalents.
+   */
+  fidelity?: boolean;
+  /**
+   * Owner side, pure: the recipe a genome stands for, its canonical hash, and the worker task
+   * (which carries `threshold`, the score to beat, when the stage races; null: score in full).
+   */
+  prepare(genome: readonly number[], candidate: { id: number; proposalId: string; threshold?: number | null }): { recipe: unknown; recipeHash: string; task: Task };
 }
 
 /** Runs tasks; the WorkerPool, or a stand-in in tests. */
@@ -42,7 +55,11 @@ export interface TaskRunner<Task> {
 }
 
 export interface Budget {
-  /** Stop asking once this many candidates of the stage were proposed (the last generation is completed). */
+  /**
+   * Stop asking once this many candidates of the stage were proposed (the last generation is
+   * completed). With multi-fidelity evaluation, full-set equivalents: the told candidates'
+   * fidelities plus 1 per candidate not yet told, checked at tell points only.
+   */
   evaluations?: number;
   /** Stop asking after this many seconds of this session (outstanding candidates still finish). */
   seconds?: number;
@@ -65,11 +82,16 @@ export interface StageSummary {
   best: CandidateRow | null;
 }
 
-function toCandidates<T>(problem: StageProblem<T>, generation: number, proposals: readonly Proposal[]): NewCandidate[] {
+function toCandidates<T>(problem: StageProblem<T>, generation: number, proposals: readonly Proposal[], threshold: number | null = null): NewCandidate[] {
   return proposals.map((p) => {
-    const pre = problem.prepare(p.genome, { id: -1, proposalId: p.id });
-    return { stage: problem.stage, generation, proposalId: p.id, operator: p.operator, genome: p.genome, recipe: pre.recipe, recipeHash: pre.recipeHash, parents: p.parentIds };
+    const pre = problem.prepare(p.genome, { id: -1, proposalId: p.id, threshold });
+    return { stage: problem.stage, generation, proposalId: p.id, operator: p.operator, genome: p.genome, recipe: pre.recipe, recipeHash: pre.recipeHash, parents: p.parentIds, ...(problem.fidelity ? { threshold } : {}) };
   });
+}
+
+/** A told outcome that may serve as the threshold of later proposals: a full-fidelity score. */
+function fullScore(c: CandidateRow): number | null {
+  return c.state === 'done' && c.fitness !== null && (c.fidelity === null || c.fidelity >= 1) ? c.fitness : null;
 }
 
 /** Run (or resume) one stage of a run until its budget, the optimizer's own stop, or `signal`. */
@@ -121,9 +143,26 @@ export async function runStage<Task>(
   const inFlightHashes = new Set<string>();
 
   let proposed = store.candidates(run.id, { stage }).length;
+  // multi-fidelity: the best full-fidelity fitness told so far (the threshold of the next
+  // proposals) and the full-set equivalents spent, both from committed, told candidates only
+  let bestTold: number | null = null;
+  let spent = 0;
+  let untold = 0;
+  if (problem.fidelity) {
+    for (const c of store.candidates(run.id, { stage })) {
+      if (!c.told) {
+        untold++;
+        continue;
+      }
+      spent += c.fidelity ?? 1;
+      const f = fullScore(c);
+      if (f !== null && (bestTold === null || f > bestTold)) bestTold = f;
+    }
+  }
   const budgetReason = (): string | null => {
     if (options.signal?.aborted) return 'stopped';
-    if (options.budget.evaluations !== undefined && proposed >= options.budget.evaluations) return 'budget: evaluations';
+    const used = problem.fidelity ? spent + untold : proposed;
+    if (options.budget.evaluations !== undefined && used >= options.budget.evaluations) return 'budget: evaluations';
     if (options.budget.seconds !== undefined && (performance.now() - started) / 1000 >= options.budget.seconds) return 'budget: time';
     return optimizer.isDone(state);
   };
@@ -152,15 +191,15 @@ export async function runStage<Task>(
   };
 
   const dispatch = (candidate: CandidateRow) => {
-    const hit = store.scoredByHash(run.id, candidate.recipeHash);
+    const hit = store.scoredByHash(run.id, candidate.recipeHash, candidate.threshold);
     if (hit && hit.id !== candidate.id) {
-      store.recordResult(candidate.id, { fitness: hit.fitness, objectives: hit.objectives, metrics: store.metrics(hit.id), reusedFrom: hit.id, backend: hit.backend, evalMs: 0 });
+      store.recordResult(candidate.id, { fitness: hit.fitness, objectives: hit.objectives, metrics: store.metrics(hit.id), reusedFrom: hit.id, backend: hit.backend, evalMs: 0, fidelity: hit.fidelity, itemEvals: 0 });
       reused++;
       emit({ type: 'result', candidate: store.candidate(candidate.id)!, reused: true });
       return;
     }
     store.markRunning(candidate.id, null);
-    const { task } = problem.prepare(candidate.genome, { id: candidate.id, proposalId: candidate.proposalId });
+    const { task } = problem.prepare(candidate.genome, { id: candidate.id, proposalId: candidate.proposalId, threshold: candidate.threshold });
     inFlightHashes.add(candidate.recipeHash);
     const p = runner.run(task).then((outcome) => finish(candidate, outcome)).finally(() => {
       inFlight.delete(candidate.id);
@@ -196,10 +235,20 @@ export async function runStage<Task>(
         if (asked.proposals.length === 0) return;
         generation++;
         proposed += asked.proposals.length;
-        proposals.push(...toCandidates(problem, generation, asked.proposals));
+        untold += asked.proposals.length;
+        proposals.push(...toCandidates(problem, generation, asked.proposals, problem.fidelity ? bestTold : null));
       };
       for (const c of prefix) {
+        // multi-fidelity: a partial score is an unbiased estimate on a nested random subset, told
+        // as it is; it is below its threshold by at least confidence x its standard error (that
+        // is why it stopped), so every full score that beat the threshold ranks above it
         state = optimizer.tell(state, [{ id: c.proposalId, fitness: c.fitness, ...(c.objectives ? { objectives: c.objectives } : {}) }]);
+        if (problem.fidelity) {
+          spent += c.fidelity ?? 1;
+          untold--;
+          const f = fullScore(c);
+          if (f !== null && (bestTold === null || f > bestTold)) bestTold = f;
+        }
         askOnce();
       }
       if (prefix.length === 0) askOnce();
@@ -248,6 +297,7 @@ export function recordOutcome(store: RunStore, candidate: CandidateRow, outcome:
     const fitness = s.fitness === null || Number.isNaN(s.fitness) ? null : s.fitness;
     store.recordResult(candidate.id, {
       fitness, objectives: s.objectives ?? null, metrics: s.metrics, backend: s.backend ?? null, worker: String(outcome.worker), evalMs: outcome.ms,
+      fidelity: s.fidelity ?? null, itemEvals: s.itemEvals ?? null,
       error: fitness === null ? s.error ?? 'the evaluators returned no usable fitness (NaN or missing)' : null,
     });
   } else {

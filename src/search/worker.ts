@@ -10,7 +10,7 @@
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { openCheckpoint } from '../checkpoint/index.ts';
-import { createEvaluator, loadManifest, temporaryModelFolder, type Evaluator, type TemporaryModel } from '../eval/index.ts';
+import { createEvaluator, loadManifest, temporaryModelFolder, type EvalResult, type Evaluator, type TemporaryModel } from '../eval/index.ts';
 import { InputError, MissingTensorError } from '../errors.ts';
 import { computeTensor, planLayerPath, planMerge, writeMergedFolder, type MergePlan, type SourceSet } from '../merge/index.ts';
 import { MLP_ARCHITECTURE, composeLlamaPath, composeMlpPath, familyOf, LlamaModel, loadTokenizer, modelFromWeights, parseLlamaConfig, parseResidualMlpConfig, ResidualMlp, useBackend, weightsFromMap, type BackendChoice, type BackendInfo, type RunnableModel, type TextTokenizer, type WeightSource } from '../models/index.ts';
@@ -20,6 +20,7 @@ import { decodeToFloat32 } from '../tensor/dtype.ts';
 import type { CandidateScore } from './loop.ts';
 import { sourceCatalog, sourceSet, type SourceModel, type SourceModels } from './sources.ts';
 import type { DfsStep } from '../space/dfs.ts';
+import { race, type FidelityTask } from './fidelity.ts';
 
 export interface EvaluatorSpec {
   id: string;
@@ -40,7 +41,12 @@ export interface WorkerData {
 export type CandidateTask = (
   | { kind: 'ps'; recipe: Recipe }
   | { kind: 'dfs'; sources: string[]; steps: DfsStep[]; embeddings: number; head: number }
-) & { /** The candidate's id in the run database (names it in injected faults). */ candidateId?: number };
+) & {
+  /** The candidate's id in the run database (names it in injected faults). */
+  candidateId?: number;
+  /** Multi-fidelity evaluation (space `fidelity`): rungs, confidence and the score to beat; absent: every item. */
+  fidelity?: FidelityTask;
+};
 
 export type InjectedFault = 'throw' | 'hang' | 'nan' | 'exit' | 'kill';
 
@@ -228,14 +234,34 @@ export async function createHandler(data: WorkerData) {
       const metrics: MetricValue[] = [];
       const objectives: number[] = [];
       let fitness = 0;
-      for (const { spec, ev } of evaluators) {
-        const r = await ev.evaluate(model, { backend, modelDir });
+      let itemEvals = 0;
+      let fidelity: number | undefined;
+      const ctx = { backend, modelDir };
+      let results: EvalResult[];
+      if (task.fidelity) {
+        const raced = await race(evaluators.map(({ spec, ev }) => ({ id: spec.id, weight: spec.weight, ev })), task.fidelity, {
+          whole: (e) => e.ev.evaluate(model, ctx),
+          items: (e, indices) => e.ev.scoreItems!(model, ctx, indices),
+        });
+        results = raced.results;
+        fidelity = raced.fidelity;
+        itemEvals = raced.itemEvals;
+      } else {
+        results = [];
+        for (const { ev } of evaluators) {
+          const r = await ev.evaluate(model, ctx);
+          results.push(r);
+          itemEvals += r.samples;
+        }
+      }
+      results.forEach((r, i) => {
+        const spec = evaluators[i]!.spec;
         for (const [metric, value] of Object.entries(r.metrics)) metrics.push({ evaluator: spec.id, metric, value });
         metrics.push({ evaluator: spec.id, metric: 'fitness', value: r.fitness });
         objectives.push(r.fitness);
         fitness += spec.weight * r.fitness;
-      }
-      return { fitness, metrics, backend: backend?.name ?? 'none', ...(data.objective === 'multi' ? { objectives } : {}) };
+      });
+      return { fitness, metrics, backend: backend?.name ?? 'none', ...(data.objective === 'multi' ? { objectives } : {}), itemEvals, ...(fidelity !== undefined ? { fidelity } : {}) };
     } finally {
       if (owned) (model as RunnableModel | null)?.dispose();
       (onDisk as TemporaryModel | null)?.cleanup();

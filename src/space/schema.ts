@@ -99,10 +99,25 @@ export const SearchSpaceSchema = z.strictObject({
     /** Items per evaluator per step (a seeded sample); default all. */
     batch: z.number().int().positive().optional(),
   }).optional(),
+  /**
+   * Multi-fidelity evaluation (src/search/fidelity.ts): each candidate is scored on `rungs`
+   * (fractions of each evaluator's items, a nested seeded subset) and stops at the first rung
+   * where fitness + confidence x standard error stays below the best full-fidelity fitness told
+   * before it was proposed. Only full-fidelity scores become the best; `budget.evaluations` counts
+   * full-set equivalents. Evaluators whose metric is not a mean over items (command, generate,
+   * perplexity, a per-class accuracy) always score every item.
+   */
+  fidelity: z.strictObject({
+    rungs: z.array(z.number()).min(1).default([0.1, 0.3, 1]).refine((r) => r[r.length - 1] === 1 && r.every((x, i) => x > 0 && x <= 1 && (i === 0 || x > r[i - 1]!)), {
+      message: 'rungs must be increasing fractions of the items in (0, 1] ending with 1, for example [0.1, 0.3, 1]',
+    }),
+    /** z of the upper confidence bound (2: about 97.7% one-sided under the normal approximation). */
+    confidence: z.number().nonnegative().default(2),
+  }).optional(),
   /** A hybrid run's second stage may use another optimizer (default: the same). */
   dfs_optimizer: OptimizerRefSchema.optional(),
   budget: z.strictObject({
-    /** Candidates per stage. */
+    /** Candidates per stage (with `fidelity`: full-set equivalents, the sum of the candidates' fidelities). */
     evaluations: z.number().int().positive().optional(),
     minutes: z.number().positive().optional(),
   }).default({ evaluations: 100 }),
@@ -115,6 +130,7 @@ export const SearchSpaceSchema = z.strictObject({
   if (!s.zoo && !s.evaluators) ctx.addIssue({ code: 'custom', message: 'without a zoo, list the evaluators', path: ['evaluators'] });
   if ((s.mode === 'ps' || s.mode === 'hybrid') && !s.ps) ctx.addIssue({ code: 'custom', message: `mode '${s.mode}' needs a ps section`, path: ['ps'] });
   if (s.refine && s.mode !== 'ps') ctx.addIssue({ code: 'custom', message: `refine follows a ps stage; mode '${s.mode}' has none that ends the run`, path: ['refine'] });
+  if (s.fidelity && s.objective === 'multi') ctx.addIssue({ code: 'custom', message: 'fidelity races candidates against the best weighted-sum fitness; objective multi has no single best to race against', path: ['fidelity'] });
   if ((s.mode === 'dfs' || s.mode === 'hybrid') && !s.dfs) ctx.addIssue({ code: 'custom', message: `mode '${s.mode}' needs a dfs section`, path: ['dfs'] });
 });
 export type SearchSpace = z.infer<typeof SearchSpaceSchema>;

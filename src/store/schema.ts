@@ -3,7 +3,20 @@
  * lost when the process dies; everything here is enough to resume. Optimizer state and
  * lineage have tables and columns of their own, as plain JSON and rows (not pickles).
  */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
+
+/**
+ * Columns added after version 1, in order: a database of version v gets MIGRATIONS[v - 1 ...]
+ * applied (RunStore.migrate), so a run started before them opens, resumes and reports.
+ */
+export const MIGRATIONS: readonly (readonly string[])[] = [
+  // 1 -> 2: multi-fidelity evaluation (space `fidelity`)
+  [
+    `ALTER TABLE candidates ADD COLUMN threshold REAL`,
+    `ALTER TABLE candidates ADD COLUMN fidelity REAL`,
+    `ALTER TABLE candidates ADD COLUMN item_evals INTEGER`,
+  ],
+];
 
 export const DDL: readonly string[] = [
   `CREATE TABLE IF NOT EXISTS meta (
@@ -53,6 +66,12 @@ export const DDL: readonly string[] = [
      started_at TEXT,
      finished_at TEXT,
      eval_ms REAL,
+     -- multi-fidelity evaluation (space fidelity): the score to beat that the candidate was
+     -- proposed with (null: none, scored in full), the fraction of each evaluator's items its
+     -- score rests on (null: all, fidelity off), and the items its evaluators scored
+     threshold REAL,
+     fidelity REAL,
+     item_evals INTEGER,
      UNIQUE (run_id, stage, proposal_id)
    )`,
   `CREATE INDEX IF NOT EXISTS candidates_by_state ON candidates (run_id, state)`,
@@ -121,4 +140,10 @@ export interface CandidateRow {
   startedAt: string | null;
   finishedAt: string | null;
   evalMs: number | null;
+  /** The full-fidelity score to beat the candidate was proposed with (space `fidelity`); null: scored in full. */
+  threshold: number | null;
+  /** The fraction of each evaluator's items its score rests on; null when the run has no `fidelity` (all items). */
+  fidelity: number | null;
+  /** Items its evaluators scored (0 when its score was reused); null when unknown (a failure, or a run of schema 1). */
+  itemEvals: number | null;
 }

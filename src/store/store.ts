@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { InputError, RuntimeFailure } from '../errors.ts';
-import { DDL, SCHEMA_VERSION, type CandidateRow, type CandidateState, type RunRow, type RunStatus } from './schema.ts';
+import { DDL, MIGRATIONS, SCHEMA_VERSION, type CandidateRow, type CandidateState, type RunRow, type RunStatus } from './schema.ts';
 
 export interface NewRun {
   name: string;
@@ -29,6 +29,8 @@ export interface NewCandidate {
   recipeHash: string;
   /** Proposal ids of the parents, in the same stage, or candidate ids (numbers) of any stage. */
   parents?: ReadonlyArray<string | number>;
+  /** Multi-fidelity evaluation: the full-fidelity score to beat (null or absent: score in full). */
+  threshold?: number | null;
 }
 
 export interface MetricValue {
@@ -47,6 +49,10 @@ export interface CandidateResult {
   backend?: string | null;
   evalMs?: number | null;
   reusedFrom?: number | null;
+  /** Fraction of each evaluator's items the score rests on (multi-fidelity runs; null: all, fidelity off). */
+  fidelity?: number | null;
+  /** Items the evaluators scored for this result. */
+  itemEvals?: number | null;
 }
 
 export interface LineageEntry {
@@ -120,6 +126,9 @@ function toCandidate(r: Row): CandidateRow {
     startedAt: (r.started_at as string | null) ?? null,
     finishedAt: (r.finished_at as string | null) ?? null,
     evalMs: (r.eval_ms as number | null) ?? null,
+    threshold: (r.threshold as number | null | undefined) ?? null,
+    fidelity: (r.fidelity as number | null | undefined) ?? null,
+    itemEvals: (r.item_evals as number | null | undefined) ?? null,
   };
 }
 
@@ -127,6 +136,11 @@ export class RunStore {
   readonly path: string;
   readonly db: Database.Database;
   readonly readonly: boolean;
+  /**
+   * SQL that holds for a score that may rank as best: one on all of its items (fidelity null or
+   * 1). A schema-1 database opened read-only has no fidelity column and only full scores.
+   */
+  private fullScore = '(fidelity IS NULL OR fidelity >= 1)';
 
   private constructor(path: string, db: Database.Database, readonly: boolean) {
     this.path = path;
@@ -183,6 +197,18 @@ export class RunStore {
     if (hasMeta) {
       const row = this.db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined;
       const version = row ? Number(row.value) : NaN;
+      if (Number.isInteger(version) && version >= 1 && version < SCHEMA_VERSION) {
+        if (this.readonly) {
+          // read as it is: a schema-1 run has no partial scores (`evomerge status` of an old run)
+          if (version === 1) this.fullScore = '1';
+          return;
+        }
+        this.db.transaction(() => {
+          for (const step of MIGRATIONS.slice(version - 1)) for (const ddl of step) this.db.exec(ddl);
+          this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema_version'`).run(String(SCHEMA_VERSION));
+        })();
+        return;
+      }
       if (version !== SCHEMA_VERSION) {
         throw new InputError('E_DB_VERSION', `${this.path}: run database schema version ${row?.value ?? 'unknown'}, this evomerge reads version ${SCHEMA_VERSION}; use the evomerge version that wrote it`);
       }
@@ -237,8 +263,8 @@ export class RunStore {
   /** Insert proposals as pending candidates, with their parents, in one transaction. */
   addCandidates(runId: number, candidates: readonly NewCandidate[]): CandidateRow[] {
     const insert = this.db.prepare(
-      `INSERT INTO candidates (run_id, stage, generation, proposal_id, operator, genome_json, recipe_json, recipe_hash, state, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)`,
+      `INSERT INTO candidates (run_id, stage, generation, proposal_id, operator, genome_json, recipe_json, recipe_hash, state, created_at, threshold)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)`,
     );
     const byProposal = this.db.prepare(`SELECT id FROM candidates WHERE run_id = ? AND stage = ? AND proposal_id = ?`);
     const link = this.db.prepare(`INSERT OR IGNORE INTO candidate_parents (candidate_id, parent_id, position, operator) VALUES (?, ?, ?, ?)`);
@@ -246,7 +272,7 @@ export class RunStore {
       const t = now();
       const ids: number[] = [];
       for (const c of candidates) {
-        const info = insert.run(runId, c.stage, c.generation, c.proposalId, c.operator, JSON.stringify(c.genome), JSON.stringify(c.recipe), c.recipeHash, t);
+        const info = insert.run(runId, c.stage, c.generation, c.proposalId, c.operator, JSON.stringify(c.genome), JSON.stringify(c.recipe), c.recipeHash, t, c.threshold ?? null);
         const id = Number(info.lastInsertRowid);
         ids.push(id);
         (c.parents ?? []).forEach((p, position) => {
@@ -300,10 +326,10 @@ export class RunStore {
     const error = failed ? result.error ?? (result.fitness === null ? 'no fitness returned' : 'fitness is NaN') : result.error ?? null;
     return this.transaction(() => {
       const info = this.db.prepare(
-        `UPDATE candidates SET state = ?, fitness = ?, objectives_json = ?, error = ?, worker = COALESCE(?, worker), backend = ?, eval_ms = ?, reused_from = ?, finished_at = ?
+        `UPDATE candidates SET state = ?, fitness = ?, objectives_json = ?, error = ?, worker = COALESCE(?, worker), backend = ?, eval_ms = ?, reused_from = ?, finished_at = ?, fidelity = ?, item_evals = ?
          WHERE id = ? AND state IN ('pending', 'running')`,
       ).run(failed ? 'failed' : 'done', fitness, result.objectives ? JSON.stringify(result.objectives) : null, error,
-        result.worker ?? null, result.backend ?? null, result.evalMs ?? null, result.reusedFrom ?? null, now(), candidateId);
+        result.worker ?? null, result.backend ?? null, result.evalMs ?? null, result.reusedFrom ?? null, now(), result.fidelity ?? null, result.itemEvals ?? null, candidateId);
       if (info.changes === 0) return false;
       const put = this.db.prepare(`INSERT OR REPLACE INTO metrics (candidate_id, evaluator, metric, value) VALUES (?, ?, ?, ?)`);
       for (const m of result.metrics ?? []) put.run(candidateId, m.evaluator, m.metric, m.value === null || Number.isNaN(m.value) ? null : m.value);
@@ -320,7 +346,7 @@ export class RunStore {
     return this.transaction(() => {
       const ids = (this.db.prepare(`SELECT id FROM candidates WHERE run_id = ? AND stage = ? AND state = 'failed' AND told = 0`).all(runId, stage) as Row[]).map((r) => r.id as number);
       const clear = this.db.prepare(`DELETE FROM metrics WHERE candidate_id = ?`);
-      const reset = this.db.prepare(`UPDATE candidates SET state = 'pending', fitness = NULL, objectives_json = NULL, error = NULL, eval_ms = NULL, finished_at = NULL WHERE id = ?`);
+      const reset = this.db.prepare(`UPDATE candidates SET state = 'pending', fitness = NULL, objectives_json = NULL, error = NULL, eval_ms = NULL, finished_at = NULL, fidelity = NULL, item_evals = NULL WHERE id = ?`);
       for (const id of ids) {
         clear.run(id);
         reset.run(id);
@@ -329,15 +355,36 @@ export class RunStore {
     });
   }
 
-  /** A finished, successful candidate of this run with the same recipe hash, if any. */
-  scoredByHash(runId: number, recipeHash: string): CandidateRow | undefined {
-    const r = this.db.prepare(`SELECT * FROM candidates WHERE run_id = ? AND recipe_hash = ? AND state = 'done' ORDER BY id LIMIT 1`).get(runId, recipeHash) as Row | undefined;
-    return r ? toCandidate(r) : undefined;
+  /**
+   * A finished, successful candidate of this run with the same recipe hash, if any, whose score a
+   * candidate proposed with `threshold` may take. Multi-fidelity (space `fidelity`): a score on
+   * all items always; a partial one only from a candidate proposed with a threshold at most this
+   * one's, since the worker's racing (src/search/fidelity.ts) would stop this candidate at that
+   * rung or earlier, so the score reused is of equal or higher fidelity. Without fidelity every
+   * score is full and the earliest is taken, as before.
+   */
+  scoredByHash(runId: number, recipeHash: string, threshold: number | null = null): CandidateRow | undefined {
+    const rows = (this.db.prepare(`SELECT * FROM candidates WHERE run_id = ? AND recipe_hash = ? AND state = 'done' ORDER BY id`).all(runId, recipeHash) as Row[]).map(toCandidate);
+    return rows.find((c) => c.fidelity === null || c.fidelity >= 1 || (threshold !== null && c.threshold !== null && c.threshold <= threshold));
   }
 
-  /** The k best finished candidates, best first (ties: earlier first). Failures never rank. */
+  /**
+   * The k best finished candidates, best first (ties: earlier first). Failures never rank, nor
+   * scores on part of the items (multi-fidelity): only a full-fidelity score can be the best.
+   */
   best(runId: number, k = 1): CandidateRow[] {
-    return (this.db.prepare(`SELECT * FROM candidates WHERE run_id = ? AND state = 'done' AND fitness IS NOT NULL ORDER BY fitness DESC, id ASC LIMIT ?`).all(runId, k) as Row[]).map(toCandidate);
+    return (this.db.prepare(`SELECT * FROM candidates WHERE run_id = ? AND state = 'done' AND fitness IS NOT NULL AND ${this.fullScore} ORDER BY fitness DESC, id ASC LIMIT ?`).all(runId, k) as Row[]).map(toCandidate);
+  }
+
+  /**
+   * What evaluation cost: items scored (summed over candidates and evaluators) and, for runs with
+   * `fidelity`, finished candidates by the fraction of items their score rests on.
+   */
+  itemEvaluations(runId: number): { items: number; byFidelity: Array<{ fidelity: number; candidates: number }> } {
+    if (this.fullScore === '1') return { items: 0, byFidelity: [] };
+    const items = (this.db.prepare(`SELECT COALESCE(SUM(item_evals), 0) AS n FROM candidates WHERE run_id = ?`).get(runId) as { n: number }).n;
+    const byFidelity = this.db.prepare(`SELECT fidelity, COUNT(*) AS candidates FROM candidates WHERE run_id = ? AND state = 'done' AND fidelity IS NOT NULL GROUP BY fidelity ORDER BY fidelity`).all(runId) as Array<{ fidelity: number; candidates: number }>;
+    return { items, byFidelity };
   }
 
   metrics(candidateId: number): MetricValue[] {
