@@ -282,6 +282,22 @@ export function formatQuality(r: QualityReport): string {
       ].join(' '));
     }
   }
+  // the issue's two goals, where the arms ran
+  const cell = (arm: string, budget: number) => {
+    const cs = r.cells.filter((c) => c.arm === arm && c.budget === budget && c.test !== null);
+    return cs.length === 0 ? null : { test: mean(cs.map((c) => c.test!)), se: mean(cs.map((c) => c.testSE!)), items: mean(cs.map((c) => c.itemEvaluations)) };
+  };
+  const full300 = cell('full', 300);
+  if (full300) {
+    const gain = 100 * (full300.test - r.fixed.test);
+    lines.push(`goal, the full pipeline beats the best fixed recipe by >= 3 points within 300 evaluations: ${gain.toFixed(2)} points: ${gain >= 3 ? 'met' : 'not met'}`);
+  }
+  for (const [small, large] of r.budgets.flatMap((b, i) => r.budgets.slice(i + 1).map((c) => [b, c] as const))) {
+    const mf = cell('cmaes-warm-mf', small);
+    const full = cell('cmaes-warm', large);
+    if (!mf || !full || small * 3 > large * 1.0001 || small * 4 < large) continue;
+    lines.push(`goal, multi-fidelity reaches full evaluation's test score with <= 1/3 of its item-evaluations: cmaes-warm-mf at ${small} ${mf.test.toFixed(4)} with ${(mf.items / full.items).toFixed(3)} of the items of cmaes-warm at ${large} ${full.test.toFixed(4)}: ${mf.test >= full.test - 1e-12 ? 'met' : full.test - mf.test < full.se ? `within one standard error (${(100 * (mf.test - full.test)).toFixed(2)} points, SE ${(100 * full.se).toFixed(2)})` : `not met (${(100 * (mf.test - full.test)).toFixed(2)} points)`}`);
+  }
   lines.push('test: mean normalised test accuracy (score / the specialist\'s on its own task, averaged over tasks) of the candidate best on validation within the budget, mean over seeds; budgets and "reached fixed at" in full-set-equivalent evaluations');
   return lines.join('\n');
 }
