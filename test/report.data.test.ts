@@ -90,3 +90,19 @@ test('a single-objective run gets no Pareto chart and no layer-path chart, and -
   assert.deepEqual(ids2, [ids[4], ids[2]]);
   assert.deepEqual(charts, ['fitness', 'evaluators', 'parameters', 'lineage', 'timing']);
 });
+
+test("a model card says when a candidate's fitness is a multi-fidelity estimate on part of the items", async () => {
+  const { modelCard } = await import('../src/report/card.ts');
+  const { store, run, ids } = syntheticRun(dir);
+  const card = (fidelity: number | null) => {
+    const c = { ...store.candidate(ids[2]!)!, fidelity };
+    return modelCard({ store, run, candidate: c, recipe: c.recipe as Recipe, dfs: null, stacked: null, scores: { validation: [], test: null }, skipped: [] });
+  };
+  try {
+    assert.match(card(0.1), /Fitness 3 \(an estimate on 10% of each evaluator's items: multi-fidelity evaluation stopped it there\)/);
+    assert.doesNotMatch(card(1), /an estimate on/);
+    assert.doesNotMatch(card(null), /an estimate on/);
+  } finally {
+    store.close();
+  }
+});

@@ -103,7 +103,7 @@ export function modelCard(input: CardInput): string {
     '',
     `# ${run.name}: candidate ${c.id}`,
     '',
-    `Found by evomerge's evolutionary search, run \`${run.name}\`${s.spacePath ? ` (search space \`${s.spacePath}\`)` : ''}: stage ${c.stage} (${dfs ? 'data-flow space, a layer path' : 'parameter space, a merge recipe'}), generation ${c.generation}, made by \`${c.operator}\`. Fitness ${fmt(c.fitness)}${c.objectives ? `, objectives [${c.objectives.map(fmt).join(', ')}]` : ''}. Recipe hash \`${c.recipeHash}\`.`,
+    `Found by evomerge's evolutionary search, run \`${run.name}\`${s.spacePath ? ` (search space \`${s.spacePath}\`)` : ''}: stage ${c.stage} (${dfs ? 'data-flow space, a layer path' : 'parameter space, a merge recipe'}), generation ${c.generation}, made by \`${c.operator}\`. Fitness ${fmt(c.fitness)}${c.fidelity !== null && c.fidelity < 1 ? ` (an estimate on ${fmt(100 * c.fidelity)}% of each evaluator's items: multi-fidelity evaluation stopped it there)` : ''}${c.objectives ? `, objectives [${c.objectives.map(fmt).join(', ')}]` : ''}. Recipe hash \`${c.recipeHash}\`.`,
     '',
     '## Sources',
     '',
