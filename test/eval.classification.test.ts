@@ -8,14 +8,8 @@ import { ResidualMlp, parseResidualMlpConfig, residualMlpTensorShapes } from '..
 import { randomWeights, weightsFromMap } from '../src/models/weights.ts';
 import { parseManifest } from '../src/eval/manifest.ts';
 import { createEvaluator } from '../src/eval/evaluator.ts';
+import { idx } from './helpers/idx.ts';
 
-function idx(type: number, dims: number[], values: number[]): Buffer {
-  const head = Buffer.alloc(4 + 4 * dims.length);
-  head[2] = type;
-  head[3] = dims.length;
-  dims.forEach((d, i) => head.writeUInt32BE(d, 4 + 4 * i));
-  return Buffer.concat([head, Buffer.from(values)]);
-}
 
 test('classification accuracy over IDX files equals the hand-counted agreement with the model, per class too', async () => {
   await useBackend('wasm');

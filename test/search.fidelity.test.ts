@@ -17,17 +17,11 @@ import { reportData } from '../src/report/index.ts';
 import { RunStore } from '../src/store/index.ts';
 import type { TaskOutcome } from '../src/pool/index.ts';
 import { tempDir } from './helpers/tmp.ts';
+import { idx } from './helpers/idx.ts';
 
 const dir = tempDir();
 let k = 0;
 
-function idx(type: number, dims: number[], values: number[]): Buffer {
-  const head = Buffer.alloc(4 + 4 * dims.length);
-  head[2] = type;
-  head[3] = dims.length;
-  dims.forEach((d, i) => head.writeUInt32BE(d, 4 + 4 * i));
-  return Buffer.concat([head, Buffer.from(values)]);
-}
 
 test('rung subsets are nested prefixes of one seeded order, the same in every worker, and partial sums over the rungs add up exactly to the full-set score', async () => {
   await useBackend('wasm');
