@@ -1,0 +1,3 @@
+/** Knowledge fusion (FuseLLM, FuseChat stage 1): token alignment, vocabulary mapping, distributions, fusion, storage. */
+export * from './align.ts';
+export * from './vocab.ts';
