@@ -14,3 +14,4 @@ export * from './merge/index.ts';
 export * from './report/index.ts';
 export * from './queue/index.ts';
 export * from './refine/index.ts';
+export * from './fuse/index.ts';
