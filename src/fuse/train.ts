@@ -11,8 +11,8 @@
  * safetensors file written atomically; a run killed at any point resumes from the last finished
  * epoch and ends with the same weights, bit for bit, as one that was never interrupted.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { SafetensorsFile, writeSafetensors } from '../checkpoint/index.ts';
 import { InputError } from '../errors.ts';
 import { tf } from '../models/backend.ts';
@@ -142,6 +142,7 @@ async function writeState(file: string, key: string, epoch: number, losses: numb
     tensors.push({ name: `${i < count ? 'm' : 'v'}:${i < count ? i : i - count}`, dtype: 'F32', shape: [data.length], data });
   });
   const internals = optimizer as unknown as AdamInternals;
+  mkdirSync(dirname(file), { recursive: true });
   writeSafetensors(file, tensors, {
     key, epoch: String(epoch), losses: JSON.stringify(losses), moments: String(count),
     iterations: String(internals.iterations_),
