@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openCheckpoint } from '../src/checkpoint/index.ts';
@@ -115,4 +115,26 @@ test('fuse refuses a source without tokenizer.json, a non-Llama source and an em
   assert.match(r.stderr, /empty\.txt: the corpus is empty.*\[E_FUSE_DATA\]/);
   assert.ok(!existsSync(join(dir, 'x', 'chars')), 'nothing written on refusal');
   rmSync(join(dir, 'x'), { recursive: true, force: true });
+});
+
+test('fuse killed (SIGKILL) after its first epoch checkpoint resumes and writes the weights of an uninterrupted run, byte for byte', async () => {
+  const big = join(dir, 'big.txt');
+  writeFileSync(big, 'Die Menschen sind frei und gleich. Die Zahl drei ist klein. Der Mensch schreibt. '.repeat(40));
+  const args = (o: string) => ['fuse', '--pivot', pivot, '--source', chars, '--data', big, '-o', o, '--pairwise', '--epochs', '12', '--context', '16', '--batch', '4', '--json'];
+  const whole = evomerge(...args(join(dir, 'whole')));
+  assert.equal(whole.code, 0, whole.stderr);
+  const cut = join(dir, 'cut');
+  const state = join(cut, '.fuse-work', 'train-chars', 'train-state.safetensors');
+  const child = spawn(process.execPath, [bin, ...args(cut)], { stdio: 'ignore' });
+  const exited = new Promise((r) => child.on('exit', r));
+  while (!existsSync(state) && child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
+  child.kill('SIGKILL');
+  await exited;
+  assert.ok(!existsSync(join(cut, 'chars', 'fuse.json')), 'the run was killed before it finished');
+  const resumed = evomerge(...args(cut));
+  assert.equal(resumed.code, 0, resumed.stderr);
+  const t = JSON.parse(resumed.stdout).targets[0];
+  assert.ok(t.resumedFrom >= 1 && t.resumedFrom < 12, `resumed after epoch ${t.resumedFrom}`);
+  assert.deepEqual(t.losses, JSON.parse(whole.stdout).targets[0].losses);
+  assert.ok(readFileSync(join(cut, 'chars', 'model.safetensors')).equals(readFileSync(join(dir, 'whole', 'chars', 'model.safetensors'))), 'same bytes');
 });
