@@ -138,3 +138,17 @@ test('fuse killed (SIGKILL) after its first epoch checkpoint resumes and writes 
   assert.deepEqual(t.losses, JSON.parse(whole.stdout).targets[0].losses);
   assert.ok(readFileSync(join(cut, 'chars', 'model.safetensors')).equals(readFileSync(join(dir, 'whole', 'chars', 'model.safetensors'))), 'same bytes');
 });
+
+test('--data reads the train split of an evaluator manifest and refuses one without a train split', async () => {
+  const { readCorpus } = await import('../src/fuse/teacher.ts');
+  const m = join(dir, 'arith');
+  mkdirSync(m, { recursive: true });
+  writeFileSync(join(m, 'train.jsonl'), '{"question":"What is two plus two?","answer":"4"}\n{"question":"What is one plus zero?","answer":"1"}\n');
+  writeFileSync(join(m, 'val.jsonl'), '{"question":"What is three plus one?","answer":"4"}\n');
+  writeFileSync(join(m, 'gen.yaml'), 'version: 1\nkind: generate\nfamily: llama\nsplit: validation\nprompt: "{question} "\ntarget: "{answer}"\ndata: { format: jsonl, splits: { train: train.jsonl, validation: val.jsonl } }\nmetric: { name: exact_match, direction: maximize }\n');
+  const c = readCorpus(join(m, 'gen.yaml'));
+  assert.equal(c.text, 'What is two plus two? 4\nWhat is one plus zero? 1');
+  assert.match(c.origin, /generate manifest, train split/);
+  writeFileSync(join(m, 'noval.yaml'), 'version: 1\nkind: generate\nfamily: llama\nsplit: validation\ndata: { format: jsonl, splits: { validation: val.jsonl } }\nmetric: { name: exact_match, direction: maximize }\n');
+  assert.throws(() => readCorpus(join(m, 'noval.yaml')), (e: Error & { code?: string }) => e.code === 'E_FUSE_DATA' && /no data\.splits\.train.*splits: validation/.test(e.message));
+});
