@@ -23,7 +23,7 @@ export interface FuseBenchReport {
   zoo: { dir: string; size: 'full' | 'small'; cached: boolean; buildSeconds: number; phases: Record<string, number> };
   /** Each fused target against the pivot on its own source's task, test split. */
   targets: Array<{ task: string; metric: string; direction: string; pivot: number; fused: number; beatsPivot: boolean }>;
-  search: { evaluations: number; failed: number; seconds: number; bestValidationFitness: number | null };
+  search: { evaluations: number; failed: number; seconds: number; bestValidationFitness: number | null; bestCandidate: number | null; bestOperator: string | null };
   /** Test split: pivot, fused targets, the evolved merge, mean normalised score each. */
   rows: Array<{ label: string; scores: Record<string, number>; meanNormalized: number }>;
   mergeBeatsAll: boolean;
@@ -75,7 +75,7 @@ export async function runFuseBench(o: { dir: string; small: boolean; budget: num
   return {
     zoo: { dir, size: zoo.manifest.size, cached: zoo.cached, buildSeconds: zoo.manifest.seconds, phases },
     targets,
-    search: { evaluations: stage.evaluated, failed: stage.failed, seconds: searchSeconds, bestValidationFitness: search.best?.fitness ?? null },
+    search: { evaluations: stage.evaluated, failed: stage.failed, seconds: searchSeconds, bestValidationFitness: search.best?.fitness ?? null, bestCandidate: search.best?.id ?? null, bestOperator: search.best?.operator ?? null },
     rows: rows.map((r) => ({ label: r.label.replace(/^base$/, 'pivot').replace(/^specialist /, 'fused '), scores: r.scores, meanNormalized: r.meanNormalized })),
     mergeBeatsAll,
     seconds: { zoo: zooSeconds, baselines: baselineSeconds, search: searchSeconds, scoreMerge: scoreSeconds, total: (performance.now() - started) / 1000 },
@@ -106,7 +106,7 @@ export function registerBench(bench: Command): void {
       p(`fusion zoo (${r.zoo.size}) in ${r.zoo.dir}: ${r.zoo.cached ? `reused; built earlier in ${r.zoo.buildSeconds} s` : `built in ${r.zoo.buildSeconds} s`} (${Object.entries(r.zoo.phases).map(([k, v]) => `${k} ${v} s`).join(', ')}), ${r.cores} cores`);
       p('fused target against the pivot on its source\'s task, test split:');
       for (const x of r.targets) p(`  ${x.task.padEnd(11)} ${x.metric.padEnd(12)} pivot ${fmt(x.pivot, x.metric).padStart(8)}  fused ${fmt(x.fused, x.metric).padStart(8)}  ${x.beatsPivot ? 'beats the pivot' : 'DOES NOT beat the pivot'}`);
-      p(`search over the fused targets: ${r.search.evaluations} evaluations (${r.search.failed} failed) in ${r.search.seconds.toFixed(1)} s; best validation fitness ${r.search.bestValidationFitness?.toFixed(4) ?? 'none'}`);
+      p(`search over the fused targets: ${r.search.evaluations} evaluations (${r.search.failed} failed) in ${r.search.seconds.toFixed(1)} s; best validation fitness ${r.search.bestValidationFitness?.toFixed(4) ?? 'none'} (candidate ${r.search.bestCandidate ?? '-'}, operator ${r.search.bestOperator ?? '-'}${r.search.bestOperator === 'init' ? ': a warm-start fixed recipe the search injects, not improved on' : ''})`);
       const tasks = Object.keys(r.rows[0]!.scores);
       p(`test split, mean normalised score (score / the task's fused target's score, inverted for perplexity):`);
       for (const row of r.rows) p(`  ${row.label.padEnd(32)} ${tasks.map((t) => `${t} ${row.scores[t]!.toFixed(4)}`).join('  ')}  mean normalised ${row.meanNormalized.toFixed(4)}`);
