@@ -152,3 +152,18 @@ test('--data reads the train split of an evaluator manifest and refuses one with
   writeFileSync(join(m, 'noval.yaml'), 'version: 1\nkind: generate\nfamily: llama\nsplit: validation\ndata: { format: jsonl, splits: { validation: val.jsonl } }\nmetric: { name: exact_match, direction: maximize }\n');
   assert.throws(() => readCorpus(join(m, 'noval.yaml')), (e: Error & { code?: string }) => e.code === 'E_FUSE_DATA' && /no data\.splits\.train.*splits: validation/.test(e.message));
 });
+
+test('fuse without --pairwise (FuseLLM) writes one target fused from the pivot and every source, with AvgCE and the statistics mapping', () => {
+  const o = join(dir, 'fusellm');
+  const r = evomerge('fuse', '--pivot', pivot, '--source', bpe, '--source', chars, '--data', corpus, '-o', o, '--fusion', 'avgCE', '--mapping', 'stats', '--epochs', '1', '--context', '16', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const result = JSON.parse(r.stdout);
+  assert.equal(result.mode, 'fusellm');
+  assert.deepEqual(result.targets.map((t: { name: string }) => t.name), ['fused']);
+  const record = JSON.parse(readFileSync(join(o, 'fused', 'fuse.json'), 'utf8'));
+  assert.deepEqual([record.mode, record.fusion, record.mapping, record.sources.length], ['fusellm', 'avgCE', 'stats', 2]);
+  assert.ok(existsSync(join(o, 'fused', 'model.safetensors')));
+  const bad = evomerge('fuse', '--pivot', pivot, '--source', bpe, '--data', corpus, '-o', o, '--fusion', 'maxCE');
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--fusion must be one of minCE, avgCE, got 'maxCE'/);
+});
