@@ -145,13 +145,33 @@ export function alignTokens(a: readonly string[], b: readonly string[]): Array<[
     if (n === 0 && m === 0) return [];
     throw new RangeError(`alignTokens: cannot align an empty token sequence with one of ${Math.max(n, m)} tokens; both tokenizations must be of the same, non-empty text`);
   }
-  const ka = a.map(dtwKey);
-  const kb = b.map(dtwKey);
+  // a text repeats its tokens: distances are computed once per distinct pair of keys
+  const intern = (tokens: readonly string[]) => {
+    const keys: string[] = [];
+    const byKey = new Map<string, number>();
+    const ids = tokens.map((t) => {
+      const key = dtwKey(t);
+      let id = byKey.get(key);
+      if (id === undefined) {
+        id = keys.length;
+        byKey.set(key, id);
+        keys.push(key);
+      }
+      return id;
+    });
+    return { keys, ids };
+  };
+  const ia = intern(a);
+  const ib = intern(b);
+  const nb = ib.keys.length;
+  const costs = new Float64Array(ia.keys.length * nb).fill(-1);
   // D without its inf border: acc[i * m + j] = D[i+1][j+1]
   const acc = new Float64Array(n * m);
   for (let i = 0; i < n; i++) {
+    const rowKey = ia.ids[i]! * nb;
     for (let j = 0; j < m; j++) {
-      const cost = editDistance(ka[i]!, kb[j]!);
+      let cost = costs[rowKey + ib.ids[j]!]!;
+      if (cost < 0) cost = costs[rowKey + ib.ids[j]!] = editDistance(ia.keys[ia.ids[i]!]!, ib.keys[ib.ids[j]!]!);
       let best: number;
       if (i === 0 && j === 0) best = 0;
       else {
