@@ -9,6 +9,7 @@
  * train/align_token_and_vocab.py: the same `dtw`). The path found here is theirs exactly,
  * backtracking tie-breaks included, so the positions fused downstream are the ones they fuse.
  */
+import { InputError } from '../errors.ts';
 
 /**
  * GPT-2 byte-level alphabet, inverted: the byte each printable stand-in character encodes.
@@ -28,7 +29,7 @@ const BYTE_OF_CHAR: ReadonlyMap<number, number> = (() => {
   return m;
 })();
 
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** SentencePiece's byte fallback token, `<0x0A>` (Llama, Mistral). */
 const BYTE_TOKEN = /^<0x([0-9A-Fa-f]{2})>$/;
@@ -143,7 +144,7 @@ export function alignTokens(a: readonly string[], b: readonly string[]): Array<[
   const m = b.length;
   if (n === 0 || m === 0) {
     if (n === 0 && m === 0) return [];
-    throw new RangeError(`alignTokens: cannot align an empty token sequence with one of ${Math.max(n, m)} tokens; both tokenizations must be of the same, non-empty text`);
+    throw new InputError('E_FUSE_EMPTY_SEQUENCE', `alignTokens: the ${n === 0 ? 'first' : 'second'} sequence is empty but the other has ${Math.max(n, m)} tokens; both must be tokenizations of the same text`);
   }
   // a text repeats its tokens: distances are computed once per distinct pair of keys
   const intern = (tokens: readonly string[]) => {
