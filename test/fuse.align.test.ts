@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { InputError } from '../src/errors.ts';
 import { alignTokens, editDistance, normalizeToken } from '../src/fuse/index.ts';
 
 test('normalizeToken turns every tokenizer marker into the plain text it stands for', () => {
@@ -108,5 +109,5 @@ test('the DTW path is monotone, covers both sequences and costs the minimum over
 
 test('alignTokens refuses to align an empty sequence with a non-empty one', () => {
   assert.deepEqual(alignTokens([], []), []);
-  assert.throws(() => alignTokens([], ['a']), RangeError);
+  assert.throws(() => alignTokens([], ['a']), (e: unknown) => e instanceof InputError && e.code === 'E_FUSE_EMPTY_SEQUENCE' && /first sequence is empty/.test(e.message));
 });

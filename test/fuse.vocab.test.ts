@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InputError } from '../src/errors.ts';
-import { cooccurrenceCounts, editDistance, exactMapping, minEditMapping, normalizeToken, statisticsMapping } from '../src/fuse/index.ts';
+import { cooccurrenceCounts, editDistance, exactMapping, fuseChatMapping, minEditMapping, normalizeToken, statisticsMapping } from '../src/fuse/index.ts';
 
 const pivot = ['<unk>', 'Ġthe', 'hello', '▁world', 'Ċ'];
 
@@ -99,4 +99,23 @@ test('statisticsMapping rejects a fallback of the wrong size and a path outside 
   assert.throws(() => statisticsMapping(bad, 5, new Int32Array(5)), (e: unknown) => e instanceof InputError && e.code === 'E_FUSE_PATH' && /sequence 0/.test(e.message));
   const badId = [{ source: [7], pivot: [1], path: [[0, 0]] as Array<[number, number]> }];
   assert.throws(() => statisticsMapping(badId, 5, new Int32Array(5)), (e: unknown) => e instanceof InputError && e.code === 'E_FUSE_TOKEN_ID');
+});
+
+test("fuseChatMapping picks, among the partners seen, the lowest sigmoid(count) x edit distance, substrings at a tenth", () => {
+  // source vocab: 0 'hello' (exact in pivot), 1 'Ġworlds', 2 'abc', 3 'zzz' (never seen)
+  // pivot vocab:  0 '<unk>', 1 '▁world', 2 'worldwide', 3 'hello', 4 'abd', 5 'xbc'
+  const source = ['hello', 'Ġworlds', 'abc', 'zzz'];
+  const piv = ['<unk>', '▁world', 'worldwide', 'hello', 'abd', 'xbc'];
+  const counts = [
+    new Map([[1, 9]]), // ignored: 'hello' is in the pivot vocab (id 3)
+    // 'worlds' vs 'world': distance 1, substring -> 0.1; sigmoid(1) = 0.731 -> 0.0731
+    // 'worlds' vs 'worldwide': distance 4 ('s' -> 'w', + 'ide'), not a substring; sigmoid(5) = 0.993 -> 3.97
+    new Map([[1, 1], [2, 5]]),
+    // 'abc' vs 'abd' (count 3): sigmoid(3) * 1 = 0.9526; vs 'xbc' (count 1): sigmoid(1) * 1 = 0.7311 -> 'xbc',
+    // although 'abd' was seen more often (the most frequent partner would be 'abd')
+    new Map([[4, 3], [5, 1]]),
+    new Map(),
+  ];
+  assert.deepEqual(Array.from(fuseChatMapping(counts, source, piv, 0)), [3, 1, 5, 0]);
+  assert.throws(() => fuseChatMapping(counts.slice(1), source, piv, 0), (e: unknown) => e instanceof InputError && e.code === 'E_FUSE_COUNTS');
 });

@@ -9,6 +9,7 @@
  * train/align_token_and_vocab.py: the same `dtw`). The path found here is theirs exactly,
  * backtracking tie-breaks included, so the positions fused downstream are the ones they fuse.
  */
+import { InputError } from '../errors.ts';
 
 /**
  * GPT-2 byte-level alphabet, inverted: the byte each printable stand-in character encodes.
@@ -28,7 +29,7 @@ const BYTE_OF_CHAR: ReadonlyMap<number, number> = (() => {
   return m;
 })();
 
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** SentencePiece's byte fallback token, `<0x0A>` (Llama, Mistral). */
 const BYTE_TOKEN = /^<0x([0-9A-Fa-f]{2})>$/;
@@ -143,15 +144,35 @@ export function alignTokens(a: readonly string[], b: readonly string[]): Array<[
   const m = b.length;
   if (n === 0 || m === 0) {
     if (n === 0 && m === 0) return [];
-    throw new RangeError(`alignTokens: cannot align an empty token sequence with one of ${Math.max(n, m)} tokens; both tokenizations must be of the same, non-empty text`);
+    throw new InputError('E_FUSE_EMPTY_SEQUENCE', `alignTokens: the ${n === 0 ? 'first' : 'second'} sequence is empty but the other has ${Math.max(n, m)} tokens; both must be tokenizations of the same text`);
   }
-  const ka = a.map(dtwKey);
-  const kb = b.map(dtwKey);
+  // a text repeats its tokens: distances are computed once per distinct pair of keys
+  const intern = (tokens: readonly string[]) => {
+    const keys: string[] = [];
+    const byKey = new Map<string, number>();
+    const ids = tokens.map((t) => {
+      const key = dtwKey(t);
+      let id = byKey.get(key);
+      if (id === undefined) {
+        id = keys.length;
+        byKey.set(key, id);
+        keys.push(key);
+      }
+      return id;
+    });
+    return { keys, ids };
+  };
+  const ia = intern(a);
+  const ib = intern(b);
+  const nb = ib.keys.length;
+  const costs = new Float64Array(ia.keys.length * nb).fill(-1);
   // D without its inf border: acc[i * m + j] = D[i+1][j+1]
   const acc = new Float64Array(n * m);
   for (let i = 0; i < n; i++) {
+    const rowKey = ia.ids[i]! * nb;
     for (let j = 0; j < m; j++) {
-      const cost = editDistance(ka[i]!, kb[j]!);
+      let cost = costs[rowKey + ib.ids[j]!]!;
+      if (cost < 0) cost = costs[rowKey + ib.ids[j]!] = editDistance(ia.keys[ia.ids[i]!]!, ib.keys[ib.ids[j]!]!);
       let best: number;
       if (i === 0 && j === 0) best = 0;
       else {

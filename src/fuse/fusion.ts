@@ -164,7 +164,10 @@ function weightedRow(dists: readonly TopK[], w: readonly number[], t: number, k:
  * torch.argmax returns the first maximum, hence the first source on ties (their branch with two
  * aligned sources and no base uses `torch.where(r0 > r1, d0, d1)`, which gives the second on a
  * tie; we keep one rule). 'position' picks per position by -log p(gold[t]); positions without a
- * gold take source 0. FuseChat offers the same two levels (`--metric_level sequence|token`).
+ * gold take source 0. FuseLLM's token_alignment.py and FuseChat's align_token_and_vocab.py both
+ * offer the two levels as `--metric_level sequence|token`, default `sequence`; at `token` they
+ * carry each model's per-token CE of its own tokenization, not re-aligned, where we score the
+ * aligned rows on the pivot's gold.
  * The chosen rows are cut to the k most probable and renormalised (padded if k is larger).
  */
 export function fuseMinCE(dists: readonly TopK[], gold: Int32Array, k: number, granularity: FusionGranularity = 'sequence', options: FusionOptions = {}): TopK {

@@ -15,7 +15,7 @@
  * FuseLLM's `x.replace(blending_special_token, base_special_token)`.
  */
 import { InputError } from '../errors.ts';
-import { normalizeToken } from './align.ts';
+import { editDistance, normalizeToken } from './align.ts';
 
 type Vocab = ReadonlyArray<string | null>;
 
@@ -203,8 +203,8 @@ export function cooccurrenceCounts(aligned: Iterable<AlignedPair>, sourceVocabSi
  * FuseChat's code then picks the partner differently (`token_align_mapping`): among the pivot
  * tokens seen with a source token, the one minimising sigmoid(count) * editDistance, the distance
  * scaled by 0.1 when one string contains the other, unseen tokens going to the unknown token.
- * This function follows the brief of issue 16 (most frequent partner), which the FuseChat paper
- * describes; `cooccurrenceCounts` is exported for a caller who wants FuseChat's rule.
+ * This function is the rule issue 16 asks for (most frequent partner); `fuseChatMapping` over
+ * `cooccurrenceCounts` is FuseChat's code's rule.
  */
 export function statisticsMapping(aligned: Iterable<AlignedPair>, sourceVocabSize: number, fallback: Int32Array): Int32Array {
   if (fallback.length !== sourceVocabSize) {
@@ -219,6 +219,58 @@ export function statisticsMapping(aligned: Iterable<AlignedPair>, sourceVocabSiz
       if (c > bestCount || (c === bestCount && pid < best)) {
         best = pid;
         bestCount = c;
+      }
+    }
+    if (best >= 0) out[sid] = best;
+  }
+  return out;
+}
+
+/**
+ * FuseChat's own choice of partner from the co-occurrence counts (train/align_token_and_vocab.py,
+ * `token_align_mapping`, called with the count matrix transposed to give blending -> base, and
+ * `transform_step_logits`, which tries the exact token first):
+ * - the pivot token with the same normalised string, where one exists (lowest id among several);
+ * - else, among the pivot tokens seen with it (count > 0), the one minimising
+ *   sigmoid(count) * d, where d = editDistance of the two strings with markers removed, times 0.1
+ *   when one string contains the other; ties to the lowest pivot id (numpy argmin over the
+ *   non-zero ids in increasing order);
+ * - else `unknownId` (FuseChat maps an unseen token to the unknown token).
+ * Since sigmoid(count) lies in [0.73, 1) for every count >= 1, the rule is mostly the edit
+ * distance among partners actually seen; a higher count slightly raises the score. FuseChat also
+ * forces bos -> bos and eos -> eos; set those entries yourself if your vocabularies have them.
+ */
+export function fuseChatMapping(counts: ReadonlyArray<ReadonlyMap<number, number>>, source: Vocab, pivot: Vocab, unknownId: number): Int32Array {
+  if (counts.length !== source.length) {
+    throw new InputError('E_FUSE_COUNTS', `fuseChatMapping: ${counts.length} count rows for a source vocabulary of ${source.length}; pass cooccurrenceCounts(aligned, source.length)`);
+  }
+  const byString = pivotIndex(pivot);
+  const strip = (t: string) => normalizeToken(t).replaceAll(' ', '');
+  const out = new Int32Array(source.length).fill(unknownId);
+  for (let sid = 0; sid < source.length; sid++) {
+    const t = source[sid];
+    if (t === null || t === undefined) {
+      out[sid] = -1;
+      continue;
+    }
+    const exact = byString.get(normalizeToken(t));
+    if (exact !== undefined) {
+      out[sid] = exact;
+      continue;
+    }
+    const a = strip(t);
+    let best = -1;
+    let bestScore = Infinity;
+    for (const pid of [...counts[sid]!.keys()].sort((x, y) => x - y)) {
+      const c = counts[sid]!.get(pid)!;
+      const p = pivot[pid];
+      if (!(c > 0) || p === null || p === undefined) continue;
+      const b = strip(p);
+      const w = a.includes(b) || b.includes(a) ? 0.1 : 1;
+      const score = (1 / (1 + Math.exp(-c))) * editDistance(a, b) * w;
+      if (score < bestScore) {
+        bestScore = score;
+        best = pid;
       }
     }
     if (best >= 0) out[sid] = best;
