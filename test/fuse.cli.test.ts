@@ -167,3 +167,12 @@ test('fuse without --pairwise (FuseLLM) writes one target fused from the pivot a
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--fusion must be one of minCE, avgCE, got 'maxCE'/);
 });
+
+test('a source whose vocab_size pads past its tokenizer fuses with every mapping (fusechat here): ids without a string carry nothing', () => {
+  const padded = llama('padded', charTokenizerJson(inventory), inventory.length + 3 + 5, { hidden: 8, layers: 1, heads: 2, context: 32 });
+  for (const mapping of ['fusechat', 'exact']) {
+    const r = evomerge('fuse', '--pivot', pivot, '--source', padded, '--data', corpus, '-o', join(dir, `padded-${mapping}`), '--pairwise', '--mapping', mapping, '--epochs', '1', '--context', '16', '--json');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(readFileSync(join(dir, `padded-${mapping}`, 'padded', 'fuse.json'), 'utf8')).mapping, mapping);
+  }
+});

@@ -21,9 +21,9 @@ import { fingerprint } from '../search/sources.ts';
 import { alignTokens } from './align.ts';
 import { mapTopK, topKFromLogits, type TopK } from './distributions.ts';
 import { readDistributions, writeDistributions } from './store.ts';
-import { exactMapping, minEditMapping, statisticsMapping } from './vocab.ts';
+import { cooccurrenceCounts, exactMapping, fuseChatMapping, minEditMapping, statisticsMapping } from './vocab.ts';
 
-export const FUSE_MAPPINGS = ['exact', 'mined', 'stats'] as const;
+export const FUSE_MAPPINGS = ['exact', 'mined', 'stats', 'fusechat'] as const;
 export type FuseMapping = (typeof FUSE_MAPPINGS)[number];
 
 /** Bump when stored distributions change for the same inputs, so old files are not reused. */
@@ -79,6 +79,8 @@ export function openFuseModel(dir: string, role: 'pivot' | 'source'): FuseModel 
   const tokenizer = loadTokenizer(dir, configJson);
   const vocab = vocabularyOf(JSON.parse(raw.toString('utf8')) as Record<string, unknown>, tokFile);
   if (vocab.length > config.vocabSize) throw new InputError('E_FUSE_TOKENIZER', `${role} ${dir}: tokenizer.json has ids up to ${vocab.length - 1} but config.json's vocab_size is ${config.vocabSize}`);
+  // ids the model can predict but the tokenizer never produces (a padded vocabulary) have no string
+  while (vocab.length < config.vocabSize) vocab.push(null);
   return { dir, name: basename(dir.replace(/\/+$/, '')), configJson, config, tokenizer, vocab, tokenizerSha: createHash('sha256').update(raw).digest('hex') };
 }
 
@@ -274,7 +276,13 @@ export async function teacherDistributions(o: TeacherOptions): Promise<TeacherRe
       return { source: Int32Array.from(x.ids), pivot: window, path };
     });
     const minEd = () => minEditMapping(o.model.vocab, o.pivot.vocab);
-    const mapping = o.mapping === 'exact' ? exactMapping(o.model.vocab, o.pivot.vocab) : o.mapping === 'mined' ? minEd() : statisticsMapping(aligned.filter((a) => a.path.length > 0), V, minEd());
+    const seen = aligned.filter((a) => a.path.length > 0);
+    // fusechat: FuseChat's own rule over the co-occurrence counts; a token never seen aligned
+    // carries nothing (-1) rather than FuseChat's unknown token
+    const mapping = o.mapping === 'exact' ? exactMapping(o.model.vocab, o.pivot.vocab)
+      : o.mapping === 'mined' ? minEd()
+      : o.mapping === 'stats' ? statisticsMapping(seen, V, minEd())
+      : fuseChatMapping(cooccurrenceCounts(seen, V, o.pivot.vocab.length), o.model.vocab, o.pivot.vocab, -1);
     let mapped = 0;
     for (let i = 0; i < mapping.length; i++) if (mapping[i]! >= 0) mapped++;
     coverage = mapping.length === 0 ? 0 : mapped / mapping.length;
