@@ -89,7 +89,7 @@ export function registerBench(bench: Command): void {
     .description("knowledge fusion's whole path: the fusion zoo (pivot, two sources of other tokenizers and architectures, pairwise fusion), fused targets against the pivot, a search over them, and the time of each phase")
     .option('--dir <dir>', 'the zoo folder (built or reused)', 'runs/zoo/fusion')
     .option('--small', 'the small zoo (seconds), to check the benchmark itself')
-    .option('--budget <n>', 'evaluations of the search', '40')
+    .option('--budget <n>', 'evaluations of the search', '100')
     .option('--workers <n>', 'worker threads of the search', '2')
     .option('--seed <n>', 'seed of the zoo and the search', '0')
     .option('--json', 'print one JSON object')

@@ -66,7 +66,7 @@ export const FUSION_SIZES: Record<'full' | 'small', FusionSize> = {
   full: {
     pivot: { hidden: 64, layers: 2, heads: 4, intermediate: 128 }, german: { hidden: 48, layers: 3, heads: 4, intermediate: 96 }, arithmetic: { hidden: 32, layers: 2, heads: 2, intermediate: 64 },
     context: 64, batch: 16, englishChars: 600_000, pivotSteps: 700, germanSteps: 400, arithmeticSteps: 400, learningRate: 3e-3, merges: 80,
-    numberLines: 300, arithmeticLines: 3000, fuse: { germanEpochs: 6, arithmeticEpochs: 4, lr: 2e-3, lambda: 0.9 }, items: 100,
+    numberLines: 300, arithmeticLines: 3000, fuse: { germanEpochs: 6, arithmeticEpochs: 4, lr: 2e-3, lambda: 0.9 }, items: 300,
   },
   small: {
     pivot: { hidden: 32, layers: 2, heads: 4, intermediate: 64 }, german: { hidden: 24, layers: 3, heads: 2, intermediate: 48 }, arithmetic: { hidden: 16, layers: 1, heads: 2, intermediate: 32 },
