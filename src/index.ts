@@ -14,3 +14,7 @@ export * from './merge/index.ts';
 export * from './report/index.ts';
 export * from './queue/index.ts';
 export * from './refine/index.ts';
+export * from './fuse/index.ts';
+export { fuseModels, FUSE_FUNCTIONS, type FuseOptions, type FuseResult, type FusedTarget, type FuseProgress, type FuseFunction } from './fuse/fuse.ts';
+export { teacherDistributions, openFuseModel, readCorpus, pivotWindows, vocabularyOf, sequenceCrossEntropy, FUSE_MAPPINGS, type FuseMapping, type FuseModel, type TeacherResult } from './fuse/teacher.ts';
+export { trainFused, denseFromTopK, epochOrder, type FuseTrainOptions, type FuseTrainResult, type FuseTrainProgress } from './fuse/train.ts';

@@ -79,15 +79,29 @@ export function loadTokenizer(dir: string, modelConfig: Record<string, unknown> 
  * `bos_token_id: 1, eos_token_id: 2` in config.json.
  */
 export function charTokenizerJson(chars: string): object {
+  return bpeTokenizerJson(chars, []);
+}
+
+/**
+ * As `charTokenizerJson`, with BPE merges (Sennrich et al. 2016, section 3.2: each merge joins
+ * an adjacent pair into one new symbol, applied in order): the merged tokens get the ids after
+ * the characters, in merge order. There is no pre-tokenizer, so a merge may join across a space.
+ * `lowercase` adds a Lowercase normalizer (a vocabulary without capitals that still reads them).
+ */
+export function bpeTokenizerJson(chars: string, merges: ReadonlyArray<readonly [string, string]>, options: { lowercase?: boolean } = {}): object {
   const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
   for (const c of chars) if (!(c in vocab)) vocab[c] = Object.keys(vocab).length;
+  for (const [a, b] of merges) {
+    if (!(a in vocab) || !(b in vocab)) throw new InputError('E_TOKENIZER_MERGE', `BPE merge '${a}' + '${b}': both parts must be tokens already (characters or earlier merges)`);
+    if (!(a + b in vocab)) vocab[a + b] = Object.keys(vocab).length;
+  }
   const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
   const tokenizer = {
     version: '1.0',
     truncation: null,
     padding: null,
     added_tokens: [special(0, '<unk>'), special(1, '<s>'), special(2, '</s>')],
-    normalizer: null,
+    normalizer: options.lowercase ? { type: 'Lowercase' } : null,
     pre_tokenizer: null,
     post_processor: {
       type: 'TemplateProcessing',
@@ -98,7 +112,7 @@ export function charTokenizerJson(chars: string): object {
     decoder: { type: 'Fuse' },
     model: {
       type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null,
-      fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: [],
+      fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: merges.map(([a, b]) => `${a} ${b}`),
     },
   };
   return tokenizer;

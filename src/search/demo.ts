@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { createEvaluator, loadManifest } from '../eval/index.ts';
 import { modelFromWeights, useBackend, weightsFromMap, type BackendChoice } from '../models/index.ts';
 import type { Recipe } from '../recipe/index.ts';
+import { loadTokenizer } from '../models/tokenizer.ts';
 import { RunStore } from '../store/index.ts';
 import { normalizeScores, referenceScores, runBaselines, type BaselineReport, type BaselineRow } from '../zoo/baselines.ts';
 import type { ZooManifest } from '../zoo/build.ts';
@@ -31,7 +32,9 @@ export async function scoreRecipeOnZooItems(zooDir: string, recipe: Recipe, spli
   const paths = [...new Set([recipe.base, ...(recipe.slices ?? []).flatMap((s) => s.sources.map((x) => x.model)), ...(recipe.sources ?? []).map((s) => s.model)].filter((p): p is string => !!p))];
   const sources: SourceModels = Object.fromEntries(paths.map((p) => [p, loadSourceModel(p)]));
   const { tensors, configFrom } = mergeToMemory(recipe, sources);
-  const model = modelFromWeights(sources[configFrom]!.config!, weightsFromMap(tensors, 'evolved merge'));
+  // text evaluators read through the tokenizer of the folder the config comes from
+  const tokenizer = existsSync(join(configFrom, 'tokenizer.json')) ? loadTokenizer(configFrom, sources[configFrom]!.config!) : null;
+  const model = modelFromWeights(sources[configFrom]!.config!, weightsFromMap(tensors, 'evolved merge'), { tokenizer });
   const scores: Record<string, number> = {};
   const samples: Record<string, number> = {};
   try {

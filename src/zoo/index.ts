@@ -8,6 +8,7 @@ import { buildTinyZoo } from './tiny.ts';
 import { buildVisionZoo } from './vision.ts';
 import { buildLangMathZoo } from './lang-math.ts';
 import { buildVisionPlusZoo } from './vision-plus.ts';
+import { buildFusionZoo } from './fusion.ts';
 import type { ZooBuildOptions, ZooResult } from './build.ts';
 
 export * from './tiny.ts';
@@ -16,6 +17,7 @@ export { buildVisionZoo, visionTasks, mnistPermutation, VISION_SIZES } from './v
 export { buildLangMathZoo, arithmeticItem, LANG_MATH_SIZES } from './lang-math.ts';
 export { runBaselines, formatBaselines, BASELINE_RECIPES, NotAZooError, type BaselineReport, type BaselineRow, type BaselineRecipe, type BaselineOptions } from './baselines.ts';
 export { buildVisionPlusZoo, VISION_PLUS_TASKS, VISION_PLUS_SIZES } from './vision-plus.ts';
+export { buildFusionZoo, learnBpeMerges, FUSION_SIZES } from './fusion.ts';
 export { loadFashionMnist, loadSklearnDigits, digits8x8To28, DebianPackageMissingError } from './data/debian.ts';
 export { loadMnist, type Mnist, type ImageSet, type SourceFile } from './data/mnist.ts';
 export { parseIdx, encodeIdx } from './data/idx.ts';
@@ -47,6 +49,11 @@ export const ZOOS: readonly ZooBuilder[] = [
     name: 'lang-math',
     description: 'character-level Llama: a base on English prose (Brown), a German specialist (UDHR) and an English arithmetic specialist; tasks German perplexity, arithmetic and arithmetic asked in German (n2words); --small for tests',
     build: (dir, options) => buildLangMathZoo(dir, options),
+  },
+  {
+    name: 'fusion',
+    description: 'knowledge fusion (FuseChat pairwise): a character-level pivot (Brown), a German source with a BPE tokenizer and an arithmetic source with a lower-case tokenizer, both of other widths and depths, fused into two targets of the pivot\'s architecture; tasks German perplexity and arithmetic; --small for tests',
+    build: (dir, options) => buildFusionZoo(dir, options),
   },
 ];
 

@@ -50,8 +50,8 @@ export const LANG_MATH_SIZES: Record<'full' | 'small', LangMathSize> = {
 };
 
 /** UDHR sections (0 = preamble, k = article k) held out from training. */
-const GERMAN_VALIDATION = [25, 26, 27];
-const GERMAN_TEST = [28, 29, 30];
+export const GERMAN_VALIDATION = [25, 26, 27];
+export const GERMAN_TEST = [28, 29, 30];
 
 export interface ArithmeticItem {
   question: string;
@@ -97,7 +97,7 @@ export function encodeChars(text: string): Int32Array {
 const BOS = 1;
 
 /** Windows of T + 1 tokens at random offsets of BOS + text. */
-function proseSampler(text: string, T: number): (rng: Rng) => Int32Array {
+export function proseSampler(text: string, T: number): (rng: Rng) => Int32Array {
   const ids = new Int32Array(text.length + 1);
   ids[0] = BOS;
   ids.set(encodeChars(text), 1);
@@ -108,7 +108,7 @@ function proseSampler(text: string, T: number): (rng: Rng) => Int32Array {
 }
 
 /** BOS + lines drawn by `line`, joined by newlines, cut to T + 1 tokens. */
-function lineSampler(line: (rng: Rng) => string, T: number): (rng: Rng) => Int32Array {
+export function lineSampler(line: (rng: Rng) => string, T: number): (rng: Rng) => Int32Array {
   return (rng) => {
     let s = '';
     while (s.length < T + 1) s += `${line(rng)}\n`;

@@ -52,6 +52,13 @@ export interface LmPhase {
   trainable?: (name: string) => boolean;
 }
 
+/** A soft next-token target for `LlamaTrainer.step`: `dense` is [B*T, V], each row a distribution over the vocabulary. */
+export interface SoftTarget {
+  /** Weight of the gold cross-entropy in [0, 1]; the soft target gets 1 - lambda. */
+  lambda: number;
+  dense: Float32Array;
+}
+
 export class LlamaTrainer {
   readonly config: LlamaConfig;
   private readonly vars = new Map<string, tf.Variable>();
@@ -148,31 +155,63 @@ export class LlamaTrainer {
     return matmulPlain(rmsNorm(x, this.v('model.norm.weight'), c.rmsNormEps), this.v('lm_head.weight'));
   }
 
+  /** The variables `trainable` selects (all by default), in the order of the checkpoint's tensors. */
+  trainableVariables(trainable?: (name: string) => boolean): tf.Variable[] {
+    return [...this.vars].filter(([n]) => trainable?.(n) ?? true).map(([, v]) => v);
+  }
+
+  /**
+   * One Adam step on a batch of token sequences of length T + 1 (inputs the first T, gold the last
+   * T); returns the loss tensor (the caller disposes it). Without `soft` the loss is the mean
+   * next-token cross-entropy. With `soft` it is
+   *   lambda * CE(gold) + (1 - lambda) * CE(soft target)
+   * (FuseLLM, Wan et al. 2024, section 3.2: L = lambda L_CLM + (1 - lambda) L_Fusion, with the
+   * fusion term a cross-entropy against the fused distribution as in the FuseLLM repository's
+   * trainer). Cross-entropy is linear in its target, so the two terms are one cross-entropy
+   * against the mixed target lambda * onehot(gold) + (1 - lambda) * q, whose rows still sum to 1
+   * (softmaxCrossEntropy's gradient softmax - target needs that). At lambda = 1 the mixed target
+   * is the one-hot exactly, so the step is the plain one bit for bit.
+   */
+  step(optimizer: tf.Optimizer, seqs: readonly Int32Array[], variables: tf.Variable[], soft?: SoftTarget): tf.Scalar {
+    const B = seqs.length;
+    const T = seqs[0]!.length - 1;
+    const V = this.config.vocabSize;
+    const inp = new Int32Array(B * T);
+    const tgt = new Int32Array(B * T);
+    seqs.forEach((s, b) => {
+      if (s.length !== T + 1) throw new InputError('E_ZOO_TRAIN', `training: sequence ${b} of the batch has ${s.length} tokens but the first has ${T + 1}; a batch needs one length`);
+      inp.set(s.subarray(0, T), b * T);
+      tgt.set(s.subarray(1), b * T);
+    });
+    let mixed: Float32Array | null = null;
+    if (soft) {
+      if (soft.dense.length !== B * T * V) throw new InputError('E_ZOO_TRAIN', `training: the soft target has ${soft.dense.length} values but the batch needs ${B * T * V} ([${B * T}, ${V}])`);
+      const { lambda, dense } = soft;
+      mixed = new Float32Array(B * T * V);
+      for (let r = 0; r < B * T; r++) {
+        const o = r * V;
+        for (let c = 0; c < V; c++) mixed[o + c] = (1 - lambda) * dense[o + c]!;
+        mixed[o + tgt[r]!] = lambda + mixed[o + tgt[r]!]!;
+      }
+    }
+    return tf.tidy(() => {
+      const ids = tf.tensor2d(inp, [B, T], 'int32');
+      const target = mixed ? tf.tensor2d(mixed, [B * T, V]) : (tf.cast(tf.oneHot(tf.tensor1d(tgt, 'int32'), V), 'float32') as tf.Tensor2D);
+      const { value, grads } = tf.variableGrads(() => softmaxCrossEntropy(this.forward(ids, B, T), target), variables);
+      optimizer.applyGradients(grads as unknown as Record<string, tf.Variable>);
+      return value;
+    });
+  }
+
   /** Minibatch Adam on the mean next-token cross-entropy; returns the last loss read. */
   async train(phase: LmPhase, onStep?: (step: number, loss: number | null) => void): Promise<number> {
-    const trainable = [...this.vars].filter(([n]) => phase.trainable?.(n) ?? true).map(([, v]) => v);
+    const trainable = this.trainableVariables(phase.trainable);
     const optimizer = tf.train.adam(phase.learningRate);
     const rng = Rng.seeded(phase.seed);
-    const V = this.config.vocabSize;
     let last = NaN;
     for (let step = 0; step < phase.steps; step++) {
       const seqs = Array.from({ length: phase.batch }, () => phase.sample(rng));
-      const T = seqs[0]!.length - 1;
-      const inp = new Int32Array(phase.batch * T);
-      const tgt = new Int32Array(phase.batch * T);
-      seqs.forEach((s, b) => {
-        inp.set(s.subarray(0, T), b * T);
-        tgt.set(s.subarray(1), b * T);
-      });
-      const lossT = tf.tidy(() => {
-        const ids = tf.tensor2d(inp, [phase.batch, T], 'int32');
-        const onehot = tf.cast(tf.oneHot(tf.tensor1d(tgt, 'int32'), V), 'float32') as tf.Tensor2D;
-        const { value, grads } = tf.variableGrads(() => {
-          return softmaxCrossEntropy(this.forward(ids, phase.batch, T), onehot);
-        }, trainable);
-        optimizer.applyGradients(grads as unknown as Record<string, tf.Variable>);
-        return value;
-      });
+      const lossT = this.step(optimizer, seqs, trainable);
       const want = step % 25 === 0 || step === phase.steps - 1;
       const loss = want ? lossT.dataSync()[0]! : null;
       lossT.dispose();

@@ -15,7 +15,8 @@ import { register as demo } from './demo.ts';
 import { register as worker } from './worker.ts';
 import { register as exportCmd } from './export.ts';
 import { register as report } from './report.ts';
+import { register as fuse } from './fuse.ts';
 
 export function registerCommands(program: Command): void {
-  for (const register of [demo, search, worker, exportCmd, report, inspect, zoo, evaluate, bench, methods, merge, baselines]) register(program);
+  for (const register of [demo, search, worker, exportCmd, report, inspect, zoo, evaluate, bench, methods, merge, baselines, fuse]) register(program);
 }
