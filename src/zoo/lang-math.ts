@@ -68,6 +68,11 @@ export function arithmeticItem(rng: Rng, words: (n: number) => string, lang: 'en
   let b = rng.int(10);
   const plus = rng.next() < 0.5;
   if (!plus && a < b) [a, b] = [b, a];
+  return arithmeticQuestion(a, b, plus, words, lang);
+}
+
+/** The item asking a plus b, or a minus b, with number-word operands. */
+export function arithmeticQuestion(a: number, b: number, plus: boolean, words: (n: number) => string, lang: 'en' | 'de'): ArithmeticItem {
   const op = plus ? 'plus' : 'minus';
   const question = lang === 'en' ? `What is ${words(a)} ${op} ${words(b)}?` : `Was ist ${words(a)} ${op} ${words(b)}?`;
   return { question, answer: String(plus ? a + b : a - b) };
