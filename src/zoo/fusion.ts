@@ -25,7 +25,7 @@ import { openCheckpoint } from '../checkpoint/index.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 import { LANG_MATH_CHARS, loadBrown, loadUdhr, numberWords } from './data/text.ts';
 import type { SourceFile } from './data/mnist.ts';
-import { GERMAN_TEST, GERMAN_VALIDATION, arithmeticQuestion, proseSampler } from './lang-math.ts';
+import { GERMAN_TEST, GERMAN_VALIDATION, arithmeticQuestion, proseSampler, scoreZooModels } from './lang-math.ts';
 import { LlamaTrainer, initialLlamaWeights } from './llama-train.ts';
 import { cachedOrTrainingBackend } from './vision.ts';
 import {
@@ -291,24 +291,14 @@ export async function buildFusionZoo(dir: string, options: ZooBuildOptions): Pro
     }, { derived: true, metric: 'exact_match' });
 
     const tok = tokenizerFromJson(pivotTok, {}, pivotConfig);
-    const scores: Record<string, Record<string, Record<string, number>>> = {};
-    for (const split of ['validation', 'test'] as const) {
-      const evs = taskInfos.map((t) => ({ t, e: createEvaluator(loadManifest(join(tmp, t.evaluators[split])), { purpose: 'eval' }) }));
-      for (const name of ['pivot', 'german', 'arithmetic']) {
-        const ckpt = openCheckpoint(join(tmp, name));
-        const model = LlamaModel.load(parseLlamaConfig(pivotConfig), ckpt, tok);
-        ckpt.close();
-        try {
-          for (const { t, e } of evs) {
-            ((scores[split] ??= {})[name] ??= {})[t.name] = (await e.evaluate(model, { backend: null })).metrics[e.metric.name]!;
-            progress.add(evalUnits / 2, 'evaluate');
-          }
-        } finally {
-          model.dispose();
-        }
+    const scores = await scoreZooModels(tmp, taskInfos, ['pivot', 'german', 'arithmetic'].map((name) => [name, () => {
+      const ckpt = openCheckpoint(join(tmp, name));
+      try {
+        return LlamaModel.load(parseLlamaConfig(pivotConfig), ckpt, tok);
+      } finally {
+        ckpt.close(); // every tensor was read at load
       }
-      for (const { e } of evs) e.dispose();
-    }
+    }] as const), () => progress.add(evalUnits / 2, 'evaluate'));
     lap('evaluation', t0);
     const checks: SpecialistCheck[] = [];
     for (const split of ['validation', 'test'] as const) {

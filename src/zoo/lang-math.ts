@@ -124,6 +124,34 @@ export function lineSampler(line: (rng: Rng) => string, T: number): (rng: Rng) =
   };
 }
 
+/**
+ * Every model on every task of a text zoo being built in `dir`, on the validation and test
+ * splits: split -> model -> task -> primary metric. Each model is loaded once, scored on every
+ * task of a split, and disposed; `onScore` follows each score (progress).
+ */
+export async function scoreZooModels(dir: string, tasks: readonly ZooTaskInfo[], models: ReadonlyArray<readonly [string, () => LlamaModel]>, onScore: () => void): Promise<Record<string, Record<string, Record<string, number>>>> {
+  const scores: Record<string, Record<string, Record<string, number>>> = {};
+  for (const split of ['validation', 'test'] as const) {
+    const evs = tasks.map((t) => ({ t, e: createEvaluator(loadManifest(join(dir, t.evaluators[split])), { purpose: 'eval' }) }));
+    try {
+      for (const [name, load] of models) {
+        const model = load();
+        try {
+          for (const { t, e } of evs) {
+            ((scores[split] ??= {})[name] ??= {})[t.name] = (await e.evaluate(model, { backend: null })).metrics[e.metric.name]!;
+            onScore();
+          }
+        } finally {
+          model.dispose();
+        }
+      }
+    } finally {
+      for (const { e } of evs) e.dispose();
+    }
+  }
+  return scores;
+}
+
 export async function buildLangMathZoo(dir: string, options: ZooBuildOptions): Promise<ZooResult> {
   const sizeName = options.small ? 'small' : 'full';
   const size = LANG_MATH_SIZES[sizeName];
@@ -210,23 +238,8 @@ export async function buildLangMathZoo(dir: string, options: ZooBuildOptions): P
 
     // Held-out scores through the written manifests, with the same evaluators a search uses.
     const tok = tokenizerFromJson(tokenizer, {}, config);
-    const scores: Record<string, Record<string, Record<string, number>>> = {};
     const models: Array<[string, Map<string, Float32Array>]> = [['base', baseW], ['german', germanW], ['arithmetic', arithW]];
-    for (const split of ['validation', 'test'] as const) {
-      const evs = taskInfos.map((t) => ({ t, e: createEvaluator(loadManifest(join(tmp, t.evaluators[split])), { purpose: 'eval' }) }));
-      for (const [name, w] of models) {
-        const model = LlamaModel.load(parseLlamaConfig(config), weightsFromMap(w, name), tok);
-        try {
-          for (const { t, e } of evs) {
-            ((scores[split] ??= {})[name] ??= {})[t.name] = (await e.evaluate(model, { backend: null })).metrics[e.metric.name]!;
-            progress.add(evalUnits / 2, 'evaluate');
-          }
-        } finally {
-          model.dispose();
-        }
-      }
-      for (const { e } of evs) e.dispose();
-    }
+    const scores = await scoreZooModels(tmp, taskInfos, models.map(([name, w]) => [name, () => LlamaModel.load(parseLlamaConfig(config), weightsFromMap(w, name), tok)]), () => progress.add(evalUnits / 2, 'evaluate'));
     const checks: SpecialistCheck[] = [];
     for (const split of ['validation', 'test'] as const) {
       const s = scores[split]!;
