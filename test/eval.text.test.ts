@@ -181,3 +181,15 @@ test('a perplexity evaluator on a real tiny model leaves no tensor behind and re
   assert.ok(r.metrics.loss! > 0);
   assert.equal(r.fitness, -r.metrics.loss!);
 });
+
+test("a word-level tokenizer.json maps words outside its vocabulary to its model's unk_token, as the Rust library does", () => {
+  // the layout `tokenizers` writes for WordLevel; the unknown token is declared in the model only
+  const json = (unk?: string) => ({
+    version: '1.0', added_tokens: [], normalizer: { type: 'Lowercase' }, pre_tokenizer: { type: 'Whitespace' }, post_processor: null, decoder: null,
+    model: { type: 'WordLevel', vocab: { '[UNK]': 0, die: 1, zahl: 2, '.': 3 }, ...(unk ? { unk_token: unk } : {}) },
+  });
+  const tok = tokenizerFromJson(json('[UNK]'));
+  assert.deepEqual(tok.encode('Die Zahl drei.', { special: false }), [1, 2, 0, 3]);
+  // without an unknown token there is nothing to stand for 'drei': a named error, not an undefined id
+  assert.throws(() => tokenizerFromJson(json()).encode('Die Zahl drei.', { special: false }), (e: Error & { code?: string }) => e.code === 'E_TOKENIZER_UNKNOWN' && /declares no unknown token/.test(e.message));
+});

@@ -176,3 +176,76 @@ test('a source whose vocab_size pads past its tokenizer fuses with every mapping
     assert.equal(JSON.parse(readFileSync(join(dir, `padded-${mapping}`, 'padded', 'fuse.json'), 'utf8')).mapping, mapping);
   }
 });
+
+// A source the project did not make: Python's struct writes a Mistral-style checkpoint (grouped-query
+// attention, 4 query heads over 2 key-value heads, BF16 weights, two shards with an index) and a
+// word-level tokenizer.json (WordLevel model, Whitespace pre-tokenizer), as the `tokenizers` library
+// lays them out.
+const FOREIGN = String.raw`
+import json, math, os, random, struct, sys
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+words = ['[UNK]', '<s>', '</s>', 'die', 'menschen', 'sind', 'frei', '.', 'zahl', 'drei', 'ist', 'klein', 'der', 'mensch', 'schreibt']
+vocab = {w: i for i, w in enumerate(words)}
+tok = {'version': '1.0', 'truncation': None, 'padding': None,
+       'added_tokens': [{'id': 1, 'content': '<s>', 'single_word': False, 'lstrip': False, 'rstrip': False, 'normalized': False, 'special': True},
+                        {'id': 2, 'content': '</s>', 'single_word': False, 'lstrip': False, 'rstrip': False, 'normalized': False, 'special': True}],
+       'normalizer': {'type': 'Lowercase'}, 'pre_tokenizer': {'type': 'Whitespace'}, 'post_processor': None, 'decoder': None,
+       'model': {'type': 'WordLevel', 'vocab': vocab, 'unk_token': '[UNK]'}}
+json.dump(tok, open(os.path.join(out, 'tokenizer.json'), 'w'))
+H, I, L, NH, KV, V = 24, 40, 2, 4, 2, len(words)
+D = H // NH
+cfg = {'architectures': ['MistralForCausalLM'], 'model_type': 'mistral', 'vocab_size': V, 'hidden_size': H, 'intermediate_size': I,
+       'num_hidden_layers': L, 'num_attention_heads': NH, 'num_key_value_heads': KV, 'max_position_embeddings': 32, 'rms_norm_eps': 1e-5,
+       'rope_theta': 10000.0, 'hidden_act': 'silu', 'tie_word_embeddings': False, 'sliding_window': None, 'bos_token_id': 1, 'eos_token_id': 2,
+       'torch_dtype': 'bfloat16'}
+json.dump(cfg, open(os.path.join(out, 'config.json'), 'w'))
+shapes = [('model.embed_tokens.weight', [V, H]), ('model.norm.weight', [H]), ('lm_head.weight', [V, H])]
+for l in range(L):
+    p = 'model.layers.%d.' % l
+    shapes += [(p + 'input_layernorm.weight', [H]), (p + 'post_attention_layernorm.weight', [H]),
+               (p + 'self_attn.q_proj.weight', [NH * D, H]), (p + 'self_attn.k_proj.weight', [KV * D, H]), (p + 'self_attn.v_proj.weight', [KV * D, H]),
+               (p + 'self_attn.o_proj.weight', [H, NH * D]), (p + 'mlp.gate_proj.weight', [I, H]), (p + 'mlp.up_proj.weight', [I, H]), (p + 'mlp.down_proj.weight', [H, I])]
+rng = random.Random(7)
+def bf16(x):
+    b = struct.unpack('<I', struct.pack('<f', x))[0]
+    return (b + 0x7FFF + ((b >> 16) & 1)) >> 16
+def shard(name, items):
+    header, data = {}, b''
+    for n, s in items:
+        count = math.prod(s)
+        vals = [1.0] * count if n.endswith('norm.weight') else [rng.gauss(0, 0.3) for _ in range(count)]
+        raw = struct.pack('<%dH' % count, *[bf16(v) for v in vals])
+        header[n] = {'dtype': 'BF16', 'shape': s, 'data_offsets': [len(data), len(data) + len(raw)]}
+        data += raw
+    h = json.dumps(header).encode()
+    h += b' ' * ((8 - len(h) % 8) % 8)
+    with open(os.path.join(out, name), 'wb') as f:
+        f.write(struct.pack('<Q', len(h)) + h + data)
+half = len(shapes) // 2
+files = [('model-00001-of-00002.safetensors', shapes[:half]), ('model-00002-of-00002.safetensors', shapes[half:])]
+for name, items in files:
+    shard(name, items)
+json.dump({'metadata': {}, 'weight_map': {n: name for name, items in files for n, _ in items}}, open(os.path.join(out, 'model.safetensors.index.json'), 'w'))
+`;
+
+test('a source written by another tool (Python: a Mistral-style BF16 checkpoint in two shards, a word-level tokenizer) fuses into the pivot', () => {
+  const foreign = join(dir, 'foreign');
+  spawnSync('python3', ['-c', FOREIGN, foreign], { stdio: 'inherit' });
+  assert.ok(existsSync(join(foreign, 'model.safetensors.index.json')), 'the Python script wrote the checkpoint');
+  const fused = join(dir, 'fused-foreign');
+  for (const mapping of ['mined', 'stats']) {
+    const r = evomerge('fuse', '--pivot', pivot, '--source', foreign, '--data', corpus, '-o', join(fused, mapping), '--pairwise', '--mapping', mapping, '--epochs', '1', '--context', '16', '--batch', '8', '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const result = JSON.parse(r.stdout);
+    assert.deepEqual(result.targets.map((t: { name: string }) => t.name), ['foreign']);
+    const target = join(fused, mapping, 'foreign');
+    assert.equal(JSON.parse(readFileSync(join(target, 'config.json'), 'utf8')).hidden_size, 16, "the target has the pivot's architecture");
+    const { model, family } = loadModel(target);
+    assert.equal(family, 'llama');
+    model.dispose();
+  }
+  // the word-level source's distributions differ from the pivot's own: the stored files are two, one per model
+  const stored = readFileSync(join(fused, 'mined', 'foreign', 'fuse.json'), 'utf8');
+  assert.match(stored, /foreign/);
+});

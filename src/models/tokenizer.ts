@@ -37,11 +37,24 @@ function specialId(tok: Tokenizer, config: Record<string, unknown>, modelConfig:
  * from the model's config.json (`bos_token_id`, `eos_token_id`).
  */
 export function tokenizerFromJson(json: object, config: Record<string, unknown> = {}, modelConfig: Record<string, unknown> = {}): TextTokenizer {
-  const tok = new Tokenizer(json, config);
+  // @huggingface/tokenizers 0.2 reads a WordLevel model through its legacy path, which takes the
+  // unknown token from tokenizer_config.json only: without it, a word outside the vocabulary
+  // encodes to an undefined id. The Rust library (and transformers) use the model's own
+  // `unk_token`, so it is passed on here.
+  const model = (json as { model?: { type?: unknown; unk_token?: unknown } }).model;
+  const withUnk = model?.type === 'WordLevel' && typeof model.unk_token === 'string' && config.unk_token === undefined ? { ...config, unk_token: model.unk_token } : config;
+  const tok = new Tokenizer(json, withUnk);
   let size = 0;
   for (const id of tok.get_vocab(true).values()) size = Math.max(size, id + 1);
   return {
-    encode: (text, options = {}) => tok.encode(text, { add_special_tokens: options.special ?? true }).ids,
+    encode: (text, options = {}) => {
+      const ids = tok.encode(text, { add_special_tokens: options.special ?? true }).ids;
+      const bad = ids.findIndex((id: number) => !Number.isInteger(id));
+      if (bad >= 0) {
+        throw new TokenizerError('E_TOKENIZER_UNKNOWN', `the tokenizer gave no id for a piece of '${text.length > 60 ? `${text.slice(0, 60)}...` : text}' (token ${bad}) and declares no unknown token to stand for it; add unk_token to its model (tokenizer.json) or to tokenizer_config.json`);
+      }
+      return ids;
+    },
     // the library refuses an empty list; an empty generation decodes to the empty string
     decode: (ids) => (ids.length === 0 ? '' : tok.decode([...ids], { skip_special_tokens: true, clean_up_tokenization_spaces: false })),
     bosId: specialId(tok, config, modelConfig, 'bos'),
