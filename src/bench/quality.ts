@@ -38,7 +38,7 @@ import { defaultPopsize } from '../optim/index.ts';
 import { psDimension, startSearch } from '../search/engine.ts';
 import { scoreRecipeOnZooItems } from '../search/demo.ts';
 import { loadSearchSpace, type SearchSpace } from '../space/index.ts';
-import { RunStore, type CandidateRow } from '../store/index.ts';
+import { RunStore, isFullFidelity, type CandidateRow } from '../store/index.ts';
 import { normalizeScores, referenceScores, runBaselines, type BaselineReport } from '../zoo/baselines.ts';
 import type { ZooManifest } from '../zoo/build.ts';
 import { zooBuilder } from '../zoo/index.ts';
@@ -237,7 +237,7 @@ export async function runQualityBench(o: QualityOptions): Promise<QualityReport>
           };
           for (const budget of run.budgets) {
             // the gradient stage's run is read whole: its budget was split before it started
-            const p = readPrefix(rows, arm.refine ? Infinity : budget, costOf, (c) => fidelityOf(c) >= 1, fixedVal.meanNormalized);
+            const p = readPrefix(rows, arm.refine ? Infinity : budget, costOf, isFullFidelity, fixedVal.meanNormalized);
             const t = p.best ? await testOf(p.best) : null;
             cells.push({
               arm: arm.id, budget, seed, candidate: p.best?.id ?? null, validation: p.best?.fitness ?? null,

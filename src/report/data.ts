@@ -4,7 +4,7 @@
  * tested as plain data. Evaluation number n counts finished candidates (scored, reused or
  * failed) in the order they finished.
  */
-import type { CandidateRow, RunRow, RunStore } from '../store/index.ts';
+import { isFullFidelity, type CandidateRow, type RunRow, type RunStore } from '../store/index.ts';
 import { isDfsRecipe, type DfsRecipe } from './dfs.ts';
 import { lineageChain } from './card.ts';
 import type { SourceBaseline } from './scores.ts';
@@ -46,8 +46,6 @@ export function evaluationOrder(rows: readonly CandidateRow[]): Array<CandidateR
     .map((c, i) => ({ ...c, n: i + 1 }));
 }
 
-/** A score on every item (not a multi-fidelity estimate on part of them): only these can be the best. */
-const isFull = (c: CandidateRow) => c.fidelity === null || c.fidelity >= 1;
 
 /** The fitness of each scored candidate and the best-so-far line (failures and partial-fidelity estimates never count). */
 export function fitnessSeries(ordered: ReadonlyArray<CandidateRow & { n: number }>): { points: FitnessPoint[]; bestSoFar: Array<{ n: number; id: number; fitness: number }> } {
@@ -57,7 +55,7 @@ export function fitnessSeries(ordered: ReadonlyArray<CandidateRow & { n: number 
   for (const c of ordered) {
     if (c.state === 'done' && c.fitness !== null && Number.isFinite(c.fitness)) {
       points.push({ n: c.n, id: c.id, stage: c.stage, fitness: c.fitness });
-      if (isFull(c) && (!best || c.fitness > best.fitness)) best = { id: c.id, fitness: c.fitness };
+      if (isFullFidelity(c) && (!best || c.fitness > best.fitness)) best = { id: c.id, fitness: c.fitness };
     }
     if (best) bestSoFar.push({ n: c.n, ...best });
   }
@@ -142,7 +140,7 @@ export function reportData(store: RunStore, run: RunRow, baselines: readonly Sou
     return { evaluator: ev, metric, points: pts };
   });
 
-  const done = all.filter((c) => c.state === 'done' && c.fitness !== null && isFull(c)).sort((a, b) => b.fitness! - a.fitness! || a.id - b.id);
+  const done = all.filter((c) => c.state === 'done' && c.fitness !== null && isFullFidelity(c)).sort((a, b) => b.fitness! - a.fitness! || a.id - b.id);
   const bestPs = done.find((c) => !isDfsRecipe(c.recipe));
   let parameters: ReportData['parameters'] = null;
   if (bestPs) {

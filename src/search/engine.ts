@@ -16,7 +16,7 @@ import { canonicalJson, recipeHash, type Recipe } from '../recipe/index.ts';
 import { DfsCodec, MultiMethodCodec, PsCodec, loadSearchSpace, type SearchSpace } from '../space/index.ts';
 import { RunStore, type CandidateRow, type RunRow } from '../store/index.ts';
 import type { ZooManifest } from '../zoo/build.ts';
-import { recordOutcome, runStage, type Budget, type CandidateScore, type SearchEvent, type StageProblem, type StageSummary, type TaskRunner } from './loop.ts';
+import { itemsText, recordOutcome, runStage, type Budget, type CandidateScore, type SearchEvent, type StageProblem, type StageSummary, type TaskRunner } from './loop.ts';
 import { checkReachable, openQueueStage, parseQueueUrl, type QueueUrl } from '../queue/index.ts';
 import { fingerprint, loadSourceModel, type SourceModels } from './sources.ts';
 import { checkStage, memoryPlan, SetupError } from './preflight.ts';
@@ -188,12 +188,7 @@ function fidelityLine(r: ResolvedSpace): string {
 
 /** The search log's line at a stage's end: item-evaluations spent and where candidates stopped. */
 function itemsLine(store: RunStore, run: RunRow, stage: number): string {
-  const rows = store.candidates(run.id, { stage });
-  const items = rows.reduce((n, c) => n + (c.itemEvals ?? 0), 0);
-  const rungs = new Map<number, number>();
-  for (const c of rows) if (c.state === 'done' && c.fidelity !== null) rungs.set(c.fidelity, (rungs.get(c.fidelity) ?? 0) + 1);
-  const at = [...rungs].sort((a, b) => a[0] - b[0]).map(([f, n]) => (f >= 1 ? `${n} scored in full` : `${n} stopped at ${f}`));
-  return `stage ${stage}: ${items} item-evaluations${at.length ? ` (${at.join(', ')})` : ''}`;
+  return `stage ${stage}: ${itemsText(store.itemEvaluations(run.id, stage))}`;
 }
 
 function psStage(r: ResolvedSpace, sources: SourceModels, stage: number): StagePlan {
@@ -226,9 +221,14 @@ function psStage(r: ResolvedSpace, sources: SourceModels, stage: number): StageP
 /** The genome length of a space's parameter-space stage (reads the sources' headers only). */
 export function psDimension(space: SearchSpace, spacePath: string | null): number {
   const r = resolveSpace(space, spacePath);
+  return psStage(r, sourceCatalogues(r), 0).problem.dimension;
+}
+
+/** The catalogues (headers and configs, no tensors) of a resolved space's base and models. */
+function sourceCatalogues(r: ResolvedSpace): SourceModels {
   const sources: SourceModels = {};
   for (const p of [r.base, ...r.models.map((m) => m.path)]) if (p) sources[p] = loadSourceModel(p);
-  return psStage(r, sources, 0).problem.dimension;
+  return sources;
 }
 
 function dfsStage(r: ResolvedSpace, sources: SourceModels, names: Array<{ name: string; path: string }>, stage: number, optimizer: { id: string; options: Record<string, unknown> }): StagePlan {
@@ -291,8 +291,7 @@ function budgetOf(space: SearchSpace, o: SearchOptions): Budget {
  */
 function prepareRun(r: ResolvedSpace, o: SearchOptions): SourceModels {
   const log = o.onLog ?? (() => {});
-  const sources: SourceModels = {};
-  for (const p of [r.base, ...r.models.map((m) => m.path)]) if (p) sources[p] = loadSourceModel(p);
+  const sources = sourceCatalogues(r);
   const space = r.space;
   const files = [r.base, ...r.models.map((m) => m.path)].filter((p): p is string => !!p).map((p) => sources[p]!);
   if (space.mode === 'ps' || space.mode === 'hybrid') {

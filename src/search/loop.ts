@@ -13,7 +13,7 @@
  * proposals to give.)
  */
 import { getOptimizer, optimizerForState, type BaseState, type Proposal } from '../optim/index.ts';
-import type { CandidateRow, MetricValue, NewCandidate, RunRow, RunStore } from '../store/index.ts';
+import { isFullFidelity, type CandidateRow, type MetricValue, type NewCandidate, type RunRow, type RunStore } from '../store/index.ts';
 import { deriveSeed } from '../tensor/rng.ts';
 import type { TaskOutcome } from '../pool/index.ts';
 
@@ -89,9 +89,15 @@ function toCandidates<T>(problem: StageProblem<T>, generation: number, proposals
   });
 }
 
+/** Item-evaluations as the search log and `status` say them: '<n> item-evaluations (k stopped at f, ..., m scored in full)'. */
+export function itemsText(items: { items: number; byFidelity: ReadonlyArray<{ fidelity: number; candidates: number }> }): string {
+  const at = items.byFidelity.map((r) => (r.fidelity >= 1 ? `${r.candidates} scored in full` : `${r.candidates} stopped at ${r.fidelity}`));
+  return `${items.items} item-evaluations${at.length ? ` (${at.join(', ')})` : ''}`;
+}
+
 /** A told outcome that may serve as the threshold of later proposals: a full-fidelity score. */
 function fullScore(c: CandidateRow): number | null {
-  return c.state === 'done' && c.fitness !== null && (c.fidelity === null || c.fidelity >= 1) ? c.fitness : null;
+  return c.state === 'done' && c.fitness !== null && isFullFidelity(c) ? c.fitness : null;
 }
 
 /** Run (or resume) one stage of a run until its budget, the optimizer's own stop, or `signal`. */

@@ -147,3 +147,8 @@ export interface CandidateRow {
   /** Items its evaluators scored (0 when its score was reused); null when unknown (a failure, or a run of schema 1). */
   itemEvals: number | null;
 }
+
+/** A score on every item, not a multi-fidelity estimate on part of them: only such a score can be a run's best. */
+export function isFullFidelity(c: Pick<CandidateRow, 'fidelity'>): boolean {
+  return c.fidelity === null || c.fidelity >= 1;
+}

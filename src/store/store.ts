@@ -380,10 +380,12 @@ export class RunStore {
    * What evaluation cost: items scored (summed over candidates and evaluators) and, for runs with
    * `fidelity`, finished candidates by the fraction of items their score rests on.
    */
-  itemEvaluations(runId: number): { items: number; byFidelity: Array<{ fidelity: number; candidates: number }> } {
+  itemEvaluations(runId: number, stage?: number): { items: number; byFidelity: Array<{ fidelity: number; candidates: number }> } {
     if (this.fullScore === '1') return { items: 0, byFidelity: [] };
-    const items = (this.db.prepare(`SELECT COALESCE(SUM(item_evals), 0) AS n FROM candidates WHERE run_id = ?`).get(runId) as { n: number }).n;
-    const byFidelity = this.db.prepare(`SELECT fidelity, COUNT(*) AS candidates FROM candidates WHERE run_id = ? AND state = 'done' AND fidelity IS NOT NULL GROUP BY fidelity ORDER BY fidelity`).all(runId) as Array<{ fidelity: number; candidates: number }>;
+    const where = stage === undefined ? 'run_id = ?' : 'run_id = ? AND stage = ?';
+    const args = stage === undefined ? [runId] : [runId, stage];
+    const items = (this.db.prepare(`SELECT COALESCE(SUM(item_evals), 0) AS n FROM candidates WHERE ${where}`).get(...args) as { n: number }).n;
+    const byFidelity = this.db.prepare(`SELECT fidelity, COUNT(*) AS candidates FROM candidates WHERE ${where} AND state = 'done' AND fidelity IS NOT NULL GROUP BY fidelity ORDER BY fidelity`).all(...args) as Array<{ fidelity: number; candidates: number }>;
     return { items, byFidelity };
   }
 

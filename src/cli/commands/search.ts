@@ -4,7 +4,8 @@ import cliProgress from 'cli-progress';
 import { InputError } from '../../errors.ts';
 import { resumeSearch, startSearch, type SearchOptions, type SearchResult } from '../../search/engine.ts';
 import { bestCandidates, listRuns, openRun, runStatus } from '../../search/inspect.ts';
-import type { Budget } from '../../search/loop.ts';
+import { itemsText, type Budget } from '../../search/loop.ts';
+import { isFullFidelity } from '../../store/index.ts';
 import { parseQueueUrl } from '../../queue/index.ts';
 import { parseSize } from '../../search/preflight.ts';
 
@@ -61,7 +62,7 @@ export function progressReporter(label: string) {
       done++;
       if (e.candidate.state === 'failed') failed++;
       // a score on part of the items (multi-fidelity) is never the best
-      if (e.candidate.fitness !== null && (e.candidate.fidelity === null || e.candidate.fidelity >= 1) && e.candidate.fitness > best) best = e.candidate.fitness;
+      if (e.candidate.fitness !== null && isFullFidelity(e.candidate) && e.candidate.fitness > best) best = e.candidate.fitness;
       const minutes = (performance.now() - t0) / 60_000;
       bar.update(done, { stage: e.stage, best: Number.isFinite(best) ? best.toFixed(4) : '-', rate: (done / Math.max(minutes, 1e-9)).toFixed(1), failed });
     },
@@ -165,7 +166,7 @@ export function register(program: Command): void {
           `  candidates  ${c.done} done, ${c.failed} failed, ${c.running} running, ${c.pending} pending`,
           `  best        ${s.best ? `candidate ${s.best.id} (stage ${s.best.stage}, generation ${s.best.generation}): ${s.best.fitness.toFixed(4)}` : 'none yet'}`,
           `  speed       ${s.evaluationsPerMinute === null ? '-' : `${s.evaluationsPerMinute.toFixed(1)} evaluations/min`}`,
-          `  items       ${s.items.evaluations} item-evaluations${s.items.byFidelity.length ? ` (${s.items.byFidelity.map((r) => (r.fidelity >= 1 ? `${r.candidates} scored in full` : `${r.candidates} stopped at ${r.fidelity}`)).join(', ')})` : ''}`,
+          `  items       ${itemsText({ items: s.items.evaluations, byFidelity: s.items.byFidelity })}`,
           ...s.failures.map((f) => `  failed      candidate ${f.id}: ${f.error}`),
         ].join('\n') + '\n');
       } finally {
