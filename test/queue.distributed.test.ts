@@ -175,8 +175,11 @@ test('owner and two workers: a worker killed mid-candidate and a killed owner lo
     const w3 = cli(workerArgs);
     workers.push(w3);
 
-    // 2. SIGKILL the owner once a few more results are in, while candidates are on the queue
-    await w2.until((l) => count(l, /finished candidate-/) >= 4, 60_000, 'four results from worker 2');
+    // 2. SIGKILL the owner once a few more results are in, while worker 2 holds a candidate (it
+    //    started one it has not finished), so that candidate is surely in flight: waiting for the
+    //    fourth result alone could catch the owner between results with nothing dispatched
+    const busy = (l: string[]) => count(l, /evaluating candidate-/) > count(l, /finished candidate-/);
+    await w2.until((l) => count(l, /finished candidate-/) >= 4 && busy(l), 60_000, 'four results from worker 2 and a fifth candidate started');
     owner.proc.kill('SIGKILL');
     await owner.exited;
     const atKill = snapshot(db, 'dist');
