@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../src/errors.ts';
-import { RunStore, type NewCandidate } from '../src/store/index.ts';
+import { newOwner, runState, RunStore, SCHEMA_VERSION, type NewCandidate } from '../src/store/index.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 const dir = tempDir();
@@ -115,7 +115,7 @@ test('a schema-1 database opens: read-only as it is, and for writing with the mu
   assert.deepEqual(ro.itemEvaluations(run.id), { items: 0, byFidelity: [] });
   ro.close();
   const rw = RunStore.open(path);
-  assert.equal((rw.db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string }).value, '2');
+  assert.equal((rw.db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string }).value, String(SCHEMA_VERSION));
   const c = rw.candidate(a!.id)!;
   assert.deepEqual([c.fitness, c.threshold, c.fidelity, c.itemEvals], [0.5, null, null, null]);
   assert.equal(rw.best(run.id, 1)[0]!.id, a!.id, 'an old full score still ranks');
@@ -123,4 +123,66 @@ test('a schema-1 database opens: read-only as it is, and for writing with the mu
   rw.recordResult(b!.id, { fitness: 0.9, fidelity: 0.1, itemEvals: 10 });
   assert.equal(rw.best(run.id, 1)[0]!.id, a!.id);
   rw.close();
+});
+
+test('a schema-2 database opens read-only as it is, and for writing with its runs table rebuilt for settings, owner and the failed state', () => {
+  const path = join(dir, 'v2', 'run.sqlite');
+  const s = RunStore.open(path);
+  const run = s.createRun({ name: 'old', space: { x: 1 }, codeVersion: '0.1.0', seed: 4, fingerprints: { f: 'abc' } });
+  const [a, b] = s.addCandidates(run.id, [proposal('g0-0', 0), proposal('g0-1', 0)]);
+  s.recordResult(a!.id, { fitness: 0.5, metrics: [{ evaluator: 'e', metric: 'acc', value: 0.5 }] });
+  s.addCandidates(run.id, [proposal('g1-0', 1, ['g0-0'])]);
+  s.event(run.id, 'start', 'started');
+  // the runs table as schema 2 wrote it: no settings or owner columns, no 'failed' status
+  s.db.pragma('foreign_keys = OFF');
+  s.db.exec(`CREATE TABLE runs_old (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, space_json TEXT NOT NULL, space_path TEXT, code_version TEXT NOT NULL, seed INTEGER NOT NULL,
+    fingerprints_json TEXT NOT NULL DEFAULT '{}', status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'finished', 'stopped')), created_at TEXT NOT NULL, updated_at TEXT NOT NULL)`);
+  s.db.exec(`INSERT INTO runs_old SELECT id, name, space_json, space_path, code_version, seed, fingerprints_json, status, created_at, updated_at FROM runs`);
+  s.db.exec(`DROP TABLE runs`);
+  s.db.exec(`ALTER TABLE runs_old RENAME TO runs`);
+  s.db.prepare(`UPDATE meta SET value = '2' WHERE key = 'schema_version'`).run();
+  s.close();
+
+  const ro = RunStore.open(path, { readonly: true });
+  const old = ro.run('old')!;
+  assert.deepEqual([old.settings, old.owner, old.stopReason, old.status], [null, null, null, 'running']);
+  // 'running' with no owner to vouch for it: nobody holds it
+  assert.equal(runState(old), 'interrupted');
+  ro.close();
+
+  const rw = RunStore.open(path);
+  assert.equal((rw.db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string }).value, String(SCHEMA_VERSION));
+  const again = rw.run('old')!;
+  assert.deepEqual([again.id, again.seed, again.fingerprints, again.space], [run.id, 4, { f: 'abc' }, { x: 1 }]);
+  assert.equal(rw.candidate(b!.id)!.runId, run.id);
+  assert.equal(rw.lineage(rw.candidates(run.id)[2]!.id).length, 2, 'parents survive the rebuild');
+  assert.equal(rw.metrics(a!.id)[0]!.value, 0.5);
+  assert.equal((rw.db.pragma('foreign_keys', { simple: true }) as number), 1, 'foreign keys are on again');
+  assert.deepEqual(rw.db.pragma('foreign_key_check'), []);
+  const owner = newOwner();
+  rw.claimRun(run.id, owner);
+  assert.equal(runState(rw.run('old')!), 'running', 'this live process holds it');
+  assert.equal(rw.endRun(run.id, 'not-the-token', { status: 'failed', reason: 'x' }), false, 'only the holder ends the run');
+  assert.equal(rw.endRun(run.id, owner.token, { status: 'failed', reason: 'error E_X', error: 'boom' }), true);
+  const ended = rw.run('old')!;
+  assert.deepEqual([ended.status, ended.stopReason, ended.error, runState(ended)], ['failed', 'error E_X', 'boom', 'failed']);
+  assert.equal(rw.integrityCheck(), 'ok');
+  rw.close();
+});
+
+test('a run held by a process that died reads as interrupted; one held by a live process as running', () => {
+  const store = freshStore();
+  const run = store.createRun({ name: 'r', space: {}, codeVersion: 'x', seed: 1 });
+  store.claimRun(run.id, { ...newOwner(), pid: 2 ** 22 + 12345 });
+  assert.equal(runState(store.run('r')!), 'interrupted');
+  const me = newOwner();
+  store.claimRun(run.id, me);
+  assert.equal(runState(store.run('r')!), 'running');
+  assert.equal(store.heartbeat(run.id, me.token), true);
+  assert.equal(store.heartbeat(run.id, 'someone-else'), false);
+  // seen from another host only the heartbeat tells: a recent one is alive, an old one is not
+  const elsewhere = { ...me, host: 'another-host.invalid' };
+  assert.equal(runState({ status: 'running', owner: elsewhere, heartbeatAt: new Date().toISOString() }), 'running');
+  assert.equal(runState({ status: 'running', owner: elsewhere, heartbeatAt: new Date(Date.now() - 3600_000).toISOString() }), 'interrupted');
+  store.close();
 });

@@ -3,18 +3,55 @@
  * lost when the process dies; everything here is enough to resume. Optimizer state and
  * lineage have tables and columns of their own, as plain JSON and rows (not pickles).
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /**
  * Columns added after version 1, in order: a database of version v gets MIGRATIONS[v - 1 ...]
  * applied (RunStore.migrate), so a run started before them opens, resumes and reports.
  */
+/**
+ * The runs table. `status` is what the owner last wrote: 'running' while a search holds the run
+ * (a live owner renews `heartbeat_at`; with none alive, readers call the run 'interrupted', see
+ * lease.ts), then 'finished', 'stopped' (Ctrl-C, a closed output) or 'failed', with the reason in
+ * `stop_reason` and the error in `error`. `settings_json` holds the run's effective settings (the
+ * space's, with every command-line override), which `resume` continues with.
+ */
+function RUNS_TABLE(name: string): string {
+  return `CREATE TABLE IF NOT EXISTS ${name} (
+     id INTEGER PRIMARY KEY,
+     name TEXT NOT NULL UNIQUE,
+     space_json TEXT NOT NULL,
+     space_path TEXT,
+     code_version TEXT NOT NULL,
+     seed INTEGER NOT NULL,
+     fingerprints_json TEXT NOT NULL DEFAULT '{}',
+     status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'finished', 'stopped', 'failed')),
+     created_at TEXT NOT NULL,
+     updated_at TEXT NOT NULL,
+     settings_json TEXT NOT NULL DEFAULT '{}',
+     owner_json TEXT,
+     heartbeat_at TEXT,
+     stop_reason TEXT,
+     error TEXT
+   )`;
+}
+
 export const MIGRATIONS: readonly (readonly string[])[] = [
   // 1 -> 2: multi-fidelity evaluation (space `fidelity`)
   [
     `ALTER TABLE candidates ADD COLUMN threshold REAL`,
     `ALTER TABLE candidates ADD COLUMN fidelity REAL`,
     `ALTER TABLE candidates ADD COLUMN item_evals INTEGER`,
+  ],
+  // 2 -> 3: the run's effective settings and its owner's lease. The status CHECK gains 'failed',
+  // and SQLite cannot change a CHECK in place, so the table is rebuilt (SQLite's documented
+  // "generalized ALTER TABLE" procedure; RunStore.migrate turns foreign keys off around it)
+  [
+    RUNS_TABLE('runs_v3'),
+    `INSERT INTO runs_v3 (id, name, space_json, space_path, code_version, seed, fingerprints_json, status, created_at, updated_at)
+       SELECT id, name, space_json, space_path, code_version, seed, fingerprints_json, status, created_at, updated_at FROM runs`,
+    `DROP TABLE runs`,
+    `ALTER TABLE runs_v3 RENAME TO runs`,
   ],
 ];
 
@@ -23,18 +60,7 @@ export const DDL: readonly string[] = [
      key TEXT PRIMARY KEY,
      value TEXT NOT NULL
    )`,
-  `CREATE TABLE IF NOT EXISTS runs (
-     id INTEGER PRIMARY KEY,
-     name TEXT NOT NULL UNIQUE,
-     space_json TEXT NOT NULL,
-     space_path TEXT,
-     code_version TEXT NOT NULL,
-     seed INTEGER NOT NULL,
-     fingerprints_json TEXT NOT NULL DEFAULT '{}',
-     status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'finished', 'stopped')),
-     created_at TEXT NOT NULL,
-     updated_at TEXT NOT NULL
-   )`,
+  RUNS_TABLE('runs'),
   // optimizer state after each tell: the row with the highest (stage, generation) resumes the run
   `CREATE TABLE IF NOT EXISTS generations (
      run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -101,7 +127,38 @@ export const DDL: readonly string[] = [
    )`,
 ];
 
-export type RunStatus = 'running' | 'finished' | 'stopped';
+/** What the run's owner last wrote. */
+export type RunStatus = 'running' | 'finished' | 'stopped' | 'failed';
+/** What a reader sees: a 'running' run whose owner is gone is 'interrupted' (lease.ts). */
+export type RunState = RunStatus | 'interrupted';
+
+/** The process that holds a run (writes its candidates): renewed by a heartbeat. */
+export interface RunOwner {
+  pid: number;
+  host: string;
+  /** Random per session: a heartbeat or release by anyone else changes nothing. */
+  token: string;
+  startedAt: string;
+}
+
+/**
+ * The effective settings of a run: the space's values with every command-line override
+ * applied, as the run was (or is being) searched. `resume` continues with exactly these; a flag
+ * given to `resume` changes what it names and is recorded in the run's events. `given` lists the
+ * settings that came from the command line rather than the space.
+ */
+export interface RunSettings {
+  budget: { evaluations?: number; minutes?: number };
+  workers: number;
+  seed: number;
+  backend: string;
+  /** Bytes; null: the machine's memory. */
+  maxMemory: number | null;
+  allowTestSplit: boolean;
+  /** The queue the run's candidates go through (URL without its password), or null: the local pool. */
+  queue: { url: string; slots?: number } | null;
+  given: string[];
+}
 export type CandidateState = 'pending' | 'running' | 'done' | 'failed';
 
 export interface RunRow {
@@ -115,6 +172,14 @@ export interface RunRow {
   status: RunStatus;
   createdAt: string;
   updatedAt: string;
+  /** Null for a run started before schema 3 (its settings are the space's). */
+  settings: RunSettings | null;
+  owner: RunOwner | null;
+  heartbeatAt: string | null;
+  /** Why the run ended: the stages' stop reasons, 'Ctrl-C', ... (null while running). */
+  stopReason: string | null;
+  /** The error a failed run ended with. */
+  error: string | null;
 }
 
 export interface CandidateRow {

@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { InputError, RuntimeFailure } from '../errors.ts';
-import { DDL, MIGRATIONS, SCHEMA_VERSION, type CandidateRow, type CandidateState, type RunRow, type RunStatus } from './schema.ts';
+import { DDL, MIGRATIONS, SCHEMA_VERSION, type CandidateRow, type CandidateState, type RunOwner, type RunRow, type RunSettings, type RunStatus } from './schema.ts';
 
 export interface NewRun {
   name: string;
@@ -16,6 +16,9 @@ export interface NewRun {
   codeVersion: string;
   seed: number;
   fingerprints?: Record<string, string>;
+  settings?: RunSettings;
+  /** The process that creates the run and searches it (it then holds its lease). */
+  owner?: RunOwner;
 }
 
 export interface NewCandidate {
@@ -70,7 +73,7 @@ const now = () => new Date().toISOString();
  */
 export class StoreWriteError extends RuntimeFailure {}
 
-const WRITES = ['createRun', 'setRunStatus', 'addCandidates', 'markRunning', 'recordResult', 'retryFailed', 'commitStep', 'saveGeneration', 'event'] as const;
+const WRITES = ['createRun', 'setRunStatus', 'claimRun', 'heartbeat', 'endRun', 'updateSettings', 'addCandidates', 'markRunning', 'recordResult', 'retryFailed', 'commitStep', 'saveGeneration', 'event'] as const;
 
 /** A SQLite "full" or I/O error as a StoreWriteError naming the file and the way on; other errors as they are. */
 export function storeWriteFailure(err: unknown, path: string): unknown {
@@ -100,6 +103,12 @@ function toRun(r: Row): RunRow {
     status: r.status as RunStatus,
     createdAt: r.created_at as string,
     updatedAt: r.updated_at as string,
+    // a schema-2 database opened read-only has none of these columns
+    settings: r.settings_json && r.settings_json !== '{}' ? JSON.parse(r.settings_json as string) : null,
+    owner: r.owner_json ? JSON.parse(r.owner_json as string) : null,
+    heartbeatAt: (r.heartbeat_at as string | null | undefined) ?? null,
+    stopReason: (r.stop_reason as string | null | undefined) ?? null,
+    error: (r.error as string | null | undefined) ?? null,
   };
 }
 
@@ -203,10 +212,20 @@ export class RunStore {
           if (version === 1) this.fullScore = '1';
           return;
         }
-        this.db.transaction(() => {
-          for (const step of MIGRATIONS.slice(version - 1)) for (const ddl of step) this.db.exec(ddl);
-          this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema_version'`).run(String(SCHEMA_VERSION));
-        })();
+        // a table rebuilt by a migration is dropped while others still reference it: foreign
+        // keys are off for the migration (it cannot change inside a transaction) and checked
+        // before it commits
+        this.db.pragma('foreign_keys = OFF');
+        try {
+          this.db.transaction(() => {
+            for (const step of MIGRATIONS.slice(version - 1)) for (const ddl of step) this.db.exec(ddl);
+            const broken = this.db.pragma('foreign_key_check') as unknown[];
+            if (broken.length > 0) throw new RuntimeFailure('E_DB_MIGRATE', `${this.path}: migrating the run database to schema ${SCHEMA_VERSION} broke ${broken.length} references; the database is unchanged`);
+            this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema_version'`).run(String(SCHEMA_VERSION));
+          })();
+        } finally {
+          this.db.pragma('foreign_keys = ON');
+        }
         return;
       }
       if (version !== SCHEMA_VERSION) {
@@ -234,9 +253,10 @@ export class RunStore {
     }
     const t = now();
     const info = this.db.prepare(
-      `INSERT INTO runs (name, space_json, space_path, code_version, seed, fingerprints_json, status, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)`,
-    ).run(run.name, JSON.stringify(run.space), run.spacePath ?? null, run.codeVersion, run.seed, JSON.stringify(run.fingerprints ?? {}), t, t);
+      `INSERT INTO runs (name, space_json, space_path, code_version, seed, fingerprints_json, status, created_at, updated_at, settings_json, owner_json, heartbeat_at)
+       VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)`,
+    ).run(run.name, JSON.stringify(run.space), run.spacePath ?? null, run.codeVersion, run.seed, JSON.stringify(run.fingerprints ?? {}), t, t,
+      JSON.stringify(run.settings ?? {}), run.owner ? JSON.stringify(run.owner) : null, run.owner ? t : null);
     return this.runById(Number(info.lastInsertRowid))!;
   }
 
@@ -256,6 +276,32 @@ export class RunStore {
 
   setRunStatus(runId: number, status: RunStatus): void {
     this.db.prepare(`UPDATE runs SET status = ?, updated_at = ? WHERE id = ?`).run(status, now(), runId);
+  }
+
+  /** Take the run's lease for `owner` (a new session): status 'running', the last end cleared. */
+  claimRun(runId: number, owner: RunOwner): void {
+    const t = now();
+    this.db.prepare(`UPDATE runs SET status = 'running', owner_json = ?, heartbeat_at = ?, stop_reason = NULL, error = NULL, updated_at = ? WHERE id = ?`)
+      .run(JSON.stringify(owner), t, t, runId);
+  }
+
+  /**
+   * Renew the lease of the session holding `token`. Returns false when another session has
+   * taken the run meanwhile (this one was presumed dead): the caller must stop writing.
+   */
+  heartbeat(runId: number, token: string): boolean {
+    return this.db.prepare(`UPDATE runs SET heartbeat_at = ? WHERE id = ? AND json_extract(owner_json, '$.token') = ?`).run(now(), runId, token).changes > 0;
+  }
+
+  /** The session holding `token` ends the run: its status, why, and the error of a failed run. */
+  endRun(runId: number, token: string, end: { status: Exclude<RunStatus, 'running'>; reason: string; error?: string | null }): boolean {
+    return this.db.prepare(`UPDATE runs SET status = ?, stop_reason = ?, error = ?, heartbeat_at = NULL, updated_at = ? WHERE id = ? AND json_extract(owner_json, '$.token') = ?`)
+      .run(end.status, end.reason, end.error ?? null, now(), runId, token).changes > 0;
+  }
+
+  /** Record the run's effective settings (at its start, or changed by flags given to `resume`). */
+  updateSettings(runId: number, settings: RunSettings): void {
+    this.db.prepare(`UPDATE runs SET settings_json = ?, updated_at = ? WHERE id = ?`).run(JSON.stringify(settings), now(), runId);
   }
 
   // --- candidates ---------------------------------------------------------------------------
@@ -387,6 +433,26 @@ export class RunStore {
     const items = (this.db.prepare(`SELECT COALESCE(SUM(item_evals), 0) AS n FROM candidates WHERE ${where}`).get(...args) as { n: number }).n;
     const byFidelity = this.db.prepare(`SELECT fidelity, COUNT(*) AS candidates FROM candidates WHERE ${where} AND state = 'done' AND fidelity IS NOT NULL GROUP BY fidelity ORDER BY fidelity`).all(...args) as Array<{ fidelity: number; candidates: number }>;
     return { items, byFidelity };
+  }
+
+  /**
+   * What a stage's candidates cost of its budget (src/search/loop.ts): one per finished
+   * candidate, or the fraction of the items its score rests on in a multi-fidelity run. With
+   * `before`, over the candidates proposed before that one, counting each unfinished one as 1
+   * (an upper bound) and saying how many are unfinished.
+   */
+  stageCost(runId: number, stage: number): number;
+  stageCost(runId: number, stage: number, before: number): { upper: number; unfinished: number };
+  stageCost(runId: number, stage: number, before?: number): number | { upper: number; unfinished: number } {
+    if (before === undefined) {
+      return (this.db.prepare(`SELECT COALESCE(SUM(COALESCE(${this.fullScore === '1' ? 'NULL' : 'fidelity'}, 1)), 0) AS n FROM candidates WHERE run_id = ? AND stage = ? AND state IN ('done', 'failed')`).get(runId, stage) as { n: number }).n;
+    }
+    const r = this.db.prepare(
+      `SELECT COALESCE(SUM(CASE WHEN state IN ('done', 'failed') THEN COALESCE(${this.fullScore === '1' ? 'NULL' : 'fidelity'}, 1) ELSE 1 END), 0) AS upper,
+              COALESCE(SUM(CASE WHEN state IN ('done', 'failed') THEN 0 ELSE 1 END), 0) AS unfinished
+       FROM candidates WHERE run_id = ? AND stage = ? AND id < ?`,
+    ).get(runId, stage, before) as { upper: number; unfinished: number };
+    return r;
   }
 
   metrics(candidateId: number): MetricValue[] {
