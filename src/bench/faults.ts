@@ -145,7 +145,8 @@ export function compareSnapshots(got: Snapshot | null, want: Snapshot): string[]
   if (!got) return ['the run is missing from the database'];
   const problems: string[] = [];
   if (got.integrity !== 'ok') problems.push(`integrity_check: ${got.integrity}`);
-  if (got.unfinished > 0) problems.push(`${got.unfinished} candidates never scored`);
+  // proposals past the budget stay unscored, in the uninterrupted run as in the resumed one
+  if (got.unfinished !== want.unfinished) problems.push(`${got.unfinished} candidates never scored, the uninterrupted run has ${want.unfinished}`);
   if (got.untold !== want.untold) problems.push(`${got.untold} candidates not told to the optimizer, the uninterrupted run has ${want.untold}`);
   if (got.rows.length !== want.rows.length) problems.push(`${got.rows.length} candidates, the uninterrupted run has ${want.rows.length}`);
   const seen = new Set<string>();

@@ -56,9 +56,14 @@ export interface TaskRunner<Task> {
 
 export interface Budget {
   /**
-   * Stop asking once this many candidates of the stage were proposed (the last generation is
-   * completed). With multi-fidelity evaluation, full-set equivalents: the told candidates'
-   * fidelities plus 1 per candidate not yet told, checked at tell points only.
+   * A limit on the candidates of the stage that are evaluated (scored, failed, or given the
+   * score of an identical recipe). Candidate k, in proposal order, is evaluated only if the
+   * candidates before it cost at most `evaluations - 1`: each costs 1, or with multi-fidelity
+   * evaluation the fraction of the items its score rests on (an unfinished one counts 1 until it
+   * finishes, so the decision never depends on timing). The optimizer is asked for no more once
+   * its proposals cover the budget; the proposals of a last generation that lie past it are kept
+   * as pending, not evaluated, and run only if the stage is resumed with a larger budget (so a
+   * run extended from budget N to M is the run of budget M).
    */
   evaluations?: number;
   /** Stop asking after this many seconds of this session (outstanding candidates still finish). */
@@ -66,11 +71,12 @@ export interface Budget {
 }
 
 export type SearchEvent =
-  | { type: 'result'; candidate: CandidateRow; reused: boolean }
+  /** `used`: the budget the stage has used, this result included (Budget.evaluations' units). */
+  | { type: 'result'; candidate: CandidateRow; reused: boolean; used?: number }
   | { type: 'step'; generation: number; proposals: number; told: number }
   | { type: 'done'; reason: string }
-  /** Emitted by the engine when a stage starts: its kind, genome size and candidate budget. */
-  | { type: 'stage'; kind: 'ps' | 'dfs'; dimension: number; budget: number | null; threads: number };
+  /** Emitted by the engine when a stage starts: the run, its kind, genome size, candidate budget and what a resumed stage used already. */
+  | { type: 'stage'; kind: 'ps' | 'dfs'; dimension: number; budget: number | null; threads: number; run?: string; used?: number };
 
 export interface StageSummary {
   reason: string;
@@ -93,6 +99,18 @@ function toCandidates<T>(problem: StageProblem<T>, generation: number, proposals
 export function itemsText(items: { items: number; byFidelity: ReadonlyArray<{ fidelity: number; candidates: number }> }): string {
   const at = items.byFidelity.map((r) => (r.fidelity >= 1 ? `${r.candidates} scored in full` : `${r.candidates} stopped at ${r.fidelity}`));
   return `${items.items} item-evaluations${at.length ? ` (${at.join(', ')})` : ''}`;
+}
+
+/**
+ * A stage's stop reason in words, for the end of a search, `status` and the run's record:
+ * 'budget: evaluations' -> 'budget of 60 evaluations reached', an optimizer's termination
+ * criterion ('tolflatfitness', ...) -> "the optimizer's stop rule tolflatfitness".
+ */
+export function describeStop(reason: string, budget: { evaluations?: number; minutes?: number } = {}): string {
+  if (reason === 'budget: evaluations') return budget.evaluations === undefined ? 'budget of evaluations reached' : `budget of ${budget.evaluations} evaluations reached`;
+  if (reason === 'budget: time') return budget.minutes === undefined ? 'time limit reached' : `time limit of ${budget.minutes} min reached`;
+  if (reason === 'stopped' || reason === 'finished' || reason.startsWith('stopped:') || reason.startsWith('refine:') || reason.startsWith('the optimizer')) return reason;
+  return `the optimizer's stop rule ${reason}`;
 }
 
 /** A told outcome that may serve as the threshold of later proposals: a full-fidelity score. */
@@ -177,7 +195,7 @@ export async function runStage<Task>(
     const row = recordOutcome(store, candidate, outcome);
     evaluated++;
     if (row.state === 'failed') failed++;
-    emit({ type: 'result', candidate: row, reused: false });
+    emit({ type: 'result', candidate: row, reused: false, used: store.stageCost(run.id, stage) });
     if (row.state === 'failed' && failFast > 0 && failure === null) checkFailFast();
   };
 
@@ -196,12 +214,24 @@ export async function runStage<Task>(
     if (kinds.size === 1) failure = finished[finished.length - 1]!.error ?? 'unknown error';
   };
 
+  /**
+   * Whether the budget lets a candidate be evaluated: true, false, or null while candidates
+   * proposed before it are unfinished and their cost could still decide it (multi-fidelity).
+   */
+  const limit = options.budget.evaluations;
+  const withinBudget = (c: CandidateRow): boolean | null => {
+    if (limit === undefined) return true;
+    const before = store.stageCost(run.id, stage, c.id);
+    if (before.upper + 1 <= limit + 1e-9) return true;
+    return before.unfinished > 0 ? null : false;
+  };
+
   const dispatch = (candidate: CandidateRow) => {
     const hit = store.scoredByHash(run.id, candidate.recipeHash, candidate.threshold);
     if (hit && hit.id !== candidate.id) {
       store.recordResult(candidate.id, { fitness: hit.fitness, objectives: hit.objectives, metrics: store.metrics(hit.id), reusedFrom: hit.id, backend: hit.backend, evalMs: 0, fidelity: hit.fidelity, itemEvals: 0 });
       reused++;
-      emit({ type: 'result', candidate: store.candidate(candidate.id)!, reused: true });
+      emit({ type: 'result', candidate: store.candidate(candidate.id)!, reused: true, used: store.stageCost(run.id, stage) });
       return;
     }
     store.markRunning(candidate.id, null);
@@ -268,16 +298,31 @@ export async function runStage<Task>(
       }
       continue;
     }
-    // 2. keep every thread busy with outstanding unfinished candidates (pending, or running in a dead session)
+    // 2. keep every thread busy with outstanding unfinished candidates (pending, or running in a
+    //    dead session), in proposal order, up to the budget
+    let pastBudget = false;
     if (!options.signal?.aborted) {
       for (const c of outstanding) {
         if (inFlight.size >= runner.threads) break;
-        if ((c.state === 'pending' || c.state === 'running') && !inFlight.has(c.id) && !inFlightHashes.has(c.recipeHash)) dispatch(c);
+        if ((c.state === 'pending' || c.state === 'running') && !inFlight.has(c.id) && !inFlightHashes.has(c.recipeHash)) {
+          const ok = withinBudget(c);
+          if (ok === null) break;
+          if (!ok) {
+            // every later proposal lies past the budget too
+            pastBudget = true;
+            break;
+          }
+          dispatch(c);
+        }
       }
     }
     if (inFlight.size === 0) {
       if (options.signal?.aborted) {
         stopReason = 'stopped';
+        break;
+      }
+      if (pastBudget) {
+        stopReason = 'budget: evaluations';
         break;
       }
       continue; // results were reused from earlier candidates: tell them
