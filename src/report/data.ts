@@ -4,7 +4,7 @@
  * tested as plain data. Evaluation number n counts finished candidates (scored, reused or
  * failed) in the order they finished.
  */
-import { isFullFidelity, type CandidateRow, type RunRow, type RunStore } from '../store/index.ts';
+import { isFullFidelity, runState, type CandidateRow, type RunRow, type RunStore } from '../store/index.ts';
 import { isDfsRecipe, type DfsRecipe } from './dfs.ts';
 import { lineageChain } from './card.ts';
 import type { SourceBaseline } from './scores.ts';
@@ -195,7 +195,7 @@ export function reportData(store: RunStore, run: RunRow, baselines: readonly Sou
   }));
 
   return {
-    run: { name: run.name, status: run.status, mode: s.space.mode ?? 'ps', objective: s.space.objective ?? 'weighted-sum', evaluators: s.evaluators.map((e) => ({ id: e.id, weight: e.weight })), counts: store.counts(run.id), items: store.itemEvaluations(run.id) },
+    run: { name: run.name, status: runState(run), mode: s.space.mode ?? 'ps', objective: s.space.objective ?? 'weighted-sum', evaluators: s.evaluators.map((e) => ({ id: e.id, weight: e.weight })), counts: store.counts(run.id), items: store.itemEvaluations(run.id) },
     fitness: { points, bestSoFar, baselines: baselines.filter((b) => b.fitness !== null).map((b) => ({ label: b.label, fitness: b.fitness! })) },
     evaluatorTrend,
     parameters,

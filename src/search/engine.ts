@@ -8,15 +8,15 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InputError } from '../errors.ts';
+import { InputError, isEvomergeError } from '../errors.ts';
 import { loadManifest, partialScoring, TestSplitRefusedError } from '../eval/index.ts';
 import { getMethod } from '../methods/index.ts';
 import { WorkerPool, threadsFor } from '../pool/index.ts';
 import { canonicalJson, recipeHash, type Recipe } from '../recipe/index.ts';
 import { DfsCodec, MultiMethodCodec, PsCodec, loadSearchSpace, type SearchSpace } from '../space/index.ts';
-import { RunStore, type CandidateRow, type RunRow } from '../store/index.ts';
+import { HEARTBEAT_SECONDS, newOwner, runState, RunStore, type CandidateRow, type RunRow, type RunSettings } from '../store/index.ts';
 import type { ZooManifest } from '../zoo/build.ts';
-import { itemsText, recordOutcome, runStage, type Budget, type CandidateScore, type SearchEvent, type StageProblem, type StageSummary, type TaskRunner } from './loop.ts';
+import { describeStop, itemsText, recordOutcome, runStage, type Budget, type CandidateScore, type SearchEvent, type StageProblem, type StageSummary, type TaskRunner } from './loop.ts';
 import { checkReachable, openQueueStage, parseQueueUrl, type QueueUrl } from '../queue/index.ts';
 import { fingerprint, loadSourceModel, type SourceModels } from './sources.ts';
 import { checkStage, memoryPlan, SetupError } from './preflight.ts';
@@ -278,10 +278,57 @@ export interface SearchResult {
   run: RunRow;
   stages: Array<StageSummary & { stage: number; kind: 'ps' | 'dfs' }>;
   best: CandidateRow | null;
+  /** Why the session ended: the stages' stop reasons, or why it was stopped. */
+  reason?: string;
+  /** `resume` of a finished run that nothing extends: nothing was evaluated. */
+  alreadyFinished?: boolean;
 }
 
-function budgetOf(space: SearchSpace, o: SearchOptions): Budget {
-  return o.budget ?? { evaluations: space.budget.evaluations, seconds: space.budget.minutes ? space.budget.minutes * 60 : undefined };
+/** A stage's budget from the run's effective space (settings applied, see effectiveSpace). */
+function budgetOf(space: SearchSpace): Budget {
+  return { evaluations: space.budget.evaluations, seconds: space.budget.minutes ? space.budget.minutes * 60 : undefined };
+}
+
+/** What a new run is searched with: the space's values, each replaced by the option given for it. */
+export function settingsOf(space: SearchSpace, o: SearchOptions & { seed?: number; allowTestSplit?: boolean }): RunSettings {
+  const given: string[] = [];
+  const pick = <T>(name: string, value: T | undefined, fallback: T): T => {
+    if (value === undefined) return fallback;
+    given.push(name);
+    return value;
+  };
+  const minutes = o.budget?.seconds === undefined ? undefined : o.budget.seconds / 60;
+  return {
+    budget: { evaluations: pick('budget', o.budget?.evaluations, space.budget.evaluations), minutes: pick('minutes', minutes, space.budget.minutes) },
+    workers: pick('workers', o.workers, space.workers),
+    seed: pick('seed', o.seed, space.seed),
+    backend: pick('backend', o.backend, space.backend),
+    maxMemory: pick('max-memory', o.maxMemory, null),
+    allowTestSplit: pick('allow-test-split', o.allowTestSplit || undefined, false),
+    queue: o.queue ? pick('queue', { url: o.queue.url.display, ...(o.queue.slots !== undefined ? { slots: o.queue.slots } : {}) }, null) : null,
+    given,
+  };
+}
+
+/** The settings of a run started before they were stored (schema 2): the space's, and the queue its events name. */
+function legacySettings(store: RunStore, run: RunRow): RunSettings {
+  const r = run.space as ResolvedSpace;
+  const used = store.events(run.id, 1_000_000).filter((e) => e.kind === 'queue').pop()?.data as { url?: string } | undefined;
+  return {
+    budget: { evaluations: r.space.budget.evaluations, minutes: r.space.budget.minutes }, workers: r.space.workers, seed: r.space.seed,
+    backend: r.space.backend, maxMemory: null, allowTestSplit: r.allowTestSplit === true, queue: used?.url ? { url: used.url } : null, given: [],
+  };
+}
+
+/** The resolved space as the run searches it: the settings' budget, workers, seed and backend in place of the file's. */
+function effectiveSpace(r: ResolvedSpace, s: RunSettings): ResolvedSpace {
+  const budget = { ...r.space.budget, evaluations: s.budget.evaluations, minutes: s.budget.minutes };
+  return { ...r, allowTestSplit: s.allowTestSplit, space: { ...r.space, budget, workers: s.workers, seed: s.seed, backend: s.backend as SearchSpace['backend'] } };
+}
+
+/** The options a session runs with: the settings' memory limit and queue (parsed), the caller's signal and callbacks. */
+function sessionOptions(o: SearchOptions, s: RunSettings, queue: SearchOptions['queue']): SearchOptions {
+  return { signal: o.signal, onEvent: o.onEvent, onLog: o.onLog, failFast: o.failFast, ...(s.maxMemory !== null ? { maxMemory: s.maxMemory } : {}), queue };
 }
 
 /**
@@ -309,7 +356,7 @@ function prepareRun(r: ResolvedSpace, o: SearchOptions): SourceModels {
     const stageSources = space.mode === 'hybrid' ? [files[0]!, ...r.models.map((m) => sources[m.path]!)] : r.models.map((m) => sources[m.path]!);
     checkStage(r, { kind: 'dfs', sources: stageSources, dfs: { scaleRange: dfs.scale_range, embeddings: dfs.embeddings_from, head: dfs.head_from ?? dfs.embeddings_from } });
   }
-  const plan = memoryPlan(r, sources, { workers: o.workers ?? space.workers, maxMemory: o.maxMemory, queue: !!o.queue, hybrid: space.mode === 'hybrid' });
+  const plan = memoryPlan(r, sources, { workers: space.workers, maxMemory: o.maxMemory, queue: !!o.queue, hybrid: space.mode === 'hybrid' });
   for (const line of plan.lines) log(line);
   return sources;
 }
@@ -317,7 +364,7 @@ function prepareRun(r: ResolvedSpace, o: SearchOptions): SourceModels {
 async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: SearchOptions, sources: SourceModels): Promise<SearchResult> {
   const log = o.onLog ?? (() => {});
   const space = r.space;
-  const backend = o.backend ?? space.backend;
+  const backend = space.backend;
   const stages: SearchResult['stages'] = [];
 
   const execute = async (plan: StagePlan): Promise<StageSummary> => {
@@ -328,19 +375,20 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     let exec: { problem: StageProblem<any>; runner: TaskRunner<any> & { utilisation(): number; close(): Promise<void> } };
     let threads: number;
     if (o.queue) {
-      threads = o.queue.slots ?? o.workers ?? space.workers;
+      threads = o.queue.slots ?? space.workers;
       exec = await openQueueStage({ url: o.queue.url, store, run, stage: plan.stage, problem: plan.problem, data, timeoutMs, slots: threads, onLog: log });
     } else {
-      threads = threadsFor(native ? 'native' : 'wasm', o.workers ?? space.workers);
+      threads = threadsFor(native ? 'native' : 'wasm', space.workers);
       exec = { problem: plan.problem, runner: new WorkerPool<CandidateTask, CandidateScore>({ handler: HANDLER, data, threads, timeoutMs }) };
       log(`stage ${plan.stage} (${plan.kind.toUpperCase()}): ${plan.problem.dimension} genes, optimizer ${plan.problem.optimizer.id}, ${threads} worker thread${threads === 1 ? '' : 's'}`);
       // full CMA-ES learns n(n+1)/2 covariance entries: at a few hundred genes its step size adapts before its shape does
       if (plan.problem.dimension > 100 && plan.problem.optimizer.id === 'cmaes') log(`note: ${plan.problem.dimension} genes is a long genome for full CMA-ES (its covariance needs on the order of n^2 / popsize generations to learn); sep-cmaes (linear in n), fewer layer groups, or ps.layer_anchors keep it within a few hundred evaluations`);
-      if (plan.warmStart.length > 0) log(`warm start: the first candidates are the fixed recipes ${plan.warmStart.join(', ')} (space init: baselines)`);
+      // the fixed recipes are injected into a stage's first generation only, not on resume
+      if (plan.warmStart.length > 0 && !store.latestGeneration(run.id, plan.stage)) log(`warm start: the first candidates are the fixed recipes ${plan.warmStart.join(', ')} (space init: baselines)`);
     }
     if (space.fidelity) log(fidelityLine(r));
-    const budget = budgetOf(space, o);
-    o.onEvent?.({ type: 'stage', stage: plan.stage, kind: plan.kind, dimension: plan.problem.dimension, budget: budget.evaluations ?? null, threads });
+    const budget = budgetOf(space);
+    o.onEvent?.({ type: 'stage', stage: plan.stage, kind: plan.kind, dimension: plan.problem.dimension, budget: budget.evaluations ?? null, threads, run: run.name, used: store.stageCost(run.id, plan.stage) });
     try {
       const summary = await runStage(store, run, exec.problem, exec.runner, {
         budget, signal: o.signal, failFast: o.failFast, onEvent: (e) => o.onEvent?.({ ...e, stage: plan.stage }),
@@ -348,7 +396,6 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
       store.event(run.id, 'stage', `stage ${plan.stage} ended: ${summary.reason}`, { utilisation: exec.runner.utilisation(), ...summary, best: summary.best?.id ?? null });
       log(itemsLine(store, run, plan.stage));
       if (summary.failure !== undefined) {
-        store.setRunStatus(run.id, 'stopped');
         throw new SetupError('E_FAIL_FAST', `run '${run.name}' stopped: its first ${o.failFast ?? 3} candidates of stage ${plan.stage} all failed with the same error, so no candidate can succeed as set up: ${summary.failure}. Nothing is lost: fix the cause, then continue with 'evomerge resume ${run.name}' (the failed candidates run again)`);
       }
       return summary;
@@ -379,7 +426,11 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     stages.push({ ...s, stage: 0, kind: 'dfs' });
   } else if (space.mode === 'hybrid') {
     // the PS stage's best merged model becomes source 0 of the DFS stage (Sakana AI 2024, section 3.3)
-    const best = store.best(run.id, 1).find((c) => c.stage === 0) ?? store.candidates(run.id, { stage: 0, state: 'done' }).sort((a, b) => (b.fitness ?? -Infinity) - (a.fitness ?? -Infinity))[0];
+    // a DFS stage already begun keeps its source, even if a resume with a larger budget found a better PS candidate since
+    const begun = store.candidates(run.id, { stage: 1 })[0]?.recipe as { sources?: Array<{ path: string }> } | undefined;
+    const begunId = /^ps-best:candidate-(\d+)$/.exec(begun?.sources?.[0]?.path ?? '')?.[1];
+    const best = (begunId !== undefined ? store.candidate(Number(begunId)) : undefined)
+      ?? store.best(run.id, 1).find((c) => c.stage === 0) ?? store.candidates(run.id, { stage: 0, state: 'done' }).sort((a, b) => (b.fitness ?? -Infinity) - (a.fitness ?? -Infinity))[0];
     if (!best) throw new InputError('E_HYBRID', 'the parameter-space stage produced no successful candidate, so the data-flow stage has no merged model to start from');
     const key = `ps-best:candidate-${best.id}`;
     const merged = mergedSourceModel(key, best.recipe as Recipe, sources);
@@ -388,8 +439,7 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     const s = await execute(dfsStage(r, stageSources, names, 1, dfsOptimizer));
     stages.push({ ...s, stage: 1, kind: 'dfs' });
   }
-  store.setRunStatus(run.id, stages.some((s) => s.reason === 'stopped') ? 'stopped' : 'finished');
-  return { run: store.runById(run.id)!, stages, best: store.best(run.id)[0] ?? null };
+  return { run, stages, best: store.best(run.id)[0] ?? null };
 }
 
 /**
@@ -453,6 +503,53 @@ async function refineStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan:
   return { reason: `refine: ${cfg.steps} steps`, evaluated, reused: 0, failed, best: store.best(run.id, 1)[0] ?? null };
 }
 
+/** Start a new run of a search space. Refuses an existing run name (resume it instead). */
+/**
+ * One session of a run: this process takes the run's lease (store/lease.ts), renews it while
+ * `body` searches, and writes how the session ended: 'finished' with the stages' stop reasons,
+ * 'stopped' with why the signal fired (Ctrl-C, a closed output), or 'failed' with the error.
+ */
+async function ownedSession(store: RunStore, run: RunRow, settings: RunSettings, o: SearchOptions, body: (o: SearchOptions) => Promise<SearchResult>): Promise<SearchResult> {
+  const owner = newOwner();
+  store.claimRun(run.id, owner);
+  // a session that lost its lease (another process resumed the run, believing this one dead) stops writing
+  const lost = new AbortController();
+  const timer = setInterval(() => {
+    try {
+      if (!store.heartbeat(run.id, owner.token)) lost.abort('another process took the run over');
+    } catch {
+      // a busy or full disk: the next beat tries again, and readers allow for a late one
+    }
+  }, HEARTBEAT_SECONDS * 1000);
+  timer.unref();
+  const signal = o.signal ? AbortSignal.any([o.signal, lost.signal]) : lost.signal;
+  try {
+    const result = await body({ ...o, signal });
+    const stopped = result.stages.some((s) => s.reason === 'stopped');
+    const reason = stopped ? stopCause(signal) : result.stages.map((s) => `stage ${s.stage} (${s.kind}): ${describeStop(s.reason, settings.budget)}`).join('; ');
+    store.endRun(run.id, owner.token, { status: stopped ? 'stopped' : 'finished', reason });
+    store.event(run.id, stopped ? 'stop' : 'finish', `run ${stopped ? 'stopped' : 'finished'}: ${reason}`);
+    return { ...result, run: store.runById(run.id)!, reason };
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    try {
+      store.endRun(run.id, owner.token, { status: 'failed', reason: `error${isEvomergeError(err) ? ` ${err.code}` : ''}`, error: message });
+      store.event(run.id, 'fail', `run failed: ${message}`);
+    } catch {
+      // the database itself failed (a full disk): the run stays 'running' with a dead owner, read as interrupted
+    }
+    throw err;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Why an aborted signal fired, in words ('Ctrl-C', 'the output was closed', ...). */
+function stopCause(signal: AbortSignal): string {
+  const r: unknown = signal.reason;
+  return typeof r === 'string' ? r : r instanceof Error && r.name !== 'AbortError' ? r.message : 'stopped';
+}
+
 export function defaultDbPath(runName: string): string {
   return resolve('runs', runName, 'run.sqlite');
 }
@@ -460,9 +557,9 @@ export function defaultDbPath(runName: string): string {
 /** Start a new run of a search space. Refuses an existing run name (resume it instead). */
 export async function startSearch(spacePath: string, options: SearchOptions & { runName?: string; dbPath?: string; seed?: number; zooOverride?: string; allowTestSplit?: boolean } = {}): Promise<SearchResult & { dbPath: string }> {
   let space = loadSearchSpace(spacePath);
-  if (options.seed !== undefined) space = { ...space, seed: options.seed };
   if (options.zooOverride !== undefined) space = { ...space, zoo: options.zooOverride };
-  const resolved = resolveSpace(space, resolve(spacePath), options.allowTestSplit ?? false);
+  const settings = settingsOf(space, options);
+  const resolved = effectiveSpace(resolveSpace(space, resolve(spacePath), settings.allowTestSplit), settings);
   const runName = options.runName ?? space.name ?? spacePath.split('/').pop()!.replace(/\.ya?ml$/, '');
   const dbPath = options.dbPath ? resolve(options.dbPath) : defaultDbPath(runName);
   // check the methods before creating anything on disk
@@ -475,21 +572,60 @@ export async function startSearch(spacePath: string, options: SearchOptions & { 
     if (taken) throw new InputError('E_RUN_EXISTS', `a run named '${runName}' already exists in ${dbPath}; continue it with 'evomerge resume ${runName}${options.dbPath ? ` --db ${options.dbPath}` : ''}' or choose another --run name`);
   }
   // every set-up check before the run database is created: a refused search writes nothing
-  const sources = prepareRun(resolved, options);
+  const o = sessionOptions(options, settings, options.queue);
+  const sources = prepareRun(resolved, o);
   const store = RunStore.open(dbPath);
   try {
     const fingerprints: Record<string, string> = {};
     for (const p of [resolved.base, ...resolved.models.map((m) => m.path)]) if (p) Object.assign(fingerprints, fingerprint(p));
-    const run = store.createRun({ name: runName, space: resolved, spacePath: resolved.spacePath, codeVersion: pkg.version, seed: space.seed, fingerprints });
-    store.event(run.id, 'start', `search started from ${resolved.spacePath}`);
+    const run = store.createRun({ name: runName, space: resolved, spacePath: resolved.spacePath, codeVersion: pkg.version, seed: settings.seed, fingerprints, settings });
+    store.event(run.id, 'start', `search started from ${resolved.spacePath}${settings.given.length ? ` (given on the command line: ${settings.given.join(', ')})` : ''}`, { settings });
     if (options.queue) store.event(run.id, 'queue', `candidates go through the queue at ${options.queue.url.display}`, { url: options.queue.url.display });
-    return { ...(await runStages(store, run, resolved, options, sources)), dbPath };
+    return { ...(await ownedSession(store, run, settings, o, (so) => runStages(store, run, resolved, so, sources))), dbPath };
   } finally {
     store.close();
   }
 }
 
-/** Continue a run from its last committed step; the sources must be unchanged. */
+/** What `resume` changes: each flag given replaces the setting it names; the rest stay the run's. */
+function resumeSettings(s: RunSettings, o: SearchOptions): { settings: RunSettings; changes: string[] } {
+  const next: RunSettings = { ...s, budget: { ...s.budget }, given: [...s.given] };
+  const changes: string[] = [];
+  const set = <K extends 'workers' | 'backend' | 'maxMemory'>(key: K, flag: string, value: RunSettings[K] | undefined) => {
+    if (value === undefined || value === s[key]) return;
+    changes.push(`${flag} ${s[key] ?? 'default'} -> ${value}`);
+    next[key] = value;
+    if (!next.given.includes(flag)) next.given.push(flag);
+  };
+  const evaluations = o.budget?.evaluations;
+  if (evaluations !== undefined && evaluations !== s.budget.evaluations) {
+    changes.push(`budget ${s.budget.evaluations ?? 'none'} -> ${evaluations}`);
+    next.budget.evaluations = evaluations;
+  }
+  const minutes = o.budget?.seconds === undefined ? undefined : o.budget.seconds / 60;
+  if (minutes !== undefined && minutes !== s.budget.minutes) {
+    changes.push(`minutes ${s.budget.minutes ?? 'none'} -> ${minutes}`);
+    next.budget.minutes = minutes;
+  }
+  set('workers', 'workers', o.workers);
+  set('backend', 'backend', o.backend);
+  set('maxMemory', 'max-memory', o.maxMemory);
+  if (o.queue === null && s.queue) {
+    changes.push('queue -> the local pool (--no-queue)');
+    next.queue = null;
+  } else if (o.queue && o.queue.url.display !== s.queue?.url) {
+    changes.push(`queue ${s.queue?.url ?? 'none'} -> ${o.queue.url.display}`);
+    next.queue = { url: o.queue.url.display, ...(o.queue.slots !== undefined ? { slots: o.queue.slots } : {}) };
+  }
+  return { settings: next, changes };
+}
+
+/**
+ * Continue a run from its last committed step with the run's own settings (a flag changes only
+ * what it names, recorded as an event); the sources must be unchanged. A finished run is only
+ * reported, unless a larger `--budget` extends it (or `--minutes` gives a run that ended on its
+ * time limit another session).
+ */
 export async function resumeSearch(runName: string, options: SearchOptions & { dbPath?: string } = {}): Promise<SearchResult & { dbPath: string }> {
   const dbPath = options.dbPath ? resolve(options.dbPath) : defaultDbPath(runName);
   if (!existsSync(dbPath)) throw new InputError('E_NO_RUN_DB', `no run database at ${dbPath}; check the run name or pass --db`);
@@ -497,32 +633,43 @@ export async function resumeSearch(runName: string, options: SearchOptions & { d
   try {
     const run = store.run(runName);
     if (!run) throw new InputError('E_NO_RUN', `${dbPath} has no run named '${runName}' (it has: ${store.runs().map((x) => x.name).join(', ') || 'none'})`);
-    const resolved = run.space as ResolvedSpace;
+    if (runState(run) === 'running') {
+      const w = run.owner!;
+      throw new InputError('E_RUN_BUSY', `run '${runName}' is being searched by process ${w.pid} on ${w.host} (since ${w.startedAt}); wait for it to end, or stop it (Ctrl-C in its terminal, or kill ${w.pid}), then resume`);
+    }
+    const saved = run.settings ?? legacySettings(store, run);
+    const { settings, changes } = resumeSettings(saved, options);
+    if (run.status === 'finished') {
+      const more = settings.budget.evaluations !== undefined && (saved.budget.evaluations === undefined || settings.budget.evaluations > saved.budget.evaluations);
+      const anotherSession = options.budget?.seconds !== undefined && /budget: time/.test(run.stopReason ?? '');
+      if (!more && !anotherSession) return { run, stages: [], best: store.best(run.id)[0] ?? null, reason: run.stopReason ?? 'finished', alreadyFinished: true, dbPath };
+    }
+    const resolved = effectiveSpace(run.space as ResolvedSpace, settings);
     for (const p of [resolved.base, ...resolved.models.map((m) => m.path)]) {
       if (!p) continue;
       for (const [file, sha] of Object.entries(fingerprint(p))) {
         if (run.fingerprints[file] !== sha) throw new InputError('E_SOURCE_CHANGED', `${file} changed since the run started (SHA-256 differs); resuming would mix results of different models. Restore the file or start a new run`);
       }
     }
-    // a run that went through a queue goes back to it (and to the results that arrived while
-    // its owner was away) unless told otherwise (queue: null)
-    let queue = options.queue ?? undefined;
-    if (options.queue === undefined) {
-      const used = store.events(run.id, 1_000_000).filter((e) => e.kind === 'queue').pop()?.data as { url?: string } | undefined;
-      if (used?.url) {
-        if (used.url.includes('***')) throw new InputError('E_QUEUE_PASSWORD', `run '${runName}' went through the queue ${used.url}, whose password is not stored; pass --queue with the full URL again (or --no-queue to evaluate locally)`);
-        queue = { url: parseQueueUrl(used.url) };
-        options.onLog?.(`reattaching to the run's queue at ${used.url}`);
-      }
+    // a run that went through a queue goes back to it (and to the results that arrived while its
+    // owner was away) unless told otherwise (--no-queue)
+    let queue: SearchOptions['queue'] = options.queue ?? undefined;
+    if (!queue && settings.queue) {
+      if (settings.queue.url.includes('***')) throw new InputError('E_QUEUE_PASSWORD', `run '${runName}' went through the queue ${settings.queue.url}, whose password is not stored; pass --queue with the full URL again (or --no-queue to evaluate locally)`);
+      queue = { url: parseQueueUrl(settings.queue.url), ...(settings.queue.slots !== undefined ? { slots: settings.queue.slots } : {}) };
+      options.onLog?.(`reattaching to the run's queue at ${settings.queue.url}`);
     }
-    if (queue) {
-      await checkReachable(queue.url);
-      store.event(run.id, 'queue', `candidates go through the queue at ${queue.url.display}`, { url: queue.url.display });
-    }
-    const sources = prepareRun(resolved, { ...options, queue });
-    store.setRunStatus(run.id, 'running');
+    if (queue) await checkReachable(queue.url);
+    const o = sessionOptions(options, settings, queue ?? undefined);
+    const sources = prepareRun(resolved, o);
+    if (changes.length > 0) {
+      store.updateSettings(run.id, settings);
+      store.event(run.id, 'settings', `resume changed ${changes.join(', ')}`, { changes, settings });
+      options.onLog?.(`resume: ${changes.join(', ')} (the run's other settings are kept)`);
+    } else if (!run.settings) store.updateSettings(run.id, settings);
+    if (queue) store.event(run.id, 'queue', `candidates go through the queue at ${queue.url.display}`, { url: queue.url.display });
     store.event(run.id, 'resume', 'search resumed');
-    return { ...(await runStages(store, run, resolved, { ...options, queue }, sources)), dbPath };
+    return { ...(await ownedSession(store, run, settings, o, (so) => runStages(store, run, resolved, so, sources))), dbPath };
   } finally {
     store.close();
   }

@@ -2,7 +2,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
-import { RunStore, type CandidateRow, type MetricValue, type RunRow } from '../store/index.ts';
+import { runState, RunStore, type CandidateRow, type MetricValue, type RunRow, type RunSettings, type RunState } from '../store/index.ts';
 import { defaultDbPath } from './engine.ts';
 
 export function openRun(runName: string, dbPath?: string): { store: RunStore; run: RunRow; dbPath: string } {
@@ -21,7 +21,16 @@ export function openRun(runName: string, dbPath?: string): { store: RunStore; ru
 export interface RunStatus {
   run: string;
   db: string;
-  status: string;
+  /** 'running' only while a live process holds the run; 'interrupted' when its owner died without a word. */
+  status: RunState;
+  /** Why the run ended (null while running, or for an interrupted run). */
+  reason: string | null;
+  /** The error a failed run ended with. */
+  error: string | null;
+  /** The process holding (or that last held) the run. */
+  owner: { pid: number; host: string; startedAt: string; heartbeatAt: string | null } | null;
+  /** The run's effective settings (null for a run started before they were stored). */
+  settings: RunSettings | null;
   createdAt: string;
   updatedAt: string;
   counts: Record<string, number>;
@@ -39,7 +48,9 @@ export function runStatus(store: RunStore, run: RunRow, dbPath: string): RunStat
   const spanMin = finished.length >= 2 ? (finished[finished.length - 1]! - finished[0]!) / 60_000 : 0;
   const best = store.best(run.id, 1)[0];
   return {
-    run: run.name, db: dbPath, status: run.status, createdAt: run.createdAt, updatedAt: run.updatedAt, counts: store.counts(run.id),
+    run: run.name, db: dbPath, status: runState(run), reason: run.status === 'running' ? null : run.stopReason, error: run.error,
+    owner: run.owner ? { pid: run.owner.pid, host: run.owner.host, startedAt: run.owner.startedAt, heartbeatAt: run.heartbeatAt } : null,
+    settings: run.settings, createdAt: run.createdAt, updatedAt: run.updatedAt, counts: store.counts(run.id),
     evaluationsPerMinute: spanMin > 0 ? (finished.length - 1) / spanMin : null,
     best: best ? { id: best.id, stage: best.stage, generation: best.generation, fitness: best.fitness! } : null,
     failures: all.filter((c) => c.state === 'failed').slice(-5).map((c) => ({ id: c.id, error: c.error ?? '' })),
@@ -65,7 +76,7 @@ export function bestCandidates(store: RunStore, run: RunRow, top: number): BestE
 }
 
 /** Every run database under a folder (default runs/): runs/<name>/run.sqlite. */
-export function listRuns(root = 'runs'): Array<{ db: string; run: string; status: string; candidates: number; best: number | null; updatedAt: string }> {
+export function listRuns(root = 'runs'): Array<{ db: string; run: string; status: RunState; reason: string | null; candidates: number; best: number | null; updatedAt: string }> {
   const dir = resolve(root);
   if (!existsSync(dir)) return [];
   const out = [];
@@ -77,7 +88,7 @@ export function listRuns(root = 'runs'): Array<{ db: string; run: string; status
       store = RunStore.open(db, { readonly: true });
       for (const r of store.runs()) {
         const counts = store.counts(r.id);
-        out.push({ db, run: r.name, status: r.status, candidates: counts.done + counts.failed + counts.pending + counts.running, best: store.best(r.id, 1)[0]?.fitness ?? null, updatedAt: r.updatedAt });
+        out.push({ db, run: r.name, status: runState(r), reason: r.status === 'running' ? null : r.stopReason, candidates: counts.done + counts.failed + counts.pending + counts.running, best: store.best(r.id, 1)[0]?.fitness ?? null, updatedAt: r.updatedAt });
       }
     } catch {
       // not a run database: skip it

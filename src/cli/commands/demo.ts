@@ -6,6 +6,7 @@ import { formatBaselines } from '../../zoo/baselines.ts';
 import { progressReporter } from './search.ts';
 import { dirname, join } from 'node:path';
 import { writeRunReport } from '../../report/index.ts';
+import { describeStop } from '../../search/loop.ts';
 
 export function register(program: Command): void {
   program
@@ -44,20 +45,27 @@ export function register(program: Command): void {
         });
         progress.stop();
         if (barOn) bar.stop();
+        if (progress.interrupted()) process.exitCode = 130;
         say('writing the report (charts of the search) ...');
         const charts = await writeRunReport(report.search.run.name, report.search.dbPath, join(dirname(report.search.dbPath), 'report'));
         if (o.json) {
           process.stdout.write(`${JSON.stringify({ baselines: report.baselines, evolved: report.evolved, bestBaseline: report.bestBaseline.label, run: report.search.run.name, db: report.search.dbPath, report: charts.html })}\n`);
           return;
         }
+        const search = report.search;
+        const stageBudget = search.run.settings?.budget ?? {};
+        if (search.alreadyFinished) say(`run '${search.run.name}' is finished (${search.reason}); showing its best (delete ${dirname(search.dbPath)} for a fresh search)`);
+        for (const st of search.stages) say(`search stage ${st.stage} ended: ${describeStop(st.reason, stageBudget)} (${st.evaluated} evaluated, ${st.reused} reused, ${st.failed} failed)`);
         const rows = report.evolved ? [...report.baselines.rows, report.evolved] : report.baselines.rows;
         process.stdout.write(`\n${formatBaselines({ ...report.baselines, rows })}\n\n`);
         if (report.evolved) {
           const e = report.evolved.meanNormalized;
           const b = report.bestBaseline.meanNormalized;
-          process.stdout.write(`evolved merge: mean normalised ${e.toFixed(4)} on the test split; best fixed recipe '${report.bestBaseline.label}': ${b.toFixed(4)} (${e >= b ? '+' : ''}${((e / b - 1) * 100).toFixed(2)}%)\n`);
+          // points of mean normalised accuracy, as README quotes them
+          process.stdout.write(`evolved merge: mean normalised ${e.toFixed(4)} on the test split; best fixed recipe '${report.bestBaseline.label}': ${b.toFixed(4)} (${e >= b ? '+' : ''}${((e - b) * 100).toFixed(2)} points)\n`);
         }
-        process.stdout.write(`report: ${charts.html}\nrun database: ${report.search.dbPath}\nnext: evomerge best ${report.search.run.name} | evomerge lineage ${report.search.run.name} <candidate>\n`);
+        const name = search.run.name;
+        process.stdout.write(`report: ${charts.html}\nrun database: ${search.dbPath}\nnext: evomerge best ${name}${search.best ? ` | evomerge lineage ${name} ${search.best.id}` : ''} | evomerge export ${name} --best\n`);
       } finally {
         progress.stop();
         if (barOn) bar.stop();

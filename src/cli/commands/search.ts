@@ -4,8 +4,8 @@ import cliProgress from 'cli-progress';
 import { InputError } from '../../errors.ts';
 import { resumeSearch, startSearch, type SearchOptions, type SearchResult } from '../../search/engine.ts';
 import { bestCandidates, listRuns, openRun, runStatus } from '../../search/inspect.ts';
-import { itemsText, type Budget } from '../../search/loop.ts';
-import { isFullFidelity } from '../../store/index.ts';
+import { describeStop, itemsText, type Budget } from '../../search/loop.ts';
+import { isFullFidelity, type RunSettings } from '../../store/index.ts';
 import { parseQueueUrl } from '../../queue/index.ts';
 import { parseSize } from '../../search/preflight.ts';
 
@@ -24,7 +24,22 @@ function backendFlag(v: string | undefined): (typeof BACKENDS)[number] | undefin
   return v as (typeof BACKENDS)[number];
 }
 
-/** Live progress: a bar on a terminal, a line every few seconds in logs; Ctrl-C stops gracefully. */
+/** A duration for a progress line: `45s`, `2m05s`, `1h02m` (never `2m60s`). */
+export function formatEta(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '-';
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  const m = Math.round(s / 60);
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+/**
+ * Live progress of a search: a bar on a terminal, a line every few seconds in logs, counting
+ * the stage's budget (candidates evaluated, or full-set equivalents with multi-fidelity) and
+ * never past it. Ctrl-C stops after the candidates in flight (the signal's reason says why), a
+ * second Ctrl-C quits at once.
+ */
 export function progressReporter(label: string) {
   const controller = new AbortController();
   let interrupts = 0;
@@ -32,43 +47,57 @@ export function progressReporter(label: string) {
     interrupts++;
     if (interrupts === 1) {
       process.stderr.write('\nstopping after the candidates in flight (Ctrl-C again to quit at once) ...\n');
-      controller.abort();
+      controller.abort('Ctrl-C');
     } else process.exit(130);
   };
   process.on('SIGINT', onSigint);
   const bar = new cliProgress.SingleBar({
-    format: `${label} [{bar}] {value}/{total} | stage {stage} | best {best} | {rate}/min | failed {failed} | {eta_formatted} left`,
-    noTTYOutput: true, notTTYSchedule: 5000, hideCursor: true, etaBuffer: 50,
+    format: '{run} [{bar}] {shown}/{total} | stage {stage} | best {best} | {rate}/min | failed {failed} | {eta} left',
+    noTTYOutput: true, notTTYSchedule: 5000, hideCursor: true, stream: process.stderr,
   }, cliProgress.Presets.shades_classic);
   let started = false;
-  let done = 0;
+  let run = label;
   let failed = 0;
   let best = -Infinity;
   let t0 = performance.now();
+  let usedAtStart = 0;
+  let total = 0;
+  const shown = (used: number) => (Number.isInteger(used) ? String(used) : used.toFixed(1));
   const options: Pick<SearchOptions, 'signal' | 'onEvent' | 'onLog'> = {
     signal: controller.signal,
-    onLog: (line) => process.stderr.write(`${line}\n`),
+    onLog: (line) => {
+      // a log line between two bar lines on a terminal would be overwritten by the next one
+      process.stderr.write(`${started && process.stderr.isTTY ? '\n' : ''}${line}\n`);
+    },
     onEvent: (e) => {
       if (e.type === 'stage') {
         if (started) bar.stop();
-        // a resumed stage counts from the candidates already stored
-        bar.start(e.budget ?? 0, 0, { stage: e.stage, best: '-', rate: '-', failed: 0 });
+        run = e.run ?? label;
+        total = e.budget ?? 0;
+        usedAtStart = e.used ?? 0;
+        // a resumed stage counts from the budget its stored candidates used
+        bar.start(total, Math.min(usedAtStart, total), { run, shown: shown(usedAtStart), stage: e.stage, best: '-', rate: '-', failed: 0, eta: '-' });
         started = true;
-        done = 0;
         t0 = performance.now();
         return;
       }
       if (e.type !== 'result') return;
-      done++;
       if (e.candidate.state === 'failed') failed++;
       // a score on part of the items (multi-fidelity) is never the best
       if (e.candidate.fitness !== null && isFullFidelity(e.candidate) && e.candidate.fitness > best) best = e.candidate.fitness;
-      const minutes = (performance.now() - t0) / 60_000;
-      bar.update(done, { stage: e.stage, best: Number.isFinite(best) ? best.toFixed(4) : '-', rate: (done / Math.max(minutes, 1e-9)).toFixed(1), failed });
+      const used = e.used ?? 0;
+      const seconds = (performance.now() - t0) / 1000;
+      const perSecond = (used - usedAtStart) / Math.max(seconds, 1e-9);
+      bar.update(Math.min(used, total || used), {
+        run, shown: shown(used), stage: e.stage, best: Number.isFinite(best) ? best.toFixed(4) : '-', rate: (perSecond * 60).toFixed(1), failed,
+        eta: total > 0 && perSecond > 0 ? formatEta((total - used) / perSecond) : '-',
+      });
     },
   };
   return {
     options,
+    /** Whether the search was stopped by Ctrl-C (the command then exits 130, as shells expect). */
+    interrupted: () => interrupts > 0,
     stop() {
       if (started) bar.stop();
       started = false;
@@ -77,23 +106,64 @@ export function progressReporter(label: string) {
   };
 }
 
+/** How a run stands, for `status`: who holds it, or why it ended. */
+function statusLine(s: ReturnType<typeof runStatus>): string {
+  const w = s.owner;
+  if (s.status === 'running') return `process ${w!.pid} on ${w!.host} since ${w!.startedAt}${w!.heartbeatAt ? `, last heartbeat ${Math.max(0, Math.round((Date.now() - Date.parse(w!.heartbeatAt)) / 1000))} s ago` : ''}`;
+  if (s.status === 'interrupted') return `${w ? `process ${w.pid} on ${w.host}` : 'its process'} ended without a clean stop (killed, crashed, or the machine went down); continue with: evomerge resume ${s.run}`;
+  if (s.status === 'failed') return `failed: ${s.error ?? s.reason ?? 'unknown error'}`;
+  if (s.status === 'stopped') return `stopped: ${s.reason ?? 'stopped'}; continue with: evomerge resume ${s.run}`;
+  return s.reason ?? 'finished';
+}
+
+/** A run's effective settings in one line, the ones given on the command line marked. */
+function settingsLine(st: RunSettings): string {
+  const mark = (name: string) => (st.given.includes(name) ? ` (--${name})` : '');
+  return [
+    `budget ${st.budget.evaluations ?? 'none'} evaluations per stage${mark('budget')}`,
+    ...(st.budget.minutes !== undefined ? [`${st.budget.minutes} min per session${mark('minutes')}`] : []),
+    `${st.workers} workers${mark('workers')}`, `seed ${st.seed}${mark('seed')}`, `backend ${st.backend}${mark('backend')}`,
+    ...(st.queue ? [`queue ${st.queue.url}`] : []),
+  ].join(', ');
+}
+
 function printResult(r: SearchResult & { dbPath: string }, json: boolean | undefined): void {
   if (json) {
-    process.stdout.write(`${JSON.stringify({ run: r.run.name, db: r.dbPath, stages: r.stages.map((s) => ({ stage: s.stage, kind: s.kind, reason: s.reason, evaluated: s.evaluated, reused: s.reused, failed: s.failed, best: s.best?.id ?? null })), best: r.best ? { id: r.best.id, fitness: r.best.fitness, recipe: r.best.recipe } : null })}\n`);
+    process.stdout.write(`${JSON.stringify({ run: r.run.name, db: r.dbPath, status: r.run.status, reason: r.reason ?? null, alreadyFinished: r.alreadyFinished === true, stages: r.stages.map((s) => ({ stage: s.stage, kind: s.kind, reason: s.reason, evaluated: s.evaluated, reused: s.reused, failed: s.failed, best: s.best?.id ?? null })), best: r.best ? { id: r.best.id, fitness: r.best.fitness, recipe: r.best.recipe } : null })}\n`);
+    return;
+  }
+  const budget = (r.run.settings ?? null)?.budget ?? {};
+  if (r.alreadyFinished) {
+    const b = budget.evaluations;
+    process.stdout.write(`run '${r.run.name}' is finished (${r.reason}); nothing to resume. ${b === undefined ? '' : `Extend it with a larger budget (resume ${r.run.name} --budget N, N > ${b}), or s`}${b === undefined ? 'S' : ''}ee it with: evomerge best ${r.run.name}\n`);
     return;
   }
   for (const s of r.stages) {
-    process.stdout.write(`stage ${s.stage} (${s.kind}): ${s.reason}; ${s.evaluated} evaluated, ${s.reused} reused, ${s.failed} failed\n`);
+    process.stdout.write(`stage ${s.stage} (${s.kind}) ended: ${describeStop(s.reason, budget)}; ${s.evaluated} evaluated, ${s.reused} reused, ${s.failed} failed\n`);
   }
   if (r.best) process.stdout.write(`best: candidate ${r.best.id} (stage ${r.best.stage}, generation ${r.best.generation}), fitness ${r.best.fitness!.toFixed(4)}\n`);
-  const stopped = r.stages.some((s) => s.reason === 'stopped');
-  process.stdout.write(`run '${r.run.name}' ${stopped ? 'stopped' : 'finished'}: ${r.dbPath}\n${stopped ? `continue with: evomerge resume ${r.run.name}\n` : `see it with: evomerge best ${r.run.name}\n`}`);
+  const stopped = r.run.status === 'stopped';
+  process.stdout.write(`run '${r.run.name}' ${stopped ? `stopped (${r.reason})` : 'finished'}: ${r.dbPath}\n${stopped ? `continue with: evomerge resume ${r.run.name}\n` : `see it with: evomerge best ${r.run.name}\n`}`);
+}
+
+/** Run a search session with live progress, print its result, and exit 130 after Ctrl-C. */
+async function withProgress(label: string, json: boolean | undefined, session: (o: ReturnType<typeof progressReporter>['options']) => Promise<SearchResult & { dbPath: string }>): Promise<void> {
+  const progress = progressReporter(label);
+  let result: SearchResult & { dbPath: string };
+  try {
+    result = await session(progress.options);
+  } finally {
+    // the bar's last line before the summary, not after it
+    progress.stop();
+  }
+  printResult(result, json);
+  if (progress.interrupted()) process.exitCode = 130;
 }
 
 export function register(program: Command): void {
   const common = (c: Command) => c
-    .option('--budget <n>', 'candidates per stage (overrides the space)')
-    .option('--minutes <n>', 'wall-clock limit per stage (overrides the space)')
+    .option('--budget <n>', 'at most this many candidates evaluated per stage (scored, failed, or given an identical recipe\'s score; with fidelity: full-set equivalents); overrides the space; on resume, a larger one extends a finished run')
+    .option('--minutes <n>', 'stop asking for candidates after this many minutes of a session, per stage (overrides the space)')
     .option('--workers <n>', 'worker threads (overrides the space)')
     .option('--backend <name>', `tfjs backend: ${BACKENDS.join(', ')}`)
     .option('--db <path>', 'run database (default runs/<run>/run.sqlite)')
@@ -128,12 +198,7 @@ export function register(program: Command): void {
       const seed = o.seed === undefined ? undefined : Number(o.seed);
       if (seed !== undefined && !Number.isSafeInteger(seed)) throw new InputError('E_BAD_FLAG', `--seed must be an integer, got '${o.seed}'`);
       const ov = overrides(o);
-      const progress = progressReporter(o.run ?? 'search');
-      try {
-        printResult(await startSearch(spacePath, { ...ov, ...progress.options, runName: o.run, dbPath: o.db, seed, allowTestSplit: o.allowTestSplit }), o.json);
-      } finally {
-        progress.stop();
-      }
+      await withProgress(o.run ?? 'search', o.json, (p) => startSearch(spacePath, { ...ov, ...p, runName: o.run, dbPath: o.db, seed, allowTestSplit: o.allowTestSplit }));
     });
 
   common(program.command('resume')
@@ -142,12 +207,7 @@ export function register(program: Command): void {
     .option('--no-queue', 'evaluate on the local pool even though the run went through a queue'))
     .action(async (runName: string, o: Flags) => {
       const ov = overrides(o);
-      const progress = progressReporter(runName);
-      try {
-        printResult(await resumeSearch(runName, { ...ov, ...progress.options, dbPath: o.db }), o.json);
-      } finally {
-        progress.stop();
-      }
+      await withProgress(runName, o.json, (p) => resumeSearch(runName, { ...ov, ...p, dbPath: o.db }));
     });
 
   program.command('status')
@@ -161,9 +221,13 @@ export function register(program: Command): void {
         const s = runStatus(store, run, dbPath);
         if (o.json) return void process.stdout.write(`${JSON.stringify(s)}\n`);
         const c = s.counts;
+        const live = s.status === 'running';
         process.stdout.write([
           `run ${s.run} (${s.status}), ${s.db}`,
-          `  candidates  ${c.done} done, ${c.failed} failed, ${c.running} running, ${c.pending} pending`,
+          `  ${live ? 'owner' : 'ended'}       ${statusLine(s)}`,
+          ...(s.settings ? [`  settings    ${settingsLine(s.settings)}`] : []),
+          // not running: a pending candidate waits for a resume, or lies past the budget
+          `  candidates  ${c.done} done, ${c.failed} failed${live ? `, ${c.running} running, ${c.pending} pending` : c.pending + c.running > 0 ? `, ${c.pending + c.running} not evaluated` : ''}`,
           `  best        ${s.best ? `candidate ${s.best.id} (stage ${s.best.stage}, generation ${s.best.generation}): ${s.best.fitness.toFixed(4)}` : 'none yet'}`,
           `  speed       ${s.evaluationsPerMinute === null ? '-' : `${s.evaluationsPerMinute.toFixed(1)} evaluations/min`}`,
           `  items       ${itemsText({ items: s.items.evaluations, byFidelity: s.items.byFidelity })}`,
@@ -226,6 +290,6 @@ export function register(program: Command): void {
       const runs = listRuns();
       if (o.json) return void process.stdout.write(`${JSON.stringify({ runs })}\n`);
       if (runs.length === 0) return void process.stdout.write('no runs under runs/ yet (start one with evomerge search <space.yaml>)\n');
-      for (const r of runs) process.stdout.write(`${r.run.padEnd(24)} ${r.status.padEnd(9)} ${String(r.candidates).padStart(6)} candidates  best ${r.best === null ? '-' : r.best.toFixed(4)}  ${r.db}\n`);
+      for (const r of runs) process.stdout.write(`${r.run.padEnd(24)} ${r.status.padEnd(11)} ${String(r.candidates).padStart(6)} candidates  best ${r.best === null ? '-' : r.best.toFixed(4)}  ${r.db}\n`);
     });
 }
