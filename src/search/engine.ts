@@ -19,7 +19,7 @@ import type { ZooManifest } from '../zoo/build.ts';
 import { itemsText, recordOutcome, runStage, type Budget, type CandidateScore, type SearchEvent, type StageProblem, type StageSummary, type TaskRunner } from './loop.ts';
 import { checkReachable, openQueueStage, parseQueueUrl, type QueueUrl } from '../queue/index.ts';
 import { fingerprint, loadSourceModel, type SourceModels } from './sources.ts';
-import { checkStage, memoryPlan, SetupError } from './preflight.ts';
+import { checkRefine, checkStage, memoryPlan, SetupError } from './preflight.ts';
 import { BASELINE_RECIPES } from '../zoo/baselines.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 import { mergedSourceModel, planCandidate, type CandidateTask, type EvaluatorSpec, type WorkerData } from './worker.ts';
@@ -302,6 +302,7 @@ function prepareRun(r: ResolvedSpace, o: SearchOptions): SourceModels {
       return planCandidate(task.recipe, sources);
     };
     checkStage(r, { kind: 'ps', sources: files, firstPlan: first });
+    if (space.refine) checkRefine(r, sources, first());
   }
   if (space.mode === 'dfs' || space.mode === 'hybrid') {
     const dfs = space.dfs!;
