@@ -361,6 +361,7 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
   const dfsOptimizer = space.dfs_optimizer ?? space.optimizer;
   if (space.mode === 'ps' || space.mode === 'hybrid') {
     const plan = psStage(r, sources, 0);
+    recordWarmStart(store, run, plan);
     const s = await execute(plan);
     stages.push({ ...s, stage: 0, kind: 'ps' });
     if (s.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
@@ -391,6 +392,24 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
   }
   store.setRunStatus(run.id, stages.some((s) => s.reason === 'stopped') ? 'stopped' : 'finished');
   return { run: store.runById(run.id)!, stages, best: store.best(run.id)[0] ?? null };
+}
+
+/**
+ * The fixed recipes a PS stage starts from (space init: baselines) as an event of kind
+ * 'warm-start', which the report reads (src/report/data.ts fixedRecipes): each recipe's label and
+ * the hash of the recipe its candidate gets. Only recipes the optimizer is given (its `initial`
+ * option) are listed; written once per stage, so a resumed run keeps the first.
+ */
+function recordWarmStart(store: RunStore, run: RunRow, plan: StagePlan): void {
+  if (plan.warmStart.length === 0 || !plan.codec) return;
+  const given = (plan.problem.optimizer.options as { initial?: number[][] }).initial ?? [];
+  const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
+  const recipes = baselineGenomes(plan.codec)
+    .filter((b) => plan.warmStart.includes(b.label) && given.some((g) => same(g, b.genome)))
+    .map((b) => ({ label: b.label, recipeHash: plan.problem.prepare(b.genome, { id: -1, proposalId: 'warm-start' }).recipeHash }));
+  if (recipes.length === 0) return;
+  if (store.events(run.id, 1_000_000).some((e) => e.kind === 'warm-start' && (e.data as { stage?: number } | null)?.stage === plan.stage)) return;
+  store.event(run.id, 'warm-start', `stage ${plan.stage} starts from the fixed recipes ${recipes.map((x) => x.label).join(', ')}`, { stage: plan.stage, recipes });
 }
 
 /**
