@@ -33,9 +33,10 @@ export function mlpFamily(root: string, k: number, std = 0.05, json: ResidualMlp
   return { base, models, sources };
 }
 
-/** Plain float64 forward of the README's residual-MLP format (tanh, layernorm): logits per row. */
-export function plainLogits(w: Map<string, Float32Array>, x: Float32Array, n: number, json: ResidualMlpConfigJson = mlpJson): number[][] {
+/** Plain float64 forward of the README's residual-MLP format (tanh, layernorm): logits per row of one head (default the first). */
+export function plainLogits(w: Map<string, Float32Array>, x: Float32Array, n: number, json: ResidualMlpConfigJson = mlpJson, headName?: string): number[][] {
   const c = parseResidualMlpConfig(json);
+  const head = c.heads.find((h) => h.name === (headName ?? c.heads[0]!.name))!;
   const lin = (name: string, v: number[], out: number) => {
     const W = w.get(`${name}.weight`)!;
     const b = w.get(`${name}.bias`)!;
@@ -55,7 +56,7 @@ export function plainLogits(w: Map<string, Float32Array>, x: Float32Array, n: nu
       const o = lin(`blocks.${b}.fc2`, u, c.hidden);
       h = h.map((v, i) => v + o[i]!);
     }
-    rows.push(lin(`heads.${c.heads[0]!.name}`, ln('norm', h), c.heads[0]!.classes));
+    rows.push(lin(`heads.${head.name}`, ln('norm', h), head.classes));
   }
   return rows;
 }

@@ -6,8 +6,8 @@ import { tf } from '../models/backend.ts';
 import { InputError, NotSupportedError } from '../errors.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 import { PsCodec } from '../space/ps.ts';
-import { MlpPathModel, MLP_ARCHITECTURE, parseResidualMlpConfig, type MlpBlock, type MlpEnds, type ResidualMlpConfig } from '../models/mlp.ts';
-import { LlamaPathModel, parseLlamaConfig, type LlamaConfig, type LlamaLayer } from '../models/llama.ts';
+import { MlpPathModel, MLP_ARCHITECTURE, parseResidualMlpConfig, residualMlpTensorShapes, type MlpBlock, type MlpEnds, type ResidualMlpConfig } from '../models/mlp.ts';
+import { LlamaPathModel, llamaShapesOf, parseLlamaConfig, type LlamaConfig, type LlamaLayer } from '../models/llama.ts';
 import { loadClassificationData } from '../eval/data.ts';
 import { loadManifest, type Manifest } from '../eval/manifest.ts';
 import { loadTokenizer } from '../models/tokenizer.ts';
@@ -19,11 +19,7 @@ import { planCandidate } from '../search/worker.ts';
 import { sourceSet, type SourceModels } from '../search/sources.ts';
 import { ensureGradients } from '../zoo/tfjs-gradients.ts';
 import { linearization, type Linearized } from './coefficients.ts';
-
-/** Methods whose merged tensor is, masks fixed, a smooth function of the weights and lambda. */
-export const REFINABLE_METHODS = ['task_arithmetic', 'linear', 'ties', 'dare_ties', 'dare_linear'] as const;
-/** Parameters that get a gradient; any other evolving gene (density, ...) gets 0: its masks are fixed. */
-const DIFFERENTIABLE = new Set(['weight', 'lambda']);
+import { checkRefinableEvaluator, checkRefinableMethod, DIFFERENTIABLE_PARAMS } from './setup.ts';
 
 /** The sources as the engine holds them: catalogues keyed by the model references of the recipe (read per tensor). */
 export interface RefineSources {
@@ -64,8 +60,8 @@ export interface ClassificationItems {
 /** Classification manifests (their own split, normally validation; `limit` honoured) as items. */
 export function classificationItemsFromManifests(manifests: ReadonlyArray<Manifest>, weights?: readonly number[]): ClassificationItems[] {
   return manifests.map((m, i) => {
-    if (m.kind !== 'classification') throw new NotSupportedError('E_REFINE_EVALUATOR', `refine: evaluator ${m.id} (${m.file}) is ${m.kind}; gradient refinement supports classification evaluators so far`);
-    if (m.split === 'test') throw new InputError('E_REFINE_SPLIT', `refine: evaluator ${m.id} reads the test split; refine on the validation split`);
+    checkRefinableEvaluator(m);
+    if (m.kind !== 'classification') throw new NotSupportedError('E_REFINE_EVALUATOR', `refine: evaluator ${m.id} (${m.file}) is ${m.kind}; a residual-MLP model is refined on classification evaluators`);
     const d = loadClassificationData(m, m.split);
     const n = Math.min(d.n, m.limit ?? d.n);
     return { kind: 'classification', id: m.id, x: d.x.subarray(0, n * d.d), y: d.y.subarray(0, n), n, d: d.d, ...(m.head ? { head: m.head } : {}), weight: weights?.[i] ?? 1 };
@@ -80,7 +76,7 @@ export function classificationItemsFromManifests(manifests: ReadonlyArray<Manife
  */
 export function causalLmItemsFromManifests(manifests: ReadonlyArray<Manifest>, tok: TextTokenizer, maxPositions: number, weights?: readonly number[]): CausalLmItems[] {
   return manifests.map((m, i) => {
-    if (m.split === 'test') throw new InputError('E_REFINE_SPLIT', `refine: evaluator ${m.id} reads the test split; refine on the validation split`);
+    checkRefinableEvaluator(m);
     const ev = createEvaluator(m, { purpose: 'search' });
     let items: { sequences: number[][]; from: number[] };
     if (ev instanceof ChoiceEvaluator) items = ev.goldSequences(tok, maxPositions);
@@ -101,7 +97,7 @@ export function refineItemsFromSpecs(specs: ReadonlyArray<{ manifest: string; we
   const src = sources[configFrom];
   if (!src) throw new InputError('E_REFINE_SOURCE', `refine: ${configFrom} is not among the sources`);
   if (((src.config?.architectures as string[] | undefined) ?? []).includes(MLP_ARCHITECTURE)) return classificationItemsFromManifests(manifests, weights);
-  if (!src.tokenizerDir) throw new InputError('E_REFINE_TOKENIZER', `refine: ${configFrom} has no tokenizer files; text evaluators need them`);
+  if (!src.tokenizerDir) throw new InputError('E_REFINE_TOKENIZER', `refine: ${configFrom} has no tokenizer files (tokenizer.json), which text evaluators need to turn their items into the loss's tokens; add the model's tokenizer to its folder, or remove refine`);
   const tok = loadTokenizer(src.tokenizerDir, src.config ?? {});
   return causalLmItemsFromManifests(manifests, tok, parseLlamaConfig(src.config, `${configFrom}/config.json`).maxPositions, weights);
 }
@@ -127,7 +123,7 @@ function geneLinks(codec: PsCodec, genome: number[], plan: MergePlan, models: So
   const hi = codec.values(genome.map(() => 1));
   names.forEach((name, gene) => {
     const param = name.slice(name.lastIndexOf(' / ') + 3) as 'weight' | 'lambda';
-    if (!DIFFERENTIABLE.has(param) || hi[gene] === lo[gene]) return;
+    if (!DIFFERENTIABLE_PARAMS.has(param) || hi[gene] === lo[gene]) return;
     const g = genome.slice();
     g[gene] = genome[gene]! < 0.5 ? genome[gene]! + 0.37 : genome[gene]! - 0.37;
     const other = planCandidate(codec.decode(g), models);
@@ -166,57 +162,109 @@ function lossOf(logits: tf.Tensor2D, y: Int32Array | null, loss: 'supervised' | 
   return tf.neg(tf.mean(tf.sum(tf.mul(onehot, logp), 1)));
 }
 
+/**
+ * Checks on the items that need their contents, applied by the preflight (src/search/preflight.ts)
+ * and again by coefficientGradient: labels for a supervised classification loss, every token
+ * inside the model's vocabulary (`vocabSize`, null for a classifier), a scored token in each text
+ * evaluator.
+ */
+export function checkRefineItems(items: ReadonlyArray<RefineItems>, loss: 'supervised' | 'entropy', vocabSize: number | null): void {
+  if (items.length === 0) throw new InputError('E_REFINE_EVALUATOR', 'refine: no evaluator items to compute a loss on');
+  for (const e of items) {
+    if (e.kind === 'classification') {
+      if (loss === 'supervised' && !e.y) throw new InputError('E_REFINE_LABELS', `refine: evaluator ${e.id} has no labels, which the supervised loss needs; use loss 'entropy'`);
+      continue;
+    }
+    let scored = 0;
+    e.sequences.forEach((s, b) => {
+      if (vocabSize !== null) for (const t of s) if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new InputError('E_TOKEN_RANGE', `refine: evaluator ${e.id} has token ${t} outside the vocabulary [0, ${vocabSize}) of the model; its tokenizer does not match the model's vocabulary`);
+      scored += Math.max(0, s.length - Math.max(1, e.from[b]!));
+    });
+    if (scored === 0) throw new InputError('E_REFINE_ITEMS', `refine: evaluator ${e.id} has no scored tokens (every item is its context only)`);
+  }
+}
+
+/**
+ * The merged tensors the loss reads, from the family's own tensor list (src/models/): all of a
+ * Llama-family model's; a residual MLP's but the heads no evaluator scores. The gradient is taken
+ * over these only: the loss does not depend on any other tensor, so its gradient there is exactly
+ * 0 and its terms of the chain rule vanish (TensorFlow.js refuses to differentiate with respect to
+ * a tensor that does not lead to the loss).
+ */
+export function refineTensorNames(configRaw: Record<string, unknown> | null, configFile: string, items: ReadonlyArray<RefineItems>): string[] {
+  const arch = (configRaw?.architectures as string[] | undefined) ?? [];
+  if (!arch.includes(MLP_ARCHITECTURE)) return llamaShapesOf(parseLlamaConfig(configRaw, configFile)).map((t) => t.name);
+  const config = parseResidualMlpConfig(configRaw, configFile);
+  const scored = new Set(items.map((e) => scoredHead(config, e as ClassificationItems)));
+  const unread = new Set(config.heads.filter((h) => !scored.has(h.name)).flatMap((h) => [`heads.${h.name}.weight`, `heads.${h.name}.bias`]));
+  return residualMlpTensorShapes(config).map((t) => t.name).filter((n) => !unread.has(n));
+}
+
+/** The head a classification evaluator scores (its manifest's, else the model's first). */
+function scoredHead(config: ResidualMlpConfig, e: ClassificationItems): string {
+  const head = e.head ?? config.heads[0]!.name;
+  if (!config.heads.some((h) => h.name === head)) throw new InputError('E_EVAL_HEAD', `refine: evaluator ${e.id} names head '${head}' but the model's heads are ${config.heads.map((h) => h.name).join(', ')}`);
+  return head;
+}
+
 export async function coefficientGradient(input: CoefficientGradientInput): Promise<{ loss: number; gradient: number[] }> {
   const { codec, genome, sources, evaluators, loss } = input;
+  // the preflight applies these rules before a run starts; they stay here for callers of the library
   if (!(codec instanceof PsCodec)) throw new InputError('E_REFINE_SPACE', 'refine: gradient refinement needs a parameter-space (PS) stage with one method; data-flow and multi-method stages are not refinable');
-  const method = codec.layout.method.id;
-  if (!(REFINABLE_METHODS as readonly string[]).includes(method)) {
-    throw new InputError('E_REFINE_METHOD', `refine: method '${method}' is not refinable by gradient; use one of ${REFINABLE_METHODS.join(', ')}`);
-  }
-  if (evaluators.length === 0) throw new InputError('E_REFINE_EVALUATOR', 'refine: no evaluator items to compute a loss on');
-  for (const e of evaluators) if (e.kind === 'classification' && loss === 'supervised' && !e.y) throw new InputError('E_REFINE_LABELS', `refine: evaluator ${e.id} has no labels; use loss 'entropy'`);
+  checkRefinableMethod(codec.layout.method.id);
   await ensureGradients();
   const recipe = codec.decode(genome);
   const plan = planCandidate(recipe, sources.models);
   const cfgRaw = sources.models[plan.configFrom]?.config ?? null;
+  const cfgFile = `${plan.configFrom}/config.json`;
   const arch = (cfgRaw?.architectures as string[] | undefined) ?? [];
   const isMlp = arch.includes(MLP_ARCHITECTURE);
   for (const e of evaluators) {
     if ((e.kind === 'classification') !== isMlp) throw new InputError('E_EVAL_FAMILY', `refine: evaluator ${e.id} gives ${e.kind} items but ${plan.configFrom} is ${JSON.stringify(arch)}`);
   }
+  checkRefineItems(evaluators, loss, isMlp ? null : parseLlamaConfig(cfgRaw, cfgFile).vocabSize);
   const links = geneLinks(codec, genome, plan, sources.models);
 
-  // the merged tensors and their linearisations, in float64 apart from the uploaded copy
+  // the tensors the loss reads (task indices), and their linearisations, in float64 apart from the uploaded copy
+  const names = refineTensorNames(cfgRaw, cfgFile, evaluators);
+  const index = new Map(plan.tasks.map((t, i) => [t.name, i]));
+  const read = names.map((n) => {
+    const at = index.get(n);
+    if (at === undefined) throw new InputError('E_REFINE_TENSOR', `refine: the merged model has no tensor ${n}`);
+    if (plan.tasks[at]!.kind !== 'merge') throw new NotSupportedError('E_REFINE_COPY', `refine: ${n} is a non-float tensor; refinement needs float tensors only`);
+    return at;
+  });
   const set = sourceSet(sources.models);
-  const lin: Array<Linearized | null> = [];
+  const lin = new Map<number, Linearized>();
   try {
-    for (const task of plan.tasks) lin.push(task.kind === 'merge' ? linearization(plan.method, task as TensorTask, (m, t) => set.read(m, t).slice(), recipe.seed) : null);
+    for (const ti of read) lin.set(ti, linearization(plan.method, plan.tasks[ti] as TensorTask, (m, t) => set.read(m, t).slice(), recipe.seed));
   } finally {
     set.close();
   }
-  const copies = plan.tasks.filter((t) => t.kind !== 'merge');
-  if (copies.length > 0) throw new NotSupportedError('E_REFINE_COPY', `refine: ${copies[0]!.name} is a non-float tensor; refinement needs float tensors only`);
-  const index = new Map(plan.tasks.map((t, i) => [t.name, i]));
+  const slot = new Map(names.map((n, j) => [n, j]));
   const build = isMlp
-    ? mlpLoss(parseResidualMlpConfig(cfgRaw, `${plan.configFrom}/config.json`), evaluators as ClassificationItems[], loss, input)
-    : llamaLoss(parseLlamaConfig(cfgRaw, `${plan.configFrom}/config.json`), evaluators as CausalLmItems[], loss, input);
+    ? mlpLoss(parseResidualMlpConfig(cfgRaw, cfgFile), evaluators as ClassificationItems[], loss, input)
+    : llamaLoss(parseLlamaConfig(cfgRaw, cfgFile), evaluators as CausalLmItems[], loss, input);
 
-  const weights = lin.map((l, i) => tf.tensor(l!.merged, plan.tasks[i]!.shape));
+  const weights = read.map((ti) => tf.tensor(lin.get(ti)!.merged, plan.tasks[ti]!.shape));
   try {
     const f = (...ws: tf.Tensor[]): tf.Scalar => build.loss((n) => {
-      const at = index.get(n);
-      if (at === undefined) throw new InputError('E_REFINE_TENSOR', `refine: the merged model has no tensor ${n}`);
-      return ws[at]!;
+      const j = slot.get(n);
+      if (j === undefined) throw new Error(`refine: the loss read ${n}, which refineTensorNames does not list`);
+      return ws[j]!;
     });
     const { value, grads } = tf.valueAndGrads(f)(weights);
     const lossValue = (await value.data())[0]!;
-    const G = await Promise.all(grads.map((g) => g.data() as Promise<Float32Array>));
+    const G = new Map<number, Float32Array>();
+    const data = await Promise.all(grads.map((g) => g.data() as Promise<Float32Array>));
+    read.forEach((ti, j) => G.set(ti, data[j]!));
     value.dispose();
     grads.forEach((g) => g.dispose());
     const gradient = genome.map(() => 0);
     for (const link of links) {
-      // dL/dgene = (dL/dW . dW/dvalue) (hi - lo)
-      gradient[link.gene]! += lin[link.task]!.dot(G[link.task]!, link.param, link.model) * link.scale;
+      // dL/dgene = (dL/dW . dW/dvalue) (hi - lo); a tensor the loss does not read has dL/dW = 0
+      const g = G.get(link.task);
+      if (g) gradient[link.gene]! += lin.get(link.task)!.dot(g, link.param, link.model) * link.scale;
     }
     return { loss: lossValue, gradient };
   } finally {
@@ -236,6 +284,7 @@ function mlpLoss(config: ResidualMlpConfig, evaluators: ClassificationItems[], l
     rows.forEach((r, j) => x.set(e.x.subarray(r * e.d, (r + 1) * e.d), j * e.d));
     return { e, x: tf.tensor2d(x, [rows.length, e.d]), y: e.y ? Int32Array.from(rows, (r) => e.y![r]!) : null };
   });
+  const heads = new Set(evaluators.map((e) => scoredHead(config, e)));
   return {
     dispose: () => batches.forEach((b) => b.x.dispose()),
     loss(get) {
@@ -243,7 +292,8 @@ function mlpLoss(config: ResidualMlpConfig, evaluators: ClassificationItems[], l
       const V = (n: string) => get(n) as tf.Tensor1D;
       const ln = (p: string) => (config.norm === 'layernorm' ? { w: V(`${p}.weight`), b: V(`${p}.bias`) } : null);
       const ends: MlpEnds = { win: T('input.weight'), bin: V('input.bias'), norm: ln('norm'), heads: new Map(), config };
-      for (const h of config.heads) ends.heads.set(h.name, { w: T(`heads.${h.name}.weight`), b: V(`heads.${h.name}.bias`), classes: h.classes });
+      // only the scored heads: a head no evaluator reads would not lead to the loss (refineTensorNames)
+      for (const h of config.heads) if (heads.has(h.name)) ends.heads.set(h.name, { w: T(`heads.${h.name}.weight`), b: V(`heads.${h.name}.bias`), classes: h.classes });
       const path = Array.from({ length: config.blocks }, (_, i): { block: MlpBlock; scale: number } => ({
         block: { norm: ln(`blocks.${i}.norm`), w1: T(`blocks.${i}.fc1.weight`), b1: V(`blocks.${i}.fc1.bias`), w2: T(`blocks.${i}.fc2.weight`), b2: V(`blocks.${i}.fc2.bias`), config },
         scale: 1,
@@ -251,9 +301,7 @@ function mlpLoss(config: ResidualMlpConfig, evaluators: ClassificationItems[], l
       const model = new MlpPathModel({ input: ends, head: ends, path });
       let total: tf.Scalar = tf.scalar(0);
       for (const b of batches) {
-        const head = b.e.head ?? config.heads[0]!.name;
-        const logits = model.forward(b.x).get(head);
-        if (!logits) throw new InputError('E_EVAL_HEAD', `refine: evaluator ${b.e.id} names head '${head}' but the model's heads are ${config.heads.map((h) => h.name).join(', ')}`);
+        const logits = model.forward(b.x).get(scoredHead(config, b.e))!;
         total = tf.add(total, tf.mul(lossOf(logits, b.y, loss), b.e.weight ?? 1));
       }
       return total;
@@ -273,7 +321,6 @@ function llamaLoss(config: LlamaConfig, evaluators: CausalLmItems[], loss: 'supe
     const next: number[] = [];
     seqs.forEach((s, b) => {
       ids.set(s, b * T);
-      for (const t of s) if (!Number.isInteger(t) || t < 0 || t >= config.vocabSize) throw new InputError('E_TOKEN_RANGE', `refine: evaluator ${e.id} has token ${t} outside the vocabulary [0, ${config.vocabSize})`);
       for (let t = Math.max(1, e.from[rows[b]!]!); t < s.length; t++) {
         pos.push(b * T + t - 1);
         next.push(s[t]!);

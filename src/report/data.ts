@@ -19,8 +19,8 @@ export interface ReportData {
     /** Items the evaluators scored, over all candidates; with `fidelity`, finished candidates by the fraction of items their score rests on. */
     items: ReturnType<RunStore['itemEvaluations']>;
   };
-  /** Chart 1. */
-  fitness: { points: FitnessPoint[]; bestSoFar: Array<{ n: number; id: number; fitness: number }>; baselines: Array<{ label: string; fitness: number }> };
+  /** Chart 1: with the source models' fitness and the fixed recipes the search started from (their best is drawn). */
+  fitness: { points: FitnessPoint[]; bestSoFar: Array<{ n: number; id: number; fitness: number }>; baselines: Array<{ label: string; fitness: number }>; fixedRecipes: FixedRecipe[] };
   /** Chart 2: one series per evaluator, the best-so-far candidate's metric at each evaluation where the best changed. */
   evaluatorTrend: Array<{ evaluator: string; metric: string; points: Array<{ n: number; id: number; value: number | null }> }>;
   /** Chart 3. */
@@ -36,6 +36,33 @@ export interface ReportData {
   /** The HTML tables. */
   top: Array<{ id: number; stage: number; generation: number; operator: string; fitness: number; metrics: Record<string, number | null> }>;
   baselines: SourceBaseline[];
+}
+
+/** A fixed recipe of `evomerge baselines` that a PS stage was warm-started from, and its candidate's full score. */
+export interface FixedRecipe { label: string; stage: number; id: number; fitness: number }
+
+/**
+ * The fixed recipes the run's PS stages started from (space init: baselines), best first: the
+ * engine lists them, with the hash of each one's recipe, in an event of kind 'warm-start'
+ * (src/search/engine.ts recordWarmStart); each is matched to the first candidate of its stage
+ * with that recipe hash that was scored on every item. A recipe whose candidate failed, or a run
+ * started without the event (another init, or an older version), gives none.
+ */
+export function fixedRecipes(store: RunStore, run: RunRow, all: readonly CandidateRow[]): FixedRecipe[] {
+  const out: FixedRecipe[] = [];
+  const seen = new Set<string>();
+  for (const e of store.events(run.id, 1_000_000)) {
+    if (e.kind !== 'warm-start') continue;
+    const data = e.data as { stage?: number; recipes?: Array<{ label?: string; recipeHash?: string }> } | null;
+    const stage = data?.stage ?? 0;
+    for (const r of data?.recipes ?? []) {
+      if (!r.label || !r.recipeHash || seen.has(`${stage}/${r.recipeHash}`)) continue;
+      seen.add(`${stage}/${r.recipeHash}`);
+      const c = all.filter((x) => x.stage === stage && x.recipeHash === r.recipeHash && x.state === 'done' && x.fitness !== null && Number.isFinite(x.fitness) && isFullFidelity(x)).sort((a, b) => a.id - b.id)[0];
+      if (c) out.push({ label: r.label, stage, id: c.id, fitness: c.fitness! });
+    }
+  }
+  return out.sort((a, b) => b.fitness - a.fitness || a.id - b.id);
 }
 
 /** Finished candidates in the order they finished (ties by id), numbered from 1. */
@@ -196,7 +223,7 @@ export function reportData(store: RunStore, run: RunRow, baselines: readonly Sou
 
   return {
     run: { name: run.name, status: runState(run), mode: s.space.mode ?? 'ps', objective: s.space.objective ?? 'weighted-sum', evaluators: s.evaluators.map((e) => ({ id: e.id, weight: e.weight })), counts: store.counts(run.id), items: store.itemEvaluations(run.id) },
-    fitness: { points, bestSoFar, baselines: baselines.filter((b) => b.fitness !== null).map((b) => ({ label: b.label, fitness: b.fitness! })) },
+    fitness: { points, bestSoFar, baselines: baselines.filter((b) => b.fitness !== null).map((b) => ({ label: b.label, fitness: b.fitness! })), fixedRecipes: fixedRecipes(store, run, all) },
     evaluatorTrend,
     parameters,
     dfsPath,

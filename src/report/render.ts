@@ -74,6 +74,10 @@ export function reportHtml(data: ReportData, charts: readonly ChartSpec[]): stri
   const baselines = data.baselines.length
     ? htmlTable(['source model', 'fitness', ...evalIds.map((e) => `${e} fitness`)], data.baselines.map((b) => [b.label, b.error ? `failed: ${b.error}` : fmt(b.fitness), ...evalIds.map((e) => fmt(b.metrics[e]?.fitness))]))
     : '<p>Baselines were not scored for this report (evomerge report scores the source models unless --no-baselines).</p>';
+  // the warm start's fixed recipes (space init: baselines), best first: the bar the search had to beat
+  const fixed = data.fitness.fixedRecipes.length
+    ? `<h2>Fixed recipes the search started from (the bar to beat)</h2>\n${htmlTable(['fixed recipe', 'candidate', 'stage', 'fitness'], data.fitness.fixedRecipes.map((f, i) => [`${f.label}${i === 0 ? ' (best)' : ''}`, String(f.id), String(f.stage), fmt(f.fitness)]))}`
+    : '';
   const counts = Object.entries(data.run.counts).map(([k, v]) => `${v} ${k}`).join(', ');
   const rungs = data.run.items.byFidelity.map((r) => (r.fidelity >= 1 ? `${r.candidates} scored on every item` : `${r.candidates} stopped at ${r.fidelity} of the items`));
   const items = `${data.run.items.items} item-evaluations${rungs.length ? ` (multi-fidelity: ${rungs.join(', ')}; only full scores rank as best)` : ''}`;
@@ -99,6 +103,7 @@ canvas { border: 1px solid #eee; }
 ${top}
 <h2>Baselines: the source models scored by the run's evaluators</h2>
 ${baselines}
+${fixed}
 <h2>Charts</h2>
 ${charts.map((c) => `<figure><canvas id="chart-${esc(c.id)}" width="${CHART_WIDTH}" height="${CHART_HEIGHT}" aria-label="${esc(c.title)}"></canvas></figure>`).join('\n')}
 <script id="chart-data" type="application/json">${scriptJson(charts.map((c) => ({ id: c.id, config: c.config })))}</script>

@@ -19,7 +19,7 @@ import type { ZooManifest } from '../zoo/build.ts';
 import { describeStop, itemsText, recordOutcome, runStage, type Budget, type CandidateScore, type SearchEvent, type StageProblem, type StageSummary, type TaskRunner } from './loop.ts';
 import { checkReachable, openQueueStage, parseQueueUrl, type QueueUrl } from '../queue/index.ts';
 import { fingerprint, loadSourceModel, type SourceModels } from './sources.ts';
-import { checkStage, memoryPlan, SetupError } from './preflight.ts';
+import { checkRefine, checkStage, memoryPlan, SetupError } from './preflight.ts';
 import { BASELINE_RECIPES } from '../zoo/baselines.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 import { mergedSourceModel, planCandidate, type CandidateTask, type EvaluatorSpec, type WorkerData } from './worker.ts';
@@ -349,6 +349,7 @@ function prepareRun(r: ResolvedSpace, o: SearchOptions): SourceModels {
       return planCandidate(task.recipe, sources);
     };
     checkStage(r, { kind: 'ps', sources: files, firstPlan: first });
+    if (space.refine) checkRefine(r, sources, first());
   }
   if (space.mode === 'dfs' || space.mode === 'hybrid') {
     const dfs = space.dfs!;
@@ -407,6 +408,7 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
   const dfsOptimizer = space.dfs_optimizer ?? space.optimizer;
   if (space.mode === 'ps' || space.mode === 'hybrid') {
     const plan = psStage(r, sources, 0);
+    recordWarmStart(store, run, plan);
     const s = await execute(plan);
     stages.push({ ...s, stage: 0, kind: 'ps' });
     if (s.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
@@ -440,6 +442,24 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     stages.push({ ...s, stage: 1, kind: 'dfs' });
   }
   return { run, stages, best: store.best(run.id)[0] ?? null };
+}
+
+/**
+ * The fixed recipes a PS stage starts from (space init: baselines) as an event of kind
+ * 'warm-start', which the report reads (src/report/data.ts fixedRecipes): each recipe's label and
+ * the hash of the recipe its candidate gets. Only recipes the optimizer is given (its `initial`
+ * option) are listed; written once per stage, so a resumed run keeps the first.
+ */
+function recordWarmStart(store: RunStore, run: RunRow, plan: StagePlan): void {
+  if (plan.warmStart.length === 0 || !plan.codec) return;
+  const given = (plan.problem.optimizer.options as { initial?: number[][] }).initial ?? [];
+  const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
+  const recipes = baselineGenomes(plan.codec)
+    .filter((b) => plan.warmStart.includes(b.label) && given.some((g) => same(g, b.genome)))
+    .map((b) => ({ label: b.label, recipeHash: plan.problem.prepare(b.genome, { id: -1, proposalId: 'warm-start' }).recipeHash }));
+  if (recipes.length === 0) return;
+  if (store.events(run.id, 1_000_000).some((e) => e.kind === 'warm-start' && (e.data as { stage?: number } | null)?.stage === plan.stage)) return;
+  store.event(run.id, 'warm-start', `stage ${plan.stage} starts from the fixed recipes ${recipes.map((x) => x.label).join(', ')}`, { stage: plan.stage, recipes });
 }
 
 /**

@@ -20,7 +20,10 @@ function recipe(weight: number) {
   };
 }
 
-export function syntheticRun(dir: string, options: { multi?: boolean; dfs?: boolean } = {}): { store: RunStore; run: RunRow; ids: number[] } {
+/** The fixed recipes the `warmStart` run lists as its warm start, by candidate index (index 1 failed). */
+export const WARM_START = [{ label: 'task_arithmetic lambda=0.3', index: 0 }, { label: 'linear (uniform)', index: 1 }, { label: 'ties density=0.5', index: 2 }] as const;
+
+export function syntheticRun(dir: string, options: { multi?: boolean; dfs?: boolean; warmStart?: boolean } = {}): { store: RunStore; run: RunRow; ids: number[] } {
   const store = RunStore.open(join(mkdtempSync(join(dir, 'run-')), 'run.sqlite'));
   const run = store.createRun({
     name: 'synthetic', codeVersion: 'test', seed: 0,
@@ -48,6 +51,8 @@ export function syntheticRun(dir: string, options: { multi?: boolean; dfs?: bool
       ],
     });
   });
+  // the event the engine writes at a PS stage's start (src/search/engine.ts recordWarmStart)
+  if (options.warmStart) store.event(run.id, 'warm-start', 'stage 0 starts from fixed recipes', { stage: 0, recipes: WARM_START.map((w) => ({ label: w.label, recipeHash: `h${w.index}` })) });
   if (options.dfs) {
     // a hybrid's second stage: a layer path through the PS best and beta
     const [c] = store.addCandidates(run.id, [{
