@@ -181,6 +181,6 @@ export function bestTable(run: RunRow, candidates: ReadonlyArray<{ id: number; s
     const [first, ...rest] = wrap(r.parameters, width);
     lines.push(`${cells(r.cells)}  ${first}`.trimEnd(), ...rest.map((x) => `${' '.repeat(indent)}${x}`));
   }
-  lines.push(`recipes and metrics in full: evomerge best ${run.name}${top !== 1 ? ` --top ${top}` : ''} --json; to a folder: evomerge export ${run.name} --candidate ${candidates[0]?.id ?? '<id>'}`);
+  lines.push(`the recipes and metrics: evomerge best ${run.name}${top !== 1 ? ` --top ${top}` : ''} --json; export: evomerge export ${run.name} --candidate ${candidates[0]?.id ?? '<id>'}`);
   return lines;
 }
