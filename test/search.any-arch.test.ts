@@ -218,7 +218,7 @@ test('a search whose evaluator cannot work on the sources is refused before anyt
 test('a search whose memory plan passes --max-memory is refused with the numbers and the way out, before anything is written', async () => {
   const db = join(root, 'refuse-memory', 'run.sqlite');
   await assert.rejects(startSearch(space('refuse-memory', psBody(normManifest)), { dbPath: db, maxMemory: 100e6 }), (err: Error) => {
-    assert.match(err.message, /needs about 0\.\d+ GB of memory \(2 workers x 0\.\d+ GB \+ 0\.25 GB for this process\) but the limit is 0\.10 GB; even one worker does not fit: a smaller space.*raise --max-memory/);
+    assert.match(err.message, /needs about [\d.]+ MiB of memory \(2 workers x [\d.]+ MiB \+ 238 MiB for this process\) but the limit is 95\.4 MiB; even one worker does not fit: a smaller space.*raise --max-memory/);
     assert.equal((err as EvomergeError).code, 'E_MEMORY_PLAN');
     return true;
   });

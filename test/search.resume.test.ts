@@ -157,3 +157,27 @@ test('the budget is a limit for every optimizer: --budget 5 evaluates 5 with GA 
     assert.ok(status(db, `limit-${id}`).counts.pending > 0, id);
   }
 });
+
+test('a search whose output is closed (search ... 2>&1 | head) stops cleanly: exit 0, status stopped with the reason, resumable', async () => {
+  const db = join(dir, 'epipe', 'run.sqlite');
+  // the space's own budget (1000): the search is still running when its reader goes away
+  const proc = spawn(process.execPath, [BIN, 'search', spacePath, '--run', 'E', '--db', db], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let lines = 0;
+  const close = () => {
+    proc.stdout.destroy();
+    proc.stderr.destroy();
+  };
+  // like `head -3`: read three lines, then close the pipe
+  for (const stream of [proc.stdout, proc.stderr]) {
+    stream.on('data', (d: Buffer) => {
+      lines += d.toString().split('\n').length - 1;
+      if (lines >= 3) close();
+    });
+  }
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) => proc.on('exit', (c, s) => r([c, s])));
+  assert.deepEqual([code, signal], [0, null]);
+  const s = status(db, 'E');
+  assert.equal(s.status, 'stopped');
+  assert.equal(s.reason, 'the output was closed');
+  assert.ok(s.counts.done < 1000);
+});

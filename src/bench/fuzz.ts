@@ -18,6 +18,7 @@ import type { Command } from 'commander';
 import { parse as parseYaml, stringify } from 'yaml';
 import { openCheckpoint, SafetensorsFile } from '../checkpoint/index.ts';
 import { EvomergeError, InputError } from '../errors.ts';
+import { formatBytes } from '../format.ts';
 import { createEvaluator, parseManifest } from '../eval/index.ts';
 import { mergeToDisk } from '../merge/index.ts';
 import { parseRecipe, recipeFromMergekit, recipeHash, recipeToMergekitYaml } from '../recipe/index.ts';
@@ -268,7 +269,7 @@ export async function runFuzzBench(options: { cases: number; cliCases: number; s
       slowestMs = Math.max(slowestMs, ms);
       maxAllocation = Math.max(maxAllocation, grown);
       if (ms > CASE_LIMIT_MS) failures.push({ case: i, target, mutation, problem: `took ${ms.toFixed(0)} ms` });
-      if (grown > ALLOCATION_LIMIT) failures.push({ case: i, target, mutation, problem: `ArrayBuffer memory grew by ${(grown / 2 ** 20).toFixed(0)} MiB` });
+      if (grown > ALLOCATION_LIMIT) failures.push({ case: i, target, mutation, problem: `ArrayBuffer memory grew by ${formatBytes(grown)}` });
       (outcomes[target] ??= {})[outcome] = (outcomes[target]![outcome] ?? 0) + 1;
       if ((i + 1) % 1000 === 0) log(`${i + 1}/${options.cases} cases, ${failures.length} failures`);
     }
@@ -334,7 +335,7 @@ export async function runFuzzBench(options: { cases: number; cliCases: number; s
 }
 
 export function formatFuzzReport(r: FuzzReport): string {
-  const lines: string[] = [`${r.cases} cases in ${r.seconds.toFixed(1)} s; slowest case ${r.slowestMs.toFixed(1)} ms; largest ArrayBuffer growth ${r.maxAllocationMb.toFixed(1)} MiB`];
+  const lines: string[] = [`${r.cases} cases in ${r.seconds.toFixed(1)} s; slowest case ${r.slowestMs.toFixed(1)} ms; largest ArrayBuffer growth ${formatBytes(r.maxAllocationMb * 2 ** 20)}`];
   for (const [target, counts] of Object.entries(r.outcomes)) {
     const total = Object.values(counts).reduce((a, b) => a + b, 0);
     const parts = Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { CheckpointWriter, openCheckpoint, SafetensorsFile, type Checkpoint } from '../checkpoint/index.ts';
 import { InputError } from '../errors.ts';
+import { formatBytes } from '../format.ts';
 import type { FloatDType } from '../tensor/dtype.ts';
 
 export interface IoBenchRow {
@@ -97,7 +98,7 @@ export function runIoBench(options: { sizeMb: number; repeats: number; log?: (li
   try {
     for (const dtype of ['F32', 'BF16'] as const) {
       const dir = join(root, dtype);
-      log(`generating a ${options.sizeMb} MB ${dtype} checkpoint in ${dir} ...`);
+      log(`generating a ${formatBytes(options.sizeMb * 2 ** 20)} ${dtype} checkpoint in ${dir} ...`);
       generate(dir, dtype, options.sizeMb * 2 ** 20);
       const ckpt = openCheckpoint(dir);
       tensors = ckpt.names().length;
@@ -122,7 +123,7 @@ export function runIoBench(options: { sizeMb: number; repeats: number; log?: (li
 }
 
 export function formatIoBench(r: IoBenchResult): string {
-  const lines = [`checkpoint: ${(r.sizeBytes / 2 ** 20).toFixed(0)} MiB per dtype, ${r.tensors} tensors in ${r.shards} shards, best of ${r.repeats}`];
+  const lines = [`checkpoint: ${formatBytes(r.sizeBytes)} per dtype, ${r.tensors} tensors in ${r.shards} shards, best of ${r.repeats}`];
   lines.push(`${'case'.padEnd(38)} ${'dtype'.padEnd(5)} ${'GB/s'.padStart(8)} ${'vs fs'.padStart(7)}`);
   for (const row of r.rows) lines.push(`${row.case.padEnd(38)} ${row.dtype.padEnd(5)} ${row.gbPerSecond.toFixed(2).padStart(8)} ${row.ratioToFs.toFixed(2).padStart(7)}`);
   return lines.join('\n');

@@ -6,6 +6,7 @@
  */
 import type { Command } from 'commander';
 import { InputError } from '../errors.ts';
+import { formatBytes } from '../format.ts';
 import { getMethod, resolveScope } from '../methods/index.ts';
 import type { TensorInput } from '../methods/index.ts';
 
@@ -77,7 +78,7 @@ export function runMergeBench(options: { rows?: number; cols?: number; models?: 
     for (const s of sources) copy.set(s);
   });
   const memcpyGbPerSecond = sourceBytes / memcpyT / 1e9;
-  options.log?.(`memcpy of ${(sourceBytes / 2 ** 20).toFixed(0)} MiB: ${memcpyGbPerSecond.toFixed(2)} GB/s`);
+  options.log?.(`memcpy of ${formatBytes(sourceBytes)}: ${memcpyGbPerSecond.toFixed(2)} GB/s`);
   const out = new Float32Array(n);
   const results: MergeBenchRow[] = [];
   for (const c of CASES) {
@@ -98,7 +99,7 @@ export function runMergeBench(options: { rows?: number; cols?: number; models?: 
 
 export function formatMergeBench(r: MergeBenchResult): string {
   const lines = [
-    `merge throughput, one thread: base + ${r.models} models of ${r.rows}x${r.cols} F32 (${(r.sourceBytes / 2 ** 20).toFixed(0)} MiB of sources), best of ${r.repeats}`,
+    `merge throughput, one thread: base + ${r.models} models of ${r.rows}x${r.cols} F32 (${formatBytes(r.sourceBytes)} of sources), best of ${r.repeats}`,
     `memcpy      ${r.memcpyGbPerSecond.toFixed(2).padStart(7)} GB/s`,
   ];
   for (const row of r.results) {

@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { CheckpointWriter, openCheckpoint } from '../checkpoint/index.ts';
 import { InputError } from '../errors.ts';
+import { formatBytes, formatCount } from '../format.ts';
 import { RunStore } from '../store/index.ts';
 
 const BIN = fileURLToPath(new URL('../cli/bin.mjs', import.meta.url));
@@ -238,7 +239,7 @@ export interface ScaleBenchResult {
 export async function runScaleBench(o: { dir: string; small: boolean; workers: number; candidates: number; keep: boolean; log: (l: string) => void }): Promise<ScaleBenchResult> {
   const f = o.small ? SMALL : FULL;
   const familyDir = resolve(o.dir, o.small ? 'family-small' : 'family');
-  o.log(`family: Llama shape hidden ${f.hidden}, intermediate ${f.intermediate}, ${f.layers} layers, vocab ${f.vocab}, BF16, shards of ${f.shardBytes / 1e9} GB, in ${familyDir}`);
+  o.log(`family: Llama shape hidden ${f.hidden}, intermediate ${f.intermediate}, ${f.layers} layers, vocab ${f.vocab}, BF16, shards of ${formatBytes(f.shardBytes)}, in ${familyDir}`);
   const [base, ...fts] = generateFamily(familyDir, f, o.log);
   const bytesPerModel = checkpointBytes(base!);
   const work = mkdtempSync(join(o.dir, 'work-'));
@@ -249,7 +250,7 @@ export async function runScaleBench(o: { dir: string; small: boolean; workers: n
     const cached = plainCopy(base!, join(work, 'copy'), false);
     rmSync(join(work, 'copy'), { recursive: true, force: true });
     const copyGbs = copy.bytes / copy.seconds / 1e9;
-    o.log(`  ${(copy.bytes / 1e9).toFixed(2)} GB in ${copy.seconds.toFixed(1)} s with fsync (${copyGbs.toFixed(2)} GB/s), ${cached.seconds.toFixed(1)} s without`);
+    o.log(`  ${formatBytes(copy.bytes)} in ${copy.seconds.toFixed(1)} s with fsync (${copyGbs.toFixed(2)} GB/s), ${cached.seconds.toFixed(1)} s without`);
 
     writeFileSync(join(work, 'score.mjs'), SCORER);
     writeFileSync(join(work, 'score.yaml'), `id: tensor-sample\nversion: 1\nkind: command\nfamily: any\nsplit: validation\ncommand: ["${process.execPath}", "{manifest_dir}/score.mjs", "{model}"]\ntimeout_s: 1700\nmetric: { name: score, direction: maximize }\n`);
@@ -316,10 +317,10 @@ export function registerBench(bench: Command): void {
       const r = await runScaleBench({ dir: opts.dir, small: !!opts.small, workers, candidates, keep: !!opts.keep, log: (l) => process.stderr.write(`${l}\n`) });
       if (opts.json) return void process.stdout.write(`${JSON.stringify(r)}\n`);
       const p = (s: string) => process.stdout.write(`${s}\n`);
-      p(`family: ${(r.family.parameters / 1e9).toFixed(2)}B parameters per model, ${(r.family.bytesPerModel / 1e9).toFixed(2)} GB BF16 each, ${(r.family.sourceBytes / 1e9).toFixed(2)} GB of sources`);
+      p(`family: ${formatCount(r.family.parameters)} parameters per model, ${formatBytes(r.family.bytesPerModel)} BF16 each, ${formatBytes(r.family.sourceBytes)} of sources`);
       p(`baseline copy of one model: ${r.copy.seconds.toFixed(1)} s with fsync (${r.copy.gbPerSecond.toFixed(2)} GB/s), ${r.copy.secondsWithoutFsync.toFixed(1)} s without`);
       p(`search: ${r.search.candidates} candidates (${r.search.failed} failed), ${r.search.workers} workers, ${r.search.seconds.toFixed(0)} s; merge + write + score per candidate ${r.search.secondsPerCandidate.toFixed(1)} s = ${r.search.ratioToCopy.toFixed(2)}x the copy without fsync (candidates are not flushed)`);
-      p(`  peak RSS of the process tree ${r.search.peakRssGiB.toFixed(2)} GiB (first half of the run ${r.search.peakFirstHalfGiB.toFixed(2)}, second half ${r.search.peakSecondHalfGiB.toFixed(2)})`);
-      p(`merge to disk: ${r.merge.seconds.toFixed(1)} s = ${r.merge.ratioToCopy.toFixed(2)}x the copy with fsync, ${r.merge.sourceGbPerSecond.toFixed(2)} GB/s of source bytes, peak RSS ${r.merge.peakRssGiB.toFixed(2)} GiB`);
+      p(`  peak RSS of the process tree ${formatBytes(r.search.peakRssGiB * 2 ** 30)} (first half of the run ${formatBytes(r.search.peakFirstHalfGiB * 2 ** 30)}, second half ${formatBytes(r.search.peakSecondHalfGiB * 2 ** 30)})`);
+      p(`merge to disk: ${r.merge.seconds.toFixed(1)} s = ${r.merge.ratioToCopy.toFixed(2)}x the copy with fsync, ${r.merge.sourceGbPerSecond.toFixed(2)} GB/s of source bytes, peak RSS ${formatBytes(r.merge.peakRssGiB * 2 ** 30)}`);
     });
 }

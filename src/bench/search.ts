@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../errors.ts';
+import { formatBytes } from '../format.ts';
 import { startSearch } from '../search/engine.ts';
 import { RunStore } from '../store/index.ts';
 
@@ -73,9 +74,9 @@ export function registerBench(bench: Command): void {
       if (workers.some((w) => !Number.isInteger(w) || w < 1)) throw new InputError('E_BAD_FLAG', `--workers must list positive integers, got '${o.workers}'`);
       const r = await runSearchBench({ space: o.space, budget, workers, log: (l) => process.stderr.write(`${l}\n`) });
       if (o.json) return void process.stdout.write(`${JSON.stringify(r)}\n`);
-      process.stdout.write(`${'workers'.padEnd(8)} ${'evals'.padStart(6)} ${'seconds'.padStart(8)} ${'evals/min'.padStart(10)} ${'utilisation'.padStart(12)} ${'peak RSS MB'.padStart(12)}\n`);
+      process.stdout.write(`${'workers'.padEnd(8)} ${'evals'.padStart(6)} ${'seconds'.padStart(8)} ${'evals/min'.padStart(10)} ${'utilisation'.padStart(12)} ${'peak RSS'.padStart(12)}\n`);
       for (const x of r.rows) {
-        process.stdout.write(`${String(x.workers).padEnd(8)} ${String(x.evaluations).padStart(6)} ${x.seconds.toFixed(1).padStart(8)} ${x.evaluationsPerMinute.toFixed(1).padStart(10)} ${(100 * x.utilisation).toFixed(1).padStart(11)}% ${x.peakRssMb.toFixed(0).padStart(12)}\n`);
+        process.stdout.write(`${String(x.workers).padEnd(8)} ${String(x.evaluations).padStart(6)} ${x.seconds.toFixed(1).padStart(8)} ${x.evaluationsPerMinute.toFixed(1).padStart(10)} ${(100 * x.utilisation).toFixed(1).padStart(11)}% ${formatBytes(x.peakRssMb * 2 ** 20).padStart(12)}\n`);
       }
     });
 }

@@ -1,4 +1,5 @@
 /** `evomerge inspect`: what a checkpoint holds, as a report object and as text. */
+import { formatBytes, formatCount } from '../format.ts';
 import { DTYPE_SIZE } from '../tensor/dtype.ts';
 import { openCheckpoint, type CheckpointFormat, type LayerInfo } from './folder.ts';
 import { openLoraAdapter } from './lora.ts';
@@ -54,21 +55,11 @@ export function inspectCheckpoint(path: string): InspectReport {
   }
 }
 
-function human(n: number, unit: string): string {
-  const steps = ['', 'K', 'M', 'G', 'T'];
-  let i = 0;
-  while (n >= 1000 && i < steps.length - 1) {
-    n /= 1000;
-    i++;
-  }
-  return `${i === 0 ? n : n.toFixed(2)} ${steps[i]}${unit}`;
-}
-
 export function formatInspectReport(r: InspectReport, options: { maxTensors?: number } = {}): string {
   const lines: string[] = [];
   lines.push(`${r.path}`);
   lines.push(`  format      ${r.format} (${r.files.length} safetensors file${r.files.length === 1 ? '' : 's'})`);
-  lines.push(`  parameters  ${human(r.parameters, '')} (${r.parameters.toLocaleString('en-US')}), ${human(r.bytes, 'B')}`);
+  lines.push(`  parameters  ${formatCount(r.parameters)} (${r.parameters.toLocaleString('en-US')}), ${formatBytes(r.bytes)}`);
   lines.push(`  dtypes      ${Object.entries(r.dtypes).map(([d, n]) => `${d}: ${n.toLocaleString('en-US')}`).join(', ')}`);
   const l = r.layers;
   lines.push(`  layers      ${l.count}${l.prefix ? ` (names under '${l.prefix}N.', found ${l.indices.length})` : ' (no layer-indexed tensor names found)'}`);

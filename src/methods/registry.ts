@@ -100,13 +100,26 @@ export function describeMethods(): Array<Record<string, unknown>> {
       type: p.type,
       ...(p.range ? { range: p.range.map((x) => (Number.isFinite(x) ? x : null)) } : {}),
       ...(p.values ? { values: p.values } : {}),
-      ...(p.search ? { search: p.search } : {}),
+      ...(searchRange(p) ? { search: searchRange(p) } : {}),
       default: p.default === undefined ? 'required' : p.default,
       mergekit: p.mergekit ?? true,
       doc: p.doc,
     })),
     notes: m.notes ?? [],
   }));
+}
+
+/**
+ * The bounds a search evolves a numeric parameter in when the space names it without bounds
+ * (`evolve: [weight]`): its declared search range, else its valid range when that is finite, else
+ * [0, 1] for a number without a range; null where neither is finite (bounds must be given, as in
+ * `evolve: { scale: [0.5, 2] }`) and for non-numeric parameters. The genome (src/space/ps.ts) and
+ * `evomerge methods` both read it here.
+ */
+export function searchRange(spec: ParamSpec): readonly [number, number] | null {
+  if (spec.type !== 'number') return null;
+  const r = spec.search ?? spec.range ?? [0, 1];
+  return Number.isFinite(r[0]) && Number.isFinite(r[1]) ? r : null;
 }
 
 function formatRange(r: readonly [number, number] | undefined): string {
@@ -127,11 +140,13 @@ export function formatMethods(): string {
     for (const p of m.params) {
       const def = p.default === undefined ? 'required' : `default ${JSON.stringify(p.default)}`;
       const values = p.values ? ` one of ${p.values.join('|')}` : '';
-      lines.push(`  ${p.name} (${p.scope}, ${p.type}${formatRange(p.range)}${values}; ${def}${p.mergekit === false ? '; evomerge only' : ''}): ${p.doc}`);
+      const search = p.type !== 'number' ? '' : (s => (s ? `, searched in [${s[0]}, ${s[1]}]` : ', searched only in bounds the space gives'))(searchRange(p));
+      lines.push(`  ${p.name} (${p.scope}, ${p.type}${formatRange(p.range)}${search}${values}; ${def}${p.mergekit === false ? '; evomerge only' : ''}): ${p.doc}`);
     }
     for (const note of m.notes ?? []) lines.push(`  note: ${note}`);
     lines.push('');
   }
+  lines.push('Searched in: the bounds a search space\'s `evolve: [name]` gives a parameter; `evolve: { name: [lo, hi] }` sets others inside its valid range.');
   lines.push('Magnitude ties: among equal magnitudes the element with the lower flat index ranks higher.');
   lines.push('Random masks: streams seeded by (seed, tensor name, model index); any tensor can be recomputed alone.');
   return lines.join('\n');

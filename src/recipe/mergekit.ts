@@ -7,8 +7,8 @@
  * `tokenizer_source: union`, `model+lora` references, `residual_weight`) are refused as "not supported
  * yet". Export writes a config mergekit accepts, refusing methods or options mergekit lacks.
  */
-import { readFileSync } from 'node:fs';
-import { extname } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { extname, join } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
 import { getMethod } from '../methods/index.ts';
@@ -103,20 +103,51 @@ export function parseRecipe(value: unknown, where = 'recipe'): Recipe {
 }
 
 /** Read a recipe file: `.json` (an evomerge recipe) or `.yaml`/`.yml` (a mergekit config or a recipe). */
-export function loadRecipeFile(path: string): Recipe {
-  let text: string;
+const EXPECTED = 'merge expects a mergekit YAML config (.yaml/.yml) or an evomerge recipe (.json, e.g. recipe.json from evomerge export), which names the models to merge';
+
+/**
+ * What a file given as a config is when it cannot be one: a safetensors checkpoint (an 8-byte
+ * little-endian header length, then a JSON header starting with `{`: the safetensors format,
+ * huggingface/safetensors README), another binary file (a NUL byte or invalid UTF-8 in its first
+ * 64 KiB), or null for text.
+ */
+function binaryKind(bytes: Buffer): string | null {
+  if (bytes.length >= 9 && bytes[8] === 0x7b && bytes.readBigUInt64LE(0) > 1n && bytes.readBigUInt64LE(0) < BigInt(bytes.length)) return 'a safetensors checkpoint';
+  const head = bytes.subarray(0, 65536);
+  if (head.includes(0)) return 'a binary file';
   try {
-    text = readFileSync(path, 'utf8');
+    // a multi-byte character cut at 64 KiB is not an error
+    new TextDecoder('utf-8', { fatal: true }).decode(head.length === bytes.length ? head : head.subarray(0, head.length - 4));
+  } catch {
+    return 'a binary file (not UTF-8 text)';
+  }
+  return null;
+}
+
+export function loadRecipeFile(path: string): Recipe {
+  let bytes: Buffer;
+  try {
+    if (statSync(path).isDirectory()) {
+      const hint = existsSync(join(path, 'config.json')) || existsSync(join(path, 'adapter_config.json')) ? ' (a model checkpoint: list it under the config\'s models)' : '';
+      throw new RecipeError('E_RECIPE_NOT_CONFIG', `${path} is a folder${hint}; ${EXPECTED}`);
+    }
+    bytes = readFileSync(path);
   } catch (err) {
+    if (err instanceof RecipeError) throw err;
     throw new RecipeError('E_RECIPE_READ', `${path}: cannot read the recipe (${(err as Error).message})`);
   }
+  const kind = binaryKind(bytes);
+  if (kind) throw new RecipeError('E_RECIPE_NOT_CONFIG', `${path} is ${kind}, not a merge config${kind.includes('safetensors') ? ' (a model: list it under the config\'s models)' : ''}; ${EXPECTED}`);
+  const text = bytes.toString('utf8');
   let value: unknown;
   try {
     value = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
-    throw new RecipeError('E_RECIPE_PARSE', `${path}: not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message}`);
+    // the yaml package adds a code frame on further lines: the first line says what and where
+    throw new RecipeError('E_RECIPE_PARSE', `${path}: not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]!.replace(/:$/, '')}`);
   }
   if (value && typeof value === 'object' && 'merge_method' in value) return recipeFromMergekit(value, path);
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new RecipeError('E_RECIPE_NOT_CONFIG', `${path} holds ${value === null ? 'nothing' : Array.isArray(value) ? 'a list' : `a ${typeof value}`}, not a merge config; ${EXPECTED}`);
   return parseRecipe(value, path);
 }
 

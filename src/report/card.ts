@@ -73,20 +73,20 @@ export function parameterTable(run: RunRow, recipe: Recipe): { head: string[]; r
   return { head: ['layer group', ...cols], rows: rows.map((row, i) => [groups[i]!, ...cols.map((c) => row.get(c) ?? '')]) };
 }
 
-/** The chain of best parents back from a candidate (each step the fittest parent), with the ancestor count. */
-export function lineageChain(store: RunStore, id: number, maxSteps = 50): { chain: Array<{ candidate: CandidateRow; operator: string; parents: number }>; ancestors: number } {
-  const all = store.lineage(id);
-  const byId = new Map(all.map((e) => [e.candidate.id, e]));
-  const chain: Array<{ candidate: CandidateRow; operator: string; parents: number }> = [];
-  let cur = byId.get(id);
-  const seen = new Set<number>();
-  while (cur && !seen.has(cur.candidate.id) && chain.length < maxSteps) {
-    seen.add(cur.candidate.id);
-    chain.push({ candidate: cur.candidate, operator: cur.candidate.operator, parents: cur.parents.length });
-    const next = cur.parents.map((p) => byId.get(p.id)).filter((e) => e !== undefined).sort((a, b) => (b.candidate.fitness ?? -Infinity) - (a.candidate.fitness ?? -Infinity) || a.candidate.id - b.candidate.id)[0];
-    cur = next;
-  }
-  return { chain, ancestors: all.length - 1 };
+/**
+ * The chain of fittest parents back from a candidate (store.fittestChain), at most `maxSteps`
+ * steps of it, with the number of all its ancestors; `cut` says how much of the chain was left
+ * out and where it ends, so a card never shortens it without a word.
+ */
+export function lineageChain(store: RunStore, id: number, maxSteps = 50): {
+  chain: Array<{ candidate: CandidateRow; operator: string; parents: number }>;
+  ancestors: number;
+  cut: { steps: number; oldest: CandidateRow } | null;
+} {
+  const whole = store.fittestChain(id).map((e) => ({ candidate: e.candidate, operator: e.candidate.operator, parents: e.parents }));
+  const chain = whole.slice(0, maxSteps);
+  const cut = whole.length > chain.length ? { steps: whole.length - chain.length, oldest: whole.at(-1)!.candidate } : null;
+  return { chain, ancestors: store.ancestorCount(id), cut };
 }
 
 export function modelCard(input: CardInput): string {
@@ -139,9 +139,10 @@ export function modelCard(input: CardInput): string {
   if (scores.test) {
     lines.push('Test split (scored after the search, never seen by it):', '', ...table(['task', 'score'], Object.entries(scores.test).map(([k, v]) => [k, fmt(v)])));
   } else lines.push('Test split: not scored for this export.');
-  const { chain, ancestors } = lineageChain(input.store, c.id);
-  lines.push('', '## Lineage', '', `${ancestors} ancestor(s) in the run. The chain of fittest parents:`, '');
+  const { chain, ancestors, cut } = lineageChain(input.store, c.id);
+  lines.push('', '## Lineage', '', `${ancestors} ancestor(s) in the run. The chain of fittest parents (from each candidate to its fittest parent)${cut ? `, its first ${chain.length} steps` : ''}:`, '');
   lines.push(...table(['candidate', 'stage', 'generation', 'operator', 'fitness', 'parents'], chain.map((e) => [String(e.candidate.id), String(e.candidate.stage), String(e.candidate.generation), e.operator, fmt(e.candidate.fitness), String(e.parents)])));
+  if (cut) lines.push('', `The chain goes on for ${cut.steps} more step(s), back to candidate ${cut.oldest.id} (stage ${cut.oldest.stage}, generation ${cut.oldest.generation}); this card shows ${chain.length}. \`evomerge lineage ${run.name} ${c.id}\` prints it whole.`);
   if (input.skipped.length) {
     lines.push('', '## Not exported', '', ...input.skipped.map((x) => `- ${x.format}: ${x.reason}`));
   }

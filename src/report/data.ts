@@ -188,7 +188,7 @@ export function reportData(store: RunStore, run: RunRow, baselines: readonly Sou
   const best = done[0];
   let lineage: ReportData['lineage'] = null;
   if (best) {
-    const { chain } = lineageChain(store, best.id);
+    const { chain } = lineageChain(store, best.id, Infinity);
     const node = (c: CandidateRow) => ({ id: c.id, generation: c.generation, stage: c.stage, operator: c.operator, fitness: c.fitness });
     const inChain = new Set(chain.map((e) => e.candidate.id));
     lineage = {

@@ -9,3 +9,4 @@ export * from './data.ts';
 export * from './charts.ts';
 export * from './render.ts';
 export * from './report.ts';
+export * from './text.ts';

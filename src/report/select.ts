@@ -51,7 +51,7 @@ export interface Selection {
 /** The candidates a selection names: one id, the best, the top K (the Pareto front, at most K, for a multi-objective run). */
 export function selectCandidates(store: RunStore, run: RunRow, sel: Selection): CandidateRow[] {
   const given = [sel.candidate !== undefined, sel.best === true, sel.top !== undefined].filter(Boolean).length;
-  if (given > 1) throw new ExportError('E_EXPORT_SELECTION', 'give one of --candidate ID, --best or --top K');
+  if (given > 1) throw new ExportError('E_EXPORT_SELECTION', 'give only one of --candidate ID, --best or --top K');
   if (sel.candidate !== undefined) {
     const c = store.candidate(sel.candidate);
     if (!c || c.runId !== run.id) throw new ExportError('E_EXPORT_CANDIDATE', `run '${run.name}' has no candidate ${sel.candidate}; 'evomerge best ${run.name}' lists its best ones`);

@@ -9,6 +9,7 @@ import { accessSync, constants, statfsSync } from 'node:fs';
 import { freemem, tmpdir, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { InputError } from '../errors.ts';
+import { formatBytes, formatCount } from '../format.ts';
 import { loadManifest, type Manifest } from '../eval/index.ts';
 import { isInputEnd, type MergePlan } from '../merge/index.ts';
 import { familyOf, llamaShapesOf, MLP_ARCHITECTURE, parseLlamaConfig, parseResidualMlpConfig, residualMlpTensorShapes, type ModelFamily } from '../models/index.ts';
@@ -19,9 +20,6 @@ import type { ResolvedSpace } from './engine.ts';
 import { tensorBytes, type SourceModel, type SourceModels } from './sources.ts';
 
 export class SetupError extends InputError {}
-
-const GB = 1e9;
-const gb = (b: number) => `${(b / GB).toFixed(b < 10 * GB ? 2 : 1)} GB`;
 
 /** The family a manifest's model must be of, or null for a command evaluator with `family: any`. */
 function familyNeeded(m: Manifest): ModelFamily | null {
@@ -224,10 +222,10 @@ export function memoryPlan(r: ResolvedSpace, sources: SourceModels, o: { workers
   const perCandidateDisk = commands && !o.queue ? refBytes : 0;
   let tmp: MemoryPlan['tmp'] = null;
   const lines = [
-    `memory plan: ${files.length} source checkpoint${files.length === 1 ? '' : 's'}, ${gb(sourceBytes)} of ${[...dtypes].sort().join('/')} tensors on disk, read per tensor from the files (page cache, shared by every worker): 0 B of them resident`,
-    `  per worker: about ${gb(perWorker)} (merge buffers for ${inputs} input${inputs === 1 ? '' : 's'} of the largest tensor, ${largest.name}, ${(E / 1e6).toFixed(1)}M elements${needsModel ? `; the model on the backend, ${(params / 1e6).toFixed(1)}M parameters as float32` : '; no model is built: every evaluator is a command'})`,
+    `memory plan: ${files.length} source checkpoint${files.length === 1 ? '' : 's'}, ${formatBytes(sourceBytes)} of ${[...dtypes].sort().join('/')} tensors on disk, read per tensor from the files (page cache, shared by every worker): 0 B of them resident`,
+    `  per worker: about ${formatBytes(perWorker)} (merge buffers for ${inputs} input${inputs === 1 ? '' : 's'} of the largest tensor, ${largest.name}, ${formatCount(E)} elements${needsModel ? `; the model on the backend, ${formatCount(params)} parameters as float32` : '; no model is built: every evaluator is a command'})`,
   ];
-  if (resident > 0) lines.push(`  resident: ${gb(resident)} (the PS stage's best merge, float32, source of the DFS stage)`);
+  if (resident > 0) lines.push(`  resident: ${formatBytes(resident)} (the PS stage's best merge, float32, source of the DFS stage)`);
   if (perCandidateDisk > 0) {
     const dir = o.tmpDir ?? tmpdir();
     let free = Infinity;
@@ -238,20 +236,20 @@ export function memoryPlan(r: ResolvedSpace, sources: SourceModels, o: { workers
       // no statfs here: nothing to check against
     }
     tmp = { dir, free };
-    lines.push(`  per candidate: ${gb(perCandidateDisk)} written to ${dir} for the command evaluator${manifests.filter((m) => m.kind === 'command').length > 1 ? 's' : ''}, ${workers} at once (${Number.isFinite(free) ? `${gb(free)} free` : 'free space unknown'})`);
+    lines.push(`  per candidate: ${formatBytes(perCandidateDisk)} written to ${dir} for the command evaluator${manifests.filter((m) => m.kind === 'command').length > 1 ? 's' : ''}, ${workers} at once (${Number.isFinite(free) ? `${formatBytes(free)} free` : 'free space unknown'})`);
   }
   lines.push(o.queue
-    ? `  total here: about ${gb(total)} (candidates are evaluated by queue workers, each with its own plan); limit ${gb(limit)}${o.maxMemory === undefined ? ' (this machine\'s memory; --max-memory sets another)' : ' (--max-memory)'}`
-    : `  total: about ${gb(total)} for ${workers} worker${workers === 1 ? '' : 's'}, limit ${gb(limit)}${o.maxMemory === undefined ? ' (this machine\'s memory; --max-memory sets another)' : ' (--max-memory)'}; ${gb(freemem())} free now`);
+    ? `  total here: about ${formatBytes(total)} (candidates are evaluated by queue workers, each with its own plan); limit ${formatBytes(limit)}${o.maxMemory === undefined ? ' (this machine\'s memory; --max-memory sets another)' : ' (--max-memory)'}`
+    : `  total: about ${formatBytes(total)} for ${workers} worker${workers === 1 ? '' : 's'}, limit ${formatBytes(limit)}${o.maxMemory === undefined ? ' (this machine\'s memory; --max-memory sets another)' : ' (--max-memory)'}; ${formatBytes(freemem())} free now`);
   if (total > limit) {
     const fit = Math.floor((limit - PROCESS_BYTES - resident) / perWorker);
     const way = fit >= 1
       ? `use --workers ${fit} (or fewer), `
       : 'even one worker does not fit: ';
-    throw new SetupError('E_MEMORY_PLAN', `the search needs about ${gb(total)} of memory (${workers} worker${workers === 1 ? '' : 's'} x ${gb(perWorker)}${resident ? ` + ${gb(resident)} resident` : ''} + ${gb(PROCESS_BYTES)} for this process) but the limit is ${gb(limit)}; ${way}a smaller space (fewer models, or command evaluators instead of models built in memory), or raise --max-memory if the machine has more`);
+    throw new SetupError('E_MEMORY_PLAN', `the search needs about ${formatBytes(total)} of memory (${workers} worker${workers === 1 ? '' : 's'} x ${formatBytes(perWorker)}${resident ? ` + ${formatBytes(resident)} resident` : ''} + ${formatBytes(PROCESS_BYTES)} for this process) but the limit is ${formatBytes(limit)}; ${way}a smaller space (fewer models, or command evaluators instead of models built in memory), or raise --max-memory if the machine has more`);
   }
   if (tmp && workers * perCandidateDisk > tmp.free) {
-    throw new SetupError('E_DISK_PLAN', `each candidate is written to ${tmp.dir} for the command evaluator (${gb(perCandidateDisk)}), ${workers} at once, but only ${gb(tmp.free)} is free there; free space, use fewer --workers, or point TMPDIR at a larger disk`);
+    throw new SetupError('E_DISK_PLAN', `each candidate is written to ${tmp.dir} for the command evaluator (${formatBytes(perCandidateDisk)}), ${workers} at once, but only ${formatBytes(tmp.free)} is free there; free space, use fewer --workers, or point TMPDIR at a larger disk`);
   }
   return { sources: files.length, sourceBytes, resident, largest, workers, perWorker, perCandidateDisk, total, limit, tmp, lines };
 }

@@ -8,7 +8,7 @@
  * Decoding yields a recipe with one slice per layer group (as mergekit-evolve writes its
  * configs), each parameter a list of {filter, value} conditionals ending with the catch-all.
  */
-import type { MergeMethod, ParamSpec } from '../methods/index.ts';
+import { searchRange, type MergeMethod, type ParamSpec } from '../methods/index.ts';
 import { RecipeSchema, type Recipe } from '../recipe/index.ts';
 import { evaluateSetting } from '../recipe/params.ts';
 import { InputError } from '../errors.ts';
@@ -100,7 +100,9 @@ export class PsCodec {
       if (!spec) throw new InputError('E_SPACE_PS', `method '${method.id}' has no parameter '${name}'; it has ${method.params.map((p) => p.name).join(', ') || 'none'}`);
       if (spec.type !== 'number') throw new InputError('E_SPACE_PS', `parameter '${name}' of ${method.id} is ${spec.type}, only numeric parameters evolve; set it under fixed`);
       if (Object.hasOwn(layout.fixed, name)) throw new InputError('E_SPACE_PS', `parameter '${name}' is both evolved and fixed`);
-      const [lo, hi] = bounds ?? spec.search ?? spec.range ?? [0, 1];
+      const given = bounds ?? searchRange(spec);
+      if (!given) throw new InputError('E_SPACE_PS', `parameter '${name}' of ${method.id} has no finite search range (valid range [${spec.range?.join(', ')}]); give its bounds: evolve: { ${name}: [lo, hi] }`);
+      const [lo, hi] = given;
       const [rlo, rhi] = spec.range ?? [-Infinity, Infinity];
       if (lo < rlo || hi > rhi || !(lo <= hi)) throw new InputError('E_SPACE_PS', `bounds [${lo}, ${hi}] of '${name}' must lie inside its valid range [${rlo}, ${rhi}]`);
       evolving.push({ spec, lo, hi });

@@ -465,18 +465,74 @@ export class RunStore {
     return out;
   }
 
-  /** Ancestors of a candidate, breadth first, each with the operator that made its child. */
-  lineage(candidateId: number, maxDepth = 64): LineageEntry[] {
-    const rows = this.db.prepare(
-      `WITH RECURSIVE anc(id, depth) AS (
-         SELECT ?, 0
-         UNION
-         SELECT p.parent_id, anc.depth + 1 FROM candidate_parents p JOIN anc ON p.candidate_id = anc.id WHERE anc.depth < ?
-       )
-       SELECT id, MIN(depth) AS depth FROM anc GROUP BY id ORDER BY depth, id`,
-    ).all(candidateId, maxDepth) as Array<{ id: number; depth: number }>;
+  /**
+   * Ancestors of a candidate, breadth first: the candidate (depth 0), then each ancestor once, at
+   * its smallest depth (steps back), by depth and id, each with its parents and the operator that
+   * used them. `maxDepth` stops the walk: entries at that depth may list parents that are not
+   * entries themselves. The walk keeps a set of visited ids, so its cost is one query per
+   * ancestor whatever the depth (a CMA-ES child lists every parent of its generation).
+   */
+  lineage(candidateId: number, maxDepth = Infinity): LineageEntry[] {
     const parentsOf = this.db.prepare(`SELECT parent_id AS id, operator FROM candidate_parents WHERE candidate_id = ? ORDER BY position`);
-    return rows.map(({ id, depth }) => ({ candidate: this.candidate(id)!, depth, parents: parentsOf.all(id) as Array<{ id: number; operator: string }> }));
+    const seen = new Set([candidateId]);
+    const out: LineageEntry[] = [];
+    let level = [candidateId];
+    for (let depth = 0; level.length > 0; depth++) {
+      const next: number[] = [];
+      for (const id of level.sort((a, b) => a - b)) {
+        const candidate = this.candidate(id);
+        if (!candidate) continue;
+        const parents = parentsOf.all(id) as Array<{ id: number; operator: string }>;
+        out.push({ candidate, depth, parents });
+        if (depth >= maxDepth) continue;
+        for (const p of parents) {
+          if (seen.has(p.id)) continue;
+          seen.add(p.id);
+          next.push(p.id);
+        }
+      }
+      level = next;
+    }
+    return out;
+  }
+
+  /**
+   * The line of descent of a candidate: the candidate, its fittest parent, that parent's fittest
+   * parent, and so on to a candidate without parents (one step per generation for the
+   * optimizers here). The fittest parent has the highest fitness; failed or unscored parents come
+   * last, ties go to the lower id.
+   */
+  fittestChain(candidateId: number): Array<{ candidate: CandidateRow; parents: number }> {
+    const fittest = this.db.prepare(
+      `SELECT p.parent_id AS id, (SELECT COUNT(*) FROM candidate_parents q WHERE q.candidate_id = p.candidate_id) AS n
+       FROM candidate_parents p JOIN candidates c ON c.id = p.parent_id
+       WHERE p.candidate_id = ? ORDER BY c.fitness IS NULL, c.fitness DESC, p.parent_id LIMIT 1`,
+    );
+    const out: Array<{ candidate: CandidateRow; parents: number }> = [];
+    const seen = new Set<number>();
+    let id: number | undefined = candidateId;
+    while (id !== undefined && !seen.has(id)) {
+      seen.add(id);
+      const candidate = this.candidate(id);
+      if (!candidate) break;
+      const row = fittest.get(id) as { id: number; n: number } | undefined;
+      out.push({ candidate, parents: row?.n ?? 0 });
+      id = row?.id;
+    }
+    return out;
+  }
+
+  /** How many distinct ancestors a candidate has (parents, their parents, ...), at any depth. */
+  ancestorCount(candidateId: number): number {
+    const row = this.db.prepare(
+      `WITH RECURSIVE anc(id) AS (
+         SELECT ?
+         UNION
+         SELECT p.parent_id FROM candidate_parents p JOIN anc ON p.candidate_id = anc.id
+       )
+       SELECT COUNT(*) - 1 AS n FROM anc`,
+    ).get(candidateId) as { n: number };
+    return row.n;
   }
 
   /** Candidates of a stage not yet told to the optimizer, in proposal order. */

@@ -7,6 +7,7 @@ import { progressReporter } from './search.ts';
 import { dirname, join } from 'node:path';
 import { writeRunReport } from '../../report/index.ts';
 import { describeStop } from '../../search/loop.ts';
+import { outputClosed } from '../pipes.ts';
 
 export function register(program: Command): void {
   program
@@ -46,6 +47,8 @@ export function register(program: Command): void {
         progress.stop();
         if (barOn) bar.stop();
         if (progress.interrupted()) process.exitCode = 130;
+        // nobody reads the rest (`evomerge demo | head`): the run is stopped and resumable
+        if (outputClosed('stdout') || outputClosed('stderr')) return;
         say('writing the report (charts of the search) ...');
         const charts = await writeRunReport(report.search.run.name, report.search.dbPath, join(dirname(report.search.dbPath), 'report'));
         if (o.json) {

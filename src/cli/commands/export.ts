@@ -1,4 +1,5 @@
 /** `evomerge export <run>`: the chosen candidates as recipe JSON, mergekit YAML, a merged folder and a model card. */
+import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../../errors.ts';
 import { exportCandidates, parseExportFormats, testScoresOnZoo } from '../../report/index.ts';
@@ -9,7 +10,7 @@ export function register(program: Command): void {
     .command('export')
     .description('export the best candidates of a run: recipe JSON, mergekit YAML, the merged model folder and a model card')
     .argument('<run>', 'run name')
-    .requiredOption('-o, --output <dir>', 'output folder (one candidate-<id> folder per candidate)')
+    .option('-o, --output <dir>', 'output folder, one candidate-<id> folder per candidate (default: export/ beside the run database, runs/<run>/export for a run in runs/)')
     .option('--candidate <id>', 'one candidate by id')
     .option('--best', 'the best candidate (the default)')
     .option('--top <k>', 'the K best (the Pareto front, at most K, for a multi-objective run)')
@@ -17,7 +18,7 @@ export function register(program: Command): void {
     .option('--no-test-scores', 'do not score the candidate on the zoo\'s test split for the card')
     .option('--db <path>', 'run database (default runs/<run>/run.sqlite)')
     .option('--json', 'print one JSON object')
-    .action(async (runName: string, o: { output: string; candidate?: string; best?: boolean; top?: string; format: string; testScores: boolean; db?: string; json?: boolean }) => {
+    .action(async (runName: string, o: { output?: string; candidate?: string; best?: boolean; top?: string; format: string; testScores: boolean; db?: string; json?: boolean }) => {
       const int = (flag: string, v: string | undefined) => {
         if (v === undefined) return undefined;
         const n = Number(v);
@@ -25,9 +26,9 @@ export function register(program: Command): void {
         return n;
       };
       const formats = parseExportFormats(o.format);
-      const { store, run } = openRun(runName, o.db);
+      const { store, run, dbPath } = openRun(runName, o.db);
       try {
-        const out = await exportCandidates(store, run, o.output, {
+        const out = await exportCandidates(store, run, o.output ?? join(dirname(dbPath), 'export'), {
           candidate: int('--candidate', o.candidate), best: o.best, top: int('--top', o.top), formats,
           testScores: o.testScores && formats.includes('card') ? testScoresOnZoo(run) : undefined,
           onLog: o.json ? undefined : (l) => process.stderr.write(`${l}\n`),

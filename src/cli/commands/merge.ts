@@ -9,6 +9,7 @@ import { InputError } from '../../errors.ts';
 import { parseFloatDType } from '../../tensor/dtype.ts';
 import { loadRecipeFile } from '../../recipe/index.ts';
 import { mergeToDisk } from '../../merge/index.ts';
+import { formatBytes } from '../../format.ts';
 
 /** "5GB", "500MB", "2GiB", "1000000" -> bytes. */
 export function parseSize(text: string): number {
@@ -61,7 +62,7 @@ export function register(program: Command): void {
         });
         bar?.stop();
         if (opts.json) process.stdout.write(`${JSON.stringify(result)}\n`);
-        else process.stdout.write(`merged ${result.tensors} tensors (${(result.bytesWritten / 2 ** 20).toFixed(1)} MiB) into ${result.dir} in ${result.seconds.toFixed(1)} s; recipe ${result.recipeHash.slice(0, 12)}\n`);
+        else process.stdout.write(`merged ${result.tensors} tensors (${formatBytes(result.bytesWritten)}) into ${result.dir} in ${result.seconds.toFixed(1)} s; recipe ${result.recipeHash.slice(0, 12)}\n`);
       } catch (err) {
         if (started) bar?.stop();
         throw err;

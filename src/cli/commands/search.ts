@@ -2,12 +2,14 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { InputError } from '../../errors.ts';
+import { onOutputClosed } from '../pipes.ts';
 import { resumeSearch, startSearch, type SearchOptions, type SearchResult } from '../../search/engine.ts';
 import { bestCandidates, listRuns, openRun, runStatus } from '../../search/inspect.ts';
 import { describeStop, itemsText, type Budget } from '../../search/loop.ts';
 import { isFullFidelity, type RunSettings } from '../../store/index.ts';
 import { parseQueueUrl } from '../../queue/index.ts';
 import { parseSize } from '../../search/preflight.ts';
+import { bestTable, lineageChainText, lineageGraphText, lineageJson } from '../../report/index.ts';
 
 const BACKENDS = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 
@@ -51,6 +53,8 @@ export function progressReporter(label: string) {
     } else process.exit(130);
   };
   process.on('SIGINT', onSigint);
+  // a reader that went away (`evomerge search ... | head`): stop cleanly, the run stays resumable
+  const release = onOutputClosed(() => controller.abort('the output was closed'));
   const bar = new cliProgress.SingleBar({
     format: '{run} [{bar}] {shown}/{total} | stage {stage} | best {best} | {rate}/min | failed {failed} | {eta} left',
     noTTYOutput: true, notTTYSchedule: 5000, hideCursor: true, stream: process.stderr,
@@ -102,6 +106,7 @@ export function progressReporter(label: string) {
       if (started) bar.stop();
       started = false;
       process.off('SIGINT', onSigint);
+      release();
     },
   };
 }
@@ -239,11 +244,11 @@ export function register(program: Command): void {
     });
 
   program.command('best')
-    .description('the best candidates of a run with their recipes and metrics')
+    .description('the best candidates of a run as a table: id, fitness, method and the mean of each parameter per model (--json for the recipes and metrics)')
     .argument('<run>', 'run name')
     .option('--top <k>', 'how many', '1')
     .option('--db <path>', 'run database')
-    .option('--json', 'print { run, candidates: [{ id, generation, fitness, recipeHash, recipe, metrics }] }')
+    .option('--json', 'print { run, candidates: [{ id, stage, generation, fitness, recipeHash, recipe, metrics }] }')
     .action((runName: string, o: { top: string; db?: string; json?: boolean }) => {
       const top = positiveInt('--top', o.top)!;
       const { store, run } = openRun(runName, o.db);
@@ -251,33 +256,31 @@ export function register(program: Command): void {
         const candidates = bestCandidates(store, run, top);
         if (o.json) return void process.stdout.write(`${JSON.stringify({ run: run.name, candidates })}\n`);
         if (candidates.length === 0) return void process.stdout.write(`run ${run.name} has no successful candidate yet\n`);
-        for (const c of candidates) {
-          process.stdout.write(`candidate ${c.id} (stage ${c.stage}, generation ${c.generation}) fitness ${c.fitness.toFixed(4)} recipe ${c.recipeHash.slice(0, 12)}\n`);
-          for (const m of c.metrics.filter((x) => x.metric !== 'fitness')) process.stdout.write(`  ${m.evaluator}.${m.metric} = ${m.value}\n`);
-          process.stdout.write(`${JSON.stringify(c.recipe, null, 2).replace(/^/gm, '  ')}\n`);
-        }
+        process.stdout.write(`${bestTable(run, candidates, store.counts(run.id).done, top).join('\n')}\n`);
       } finally {
         store.close();
       }
     });
 
   program.command('lineage')
-    .description('the ancestors of a candidate, with the operators that made each child and their scores')
+    .description('where a candidate comes from: the chain of its fittest parents, one line per generation (--full: every ancestor with its parents)')
     .argument('<run>', 'run name')
     .argument('<candidate>', 'candidate id')
+    .option('--full', 'every ancestor once, nearest first, with its parents (the whole graph)')
+    .option('--depth <n>', 'list ancestors at most N generations back (implies --full; default: all)')
     .option('--db <path>', 'run database')
-    .option('--json', 'print one JSON object')
-    .action((runName: string, id: string, o: { db?: string; json?: boolean }) => {
+    .option('--json', 'print { run, candidate, maxDepth, cut: { depth, frontier } | null, chain: [id], lineage: [{ id, depth, stage, generation, operator, fitness, state, parents: [{ id, operator }] }] }')
+    .action((runName: string, id: string, o: { full?: boolean; depth?: string; db?: string; json?: boolean }) => {
       const candidateId = positiveInt('<candidate>', id)!;
+      const depth = positiveInt('--depth', o.depth) ?? Infinity;
       const { store, run } = openRun(runName, o.db);
       try {
         const c = store.candidate(candidateId);
-        if (!c || c.runId !== run.id) throw new InputError('E_NO_CANDIDATE', `run ${run.name} has no candidate ${candidateId}`);
-        const lineage = store.lineage(candidateId).map((e) => ({ id: e.candidate.id, depth: e.depth, generation: e.candidate.generation, operator: e.candidate.operator, fitness: e.candidate.fitness, state: e.candidate.state, parents: e.parents }));
-        if (o.json) return void process.stdout.write(`${JSON.stringify({ run: run.name, candidate: candidateId, lineage })}\n`);
-        for (const e of lineage) {
-          process.stdout.write(`${'  '.repeat(e.depth)}candidate ${e.id} (generation ${e.generation}, ${e.operator}) ${e.fitness === null ? e.state : e.fitness.toFixed(4)}${e.parents.length ? ` <- ${e.parents.map((p) => p.id).join(', ')}` : ''}\n`);
-        }
+        if (!c || c.runId !== run.id) throw new InputError('E_NO_CANDIDATE', `run ${run.name} has no candidate ${candidateId}; evomerge best ${run.name} --top 10 lists some`);
+        if (o.json) return void process.stdout.write(`${JSON.stringify(lineageJson(store, run, candidateId, depth))}\n`);
+        const lines = o.full || o.depth !== undefined ? lineageGraphText(store, run, candidateId, depth) : lineageChainText(store, run, candidateId);
+        // one write per line: a reader that stops early (| head) ends the command (cli/pipes.ts)
+        for (const line of lines) process.stdout.write(`${line}\n`);
       } finally {
         store.close();
       }
