@@ -315,7 +315,7 @@ export function planLayerPath(sources: readonly PathSource[], steps: ReadonlyArr
     const info = from.catalog.info(tensor);
     const ref = { model: from.key, tensor };
     tasks.push(isFloatDType(info.dtype)
-      ? { name, shape: info.shape, dtype: info.dtype, kind: 'merge', base: null, models: [ref], modelIndex: [0], global: { scale: null }, perModel: [{}] }
+      ? { name, shape: info.shape, dtype: info.dtype, kind: 'merge', base: null, models: [ref], modelIndex: [0], global: {}, perModel: [{ scale: null }] }
       : { name, shape: info.shape, dtype: info.dtype, kind: 'copy', base: null, models: [ref], modelIndex: [0], global: {}, perModel: [] });
   };
   const nonLayer = (s: PathSource) => s.catalog.names().filter((n) => !splitLayer(n) || !n.startsWith(s.catalog.layers.prefix ?? '\u0000'));

@@ -6,7 +6,11 @@
 import type { MergeMethod } from './types.ts';
 import { alloc } from './vector.ts';
 
-/** mergekit/merge_methods/passthrough.py: the one source tensor, times `scale` when given. */
+/**
+ * mergekit/merge_methods/passthrough.py: the one source tensor, times `scale` when given. mergekit
+ * declares `scale` per model (a tensor parameter), so it may be set on the model or, through the
+ * usual fallback, on the slice or the top level.
+ */
 export const passthrough: MergeMethod = {
   id: 'passthrough',
   title: 'Passthrough',
@@ -16,11 +20,11 @@ export const passthrough: MergeMethod = {
   maxModels: 1,
   mergekitId: 'passthrough',
   random: false,
-  params: [{ name: 'scale', scope: 'global', type: 'number', range: [-Infinity, Infinity], default: null, doc: 'optional factor applied to the tensor' }],
-  merge(input, g, _pm, _ctx, outArg) {
+  params: [{ name: 'scale', scope: 'per-model', type: 'number', range: [-Infinity, Infinity], default: null, doc: 'optional factor applied to the tensor' }],
+  merge(input, _g, pm, _ctx, outArg) {
     const x = input.models[0]!;
     const out = alloc(x.length, outArg);
-    const s = g.scale as number | null;
+    const s = pm[0]?.scale as number | null | undefined;
     if (s === null || s === undefined) out.set(x);
     else for (let i = 0; i < x.length; i++) out[i] = x[i]! * s;
     return out;

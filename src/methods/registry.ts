@@ -11,6 +11,7 @@ import { loraMethods } from './lora.ts';
 import { modelStock } from './model-stock.ts';
 import { nearswap } from './nearswap.ts';
 import { passthrough } from './passthrough.ts';
+import { ram, ramplusTl } from './ram.ts';
 import { multislerp, nuslerp, slerp } from './slerp.ts';
 import type { MergeMethod, ParamSpec, ParamValue, ResolvedParams } from './types.ts';
 
@@ -43,6 +44,8 @@ export const METHOD_LIST: readonly MergeMethod[] = [
   modelStock,
   nearswap,
   arceeFusion,
+  ram,
+  ramplusTl,
   passthrough,
   ...gtaMethods,
   ...fusechatMethods,
