@@ -22,7 +22,7 @@ test('evomerge merge writes a folder from mergekit YAML and refuses bad input wi
     writeFileSync(cfg, `merge_method: slerp\nbase_model: ${base}\nmodels:\n  - model: ${other}\nparameters:\n  t: 0.5\n  tt: 1\n`);
     const bad = spawnSync(process.execPath, [bin, 'merge', cfg, '-o', join(root, 'bad')], { encoding: 'utf8' });
     assert.equal(bad.status, 2);
-    assert.match(bad.stderr, /no parameter 'tt'.*\[E_PARAM_UNKNOWN\]/);
+    assert.match(bad.stderr, /parameter 'tt' \(did you mean 't'\?\).*\[E_PARAM_UNKNOWN\]/);
     assert.ok(!existsSync(join(root, 'bad')));
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -35,7 +35,9 @@ function read(dir: string, name: string): Float32Array {
 
 test('a mergekit linear YAML merges into a Hugging Face folder with card, recipe and tokenizer', () => {
   const cfg = join(root, 'linear.yaml');
-  writeFileSync(cfg, `merge_method: linear\nmodels:\n  - model: ${m1}\n    parameters:\n      weight: 1\n  - model: ${m2}\n    parameters:\n      weight: 3\ndtype: float32\ntokenizer_source: ${base}\n`);
+  // without a tokenizer setting the first model's tokenizer files are copied (mergekit's donor)
+  writeFileSync(join(m1, 'tokenizer.json'), readFileSync(join(base, 'tokenizer.json')));
+  writeFileSync(cfg, `merge_method: linear\nmodels:\n  - model: ${m1}\n    parameters:\n      weight: 1\n  - model: ${m2}\n    parameters:\n      weight: 3\ndtype: float32\n`);
   const out = join(root, 'out-linear');
   const r = mergeToDisk(loadRecipeFile(cfg), out);
   assert.ok(r.tensors > 10);

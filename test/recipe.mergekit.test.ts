@@ -50,15 +50,37 @@ test('unknown keys are refused by name', () => {
 
 test('valid mergekit features evomerge lacks are refused as not supported yet', () => {
   const base = { merge_method: 'linear', models: [{ model: 'a', parameters: { weight: 1 } }] };
-  assert.throws(() => recipeFromMergekit({ ...base, tokenizer: { source: 'union' } }), { code: 'E_MERGEKIT_NOT_SUPPORTED' });
-  assert.throws(() => recipeFromMergekit({ ...base, tokenizer_source: 'union' }), { code: 'E_MERGEKIT_NOT_SUPPORTED' });
+  assert.throws(() => recipeFromMergekit({ ...base, modules: { text: {} } }), { code: 'E_MERGEKIT_NOT_SUPPORTED' });
   assert.throws(() => recipeFromMergekit({ ...base, models: [{ model: 'a+lora', parameters: { weight: 1 } }] }), { code: 'E_MERGEKIT_NOT_SUPPORTED' });
 });
 
-test('unknown methods, unknown parameters and global parameters set per model are refused', () => {
+test('tokenizer_source union, the tokenizer block and chat_template import and export as mergekit writes them', () => {
+  const base = { merge_method: 'linear', models: [{ model: 'a', parameters: { weight: 1 } }] };
+  const u = recipeFromMergekit({ ...base, tokenizer_source: 'union', chat_template: 'chatml' });
+  assert.equal(u.tokenizer_source, 'union');
+  assert.equal(u.chat_template, 'chatml');
+  const tok = { source: 'base', tokens: { '<|im_start|>': { source: 'a', force: true }, z: { source: { kind: 'zero' } } }, pad_to_multiple_of: 16 };
+  const t = recipeFromMergekit({ ...base, tokenizer: tok });
+  assert.deepEqual(recipeToMergekit(t).tokenizer, { ...tok, tokens: { ...tok.tokens, z: { source: { kind: 'zero' }, force: false } } });
+  assert.deepEqual(recipeFromMergekit(parse(recipeToMergekitYaml(t))), t);
+  assert.throws(() => recipeFromMergekit({ ...base, tokenizer_source: 'base', tokenizer: tok }), { code: 'E_RECIPE_INVALID', message: /not both/ });
+  assert.throws(() => recipeFromMergekit({ ...base, tokenizer: { tokens: { x: { force: true } } } }), { code: 'E_RECIPE_INVALID', message: /source/ });
+});
+
+test('parameters the method does not read are dropped with one warning line; a name no method has is refused with the closest', () => {
   assert.throws(() => parseRecipe({ method: 'soup', sources: [{ model: 'a' }] }), { code: 'E_UNKNOWN_METHOD' });
-  assert.throws(() => parseRecipe({ method: 'ties', base: 'b', sources: [{ model: 'a', parameters: { weight: 1, densty: 0.5 } }] }), { code: 'E_PARAM_UNKNOWN', message: /densty/ });
-  assert.throws(() => parseRecipe({ method: 'slerp', base: 'b', sources: [{ model: 'a', parameters: { t: 0.5 } }] }), { code: 'E_PARAM_SCOPE' });
+  assert.throws(() => parseRecipe({ method: 'ties', base: 'b', sources: [{ model: 'a', parameters: { weight: 1, densty: 0.5 } }] }), { code: 'E_PARAM_UNKNOWN', message: /'densty' \(did you mean 'density'\?\)/ });
+  assert.throws(() => parseRecipe({ method: 'linear', sources: [{ model: 'a', parameters: { wieght: 1 } }] }), { code: 'E_PARAM_UNKNOWN', message: /did you mean 'weight'/ });
+  const warnings: string[] = [];
+  const r = recipeFromMergekit({ merge_method: 'slerp', base_model: 'a', models: [{ model: 'a', parameters: { weight: 0.6 } }, { model: 'b', parameters: { weight: 0.4, t: 0.3 } }], parameters: { t: 0.35 } }, 'x.yml', warnings);
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!, /^x\.yml: slerp does not read 'weight' in sources\[0\] \(a\), sources\[1\] \(b\).*'t' \(a global parameter, set per model\)/);
+  assert.equal(r.sources![0]!.parameters, undefined);
+  assert.equal(r.sources![1]!.parameters, undefined);
+  assert.deepEqual(r.parameters, { t: 0.35 });
+  const none: string[] = [];
+  parseRecipe({ method: 'linear', sources: [{ model: 'a', parameters: { weight: 1 } }] }, 'r', none);
+  assert.deepEqual(none, []);
 });
 
 test('export refuses methods and options mergekit lacks', () => {

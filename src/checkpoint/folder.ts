@@ -10,7 +10,7 @@ import { DTYPE_SIZE, type DType } from '../tensor/dtype.ts';
 import { temporaryPathFor, unlinkQuietly, writeFileAtomic } from './atomic.ts';
 import { SafetensorsFile, SafetensorsWriter, type ReadOptions, type TensorData, type TensorInfo, type TensorSource, type TensorSpec } from './safetensors.ts';
 
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'added_tokens.json', 'generation_config.json'] as const;
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'added_tokens.json', 'generation_config.json', 'chat_template.jinja', 'chat_template.json'] as const;
 export const INDEX_FILE = 'model.safetensors.index.json';
 export const SINGLE_FILE = 'model.safetensors';
 
@@ -300,6 +300,8 @@ export interface FinishOptions {
   config?: object;
   /** Copy tokenizer files from this checkpoint (or folder path). */
   tokenizerFrom?: Checkpoint | string;
+  /** Tokenizer files (names) not to copy, e.g. those an output vocabulary replaces. */
+  tokenizerSkip?: readonly string[];
   /** Further text files to write (name -> content), e.g. README.md. */
   files?: Record<string, string>;
 }
@@ -390,6 +392,7 @@ export class CheckpointWriter {
     if (from) {
       const files = typeof from === 'string' ? TOKENIZER_FILES.map((f) => join(from, f)).filter((p) => existsSync(p)) : from.tokenizerFiles();
       for (const src of files) {
+        if (extra.tokenizerSkip?.includes(basename(src))) continue;
         const dst = join(this.dir, basename(src));
         const tmp = temporaryPathFor(dst);
         copyFileSync(src, tmp);

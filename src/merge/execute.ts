@@ -7,6 +7,7 @@
  */
 import type { LoraFactorsInput, MergeMethod } from '../methods/index.ts';
 import type { TensorTask } from './plan.ts';
+import { layoutRows } from './vocab.ts';
 
 export interface TensorReader {
   /**
@@ -43,8 +44,18 @@ export function memoryReader(sources: ReadonlyMap<string, ReadonlyMap<string, Fl
 export function computeTensor(task: TensorTask, method: MergeMethod, reader: TensorReader, seed: string | number, out?: Float32Array): Float32Array {
   if (task.kind === 'copy') throw new RangeError(`computeTensor: ${task.name} is a copy task (non-float); copy its raw bytes`);
   reader.reset?.();
-  const base = task.base ? reader.read(task.base.model, task.base.tensor) : null;
-  const models = task.models.map((r) => reader.read(r.model, r.tensor));
+  let base = task.base ? reader.read(task.base.model, task.base.tensor) : null;
+  let models = task.models.map((r) => reader.read(r.model, r.tensor));
+  let laidOut = false;
+  if (task.rows) {
+    // embedding rows in the output vocabulary (vocab.ts), each input a new array of its own
+    const inputs = [...(base ? [base] : []), ...models];
+    const cols = task.shape[1]!;
+    const arranged = inputs.map((_, i) => layoutRows(task.rows!, i, (j) => inputs[j]!, cols));
+    base = base ? arranged[0]! : null;
+    models = arranged.slice(base ? 1 : 0);
+    laidOut = true;
+  }
   let lora: Array<LoraFactorsInput | null> | undefined;
   if (task.lora) {
     lora = task.lora.map((adapter) => {
@@ -54,6 +65,6 @@ export function computeTensor(task: TensorTask, method: MergeMethod, reader: Ten
       return f.transposed ? { ...f, delta: reader.loraDelta!(adapter, task.name) } : f;
     });
   }
-  const scratchModels = models.length > 0 && reader.owns !== undefined && models.every((a) => reader.owns!(a));
+  const scratchModels = laidOut || (models.length > 0 && reader.owns !== undefined && models.every((a) => reader.owns!(a)));
   return method.merge({ name: task.name, shape: task.shape, base, models, modelIndex: task.modelIndex, lora, scratchModels }, task.global, task.perModel, { seed }, out);
 }

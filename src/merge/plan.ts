@@ -4,10 +4,15 @@
  * Every input error (missing tensors, shapes, layer ranges, parameters out of range) is raised
  * here, so a merge fails before any output exists.
  *
- * Follows mergekit/plan.py: a `models` recipe is one slice over all layers with the base appended
- * when it is not listed; layer tensors get t = i / (len - 1) within their slice (t = 1 for a
- * one-layer slice); tensors before the layers (embeddings) are merged over the first slice's
- * sources at t = 0, tensors after them (final norm, head) over the last slice's at t = 1.
+ * Follows mergekit/plan.py (`MergePlanner.plan_module`, mergekit 0.1.2 and later): a `models`
+ * recipe is one slice over all layers with the base appended when it is not listed; layer tensors
+ * get t = i / (len - 1) within their slice (t = 1 for a one-layer slice); tensors before the
+ * layers (embeddings) are merged over the first slice's sources and tensors after them (final
+ * norm, head) over the last slice's, both read at t = 0 (the module's config reader; mergekit
+ * up to 0.1.1 read the tensors after the layers at t = 1). As there, the tensors after the
+ * layers take the last slice's sources only up to the first slice's source count (plan_module
+ * pairs the one list with the other). Embedding-like tensors (rows are tokens) are laid out in
+ * the output vocabulary first (vocab.ts).
  */
 import { MissingTensorError, ShapeMismatchError } from '../errors.ts';
 import type { DType } from '../tensor/dtype.ts';
@@ -16,6 +21,7 @@ import { getMethod } from '../methods/index.ts';
 import type { MergeMethod, ResolvedParams } from '../methods/index.ts';
 import { DTYPE_TO_SAFETENSORS, RecipeError, resolveTensorParams } from '../recipe/index.ts';
 import type { ParamSettings, Recipe } from '../recipe/index.ts';
+import { buildVocab, chatTemplateFiles, commonRowsLayout, embeddingLayout, isEmbeddingTensor, isIdentityLayout, tokenizerDirOf, tokenizerSetting, type OutputVocab, type RowLayout, type VocabPlan, type VocabSourceInfo } from './vocab.ts';
 
 /** What planning needs to know of one source: its tensors and layers (a Checkpoint satisfies it). */
 export interface SourceCatalog {
@@ -26,6 +32,8 @@ export interface SourceCatalog {
   names(): string[];
   has(name: string): boolean;
   info(name: string): { dtype: DType; shape: number[] };
+  /** Tokenizer files beside the weights (a Checkpoint's); read when the recipe sets a tokenizer. */
+  tokenizerFiles?(): string[];
 }
 
 /** What planning needs of a LoRA adapter source. */
@@ -56,6 +64,11 @@ export interface TensorTask {
   lora?: Array<string | null>;
   global: ResolvedParams;
   perModel: ResolvedParams[];
+  /**
+   * Embedding-like tensors whose inputs are laid out in the output vocabulary first: one row
+   * layout per input, in the order base (when there is one), then models (vocab.ts).
+   */
+  rows?: RowLayout;
 }
 
 export interface MergePlan {
@@ -69,6 +82,13 @@ export interface MergePlan {
   layers: number;
   /** Models referenced, in first-use order. */
   models: string[];
+  /**
+   * The output vocabulary when it is not simply the config's: its row count (config.json's
+   * vocab_size) and the tokenizer files to write. Absent: the config and tokenizer are copied.
+   */
+  vocab?: OutputVocab;
+  /** What planning accepted but the user should know (one line each). */
+  warnings?: string[];
 }
 
 interface SliceSpec {
@@ -133,8 +153,26 @@ export function planMerge(recipe: Recipe, open: (model: string) => SourceCatalog
   const ref = open(refModel);
   const prefix = ref.layers.prefix;
   const tasks: TensorTask[] = [];
+  const warnings: string[] = [];
 
-  const addTask = (name: string, slice: SliceSpec, inputs: Array<{ model: string; tensor: string; parameters?: ParamSettings }>, t: number) => {
+  // the output vocabulary (mergekit/plan.py builds its tokenizer task before planning tensors)
+  const setting = tokenizerSetting(recipe);
+  const info = (m: string): VocabSourceInfo => {
+    let c: SourceCatalog | null = null;
+    try {
+      c = open(m);
+    } catch {
+      c = null; // a tokenizer source that is no checkpoint: its folder is read for tokenizer.json only
+    }
+    const vs = c?.config?.vocab_size;
+    return { tokenizerDir: tokenizerDirOf(m, c?.tokenizerFiles?.()), vocabSize: typeof vs === 'number' ? vs : null };
+  };
+  const vocabBase = recipe.base ?? modelOrder[0]!;
+  const vocabPlan: VocabPlan | null = setting ? buildVocab(recipe, modelOrder, vocabBase, info) : null;
+  if (vocabPlan) warnings.push(...vocabPlan.warnings);
+  let cutRows: number | null = null;
+
+  const addTask = (name: string, slice: SliceSpec, inputs: Array<{ model: string; tensor: string; parameters?: ParamSettings }>, t: number, ends = false) => {
     const sliceBase = usesBase ? slice.base : null;
     if (method.requiresBase === 'required' && !sliceBase) throw new RecipeError('E_RECIPE_NO_BASE', `method ${method.id} needs a base model for ${name}`);
     let base: TensorRef | null = null;
@@ -150,18 +188,33 @@ export function planMerge(recipe: Recipe, open: (model: string) => SourceCatalog
     let shape: number[] | null = null;
     let dtype: DType | null = null;
     let first = '';
-    for (const r of [...(base ? [base] : []), ...models]) {
+    const all = [...(base ? [base] : []), ...models];
+    const embed = ends && isEmbeddingTensor(name, open(all[0]!.model).has(all[0]!.tensor) ? open(all[0]!.model).info(all[0]!.tensor).shape : []);
+    const inputRows: number[] = [];
+    for (const r of all) {
       const c = open(r.model);
       if (!c.has(r.tensor)) throw new MissingTensorError(`tensor ${r.tensor} is missing from ${r.model} (needed for output ${name}); models must share an architecture (see evomerge inspect)`);
       const info = c.info(r.tensor);
+      inputRows.push(info.shape[0]!);
       if (!shape) {
         shape = info.shape;
         dtype = info.dtype;
         first = r.model;
+      } else if (embed && info.shape.length === 2 && info.shape[1] === shape[1]) {
+        continue; // rows are tokens: laid out below
       } else if (shapeStr(shape) !== shapeStr(info.shape)) {
-        throw new ShapeMismatchError(`tensor ${r.tensor} is ${shapeStr(info.shape)} in ${r.model} but ${shapeStr(shape)} in ${first}; models must share an architecture (mergekit's embedding-size rectification is not supported yet)`);
+        throw new ShapeMismatchError(`tensor ${r.tensor} is ${shapeStr(info.shape)} in ${r.model} but ${shapeStr(shape)} in ${first}; models must share an architecture (see evomerge inspect)`);
       }
     }
+    let rows: RowLayout | undefined;
+    if (embed && vocabPlan) rows = embeddingLayout(vocabPlan, all.map((r) => r.model), inputRows, name);
+    else if (embed && inputRows.some((n) => n !== inputRows[0])) {
+      rows = commonRowsLayout(inputRows);
+      cutRows = rows.rows;
+      warnings.push(`${name} has ${inputRows.join(', ')} rows in ${all.map((r) => r.model).join(', ')}: the ${rows.rows} rows they share are merged, as mergekit does without a tokenizer setting (set tokenizer_source to lay the rows out by token)`);
+    }
+    if (rows && isIdentityLayout(rows, inputRows)) rows = undefined;
+    if (rows) shape = [rows.rows, shape![1]!];
     const n = models.length;
     if (!isFloatDType(dtype!)) {
       tasks.push({ name, shape: shape!, dtype: dtype!, kind: 'copy', base: null, models: [base ?? models[0]!].map((r) => ({ model: r.model, tensor: r.tensor })), modelIndex: [0], global: {}, perModel: [] });
@@ -182,6 +235,7 @@ export function planMerge(recipe: Recipe, open: (model: string) => SourceCatalog
       modelIndex: models.map((m) => modelIndexOf(m.model)),
       global,
       perModel,
+      ...(rows ? { rows } : {}),
     });
   };
 
@@ -210,7 +264,7 @@ export function planMerge(recipe: Recipe, open: (model: string) => SourceCatalog
       }
     }
   }
-  for (const nm of pre) addTask(nm, slices[0]!, sameName(slices[0]!, nm), 0);
+  for (const nm of pre) addTask(nm, slices[0]!, sameName(slices[0]!, nm), 0, true);
   let outLayer = 0;
   for (const [si, slice] of slices.entries()) {
     const len = slice.sources[0]!.range[1] - slice.sources[0]!.range[0];
@@ -232,10 +286,18 @@ export function planMerge(recipe: Recipe, open: (model: string) => SourceCatalog
     }
   }
   const last = slices[slices.length - 1]!;
-  for (const nm of post) addTask(nm, last, sameName(last, nm), 1);
+  const firstCount = slices[0]!.sources.length;
+  for (const nm of post) addTask(nm, last, sameName(last, nm).slice(0, firstCount), 0, true);
 
-  const tokenizerFrom = recipe.tokenizer_source ?? recipe.base ?? refModel;
-  return { recipe, method, tasks, configFrom: refModel, tokenizerFrom, layers: outLayer, models: modelOrder };
+  // the tokenizer: the built one's source; else the donor mergekit copies (base, or the first model)
+  const tokenizerFrom = vocabPlan ? (setting!.source === 'base' || setting!.source === 'union' ? vocabPlan.base : setting!.source) : recipe.base ?? modelOrder[0] ?? refModel;
+  let vocab: OutputVocab | undefined = vocabPlan?.output;
+  if (!vocab && (cutRows !== null || recipe.chat_template)) {
+    const donor = info(tokenizerFrom).tokenizerDir;
+    const files = chatTemplateFiles(recipe, donor, modelOrder, info);
+    vocab = { rows: cutRows, sourceDir: donor, files, skip: files ? ['chat_template.jinja', 'chat_template.json'] : [] };
+  }
+  return { recipe, method, tasks, configFrom: refModel, tokenizerFrom, layers: outLayer, models: modelOrder, ...(vocab ? { vocab } : {}), ...(warnings.length ? { warnings } : {}) };
 }
 
 function planLora(recipe: Recipe, method: MergeMethod, open: (model: string) => SourceCatalog, openAdapter: ((model: string) => AdapterCatalog) | undefined, forcedDtype: DType | undefined): MergePlan {
@@ -260,7 +322,8 @@ function planLora(recipe: Recipe, method: MergeMethod, open: (model: string) => 
       continue;
     }
     const sp = splitLayer(nm);
-    const t = sp && base.layers.count > 1 ? sp.index / (base.layers.count - 1) : /embed|wte|wpe/.test(nm) ? 0 : 1;
+    // tensors outside the layers at t = 0, as the main planner (mergekit's plan_module)
+    const t = sp && base.layers.count > 1 ? sp.index / (base.layers.count - 1) : sp ? 1 : 0;
     const { global, perModel } = resolveTensorParams(method, { top: recipe.parameters, models: adapters.map((a) => a.parameters) }, nm, t, adapters.map((a) => a.model));
     tasks.push({
       name: nm,

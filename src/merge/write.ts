@@ -32,6 +32,8 @@ export interface MergeResult {
   bytesWritten: number;
   seconds: number;
   recipeHash: string;
+  /** What planning accepted but reported (embedding rows cut, a model without tokenizer, ...). */
+  warnings?: string[];
 }
 
 /**
@@ -193,6 +195,8 @@ export interface WriteFolderOptions {
   /** config.json of the output; none is written when absent (a bare safetensors source). */
   config?: object;
   tokenizerFrom?: Checkpoint | string;
+  /** Tokenizer files of `tokenizerFrom` not to copy. */
+  tokenizerSkip?: readonly string[];
   files?: Record<string, string>;
   onProgress?: (done: number, total: number, name: string) => void;
 }
@@ -230,7 +234,7 @@ export function writeMergedFolder(plan: MergePlan, sources: SourceSet, dir: stri
       }
       o.onProgress?.(i + 1, plan.tasks.length, task.name);
     }
-    writer.finish({ config: o.config, ...(o.tokenizerFrom ? { tokenizerFrom: o.tokenizerFrom } : {}), files: o.files });
+    writer.finish({ config: o.config, ...(o.tokenizerFrom ? { tokenizerFrom: o.tokenizerFrom, tokenizerSkip: o.tokenizerSkip } : {}), files: o.files });
   } catch (err) {
     writer.abort();
     throw err;
@@ -269,17 +273,20 @@ export function mergeToDisk(recipeIn: Recipe, dir: string, options: MergeToDiskO
     for (const key of ['num_hidden_layers', 'num_blocks']) if (recipe.slices && key in config) config[key] = plan.layers;
     const outDt = recipe.out_dtype ?? recipe.dtype;
     if (outDt) config.torch_dtype = outDt;
+    // the output vocabulary's rows (mergekit/merge.py _update_config_vocab)
+    if (plan.vocab?.rows != null) config.vocab_size = plan.vocab.rows;
     const files: Record<string, string> = {
       'README.md': modelCard(plan, hash, recipe.seed),
       'recipe.json': `${JSON.stringify(recipe, null, 2)}\n`,
     };
     if (mergekitYaml) files['mergekit_config.yml'] = mergekitYaml;
-    const tokSource = plan.tokenizerFrom === plan.configFrom ? ref : sources.checkpoint(plan.tokenizerFrom);
+    Object.assign(files, plan.vocab?.files ?? {});
+    const tokSource = plan.vocab?.sourceDir ?? (plan.tokenizerFrom === plan.configFrom ? ref : sources.checkpoint(plan.tokenizerFrom));
     let bytes: number;
     try {
       bytes = writeMergedFolder(plan, sources, staging, {
         seed: recipe.seed, maxShardBytes: options.maxShardBytes, metadata: { format: 'pt', evomerge_recipe_hash: hash },
-        config, tokenizerFrom: tokSource, files, onProgress: options.onProgress,
+        config, tokenizerFrom: tokSource, tokenizerSkip: plan.vocab?.skip, files, onProgress: options.onProgress,
       });
       // rename(2) replaces an empty folder, so an empty `dir` given by the user is fine
       renameSync(staging, finalDir);
@@ -287,7 +294,7 @@ export function mergeToDisk(recipeIn: Recipe, dir: string, options: MergeToDiskO
       rmSync(staging, { recursive: true, force: true });
       throw err;
     }
-    return { dir, tensors: plan.tasks.length, bytesWritten: bytes, seconds: (performance.now() - t0) / 1000, recipeHash: hash };
+    return { dir, tensors: plan.tasks.length, bytesWritten: bytes, seconds: (performance.now() - t0) / 1000, recipeHash: hash, ...(plan.warnings ? { warnings: plan.warnings } : {}) };
   } finally {
     sources.close();
   }

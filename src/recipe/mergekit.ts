@@ -2,25 +2,25 @@
  * mergekit YAML in and out (the schema of mergekit/config.py `MergeConfiguration`).
  *
  * Import takes a mergekit config as is: `merge_method`, `base_model`, `models` or `slices`,
- * `parameters`, `dtype`, `out_dtype`, `tokenizer_source`. Unknown keys are refused, naming them;
- * valid mergekit features evomerge lacks (`modules`, `tokenizer`, `chat_template`,
- * `tokenizer_source: union`, `model+lora` references, `residual_weight`) are refused as "not supported
- * yet". Export writes a config mergekit accepts, refusing methods or options mergekit lacks.
+ * `parameters`, `dtype`, `out_dtype`, `tokenizer_source`, `tokenizer`, `chat_template`. Unknown
+ * keys are refused, naming them; parameters the method does not read are dropped with one warning
+ * (params.ts `checkSettingNames`); valid mergekit features evomerge lacks (`modules`, `model+lora`
+ * references, `residual_weight`) are refused as "not supported yet". Export writes a config
+ * mergekit accepts, refusing methods or options mergekit lacks. Several documents with `name`
+ * (mergekit-multi) are read by src/merge/multi.ts, one recipe per document.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { parseAllDocuments, stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
 import { getMethod } from '../methods/index.ts';
 import { MergekitNotSupportedError, RecipeError } from './errors.ts';
-import { checkSettingNames } from './params.ts';
+import { checkSettingNames, ignoredSettingsWarning, type IgnoredSetting } from './params.ts';
 import { RecipeSchema, type Recipe, type ParamSettings } from './schema.ts';
 
 const MERGEKIT_KEYS = ['merge_method', 'base_model', 'models', 'slices', 'modules', 'parameters', 'dtype', 'out_dtype', 'tokenizer_source', 'tokenizer', 'chat_template'] as const;
 const UNSUPPORTED_KEYS: Record<string, string> = {
   modules: 'multi-module configs (`modules`)',
-  tokenizer: 'tokenizer merging (`tokenizer`)',
-  chat_template: '`chat_template`',
 };
 
 const DTYPE_ALIASES: Record<string, 'float32' | 'float16' | 'bfloat16'> = {
@@ -46,8 +46,24 @@ function checkModelRef(ref: unknown, where: string): void {
   }
 }
 
-/** A mergekit configuration (parsed YAML object) as a recipe. */
-export function recipeFromMergekit(config: unknown, where = 'mergekit config'): Recipe {
+/** Every model reference of a tokenizer block's token sources. */
+function tokenSourceModels(tokenizer: unknown): string[] {
+  const tokens = tokenizer && typeof tokenizer === 'object' ? (tokenizer as { tokens?: unknown }).tokens : undefined;
+  if (!tokens || typeof tokens !== 'object') return [];
+  const out: string[] = [];
+  for (const t of Object.values(tokens as Record<string, unknown>)) {
+    const src = t && typeof t === 'object' ? (t as { source?: unknown }).source : undefined;
+    if (typeof src === 'string') out.push(src);
+    else if (src && typeof src === 'object' && typeof (src as { model?: unknown }).model === 'string') out.push((src as { model: string }).model);
+  }
+  return out;
+}
+
+/**
+ * A mergekit configuration (parsed YAML object) as a recipe. `warnings` receives what is accepted
+ * but ignored (parameters the method does not read), one line each.
+ */
+export function recipeFromMergekit(config: unknown, where = 'mergekit config', warnings?: string[]): Recipe {
   if (typeof config !== 'object' || config === null || Array.isArray(config)) {
     throw new RecipeError('E_RECIPE_INVALID', `${where}: a mergekit config is a mapping with merge_method and models or slices`);
   }
@@ -57,7 +73,6 @@ export function recipeFromMergekit(config: unknown, where = 'mergekit config'): 
     throw new RecipeError('E_RECIPE_UNKNOWN_KEY', `${where}: unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}; mergekit configs take ${MERGEKIT_KEYS.join(', ')}`);
   }
   for (const [k, what] of Object.entries(UNSUPPORTED_KEYS)) if (c[k] !== undefined && c[k] !== null) throw new MergekitNotSupportedError(`${where}: ${what}`);
-  if (c.tokenizer_source === 'union') throw new MergekitNotSupportedError(`${where}: tokenizer_source: union`, 'use base or a model path');
   checkModelRef(c.base_model, `${where}: base_model`);
   const models = c.models as Array<Record<string, unknown>> | undefined;
   if (Array.isArray(models)) models.forEach((m, i) => checkModelRef(m?.model, `${where}: models[${i}]`));
@@ -69,7 +84,9 @@ export function recipeFromMergekit(config: unknown, where = 'mergekit config'): 
       if (Array.isArray(srcs)) srcs.forEach((src, j) => checkModelRef(src?.model, `${where}: slices[${i}].sources[${j}]`));
     });
   }
-  const tokenizerSource = c.tokenizer_source === 'base' ? undefined : c.tokenizer_source;
+  checkModelRef(c.tokenizer_source, `${where}: tokenizer_source`);
+  if (c.tokenizer && typeof c.tokenizer === 'object') checkModelRef((c.tokenizer as { source?: unknown }).source, `${where}: tokenizer.source`);
+  for (const m of tokenSourceModels(c.tokenizer)) checkModelRef(m, `${where}: tokenizer.tokens`);
   const candidate = {
     version: 1,
     method: c.merge_method,
@@ -79,30 +96,43 @@ export function recipeFromMergekit(config: unknown, where = 'mergekit config'): 
     parameters: c.parameters ?? undefined,
     dtype: dtypeOf(c.dtype, `${where}: dtype`),
     out_dtype: dtypeOf(c.out_dtype, `${where}: out_dtype`),
-    tokenizer_source: tokenizerSource ?? undefined,
+    tokenizer_source: c.tokenizer_source ?? undefined,
+    tokenizer: c.tokenizer ?? undefined,
+    chat_template: c.chat_template ?? undefined,
   };
-  return parseRecipe(candidate, where);
+  return parseRecipe(candidate, where, warnings);
 }
 
-/** Validate a recipe object: schema, method, parameter names and scopes. */
-export function parseRecipe(value: unknown, where = 'recipe'): Recipe {
+/**
+ * Validate a recipe object: schema, method, parameter names and scopes. Settings the method does
+ * not read are removed from the returned recipe, and one line naming them goes to `warnings`.
+ */
+export function parseRecipe(value: unknown, where = 'recipe', warnings?: string[]): Recipe {
   const parsed = RecipeSchema.safeParse(value);
   if (!parsed.success) throw new RecipeError('E_RECIPE_INVALID', `${where}: ${zodMessage(parsed.error)}`);
   const r = parsed.data;
   const method = getMethod(r.method);
-  checkSettingNames(method, r.parameters, `${where}: parameters`, 'top');
-  r.sources?.forEach((s, i) => checkSettingNames(method, s.parameters, `${where}: sources[${i}] (${s.model}).parameters`, 'model'));
+  const ignored: IgnoredSetting[] = [];
+  const clean = <T extends { parameters?: ParamSettings }>(o: T, label: string, level: 'top' | 'slice' | 'model'): void => {
+    const kept = checkSettingNames(method, o.parameters, `${where}: ${label}`, level, ignored);
+    if (kept === o.parameters) return;
+    if (kept) o.parameters = kept;
+    else delete o.parameters;
+  };
+  clean(r, 'parameters', 'top');
+  r.sources?.forEach((s, i) => clean(s, `sources[${i}] (${s.model})`, 'model'));
   r.slices?.forEach((s, i) => {
-    checkSettingNames(method, s.parameters, `${where}: slices[${i}].parameters`, 'slice');
+    clean(s, `slices[${i}]`, 'slice');
     s.sources.forEach((src, j) => {
-      checkSettingNames(method, src.parameters, `${where}: slices[${i}].sources[${j}] (${src.model}).parameters`, 'model');
+      clean(src, `slices[${i}].sources[${j}] (${src.model})`, 'model');
       if (src.layer_range[1] <= src.layer_range[0]) throw new RecipeError('E_RECIPE_LAYER_RANGE', `${where}: slices[${i}].sources[${j}].layer_range [${src.layer_range.join(', ')}] is empty; write [start, end) with end > start`);
     });
   });
+  const line = ignoredSettingsWarning(method, ignored.map((x) => ({ ...x, where: x.where.slice(where.length + 2) })));
+  if (line) warnings?.push(`${where}: ${line}`);
   return r;
 }
 
-/** Read a recipe file: `.json` (an evomerge recipe) or `.yaml`/`.yml` (a mergekit config or a recipe). */
 const EXPECTED = 'merge expects a mergekit YAML config (.yaml/.yml) or an evomerge recipe (.json, e.g. recipe.json from evomerge export), which names the models to merge';
 
 /**
@@ -124,7 +154,14 @@ function binaryKind(bytes: Buffer): string | null {
   return null;
 }
 
-export function loadRecipeFile(path: string): Recipe {
+/** One document of a merge config file: a recipe, named when it is a stage others may refer to. */
+export interface MergeStage {
+  /** mergekit-multi's `name` (null: the unnamed, final merge). */
+  name: string | null;
+  recipe: Recipe;
+}
+
+function readConfigFile(path: string): string {
   let bytes: Buffer;
   try {
     if (statSync(path).isDirectory()) {
@@ -138,17 +175,77 @@ export function loadRecipeFile(path: string): Recipe {
   }
   const kind = binaryKind(bytes);
   if (kind) throw new RecipeError('E_RECIPE_NOT_CONFIG', `${path} is ${kind}, not a merge config${kind.includes('safetensors') ? ' (a model: list it under the config\'s models)' : ''}; ${EXPECTED}`);
-  const text = bytes.toString('utf8');
-  let value: unknown;
-  try {
-    value = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
-  } catch (err) {
-    // the yaml package adds a code frame on further lines: the first line says what and where
-    throw new RecipeError('E_RECIPE_PARSE', `${path}: not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]!.replace(/:$/, '')}`);
+  return bytes.toString('utf8');
+}
+
+function parseError(path: string, what: string, err: unknown): RecipeError {
+  // the yaml package adds a code frame on further lines: the first line says what and where
+  return new RecipeError('E_RECIPE_PARSE', `${path}: not valid ${what}: ${(err as Error).message.split('\n')[0]!.replace(/:$/, '')}`);
+}
+
+/** One parsed document as a recipe (mergekit config or evomerge recipe). */
+function recipeOfDocument(value: unknown, where: string, warnings?: string[]): Recipe {
+  if (value && typeof value === 'object' && 'merge_method' in value) return recipeFromMergekit(value, where, warnings);
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new RecipeError('E_RECIPE_NOT_CONFIG', `${where} holds ${value === null ? 'nothing' : Array.isArray(value) ? 'a list' : `a ${typeof value}`}, not a merge config; ${EXPECTED}`);
+  return parseRecipe(value, where, warnings);
+}
+
+/**
+ * Read a merge config file: `.json` (an evomerge recipe) or `.yaml`/`.yml` holding one mergekit
+ * config or recipe, or several documents separated by `---` (mergekit-multi, its
+ * docs/multimerge.md and mergekit/scripts/multimerge.py): each with a `name` but at most one
+ * (the final merge), names unique. Model references to a stage's name are left as written; the
+ * caller resolves them to that stage's output folder (src/merge/multi.ts).
+ */
+export function loadMergeStages(path: string, warnings?: string[]): MergeStage[] {
+  const text = readConfigFile(path);
+  if (extname(path).toLowerCase() === '.json') {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      throw parseError(path, 'JSON', err);
+    }
+    return [{ name: null, recipe: recipeOfDocument(value, path, warnings) }];
   }
-  if (value && typeof value === 'object' && 'merge_method' in value) return recipeFromMergekit(value, path);
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new RecipeError('E_RECIPE_NOT_CONFIG', `${path} holds ${value === null ? 'nothing' : Array.isArray(value) ? 'a list' : `a ${typeof value}`}, not a merge config; ${EXPECTED}`);
-  return parseRecipe(value, path);
+  const docs = parseAllDocuments(text);
+  const values: unknown[] = [];
+  for (const doc of Array.isArray(docs) ? docs : []) {
+    if (doc.errors.length) throw parseError(path, 'YAML', doc.errors[0]);
+    values.push(doc.toJS());
+  }
+  const present = values.filter((v) => v !== null && v !== undefined);
+  if (present.length <= 1 && !(present[0] && typeof present[0] === 'object' && 'name' in present[0])) {
+    return [{ name: null, recipe: recipeOfDocument(present[0] ?? null, path, warnings) }];
+  }
+  const stages: MergeStage[] = [];
+  present.forEach((value, i) => {
+    const where = `${path} (document ${i + 1})`;
+    let name: string | null = null;
+    let doc = value;
+    if (value && typeof value === 'object' && !Array.isArray(value) && 'name' in value) {
+      const { name: n, ...rest } = value as Record<string, unknown>;
+      if (typeof n !== 'string' || n.length === 0 || n.includes('/') || n === '.' || n === '..') {
+        throw new RecipeError('E_RECIPE_STAGE', `${where}: name ${JSON.stringify(n)} must be a non-empty folder name (no '/'): each named merge is written to a folder of that name`);
+      }
+      name = n;
+      doc = rest;
+    }
+    if (stages.some((s) => s.name === name)) {
+      throw new RecipeError('E_RECIPE_STAGE', name === null ? `${where}: a second merge without a name; only the final merge may be unnamed (mergekit-multi)` : `${where}: a second merge named '${name}'; names must be unique`);
+    }
+    stages.push({ name, recipe: recipeOfDocument(doc, name ? `${where} '${name}'` : where, warnings) });
+  });
+  return stages;
+}
+
+/** Read a file holding one recipe (a mergekit config or an evomerge recipe); several documents are refused. */
+export function loadRecipeFile(path: string, warnings?: string[]): Recipe {
+  const stages = loadMergeStages(path, warnings);
+  if (stages.length > 1 || stages[0]!.name !== null) {
+    throw new RecipeError('E_RECIPE_MULTI', `${path} holds ${stages.length} named merges (a mergekit-multi config); run it with evomerge merge, which merges each stage in order`);
+  }
+  return stages[0]!.recipe;
 }
 
 function cleanSettings(method: ReturnType<typeof getMethod>, settings: ParamSettings | undefined, where: string): ParamSettings | undefined {
@@ -196,6 +293,8 @@ export function recipeToMergekit(recipe: Recipe): Record<string, unknown> {
   if (recipe.dtype) out.dtype = recipe.dtype;
   if (recipe.out_dtype) out.out_dtype = recipe.out_dtype;
   if (recipe.tokenizer_source) out.tokenizer_source = recipe.tokenizer_source;
+  if (recipe.tokenizer) out.tokenizer = recipe.tokenizer;
+  if (recipe.chat_template) out.chat_template = recipe.chat_template;
   return out;
 }
 

@@ -11,7 +11,7 @@
  * recipe's top level.
  */
 import type { MergeMethod, ParamValue, ResolvedParams } from '../methods/index.ts';
-import { resolveScope } from '../methods/index.ts';
+import { METHOD_LIST, resolveScope } from '../methods/index.ts';
 import { RecipeError } from './errors.ts';
 import type { ParamSetting, ParamSettings } from './schema.ts';
 
@@ -81,20 +81,94 @@ export function resolveTensorParams(method: MergeMethod, levels: SettingLevels, 
   return { global, perModel };
 }
 
-/**
- * Static checks of every setting: names the method does not take, and a global parameter set on
- * one model (mergekit would silently ignore it; evomerge refuses).
- */
-export function checkSettingNames(method: MergeMethod, settings: ParamSettings | undefined, where: string, level: 'top' | 'slice' | 'model'): void {
-  if (!settings) return;
-  for (const name of Object.keys(settings)) {
-    const spec = method.params.find((p) => p.name === name);
-    if (!spec) {
-      const known = method.params.map((p) => p.name).join(', ') || '(none)';
-      throw new RecipeError('E_PARAM_UNKNOWN', `${where}: ${method.id} has no parameter '${name}'; its parameters are: ${known} (see evomerge methods)`);
-    }
-    if (level === 'model' && spec.scope === 'global') {
-      throw new RecipeError('E_PARAM_SCOPE', `${where}: '${name}' is a global parameter of ${method.id} and cannot be set per model; set it under the top-level (or slice) parameters`);
+/** A setting dropped because the method does not read it (mergekit reads only what a method declares). */
+export interface IgnoredSetting {
+  where: string;
+  name: string;
+  /** `not-taken`: the method has no such parameter; `scope`: a global parameter set on one model. */
+  why: 'not-taken' | 'scope';
+}
+
+let knownNames: Set<string> | null = null;
+
+/** Every parameter name some registered method declares. */
+function allParamNames(): Set<string> {
+  return (knownNames ??= new Set(METHOD_LIST.flatMap((m) => m.params.map((p) => p.name))));
+}
+
+/** Levenshtein distance, for "did you mean". */
+function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j]!;
+      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
     }
   }
+  return prev[b.length]!;
+}
+
+/** The closest known name within a third of the name's length (the method's own first). */
+export function closestParamName(method: MergeMethod, name: string): string | null {
+  const limit = Math.max(1, Math.floor(name.length / 3));
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const pool of [method.params.map((p) => p.name), [...allParamNames()]]) {
+    for (const cand of pool) {
+      const d = editDistance(name, cand);
+      if (d <= limit && d < bestD) {
+        best = cand;
+        bestD = d;
+      }
+    }
+    if (best) return best;
+  }
+  return null;
+}
+
+/**
+ * Static checks of one level's settings. mergekit reads only the parameters a method declares
+ * (mergekit/plan.py `plan_tensor` asks for each declared name, global ones without a model), so
+ * a name the method does not take, or a global one set on a model, has no effect there: evomerge
+ * drops it too and records it in `ignored` (the caller prints one warning). A name that no
+ * registered method declares is a typo and is refused with the closest name. Returns the
+ * settings without the dropped names.
+ */
+export function checkSettingNames(method: MergeMethod, settings: ParamSettings | undefined, where: string, level: 'top' | 'slice' | 'model', ignored: IgnoredSetting[] = []): ParamSettings | undefined {
+  if (!settings) return settings;
+  let out: ParamSettings | undefined;
+  for (const name of Object.keys(settings)) {
+    const spec = method.params.find((p) => p.name === name);
+    let why: IgnoredSetting['why'] | null = null;
+    if (!spec) {
+      if (!allParamNames().has(name)) {
+        const known = method.params.map((p) => p.name).join(', ') || '(none)';
+        const near = closestParamName(method, name);
+        throw new RecipeError('E_PARAM_UNKNOWN', `${where}: no merge method has a parameter '${name}'${near ? ` (did you mean '${near}'?)` : ''}; the parameters of ${method.id} are: ${known} (see evomerge methods)`);
+      }
+      why = 'not-taken';
+    } else if (level === 'model' && spec.scope === 'global') why = 'scope';
+    if (why) {
+      ignored.push({ where, name, why });
+      out ??= { ...settings };
+      delete out[name];
+    }
+  }
+  return out ? (Object.keys(out).length ? out : undefined) : settings;
+}
+
+/** The one warning line for the settings a recipe's method does not read. */
+export function ignoredSettingsWarning(method: MergeMethod, ignored: readonly IgnoredSetting[]): string | null {
+  if (ignored.length === 0) return null;
+  const parts: string[] = [];
+  const byName = new Map<string, IgnoredSetting[]>();
+  for (const s of ignored) byName.set(s.name, [...(byName.get(s.name) ?? []), s]);
+  for (const [name, list] of byName) {
+    const scope = list.some((s) => s.why === 'scope') ? ' (a global parameter, set per model)' : '';
+    parts.push(`'${name}'${scope} in ${list.map((s) => s.where).join(', ')}`);
+  }
+  return `${method.id} does not read ${parts.join('; ')}: ignored, as mergekit ignores it (parameters of ${method.id}: ${method.params.map((p) => p.name).join(', ') || 'none'})`;
 }

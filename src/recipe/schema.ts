@@ -48,6 +48,31 @@ export const SliceSchema = z.strictObject({
 });
 export type RecipeSlice = z.infer<typeof SliceSchema>;
 
+/**
+ * Where a token's embedding row comes from (mergekit/tokenizer/config.py): a model (its row for
+ * the same token), a given row of a model (`model_token`, by id or by token), or zeros.
+ */
+export const TokenSourceSchema = z.union([
+  z.string().min(1),
+  z.strictObject({ kind: z.literal('model_token'), model: z.string().min(1), token_id: z.number().int().nonnegative().nullish(), token: z.string().nullish() })
+    .refine((s) => (s.token_id != null ? 1 : 0) + (s.token != null ? 1 : 0) === 1, { message: 'a model_token source takes exactly one of token_id or token' }),
+  z.strictObject({ kind: z.literal('zero') }),
+]);
+export type TokenSource = z.infer<typeof TokenSourceSchema>;
+
+export const TokenizerSchema = z.strictObject({
+  source: z.string().min(1).default('union'),
+  /** Tokens added to the vocabulary (when new) and where their rows come from; `force` overrides a model's own row. */
+  tokens: z.record(z.string(), z.strictObject({
+    // mergekit fails on an entry without a source (tokenizer/embed.py compute_default_embedding)
+    source: TokenSourceSchema,
+    force: z.boolean().default(false),
+  })).nullish(),
+  /** Rows padded up to a multiple of this; padding rows are the mean of the token rows. */
+  pad_to_multiple_of: z.number().int().positive().nullish(),
+});
+export type TokenizerSettings = z.infer<typeof TokenizerSchema>;
+
 export const DTYPE_NAMES = ['float32', 'float16', 'bfloat16'] as const;
 export const DTypeNameSchema = z.enum(DTYPE_NAMES);
 export type DTypeName = (typeof DTYPE_NAMES)[number];
@@ -64,12 +89,22 @@ export const RecipeSchema = z
     dtype: DTypeNameSchema.nullish(),
     /** The dtype of the written tensors; default: the base's (or first source's) dtype. */
     out_dtype: DTypeNameSchema.nullish(),
-    /** Where tokenizer files come from: `base` (default), or a model path. */
+    /**
+     * The output vocabulary (mergekit's `tokenizer_source`): `base`, `union` or a model path. When
+     * set, every embedding-like tensor (rows are tokens) is laid out in that vocabulary before the
+     * merge, as mergekit does (src/merge/vocab.ts). Absent: the base's tokenizer files are copied and
+     * embeddings of different sizes are cut to their common rows (mergekit's legacy behaviour).
+     */
     tokenizer_source: z.string().min(1).nullish(),
+    /** mergekit's `tokenizer:` block (source, tokens, pad_to_multiple_of); excludes tokenizer_source. */
+    tokenizer: TokenizerSchema.nullish(),
+    /** A chat template for the output tokenizer: `auto`, `chatml`, or a Jinja template. */
+    chat_template: z.string().min(1).nullish(),
     /** Seed of random masks (DARE, DELLA). */
     seed: z.number().int().nonnegative().default(0),
   })
-  .refine((r) => (r.sources ? 1 : 0) + (r.slices ? 1 : 0) === 1, { message: 'a recipe needs exactly one of sources (whole models) or slices (layer ranges)' });
+  .refine((r) => (r.sources ? 1 : 0) + (r.slices ? 1 : 0) === 1, { message: 'a recipe needs exactly one of sources (whole models) or slices (layer ranges)' })
+  .refine((r) => !(r.tokenizer_source && r.tokenizer), { message: 'give tokenizer_source or a tokenizer block, not both (mergekit refuses both too)', path: ['tokenizer'] });
 
 export type Recipe = z.infer<typeof RecipeSchema>;
 export type RecipeInput = z.input<typeof RecipeSchema>;
