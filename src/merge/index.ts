@@ -2,3 +2,5 @@
 export * from './plan.ts';
 export * from './execute.ts';
 export * from './write.ts';
+export * from './vocab.ts';
+export * from './multi.ts';

@@ -408,3 +408,12 @@ export function planLayerPath(sources: readonly PathSource[], steps: ReadonlyArr
   const recipe = { version: 1, method: 'passthrough', seed: 0 } as unknown as Recipe;
   return { recipe, method, tasks, configFrom: emb.key, tokenizerFrom: emb.key, layers: steps.length, models: [...new Set(tasks.map((t) => t.models[0]!.model))] };
 }
+
+/**
+ * A source config.json as the plan's output: vocab_size set to the output vocabulary's rows
+ * when the plan changes them (mergekit/merge.py `_update_config_vocab`).
+ */
+export function withPlannedVocab<T extends Record<string, unknown> | null | undefined>(config: T, plan: MergePlan): T {
+  if (!config || plan.vocab?.rows == null || config.vocab_size === plan.vocab.rows) return config;
+  return { ...config, vocab_size: plan.vocab.rows };
+}

@@ -273,8 +273,7 @@ export function mergeToDisk(recipeIn: Recipe, dir: string, options: MergeToDiskO
     for (const key of ['num_hidden_layers', 'num_blocks']) if (recipe.slices && key in config) config[key] = plan.layers;
     const outDt = recipe.out_dtype ?? recipe.dtype;
     if (outDt) config.torch_dtype = outDt;
-    // the output vocabulary's rows (mergekit/merge.py _update_config_vocab)
-    if (plan.vocab?.rows != null) config.vocab_size = plan.vocab.rows;
+    if (plan.vocab?.rows != null) config.vocab_size = plan.vocab.rows; // withPlannedVocab (plan.ts)
     const files: Record<string, string> = {
       'README.md': modelCard(plan, hash, recipe.seed),
       'recipe.json': `${JSON.stringify(recipe, null, 2)}\n`,

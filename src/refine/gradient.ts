@@ -232,6 +232,7 @@ export async function coefficientGradient(input: CoefficientGradientInput): Prom
     const at = index.get(n);
     if (at === undefined) throw new InputError('E_REFINE_TENSOR', `refine: the merged model has no tensor ${n}`);
     if (plan.tasks[at]!.kind !== 'merge') throw new NotSupportedError('E_REFINE_COPY', `refine: ${n} is a non-float tensor; refinement needs float tensors only`);
+    if (plan.tasks[at]!.rows) throw new NotSupportedError('E_REFINE_VOCAB', `refine: the sources' ${n} have different vocabularies (rows laid out per token, src/merge/vocab.ts), which refinement does not follow yet; refine over sources of one vocabulary`);
     return at;
   });
   const set = sourceSet(sources.models);

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { openCheckpoint } from '../checkpoint/index.ts';
 import { createEvaluator, loadManifest, temporaryModelFolder, type EvalResult, type Evaluator, type TemporaryModel } from '../eval/index.ts';
 import { InputError, MissingTensorError } from '../errors.ts';
-import { computeTensor, planLayerPath, planMerge, writeMergedFolder, type MergePlan, type SourceSet } from '../merge/index.ts';
+import { computeTensor, planLayerPath, planMerge, withPlannedVocab, writeMergedFolder, type MergePlan, type SourceSet } from '../merge/index.ts';
 import { MLP_ARCHITECTURE, composeLlamaPath, composeMlpPath, familyOf, LlamaModel, loadTokenizer, modelFromWeights, parseLlamaConfig, parseResidualMlpConfig, ResidualMlp, useBackend, weightsFromMap, type BackendChoice, type BackendInfo, type RunnableModel, type TextTokenizer, type WeightSource } from '../models/index.ts';
 import type { Recipe } from '../recipe/index.ts';
 import type { MetricValue } from '../store/index.ts';
@@ -204,10 +204,10 @@ export async function createHandler(data: WorkerData) {
       if (fault) return injectFault(fault, task.candidateId!);
       const from = data.sources[plan.configFrom]!;
       if (needsModel) {
-        model = modelFromWeights(from.config!, mergedWeights(plan, set, task.recipe.seed, 'merged candidate'), { tokenizer: tokenizerOf(plan.tokenizerFrom), file: `${plan.configFrom}/config.json` });
+        model = modelFromWeights(withPlannedVocab(from.config!, plan), mergedWeights(plan, set, task.recipe.seed, 'merged candidate'), { tokenizer: tokenizerOf(plan.tokenizerFrom), file: `${plan.configFrom}/config.json` });
       }
       // command evaluators read the candidate from a folder: streamed there once, on first request
-      const config = task.recipe.slices ? withLayerCount(from.config, plan.layers) : from.config ?? undefined;
+      const config = withPlannedVocab(task.recipe.slices ? withLayerCount(from.config, plan.layers) : from.config ?? undefined, plan);
       modelDir = () => (onDisk ??= writeFolder(plan, task.recipe.seed, config)).dir;
     } else {
       if (fault) return injectFault(fault, task.candidateId!);

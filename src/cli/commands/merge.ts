@@ -1,14 +1,17 @@
 /**
  * `evomerge merge <config.yaml|recipe.json> -o <dir>`: merge to a Hugging Face folder. Accepts
  * mergekit YAML as is, or an evomerge recipe (JSON or YAML). Every input error is reported before
- * any output is written.
+ * any output is written. A file of several named configs (mergekit-multi) runs stage by stage,
+ * one folder per stage under the output (src/merge/multi.ts), or only the final one with
+ * `--final-only`. What is accepted but ignored (parameters a method does not read, rows cut)
+ * prints as `evomerge: warning: ...` lines on stderr.
  */
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { InputError } from '../../errors.ts';
 import { parseFloatDType } from '../../tensor/dtype.ts';
-import { loadRecipeFile } from '../../recipe/index.ts';
-import { mergeToDisk } from '../../merge/index.ts';
+import { loadMergeStages } from '../../recipe/index.ts';
+import { mergeStages, mergeToDisk, type MergeResult } from '../../merge/index.ts';
 import { formatBytes } from '../../format.ts';
 
 /** "5GB", "500MB", "2GiB", "1000000" -> bytes. */
@@ -31,9 +34,10 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed of random masks (DARE, DELLA); default: the recipe\'s')
     .option('--out-dtype <dtype>', 'f32, f16 or bf16 (default: the recipe\'s out_dtype, else the sources\')')
     .option('--shard-size <size>', 'largest shard, e.g. 5GB', '5GB')
+    .option('--final-only', 'multi-stage configs: write only the final merge, to the output folder itself')
     .option('--json', 'print one JSON object')
     .option('--no-progress', 'no progress bar')
-    .action((config: string, opts: { output: string; seed?: string; outDtype?: string; shardSize: string; json?: boolean; progress: boolean }) => {
+    .action((config: string, opts: { output: string; seed?: string; outDtype?: string; shardSize: string; finalOnly?: boolean; json?: boolean; progress: boolean }) => {
       let seed: number | undefined;
       if (opts.seed !== undefined) {
         seed = Number(opts.seed);
@@ -42,16 +46,23 @@ export function register(program: Command): void {
       const outDtype = opts.outDtype === undefined ? undefined : parseFloatDType(opts.outDtype);
       if (opts.outDtype !== undefined && !outDtype) throw new InputError('E_BAD_FLAG', `--out-dtype must be f32, f16 or bf16, got '${opts.outDtype}'`);
       const maxShardBytes = parseSize(opts.shardSize);
-      const recipe = loadRecipeFile(config);
+      const warnings: string[] = [];
+      const stages = loadMergeStages(config, warnings);
+      const warn = (lines: readonly string[] | undefined) => {
+        for (const w of lines ?? []) process.stderr.write(`evomerge: warning: ${w}\n`);
+      };
+      warn(warnings);
+      const multi = stages.length > 1 || stages[0]!.name !== null;
       const showBar = opts.progress && !opts.json;
       const bar = showBar ? new cliProgress.SingleBar({ format: 'merging [{bar}] {value}/{total} {name}', noTTYOutput: true, stream: process.stderr, etaBuffer: 20 }, cliProgress.Presets.shades_classic) : null;
       let started = false;
+      const line = (r: MergeResult, label = '') => `merged ${label}${r.tensors} tensors (${formatBytes(r.bytesWritten)}) into ${r.dir} in ${r.seconds.toFixed(1)} s; recipe ${r.recipeHash.slice(0, 12)}\n`;
       try {
-        const result = mergeToDisk(recipe, opts.output, {
+        const common = {
           seed,
           outDtype,
           maxShardBytes,
-          onProgress: (done, total, name) => {
+          onProgress: (done: number, total: number, name: string) => {
             if (!bar) return;
             if (!started) {
               bar.start(total, 0, { name: '' });
@@ -59,10 +70,27 @@ export function register(program: Command): void {
             }
             bar.update(done, { name });
           },
+        };
+        if (!multi) {
+          const result = mergeToDisk(stages[0]!.recipe, opts.output, common);
+          bar?.stop();
+          warn(result.warnings);
+          if (opts.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+          else process.stdout.write(line(result));
+          return;
+        }
+        const results = mergeStages(stages, opts.output, {
+          ...common,
+          finalOnly: opts.finalOnly,
+          onStage: () => {
+            if (started) bar?.stop();
+            started = false;
+          },
         });
         bar?.stop();
-        if (opts.json) process.stdout.write(`${JSON.stringify(result)}\n`);
-        else process.stdout.write(`merged ${result.tensors} tensors (${formatBytes(result.bytesWritten)}) into ${result.dir} in ${result.seconds.toFixed(1)} s; recipe ${result.recipeHash.slice(0, 12)}\n`);
+        for (const r of results) warn(r.warnings?.map((w) => `${r.name ?? 'final'}: ${w}`));
+        if (opts.json) process.stdout.write(`${JSON.stringify({ stages: results })}\n`);
+        else for (const r of results) process.stdout.write(line(r, `stage ${r.name ?? '(final)'}: `));
       } catch (err) {
         if (started) bar?.stop();
         throw err;
