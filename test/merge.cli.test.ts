@@ -24,6 +24,12 @@ test('evomerge merge writes a folder from mergekit YAML and refuses bad input wi
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /parameter 'tt' \(did you mean 't'\?\).*\[E_PARAM_UNKNOWN\]/);
     assert.ok(!existsSync(join(root, 'bad')));
+    // a parameter slerp does not read (mergekit's tests give every model a weight): one warning line, then the merge
+    writeFileSync(cfg, `merge_method: slerp\nbase_model: ${base}\nmodels:\n  - model: ${base}\n    parameters: { weight: 0.6 }\n  - model: ${other}\n    parameters: { weight: 0.4 }\nparameters:\n  t: 0.35\n`);
+    const warned = spawnSync(process.execPath, [bin, 'merge', cfg, '-o', join(root, 'warned'), '--no-progress'], { encoding: 'utf8' });
+    assert.equal(warned.status, 0, warned.stderr);
+    assert.deepEqual(warned.stderr.trim().split('\n').filter((l) => l.startsWith('evomerge: warning:')).length, 1, warned.stderr);
+    assert.match(warned.stderr, /^evomerge: warning: .*slerp does not read 'weight' in sources\[0\].*sources\[1\].*ignored, as mergekit ignores it/m);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
