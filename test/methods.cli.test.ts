@@ -30,7 +30,7 @@ test('evomerge methods prints the range each numeric parameter is searched in, t
   // no declared search range: a finite valid range is searched whole
   assert.match(text, /eps \(global, number in \[0, 1\], searched in \[0, 1\]; default 1e-8\)/);
   // neither finite: the space must give bounds
-  assert.match(text, /scale \(global, number in \[-inf, inf\], searched only in bounds the space gives; default null\)/);
+  assert.match(text, /scale \(per-model, number in \[-inf, inf\], searched only in bounds the space gives; default null\)/);
   assert.doesNotMatch(text.slice(text.indexOf('\nties - ')), /normalize \(global, boolean[^)]*searched/);
   const codec = (evolve: string[]) => new PsCodec({ method: getMethod('ties'), base: '/m/base', models: ['/m/a', '/m/b'], layers: 2, layersPerGroup: 2, filters: [], evolve, fixed: {}, seed: 0 });
   const c = codec(['density']);

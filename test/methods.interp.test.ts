@@ -77,9 +77,9 @@ test('arcee_fusion keeps the deltas whose importance reaches median + 1.5 IQR', 
   close(run('arcee_fusion', { base: [0, 0, 0, 0], models: [[0, 0.1, 0.2, 3]] }), [0, 0, 0, 3]);
 });
 
-test('passthrough copies the tensor and applies an optional scale', () => {
+test('passthrough copies the tensor and applies an optional per-model scale, as mergekit declares it', () => {
   close(run('passthrough', { models: [[1, -2]] }), [1, -2]);
-  close(run('passthrough', { models: [[1, -2]], global: { scale: 0.5 } }), [0.5, -1]);
+  close(run('passthrough', { models: [[1, -2]], perModel: [{ scale: 0.5 }] }), [0.5, -1]);
 });
 
 test('sce mergekit variant merges only the selected positions with variance-based weights', () => {
