@@ -9,7 +9,7 @@ import { useBackend } from '../src/models/backend.ts';
 import { llamaShapesOf, parseLlamaConfig } from '../src/models/llama.ts';
 import { bpeTokenizerJson, charTokenizerJson } from '../src/models/tokenizer.ts';
 import { writeModelFolder } from '../src/zoo/build.ts';
-import { initialLlamaWeights } from '../src/zoo/llama-train.ts';
+import { initialLlamaWeights } from '../src/train/llama.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 const bin = new URL('../src/cli/bin.mjs', import.meta.url).pathname;

@@ -18,7 +18,7 @@ import { InputError } from '../errors.ts';
 import { tf } from '../models/backend.ts';
 import { llamaShapesOf, parseLlamaConfig } from '../models/llama.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
-import { LlamaTrainer } from '../zoo/llama-train.ts';
+import { LlamaTrainer } from '../train/llama.ts';
 import type { TopK } from './distributions.ts';
 
 export interface FuseTrainProgress {

@@ -17,7 +17,7 @@ import type { TextTokenizer } from '../models/tokenizer.ts';
 import type { MergePlan, TensorTask } from '../merge/index.ts';
 import { planCandidate } from '../search/worker.ts';
 import { sourceSet, type SourceModels } from '../search/sources.ts';
-import { ensureGradients } from '../zoo/tfjs-gradients.ts';
+import { ensureGradients } from '../train/gradients.ts';
 import { linearization, type Linearized } from './coefficients.ts';
 import { checkRefinableEvaluator, checkRefinableMethod, DIFFERENTIABLE_PARAMS } from './setup.ts';
 
