@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useBackend, tf } from '../src/models/backend.ts';
-import { LlamaModel, parseLlamaConfig } from '../src/models/llama.ts';
+import { parseLlamaConfig } from '../src/models/llama-config.ts';
+import { LlamaModel } from '../src/models/llama.ts';
 import { weightsFromMap } from '../src/models/weights.ts';
 import { LlamaTrainer, initialLlamaWeights } from '../src/train/llama.ts';
 import { ensureGradients } from '../src/train/gradients.ts';

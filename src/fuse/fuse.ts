@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { CheckpointWriter, buildAtomically, openCheckpoint, writeFileAtomic } from '../checkpoint/index.ts';
 import { EvomergeError, InputError } from '../errors.ts';
-import { llamaShapesOf } from '../models/llama.ts';
+import { llamaShapesOf } from '../models/llama-layout.ts';
 import { fingerprint } from '../search/sources.ts';
 import { useTrainingBackend } from '../train/backend.ts';
 import type { TopK } from './distributions.ts';

@@ -9,7 +9,8 @@
  */
 import { InputError } from '../errors.ts';
 import { tf } from '../models/backend.ts';
-import { llamaShapesOf, parseLlamaConfig, ropeInverseFrequencies, type LlamaConfig } from '../models/llama.ts';
+import { parseLlamaConfig, ropeInverseFrequencies, type LlamaConfig } from '../models/llama-config.ts';
+import { llamaShapesOf } from '../models/llama-layout.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 import { batchMatmulPlain, matmulPlain, softmaxCrossEntropy, transpose } from './ops.ts';
 
