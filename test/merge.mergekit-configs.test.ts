@@ -14,7 +14,7 @@ import { stringify } from 'yaml';
 import { openCheckpoint } from '../src/checkpoint/index.ts';
 import { makeTinyLlama } from '../src/zoo/index.ts';
 import { loadMergeStages } from '../src/recipe/index.ts';
-import { mergeStages, mergeToDisk } from '../src/merge/index.ts';
+import { mergeStages, mergeToDisk } from '../src/report/index.ts';
 import { mergekitReference, requireNumpy, type ReferenceJob } from './helpers/numpy.ts';
 import { writeTestTokenizer } from './helpers/tokenizers.ts';
 import { tempDir } from './helpers/tmp.ts';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { openCheckpoint } from '../src/checkpoint/index.ts';
 import { makeTinyLlama } from '../src/zoo/index.ts';
 import { loadMergeStages, loadRecipeFile, parseRecipe } from '../src/recipe/index.ts';
-import { mergeStages, mergeToDisk } from '../src/merge/index.ts';
+import { mergeStages, mergeToDisk } from '../src/report/index.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 const bin = new URL('../src/cli/bin.mjs', import.meta.url).pathname;

@@ -11,7 +11,7 @@ import { parse } from 'yaml';
 import { openCheckpoint } from '../src/checkpoint/index.ts';
 import { makeTinyLlama } from '../src/zoo/index.ts';
 import { parseRecipe, recipeFromMergekit, recipeHash } from '../src/recipe/index.ts';
-import { mergeToDisk } from '../src/merge/index.ts';
+import { mergeToDisk } from '../src/report/merge-folder.ts';
 import { writeTestTokenizer } from './helpers/tokenizers.ts';
 import { tempDir } from './helpers/tmp.ts';
 

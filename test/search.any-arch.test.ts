@@ -15,7 +15,7 @@ import { loadSourceModel, sourceSet, tensorBytes } from '../src/search/sources.t
 import { RunStore } from '../src/store/index.ts';
 import { EvomergeError } from '../src/errors.ts';
 import { openCheckpoint } from '../src/checkpoint/index.ts';
-import { mergeToDisk } from '../src/merge/index.ts';
+import { mergeToDisk } from '../src/report/merge-folder.ts';
 import { parseRecipe } from '../src/recipe/index.ts';
 import { tempDir } from './helpers/tmp.ts';
 

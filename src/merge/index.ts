@@ -3,4 +3,3 @@ export * from './plan.ts';
 export * from './execute.ts';
 export * from './write.ts';
 export * from './vocab.ts';
-export * from './multi.ts';

@@ -7,7 +7,7 @@
  * (params.ts `checkSettingNames`); valid mergekit features evomerge lacks (`modules`, `model+lora`
  * references, `residual_weight`) are refused as "not supported yet". Export writes a config
  * mergekit accepts, refusing methods or options mergekit lacks. Several documents with `name`
- * (mergekit-multi) are read by src/merge/multi.ts, one recipe per document.
+ * (mergekit-multi) are read by src/report/multi-merge.ts, one recipe per document.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
@@ -195,7 +195,7 @@ function recipeOfDocument(value: unknown, where: string, warnings?: string[]): R
  * config or recipe, or several documents separated by `---` (mergekit-multi, its
  * docs/multimerge.md and mergekit/scripts/multimerge.py): each with a `name` but at most one
  * (the final merge), names unique. Model references to a stage's name are left as written; the
- * caller resolves them to that stage's output folder (src/merge/multi.ts).
+ * caller resolves them to that stage's output folder (src/report/multi-merge.ts).
  */
 export function loadMergeStages(path: string, warnings?: string[]): MergeStage[] {
   const text = readConfigFile(path);

@@ -2,7 +2,7 @@
  * `evomerge merge <config.yaml|recipe.json> -o <dir>`: merge to a Hugging Face folder. Accepts
  * mergekit YAML as is, or an evomerge recipe (JSON or YAML). Every input error is reported before
  * any output is written. A file of several named configs (mergekit-multi) runs stage by stage,
- * one folder per stage under the output (src/merge/multi.ts), or only the final one with
+ * one folder per stage under the output (src/report/multi-merge.ts), or only the final one with
  * `--final-only`. What is accepted but ignored (parameters a method does not read, rows cut)
  * prints as `evomerge: warning: ...` lines on stderr.
  */
@@ -11,7 +11,8 @@ import cliProgress from 'cli-progress';
 import { InputError } from '../../errors.ts';
 import { parseFloatDType } from '../../tensor/dtype.ts';
 import { loadMergeStages } from '../../recipe/index.ts';
-import { mergeStages, mergeToDisk, type MergeResult } from '../../merge/index.ts';
+import { mergeToDisk, type MergeResult } from '../../report/merge-folder.ts';
+import { mergeStages } from '../../report/multi-merge.ts';
 import { formatBytes } from '../../format.ts';
 
 /** "5GB", "500MB", "2GiB", "1000000" -> bytes. */

@@ -14,8 +14,9 @@
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
+import { planRecipe, SourceSet } from '../merge/index.ts';
 import { RecipeError, type MergeStage, type Recipe } from '../recipe/index.ts';
-import { mergeToDisk, planRecipe, SourceSet, type MergeResult, type MergeToDiskOptions } from './write.ts';
+import { mergeToDisk, type MergeResult, type MergeToDiskOptions } from './merge-folder.ts';
 
 export interface StageResult extends MergeResult {
   /** The stage's name (null: the unnamed final merge). */
