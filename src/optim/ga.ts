@@ -15,11 +15,11 @@ import { z } from 'zod';
 import { Rng } from '../tensor/rng.ts';
 import {
   type AskResult, type BaseState, type Optimizer, type Outcome, type Proposal,
-  OptimizerOptionsError, OutcomeMismatchError, betterBest, checkDim, checkKind, initialPoints, initialPointsSchema, isFailed, parseOptions, resolveBounds, usableFitness,
+  OptimizerOptionsError, OutcomeMismatchError, betterBest, checkDim, checkKind, initialPoints, initialPointsSchema, isFailed, parseOptions, usableFitness,
 } from './types.ts';
+import { boundsSchema, resolveBounds } from './bounds.ts';
 import { type GeneType, type VariationSettings, makeChild, randomGene, snapGene, tournament } from './variation.ts';
 
-const boundsSchema = z.union([z.tuple([z.number(), z.number()]), z.array(z.tuple([z.number(), z.number()]))]);
 const geneType = z.enum(['real', 'integer', 'binary']);
 
 export const gaOptionsSchema = z.strictObject({

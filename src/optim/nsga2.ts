@@ -13,11 +13,10 @@ import { z } from 'zod';
 import { Rng } from '../tensor/rng.ts';
 import {
   type AskResult, type BaseState, type Optimizer, type Outcome, type Proposal,
-  OutcomeMismatchError, betterBest, checkDim, checkKind, initialPoints, initialPointsSchema, isFailed, parseOptions, resolveBounds,
+  OutcomeMismatchError, betterBest, checkDim, checkKind, initialPoints, initialPointsSchema, isFailed, parseOptions,
 } from './types.ts';
+import { boundsSchema, resolveBounds } from './bounds.ts';
 import { makeChild, randomGene, snapGene, type GeneType } from './variation.ts';
-
-const boundsSchema = z.union([z.tuple([z.number(), z.number()]), z.array(z.tuple([z.number(), z.number()]))]);
 
 export const nsga2OptionsSchema = z.strictObject({
   bounds: boundsSchema.optional(),
