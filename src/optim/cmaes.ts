@@ -685,11 +685,14 @@ export const cmaes: Optimizer<CmaesOptions, CmaesState> = {
   title: 'CMA-ES (active, full or separable covariance; IPOP/BIPOP restarts)',
   reference: 'Hansen 2016, arXiv:1604.00772; pycma 4.x defaults',
   optionsSchema: cmaesOptionsSchema,
+  defaultOptions: {},
   init,
   ask,
   tell,
   isDone,
 };
+
+const sepDefaults = { separable: true } as const;
 
 /** The same optimizer with `separable: true` as default (sep-CMA-ES, Ros and Hansen 2008). */
 export const sepCmaes: Optimizer<CmaesOptions, CmaesState> = {
@@ -697,5 +700,6 @@ export const sepCmaes: Optimizer<CmaesOptions, CmaesState> = {
   id: 'sep-cmaes',
   title: 'sep-CMA-ES (diagonal covariance, linear time per sample)',
   reference: 'Ros and Hansen, PPSN 2008; pycma CMA_diagonal=True',
-  init: (dim, options, seed) => init(dim, { separable: true, ...((options as object | undefined) ?? {}) }, seed),
+  defaultOptions: sepDefaults,
+  init: (dim, options, seed) => init(dim, { ...sepDefaults, ...((options as object | undefined) ?? {}) }, seed),
 };

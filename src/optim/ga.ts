@@ -224,6 +224,7 @@ export const ga: Optimizer<GaOptions, GaState> = {
   title: 'Genetic algorithm (tournament selection, SBX/uniform crossover, polynomial/Gaussian/bit-flip mutation; generational or steady-state)',
   reference: 'Goldberg 1989; Deb and Agrawal 1995 (SBX); Deb and Goyal 1996 (polynomial mutation); Whitley 1989 (steady state)',
   optionsSchema: gaOptionsSchema,
+  defaultOptions: {},
   init,
   ask,
   tell,

@@ -248,6 +248,7 @@ export const nsga2: Optimizer<Nsga2Options, Nsga2State> = {
   title: 'NSGA-II (non-dominated sorting, crowding distance, several objectives)',
   reference: 'Deb, Pratap, Agarwal and Meyarivan, IEEE TEVC 6(2), 2002',
   optionsSchema: nsga2OptionsSchema,
+  defaultOptions: {},
   init,
   ask,
   tell,

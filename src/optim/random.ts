@@ -95,6 +95,7 @@ export const randomSearch: Optimizer<RandomOptions, RandomState> = {
   title: 'Random search (uniform in the box)',
   reference: 'Bergstra and Bengio, JMLR 13, 2012',
   optionsSchema: randomOptionsSchema,
+  defaultOptions: {},
   init,
   ask,
   tell,

@@ -61,6 +61,12 @@ export interface Optimizer<O = unknown, S extends BaseState = BaseState> {
   reference: string;
   /** Validates the options a search space gives (the parsed type fills in defaults). */
   optionsSchema: z.ZodType<O>;
+  /**
+   * The options this id stands for before a search space's own (`{}` for most; `sep-cmaes` is
+   * CMA-ES with `{ separable: true }`). The registry's schema of a space's `optimizer:` block
+   * fills an absent `options` with `optionsSchema.parse(defaultOptions)`.
+   */
+  defaultOptions: Readonly<Record<string, unknown>>;
   init(dim: number, options: unknown, seed: string | number): S;
   ask(state: S): AskResult<S>;
   tell(state: S, outcomes: readonly Outcome[]): S;
