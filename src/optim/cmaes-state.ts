@@ -1,7 +1,7 @@
 /**
- * CMA-ES options and its plain-JSON state: the types the core (./cmaes.ts), the step-size rule
- * TPA (./tpa.ts), the termination tests (./cmaes-stop.ts) and the restarts (./restarts.ts)
- * share. The state is stored in the run database after every tell, so its field names are a
+ * CMA-ES options and its plain-JSON state: the types the core (./cmaes.ts), its strategy
+ * parameters (./cmaes-params.ts), the termination tests (./cmaes-stop.ts) and the restarts
+ * (./restarts.ts) share. The state is stored in the run database after every tell, so its field names are a
  * file format: a run written by an older version must resume (test/optim.resume.test.ts).
  */
 import { z } from 'zod';
