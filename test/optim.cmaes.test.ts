@@ -10,7 +10,7 @@ import { benchFunctions, mulberry32 } from '../src/bench/optimizer.ts';
 const close = (a: number, b: number, rel = 1e-4, what = '') => assert.ok(Math.abs(a - b) <= rel * Math.abs(b) + 1e-12, `${what}: ${a} vs ${b}`);
 
 test('strategy parameters for n = 10 equal pycma values computed by hand', () => {
-  // Hand computation (pycma formulas, see cmaes.ts): raw w'_i = ln 5.5 - ln i, positive sum 3.73618
+  // Hand computation (pycma formulas, see src/optim/cmaes-params.ts): raw w'_i = ln 5.5 - ln i, positive sum 3.73618
   const p = cmaesParams(10, defaultPopsize(10), false);
   assert.equal(p.lambda, 10);
   assert.equal(p.mu, 5);

@@ -1,291 +1,46 @@
 /**
  * CMA-ES: the covariance matrix adaptation evolution strategy, with active (negative)
- * recombination weights, a separable (diagonal) variant, box bounds by a smooth transform,
- * and IPOP / BIPOP restarts, as pure ask/tell over a plain-JSON state.
+ * recombination weights and a separable (diagonal) variant, as pure ask/tell over a plain-JSON
+ * state. This file is the core, organised by the equations of
  *
- * References:
- * - N. Hansen, "The CMA Evolution Strategy: A Tutorial", arXiv:1604.00772 (2016); equation
- *   numbers below are the tutorial's.
- * - pycma 4.x (github.com/CMA-ES/pycma): default strategy parameters in
- *   `evolution_strategy._CMAParameters.set`, negative weights in
- *   `recombination_weights.RecombinationWeights.finalize_negative_weights`, step size in
- *   `sigma_adaptation.CMAAdaptSigmaCSA`, the covariance update and lazy eigendecomposition in
- *   `sampler.GaussFullSampler`, termination in `evolution_strategy._CMAStopDict`, the bound
- *   transform in `transformations.BoxConstraintsLinQuadTransformation`.
- * - R. Ros and N. Hansen, "A Simple Modification in CMA-ES Achieving Linear Time and Space
- *   Complexity", PPSN 2008 (separable CMA-ES).
- * - A. Auger and N. Hansen, "A Restart CMA Evolution Strategy With Increasing Population Size",
- *   CEC 2005 (IPOP); N. Hansen, "Benchmarking a BI-Population CMA-ES on the BBOB-2009 Function
- *   Testbed", GECCO 2009 (BIPOP).
+ *   N. Hansen, "The CMA Evolution Strategy: A Tutorial", arXiv:1604.00772 (2016), whose
+ *   equation numbers the comments give: sampling (38)-(40), recombination (41)-(42), step-size
+ *   adaptation by CSA (43)-(44), covariance adaptation (45)-(47),
  *
- * Internally CMA-ES minimises f = -fitness (failed evaluations: f = Number.MAX_VALUE, ranked last;
- * not Infinity, which JSON would turn into null and a restored state would read as "not told").
- * The flat-fitness and f-value termination tests and the f histories see real values only, and a
+ * with pycma 4.x's defaults and variants (github.com/CMA-ES/pycma): step size in
+ * `sigma_adaptation.CMAAdaptSigmaCSA`, the covariance update and lazy eigendecomposition in
+ * `sampler.GaussFullSampler`. The separable variant: R. Ros and N. Hansen, "A Simple
+ * Modification in CMA-ES Achieving Linear Time and Space Complexity", PPSN 2008.
+ *
+ * Beside the core: the strategy parameters (./cmaes-params.ts, eq. 48-58), the options and the
+ * state (./cmaes-state.ts), two-point step-size adaptation (./tpa.ts), pycma's termination
+ * tests (./cmaes-stop.ts), IPOP / BIPOP restarts (./restarts.ts), box bounds (./bounds.ts), the
+ * linear algebra (./linalg.ts).
+ *
+ * Internally CMA-ES minimises f = -fitness (failed evaluations: f = FAILED_F, ranked last). The
+ * flat-fitness and f-value termination tests and the f histories see real values only, and a
  * generation in which every point failed leaves the distribution unchanged (see `update`).
  * Each asked point is sampled as x_k = m + sigma * B (D . z_k), z_k ~ N(0, I) (eq. 38-40); with
  * bounds the genome is the transform of x_k, which lies in the box by construction.
  */
-import { z } from 'zod';
 import { Rng } from '../tensor/rng.ts';
-import { symmetricEigen } from './linalg.ts';
+import { fromBox, resolveBounds, toBox } from './bounds.ts';
+import { type CmaesOptions, type CmaesParams, type CmaesState, type Pending, FAILED_F, cmaesOptionsSchema } from './cmaes-state.ts';
+import { cmaesParams, defaultPopsize } from './cmaes-params.ts';
+import { recordHistories, runTermination } from './cmaes-stop.ts';
+import { invSqrtTimes, rotateSamples, symmetricEigen, symmetricRankUpdate, toArray, whiten } from './linalg.ts';
+import { endsSearch, nextRun } from './restarts.ts';
+import { mirrorMeanShift, tpaStep } from './tpa.ts';
 import {
-  type AskResult, type BaseState, type Optimizer, type Outcome, type Proposal,
-  OptimizerOptionsError, OutcomeMismatchError, betterBest, checkDim, checkKind, initialPoints, initialPointsSchema, isFailed, parseOptions, resolveBounds,
+  type AskResult, type Optimizer, type Outcome, type Proposal,
+  OptimizerOptionsError, OutcomeMismatchError, betterBest, checkDim, checkKind, initialPoints, isFailed, parseOptions,
 } from './types.ts';
 
-const boundsSchema = z.union([
-  z.tuple([z.number(), z.number()]),
-  z.array(z.tuple([z.number(), z.number()])),
-]);
-
-export const cmaesOptionsSchema = z.strictObject({
-  /** Initial step size; default a quarter of the mean box width (1 without bounds). */
-  sigma0: z.number().positive().optional(),
-  /** Initial mean; default the box centre (zeros without bounds). */
-  x0: z.array(z.number()).optional(),
-  /**
-   * A common box [lo, hi] or one pair per dimension; default [0, 1] for every gene (the
-   * search's normalised genome, as for the other optimizers); `null` for an unbounded search.
-   */
-  bounds: boundsSchema.nullable().optional(),
-  /** Population size lambda; default 4 + floor(3 ln n) (tutorial eq. 48). */
-  popsize: z.number().int().min(2).optional(),
-  /** Diagonal covariance (sep-CMA-ES): linear time and memory, for high dimensions. */
-  separable: z.boolean().default(false),
-  /**
-   * Step-size adaptation: cumulative (CSA, tutorial eq. 43-44) or two-point (TPA, Hansen 2008;
-   * pycma `sigma_adaptation.CMAAdaptSigmaTPA`). `auto` is pycma's rule (`AdaptSigma=True`):
-   * TPA for the separable variant above 299 dimensions, CSA otherwise.
-   */
-  stepSize: z.enum(['auto', 'csa', 'tpa']).default('auto'),
-  /** Active CMA: negative weights for the worst half (tutorial section 3.6; pycma's default). */
-  active: z.boolean().default(true),
-  restarts: z.enum(['none', 'ipop', 'bipop']).default('none'),
-  maxRestarts: z.number().int().min(0).default(9),
-  /** IPOP population growth factor (Auger and Hansen 2005 use 2). */
-  incPopsize: z.number().min(1).default(2),
-  /** On restart, draw a fresh mean uniformly in the box (else restart from x0). */
-  restartFromRandom: z.boolean().default(true),
-  /** Stop (all restarts included) after this many evaluations. */
-  maxEvaluations: z.number().int().positive().optional(),
-  /** Stop once a fitness of at least this value is seen. */
-  targetFitness: z.number().optional(),
-  // pycma's termination tolerances (CMAOptions defaults)
-  tolfun: z.number().nonnegative().default(1e-11),
-  tolfunhist: z.number().nonnegative().default(1e-12),
-  tolx: z.number().nonnegative().default(1e-11),
-  tolconditioncov: z.number().positive().default(1e14),
-  tolupsigma: z.number().positive().default(1e20),
-  tolfacupx: z.number().positive().default(1e3),
-  tolflatfitness: z.number().int().min(0).default(1),
-  /** Default int(100 + 100 n^1.5 / lambda). */
-  tolstagnation: z.number().int().positive().optional(),
-  /** Iterations per run; default 100 + 150 (n+3)^2 / sqrt(lambda). */
-  maxiter: z.number().int().positive().optional(),
-  /**
-   * Genomes to evaluate in the first generation(s) of the first run, as pycma's `inject(...,
-   * force=True)`: they replace samples (after TPA's two mirrors), are asked verbatim with
-   * operator 'init', lambda at most per generation (more spill into the next generations), and
-   * are not injected again after a restart. Values outside the bounds are clamped into the box
-   * (with bounds); each must have dim values. In the update their step (x - m) / sigma is
-   * clipped in Mahalanobis norm, so a far-away point cannot blow up sigma or C (see `update`).
-   */
-  initial: initialPointsSchema(),
-});
-export type CmaesOptions = z.output<typeof cmaesOptionsSchema>;
-
-/** Strategy parameters of one run (depend on n and lambda only). */
-export interface CmaesParams {
-  lambda: number;
-  mu: number;
-  /** lambda recombination weights: positive ones sum to 1, negative ones scaled as pycma does. */
-  weights: number[];
-  mueff: number;
-  cc: number;
-  cs: number;
-  c1: number;
-  cmu: number;
-  damps: number;
-  chiN: number;
-  /** Iterations between eigendecompositions (pycma's lazy_update_gap). */
-  lazyGap: number;
-}
-
-interface Pending {
-  ids: string[];
-  /** Internal (untransformed) points, one per proposal. */
-  x: number[][];
-  /** ||z_k||^2, the squared Mahalanobis norm of y_k (needed by the active update). */
-  z2: number[];
-  /** TPA: the first this many points are the mean-shift mirrors (0 or 2). */
-  injected?: number;
-  /** Slots [initialAt, initialAt + initial) hold points of the `initial` option. */
-  initial?: number;
-  initialAt?: number;
-  /** f = -fitness per slot once told; null while waiting. */
-  f: Array<number | null>;
-  told: number;
-}
-
-export interface CmaesState extends BaseState {
-  kind: 'cmaes';
-  options: CmaesOptions;
-  bounds: { lo: number[]; hi: number[] } | null;
-  separable: boolean;
-  /** Global generation counter (ids), across restarts. */
-  generation: number;
-  /** Index of the current run (0 = first). */
-  run: number;
-  runEvaluations: number;
-  runLambda: number;
-  defaultLambda: number;
-  sigma0: number;
-  runSigma0: number;
-  bipop: { largeEvals: number; smallEvals: number; largeLambda: number; regime: 'large' | 'small' };
-  params: CmaesParams;
-  mean: number[];
-  sigma: number;
-  /** Full: n*n row-major; separable: the n variances. */
-  C: number[];
-  /** Eigenvectors as rows (full only); empty when separable. */
-  B: number[];
-  /** Square roots of the eigenvalues (full) or of the variances (separable). */
-  D: number[];
-  pc: number[];
-  ps: number[];
-  /**
-   * TPA state (absent with CSA, and in states saved before TPA existed, which keep CSA):
-   * the smoothed rank difference `s` and the last mean shift `dir` = m - m_old (empty before
-   * the first tell of a run).
-   */
-  tpa?: { s: number; dir: number[] };
-  /** Iterations (tells) of the current run. */
-  iteration: number;
-  eigenAt: number;
-  pending: Pending | null;
-  /** Points of the `initial` option still to be asked (absent in older states: none). */
-  inject?: number[][];
-  lastParents: string[];
-  firstOfRun: boolean;
-  /** Best f of recent iterations, newest last (pycma fit.hist). */
-  histFit: number[];
-  histBest: number[];
-  histMedian: number[];
-  flatCount: number;
-  runStop: string | null;
-  done: string | null;
-}
-
-/** Default population size, tutorial eq. (48). */
-export function defaultPopsize(n: number): number {
-  return 4 + Math.floor(3 * Math.log(n));
-}
-
-/**
- * Strategy parameters as pycma computes them (`_CMAParameters.set`, `CMAAdaptSigmaCSA.initialize`,
- * `RecombinationWeights`); the separable ones from the same file (c1_sep, cmu_sep, cc_sep).
- */
-export function cmaesParams(n: number, lambda: number, separable: boolean, active = true): CmaesParams {
-  // raw weights w'_i = ln((lambda+1)/2) - ln i, i = 1..lambda (tutorial eq. 49)
-  const raw = Array.from({ length: lambda }, (_, i) => Math.log((lambda + 1) / 2) - Math.log(i + 1));
-  let mu = 0;
-  while (mu < lambda && raw[mu]! > 0) mu++;
-  const sumPos = raw.slice(0, mu).reduce((a, b) => a + b, 0);
-  const weights = raw.map((w) => (w > 0 ? w / sumPos : w));
-  const mueff = 1 / weights.slice(0, mu).reduce((a, w) => a + w * w, 0); // eq. (8), positive weights sum to 1
-  const neg = raw.slice(mu);
-  const sumNegRaw = neg.reduce((a, b) => a + b, 0);
-  const mueffMinus = sumNegRaw === 0 ? 0 : (sumNegRaw * sumNegRaw) / neg.reduce((a, w) => a + w * w, 0);
-
-  let c1: number;
-  let cmu: number;
-  let cc: number;
-  if (!separable) {
-    // pycma: c1 = min(1, lambda/6) * 2 / ((n+1.3)^2 + mueff)  (tutorial eq. 57, alpha_cov = 2)
-    c1 = (Math.min(1, lambda / 6) * 2) / ((n + 1.3) ** 2 + mueff);
-    // pycma: cmu = min(1 - c1, 2 (0.25 + mueff + 1/mueff - 2) / ((n+2)^2 + mueff))  (eq. 58 with offset 1/4)
-    cmu = Math.min(1 - c1, (2 * (0.25 + mueff + 1 / mueff - 2)) / ((n + 2) ** 2 + mueff));
-    // cc = (4 + mueff/n) / (n + 4 + 2 mueff/n)  (eq. 56)
-    cc = (4 + mueff / n) / (n + 4 + (2 * mueff) / n);
-  } else {
-    // pycma: c1_sep = 1 / (n + 2 sqrt(n) + mueff/n)  (conedf with df = n)
-    c1 = 1 / (n + 2 * Math.sqrt(n) + mueff / n);
-    // pycma: cmu_sep = min(1 - c1_sep, (0.25 + mueff + 1/mueff - 2) / (n + 4 sqrt(n) + mueff/2))  (cmudf)
-    cmu = Math.min(1 - c1, (0.25 + mueff + 1 / mueff - 2) / (n + 4 * Math.sqrt(n) + mueff / 2));
-    // pycma: cc_sep = (1 + 1/n + mueff/n) / (sqrt(n) + 1/n + 2 mueff/n)
-    cc = (1 + 1 / n + mueff / n) / (Math.sqrt(n) + 1 / n + (2 * mueff) / n);
-  }
-  // Every learning rate capped so no decay factor can turn negative, also with the huge
-  // populations of late IPOP restarts (CyberAgent cmaes 0.9.1 leaves the sep rates uncapped).
-  c1 = Math.min(c1, 1);
-  cmu = Math.max(0, Math.min(cmu, 1 - c1));
-  cc = Math.min(cc, 1);
-
-  // Negative weights (pycma finalize_negative_weights): sum |w-| = 1 + c1/cmu, then limited
-  // by (1 - c1 - cmu)/(cmu n) (positive definiteness, full CMA only) and 1 + 2 mueff-/(mueff+2).
-  if (active && lambda > mu && cmu > 0) {
-    const setSum = 1 + c1 / cmu;
-    let factor = setSum / Math.abs(sumNegRaw);
-    let sumNeg = setSum;
-    const limits = [1 + (2 * mueffMinus) / (mueff + 2)];
-    if (!separable) limits.unshift((1 - c1 - cmu) / cmu / n);
-    for (const lim of limits) {
-      if (sumNeg > lim) {
-        factor *= lim / sumNeg;
-        sumNeg = lim;
-      }
-    }
-    for (let i = mu; i < lambda; i++) weights[i] = raw[i]! * factor;
-  } else {
-    for (let i = mu; i < lambda; i++) weights[i] = 0;
-  }
-
-  // CSA (pycma CMAAdaptSigmaCSA.initialize): cs = (mueff + 2) / (n + mueff + 3),
-  // damps = 1 + 2 max(0, sqrt((mueff-1)/(n+1)) - 1) + cs  (tutorial eq. 55 with pycma's +3)
-  const cs = Math.min(1, (mueff + 2) / (n + mueff + 3));
-  const damps = 1 + 2 * Math.max(0, Math.sqrt((mueff - 1) / (n + 1)) - 1) + cs;
-  // E||N(0,I)|| ~ sqrt(n)(1 - 1/(4n) + 1/(21 n^2))  (tutorial, after eq. 44)
-  const chiN = Math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n * n));
-  // pycma: lazy_update_gap = 1 / (c1 + cmu) / n / 10 iterations
-  const lazyGap = 1 / (c1 + cmu + 1e-23) / n / 10;
-  return { lambda, mu, weights, mueff, cc, cs, c1, cmu, damps, chiN, lazyGap };
-}
+export { cmaesOptionsSchema, cmaesParams, defaultPopsize };
+export type { CmaesOptions, CmaesParams, CmaesState };
 
 // ---------------------------------------------------------------------------------------------
-// Box bounds: pycma's BoxConstraintsLinQuadTransformation. The transform is the identity in the
-// interior, quadratic within a margin of each bound, and periodic (reflecting) beyond, so the
-// internal Gaussian lives on R^n while every genome lies in [lo, hi].
-
-function margins(lo: number, hi: number): [number, number] {
-  // pycma: al = min((u - l)/20, (1 + |l|)/20), au likewise with |u|
-  return [Math.min((hi - lo) / 20, (1 + Math.abs(lo)) / 20), Math.min((hi - lo) / 20, (1 + Math.abs(hi)) / 20)];
-}
-
-export function boxTransform(x: number, lo: number, hi: number): number {
-  const [al, au] = margins(lo, hi);
-  let y = x;
-  // fold into [lo - al, hi + au] by reflection with period 2 (hi - lo + al + au)
-  const xlow = lo - 2 * al - (hi - lo) / 2;
-  const xup = hi + 2 * au + (hi - lo) / 2;
-  const r = 2 * (hi - lo + al + au);
-  if (y < xlow) y += r * (1 + Math.floor((xlow - y) / r));
-  if (y > xup) y -= r * (1 + Math.floor((y - xup) / r));
-  if (y < lo - al) y += 2 * (lo - al - y);
-  if (y > hi + au) y -= 2 * (y - hi - au);
-  if (y < lo + al) y = lo + (y - (lo - al)) ** 2 / 4 / al;
-  else if (y > hi - au) y = hi - (y - (hi + au)) ** 2 / 4 / au;
-  return Math.min(hi, Math.max(lo, y));
-}
-
-/** Inverse of `boxTransform` on [lo, hi] (used to start the internal mean at x0). */
-export function boxTransformInverse(y: number, lo: number, hi: number): number {
-  const [al, au] = margins(lo, hi);
-  if (y < lo + al) return lo - al + 2 * Math.sqrt(al * Math.max(0, y - lo));
-  if (y > hi - au) return hi + au - 2 * Math.sqrt(au * Math.max(0, hi - y));
-  return y;
-}
-
-// ---------------------------------------------------------------------------------------------
+// Initialisation: the first run, and the start of every run (also after a restart)
 
 function startRun(s: CmaesState, lambda: number, sigma0: number, mean: number[]): void {
   const n = s.dim;
@@ -293,7 +48,7 @@ function startRun(s: CmaesState, lambda: number, sigma0: number, mean: number[])
   s.runLambda = lambda;
   s.runSigma0 = sigma0;
   s.sigma = sigma0;
-  s.mean = s.bounds ? mean.map((v, i) => boxTransformInverse(v, s.bounds!.lo[i]!, s.bounds!.hi[i]!)) : mean.slice();
+  s.mean = fromBox(s.bounds, mean);
   if (s.separable) {
     s.C = new Array<number>(n).fill(1);
     s.B = [];
@@ -351,7 +106,13 @@ function init(dim: number, options: unknown, seed: string | number): CmaesState 
   return s;
 }
 
-/** pycma GaussFullSampler.update_now: decompose unless fewer than lazyGap tells since the last one. */
+// ---------------------------------------------------------------------------------------------
+// Sampling (eq. 38-40)
+
+/**
+ * C = B D^2 B^T, recomputed lazily as pycma's GaussFullSampler.update_now does: not before
+ * lazyGap tells since the last decomposition (and not twice in one iteration).
+ */
 function maybeDecompose(s: CmaesState): void {
   if (s.separable) return;
   const gap = s.params.lazyGap;
@@ -374,6 +135,39 @@ function maybeDecompose(s: CmaesState): void {
   s.eigenAt = s.iteration;
 }
 
+/**
+ * x_k = m + sigma y_k ~ N(m, sigma^2 C) (eq. 40), with y_k = B D z_k ~ N(0, C) (eq. 39; the rows
+ * of Y, or D . z_k when separable) from z_k ~ N(0, I) (eq. 38; the rows of Z). Also returns
+ * ||z_k||^2, the squared Mahalanobis norm of y_k.
+ */
+function samplePoints(s: CmaesState, Z: Float64Array, Y: Float64Array, lambda: number): { x: number[][]; z2: number[] } {
+  const n = s.dim;
+  const D = s.D;
+  const sep = s.separable;
+  const xs: number[][] = [];
+  const z2: number[] = [];
+  for (let k = 0; k < lambda; k++) {
+    const x = new Array<number>(n);
+    let zz = 0;
+    for (let i = 0; i < n; i++) {
+      const zi = Z[k * n + i]!;
+      x[i] = s.mean[i]! + s.sigma * (sep ? D[i]! * zi : Y[k * n + i]!);
+      zz += zi * zi;
+    }
+    xs.push(x);
+    z2.push(zz);
+  }
+  return { x: xs, z2 };
+}
+
+/** ||C^{-1/2} (x - m) / sigma||^2, the squared Mahalanobis norm of an internal point's step. */
+function mahalanobis2(s: CmaesState, x: readonly number[]): number {
+  const w = whiten(s.B, s.D, s.separable, x.map((v, i) => v - s.mean[i]!), s.dim);
+  let r = 0;
+  for (let i = 0; i < s.dim; i++) r += (w[i]! / s.sigma) ** 2;
+  return r;
+}
+
 function ask(prev: CmaesState): AskResult<CmaesState> {
   checkKind('cmaes', prev);
   if (prev.done || prev.pending) return { proposals: [], state: prev };
@@ -382,16 +176,15 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
   const n = s.dim;
   const lambda = s.params.lambda;
   const rng = Rng.fromState(s.rng);
-  // one lambda x n block of standard normals, then y = Z diag(D) B (rows of B are eigenvectors)
+  // one lambda x n block of standard normals (eq. 38); with TPA rows 0 and 1 become the
+  // mirrored last mean shift, whitened (./tpa.ts)
   const Z = rng.fillNormal(new Float64Array(lambda * n));
-  const D = s.D;
-  const injected = s.tpa && s.tpa.dir.length === n && lambda >= 2 ? mirrorMeanShift(s, Z) : 0;
-  // separable: y = D . z needs no buffer of its own
-  const Y = s.separable ? Z : rotateSamples(s.B, D, Z, lambda, n);
-  const ids: string[] = [];
-  const xs: number[][] = [];
-  const z2: number[] = [];
-  const proposals: Proposal[] = [];
+  const injected = s.tpa && s.tpa.dir.length === n && lambda >= 2
+    ? mirrorMeanShift(Z, whiten(s.B, s.D, s.separable, s.tpa.dir, n), n, s.iteration === 1)
+    : 0;
+  // eq. (39) as Y = Z diag(D) B (rows of B are eigenvectors); separable: y = D . z needs no buffer of its own
+  const Y = s.separable ? Z : rotateSamples(s.B, s.D, Z, lambda, n);
+  const { x: xs, z2 } = samplePoints(s, Z, Y, lambda);
   const operator = s.firstOfRun ? (s.run === 0 ? 'init' : 'restart') : 'sample';
   // points of the `initial` option take the slots after TPA's pair (slots 0 and 1 with TPA, also
   // in a run's first generation, where TPA compares two plain samples), at most lambda of them
@@ -401,32 +194,21 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
   if (nInit > 0) s.inject = queue.slice(nInit);
   // every proposal of a generation has the same parents: one frozen array, shared
   const parentIds = Object.freeze(s.lastParents.slice()) as string[];
+  const ids: string[] = [];
+  const proposals: Proposal[] = [];
   for (let k = 0; k < lambda; k++) {
-    const x = new Array<number>(n);
-    let zz = 0;
-    const sep = s.separable;
-    for (let i = 0; i < n; i++) {
-      const zi = Z[k * n + i]!;
-      x[i] = s.mean[i]! + s.sigma * (sep ? D[i]! * zi : Y[k * n + i]!);
-      zz += zi * zi;
-    }
     const id = `g${s.generation}-${k}`;
+    ids.push(id);
     const j = k - at;
     if (j >= 0 && j < nInit) {
       // an initial point: asked as given; its internal point is the inverse box transform
       const g = queue[j]!.slice();
-      const xi = s.bounds ? g.map((v, i) => boxTransformInverse(v, s.bounds!.lo[i]!, s.bounds!.hi[i]!)) : g.slice();
-      ids.push(id);
-      xs.push(xi);
-      z2.push(mahalanobis2(s, xi));
+      xs[k] = fromBox(s.bounds, g);
+      z2[k] = mahalanobis2(s, xs[k]!);
       proposals.push({ id, genome: g, parentIds, operator: 'init' });
-      continue;
+    } else {
+      proposals.push({ id, genome: toBox(s.bounds, xs[k]!), parentIds, operator });
     }
-    const g = genomeOf(s, x);
-    ids.push(id);
-    xs.push(x);
-    z2.push(zz);
-    proposals.push({ id, genome: g, parentIds, operator });
   }
   s.pending = { ids, x: xs, z2, f: new Array<number | null>(lambda).fill(null), told: 0 };
   if (injected) s.pending.injected = injected;
@@ -438,145 +220,8 @@ function ask(prev: CmaesState): AskResult<CmaesState> {
   return { proposals, state: s };
 }
 
-/**
- * Y = Z diag(D) B for the full variant: row k is sum_j D_j z_kj b_j, with b_j the eigenvector
- * rows of B. Four eigenvectors are added per pass over a row of Y, which loads and stores Y a
- * quarter as often as one at a time (2.5x faster at n = 200; measured with /tmp scratch code
- * against the one-at-a-time loop, see the commit message).
- */
-function rotateSamples(B: readonly number[], D: readonly number[], Z: Float64Array, lambda: number, n: number): Float64Array {
-  const Y = new Float64Array(lambda * n);
-  for (let k = 0; k < lambda; k++) {
-    const ko = k * n;
-    let j = 0;
-    for (; j + 3 < n; j += 4) {
-      const a0 = D[j]! * Z[ko + j]!;
-      const a1 = D[j + 1]! * Z[ko + j + 1]!;
-      const a2 = D[j + 2]! * Z[ko + j + 2]!;
-      const a3 = D[j + 3]! * Z[ko + j + 3]!;
-      const b0 = j * n;
-      const b1 = b0 + n;
-      const b2 = b1 + n;
-      const b3 = b2 + n;
-      for (let i = 0; i < n; i++) Y[ko + i] = Y[ko + i]! + a0 * B[b0 + i]! + a1 * B[b1 + i]! + a2 * B[b2 + i]! + a3 * B[b3 + i]!;
-    }
-    for (; j < n; j++) {
-      const a = D[j]! * Z[ko + j]!;
-      const bj = j * n;
-      for (let i = 0; i < n; i++) Y[ko + i] = Y[ko + i]! + a * B[bj + i]!;
-    }
-  }
-  return Y;
-}
-
-/**
- * C <- decay C + sum_v coef_v y_v y_v^T on the upper triangle (row-major n x n). Four vectors
- * are added per pass over a row, for the same reason as in `rotateSamples`.
- */
-function symmetricRankUpdate(C: number[], n: number, decay: number, vecs: Float64Array[], coefs: number[]): void {
-  for (let i = 0; i < n; i++) {
-    const row = i * n;
-    for (let j = i; j < n; j++) C[row + j] = decay * C[row + j]!;
-    let v = 0;
-    for (; v + 3 < vecs.length; v += 4) {
-      const y0 = vecs[v]!;
-      const y1 = vecs[v + 1]!;
-      const y2 = vecs[v + 2]!;
-      const y3 = vecs[v + 3]!;
-      const a0 = coefs[v]! * y0[i]!;
-      const a1 = coefs[v + 1]! * y1[i]!;
-      const a2 = coefs[v + 2]! * y2[i]!;
-      const a3 = coefs[v + 3]! * y3[i]!;
-      for (let j = i; j < n; j++) C[row + j] = C[row + j]! + a0 * y0[j]! + a1 * y1[j]! + a2 * y2[j]! + a3 * y3[j]!;
-    }
-    for (; v < vecs.length; v++) {
-      const y = vecs[v]!;
-      const a = coefs[v]! * y[i]!;
-      for (let j = i; j < n; j++) C[row + j] = C[row + j]! + a * y[j]!;
-    }
-  }
-}
-
-/**
- * TPA's two test points (pycma `ask_geno` with `mean_shift_samples`, which injects
- * `_prepare_injection_directions` = [m - m_old, m_old - m]): rows 0 and 1 of Z become
- * +/- the last mean shift, rescaled to the Mahalanobis length of a standard normal sample.
- * The lengths come from the rows' own fresh draws (each |z| is a chi_n sample, which is
- * what pycma's `_random_rescaling_factor_to_mahalanobis_size` draws). On the run's second
- * iteration pycma rescales the two directions independently; from the third on the second
- * is the exact mirror of the first. Returns the number of injected rows (2).
- */
-function mirrorMeanShift(s: CmaesState, Z: Float64Array): number {
-  const n = s.dim;
-  // w = D^-1 B^T (m - m_old): the shift in the coordinates where the sample is standard normal
-  const w = whiten(s, s.tpa!.dir);
-  let ww = 0;
-  for (let i = 0; i < n; i++) ww += w[i]! * w[i]!;
-  if (!(ww > 0) || !Number.isFinite(ww)) return 0; // no shift: sample as usual
-  let r0 = 0;
-  let r1 = 0;
-  for (let i = 0; i < n; i++) {
-    r0 += Z[i]! * Z[i]!;
-    r1 += Z[n + i]! * Z[n + i]!;
-  }
-  const a0 = Math.sqrt(r0 / ww);
-  const a1 = s.iteration === 1 ? Math.sqrt(r1 / ww) : a0;
-  for (let i = 0; i < n; i++) {
-    Z[i] = a0 * w[i]!;
-    Z[n + i] = -a1 * w[i]!;
-  }
-  return 2;
-}
-
-/** D^-1 B^T v: a step in the coordinates where a sample of N(0, C) is standard normal (separable: v / D). */
-function whiten(s: CmaesState, v: readonly number[]): Float64Array {
-  const n = s.dim;
-  const w = new Float64Array(n);
-  if (s.separable) {
-    for (let i = 0; i < n; i++) w[i] = v[i]! / s.D[i]!;
-    return w;
-  }
-  for (let j = 0; j < n; j++) {
-    let t = 0;
-    for (let i = 0; i < n; i++) t += s.B[j * n + i]! * v[i]!;
-    w[j] = t / s.D[j]!;
-  }
-  return w;
-}
-
-/** ||C^{-1/2} (x - m) / sigma||^2, the squared Mahalanobis norm of an internal point's step. */
-function mahalanobis2(s: CmaesState, x: readonly number[]): number {
-  const w = whiten(s, x.map((v, i) => v - s.mean[i]!));
-  let r = 0;
-  for (let i = 0; i < s.dim; i++) r += (w[i]! / s.sigma) ** 2;
-  return r;
-}
-
-/** TPA damping, pycma `CMAAdaptSigmaTPA.initialize_settings`: 0.7 + 2 ln n + 2 ln max(1, lambda - n). */
-export function tpaDamping(n: number, lambda: number): number {
-  return 0.7 + 2 * Math.log(n) + 2 * Math.log(Math.max(1, lambda - n));
-}
-
-/** Typed array to a plain array for the JSON state (Array.from on a typed array is ~10x slower). */
-function toArray(a: Float64Array): number[] {
-  const r = new Array<number>(a.length);
-  for (let i = 0; i < a.length; i++) r[i] = a[i]!;
-  return r;
-}
-
-/** The genome of an internal point: the box transform of x, or x itself without bounds. */
-function genomeOf(s: CmaesState, x: readonly number[]): number[] {
-  return s.bounds ? x.map((v, i) => boxTransform(v, s.bounds!.lo[i]!, s.bounds!.hi[i]!)) : x.slice();
-}
-
-function median(a: readonly number[]): number {
-  const b = a.slice().sort((x, y) => x - y);
-  const m = b.length >> 1;
-  return b.length % 2 ? b[m]! : (b[m - 1]! + b[m]!) / 2;
-}
-
-/** f of a failed evaluation: worse than any real value, and representable in JSON. */
-const FAILED_F = Number.MAX_VALUE;
+// ---------------------------------------------------------------------------------------------
+// Tell: outcomes in any order and in parts; the update once the generation is complete
 
 function tell(prev: CmaesState, outcomes: readonly Outcome[]): CmaesState {
   checkKind('cmaes', prev);
@@ -595,7 +240,7 @@ function tell(prev: CmaesState, outcomes: readonly Outcome[]): CmaesState {
     s.runEvaluations++;
     // the genome (a copy, transformed into the box) is only built for a new best
     if (!isFailed(o.fitness) && (s.best === null || (o.fitness as number) > s.best.fitness)) {
-      s.best = betterBest(null, o.id, genomeOf(s, p.x[k]!), o.fitness);
+      s.best = betterBest(null, o.id, toBox(s.bounds, p.x[k]!), o.fitness);
     }
   }
   if (p.told < p.ids.length) return s;
@@ -603,189 +248,183 @@ function tell(prev: CmaesState, outcomes: readonly Outcome[]): CmaesState {
   return s;
 }
 
-/** One generation's update (tutorial Fig. 6 with pycma's variants). Mutates `s` (a fresh copy). */
+/**
+ * One generation's update (tutorial Fig. 6 / Appendix A with pycma's variants), as a sequence
+ * of the tutorial's steps. Mutates `s` (a fresh copy).
+ */
 function update(s: CmaesState): void {
   const n = s.dim;
   const P = s.params;
   const pend = s.pending!;
   const lambda = P.lambda;
-  const injected = pend.injected ?? 0;
   const f = pend.f as number[];
-  const order = Array.from({ length: lambda }, (_, i) => i).sort((a, b) => f[a]! - f[b]! || a - b);
+  const { order, real } = rank(f, lambda);
   s.iteration++;
   s.generation++;
   s.firstOfRun = false;
-  // The real f-values, sorted; failures sort last, so they are a prefix of the sorted f.
-  const sorted = order.map((k) => f[k]!);
-  let nReal = 0;
-  while (nReal < lambda && sorted[nReal] !== FAILED_F) nReal++;
-  const real = nReal === lambda ? sorted : sorted.slice(0, nReal);
-  if (nReal === 0) {
+  if (real.length === 0) {
     // Every point failed: the ranking is only the index order, so recombination would move the
     // mean toward the first mu samples (with TPA, along the last mean shift, as points 0 and 1
     // are its mirrors) and CSA and the covariance would learn from that arbitrary selection.
     // Leave the distribution as it was, so the next ask resamples it: what pycma's fmin does
     // for infeasible (None / NaN) values, which `ask_and_eval` resamples. The iteration still
     // counts toward maxiter, so an evaluator that always fails ends the run there.
-    s.pending = null;
-    s.runStop = runTermination(s, real, 0);
-    if (s.runStop) finishRun(s);
+    endGeneration(s, real);
     return;
   }
+  // the tutorial's symbols for the stored parameters (see CmaesParams)
+  const { mu, weights, mueff: mu_eff, cs: c_sigma, damps: d_sigma, cc: c_c, chiN } = P;
   const sigma = s.sigma;
-  const mOld = s.mean;
-  // Points of the `initial` option were not sampled from N(m, sigma^2 C): as pycma's `tell`
-  // does for injected solutions, their step y = (x - m) / sigma is shortened to Mahalanobis
-  // norm at most sqrt(n) + 2n/(n+2) before it enters the mean, the paths (so CSA sees the
-  // clipped mean shift) and C; and, as pycma's default CMA_active_injected = 0, they get no
-  // negative weight (below). `pend.x` keeps the point itself (it is the genome told).
-  const nInit = pend.initial ?? 0;
-  const at = pend.initialAt ?? 0;
-  let xsUpd = pend.x;
-  if (nInit > 0) {
-    xsUpd = pend.x.slice();
-    const maxNorm = Math.sqrt(n) + (2 * n) / (n + 2);
-    for (let k = at; k < at + nInit; k++) {
-      const norm = Math.sqrt(pend.z2[k]!);
-      if (norm > maxNorm) {
-        const c = maxNorm / norm;
-        xsUpd[k] = pend.x[k]!.map((v, i) => mOld[i]! + c * (v - mOld[i]!));
-      }
-    }
-  }
-  // TPA's mirrors and the initial points get no negative weight
-  const noNeg = (k: number) => k < injected || (k >= at && k < at + nInit);
-  // mean, eq. (41): m = sum_{i<=mu} w_i x_{i:lambda}
-  const mean = new Float64Array(n);
-  for (let r = 0; r < P.mu; r++) {
-    const x = xsUpd[order[r]!]!;
-    const w = P.weights[r]!;
-    for (let i = 0; i < n; i++) mean[i] = mean[i]! + w * x[i]!;
-  }
-  const dm = new Float64Array(n); // (m - m_old) / sigma = <y>_w
-  for (let i = 0; i < n; i++) dm[i] = (mean[i]! - mOld[i]!) / sigma;
-  // C^{-1/2} <y>_w = B D^{-1} B^T <y>_w
-  const invSqrt = new Float64Array(n);
-  const D = s.D;
+  const m_old = s.mean;
+  const D_old = s.D;
+  const x = clipInjectedSteps(pend, m_old, n);
+
+  const m = recombine(x, order, weights, mu, n); // eq. (41)-(42)
+  const y_w = meanShift(m, m_old, sigma, n); // <y>_w = (m - m_old) / sigma
+  const { p_sigma, norm2 } = sigmaPath(s.ps, invSqrtTimes(s.B, D_old, s.separable, y_w, n), c_sigma, mu_eff, n); // eq. (43)
+  const h_sigma = hSigma(norm2, c_sigma, s.iteration, n);
+  const p_c = covariancePath(s.pc, y_w, h_sigma, c_c, mu_eff, s.separable ? D_old : null, n); // eq. (45)
+  const selected = rankMuSelection(weights, order, lambda, negativeWeightAllowed(pend, f));
   if (s.separable) {
-    for (let i = 0; i < n; i++) invSqrt[i] = dm[i]! / D[i]!;
+    s.C = adaptDiagonal(s.C, p_c, selected, x, m_old, sigma, D_old, h_sigma, P, n);
+    s.D = s.C.map((v) => Math.sqrt(v));
   } else {
-    const B = s.B;
-    for (let j = 0; j < n; j++) {
-      let t = 0;
-      const bj = j * n;
-      for (let i = 0; i < n; i++) t += B[bj + i]! * dm[i]!;
-      t /= D[j]!;
-      for (let i = 0; i < n; i++) invSqrt[i] = invSqrt[i]! + t * B[bj + i]!;
-    }
-  }
-  // p_sigma, eq. (43)
-  const ps = new Array<number>(n);
-  const cps = Math.sqrt(P.cs * (2 - P.cs) * P.mueff);
-  let ps2 = 0;
-  for (let i = 0; i < n; i++) {
-    ps[i] = (1 - P.cs) * s.ps[i]! + cps * invSqrt[i]!;
-    ps2 += ps[i]! * ps[i]!;
-  }
-  // h_sigma as pycma's CMAAdaptSigmaBase.hsig: ||ps||^2 / (1 - (1-cs)^(2t)) / n < 2 + 4/(n+1)
-  const hsig = ps2 / (1 - (1 - P.cs) ** (2 * s.iteration)) / n < 2 + 4 / (n + 1) ? 1 : 0;
-  // p_c, eq. (45)
-  const pc = new Array<number>(n);
-  const cpc = hsig * Math.sqrt(P.cc * (2 - P.cc) * P.mueff);
-  // separable: p_c lives in the coordinates normalised by the diagonal scaling (pycma tell)
-  if (s.separable) for (let i = 0; i < n; i++) pc[i] = (1 - P.cc) * s.pc[i]! + (cpc * dm[i]!) / D[i]!;
-  else for (let i = 0; i < n; i++) pc[i] = (1 - P.cc) * s.pc[i]! + cpc * dm[i]!;
-  // covariance, eq. (47) with pycma's c1a = c1 (1 - (1 - hsig) cc (2 - cc)) and negative
-  // weights rescaled by n / ||C^{-1/2} y_i||^2 (eq. 46; pycma sampler.update)
-  const c1a = P.c1 * (1 - (1 - hsig) * P.cc * (2 - P.cc));
-  let sumW = 0;
-  for (let r = 0; r < lambda; r++) sumW += P.weights[r]!;
-  const decay = 1 - c1a - P.cmu * sumW;
-  if (s.separable) {
-    // pycma tell with CMA_diagonal=True: sigma_vec.update(vectors, ln 2 * sampler_weights), and
-    // DiagonalDecoding.update multiplies each standard deviation by exp((sum_k w_k z_ki^2 -
-    // sum_k w_k) / 2), i.e. each variance by exp(ln 2 (c1a pc_i^2 + cmu sum_k w_k z_ki^2 - c1a -
-    // cmu sum_k w_k)), with z_k the standard normal samples and no rescaling of the negative
-    // weights; the exponential form keeps every variance positive with any rate. (pycma's clip of
-    // large factors assigns into a temporary copy, so it has no effect there and none here.)
-    const E = new Float64Array(n);
-    let wsum = c1a;
-    for (let i = 0; i < n; i++) E[i] = c1a * pc[i]! * pc[i]!;
-    for (let r = 0; r < lambda; r++) {
-      const w = P.cmu * P.weights[r]!;
-      if (w === 0) continue;
-      const k = order[r]!;
-      if (w < 0 && (f[k] === FAILED_F || noNeg(k))) continue;
-      const x = xsUpd[k]!;
-      for (let i = 0; i < n; i++) {
-        const z = (x[i]! - mOld[i]!) / sigma / D[i]!;
-        E[i] = E[i]! + w * z * z;
-      }
-      wsum += w;
-    }
-    const C = new Array<number>(n);
-    for (let i = 0; i < n; i++) C[i] = s.C[i]! * Math.exp(Math.LN2 * (E[i]! - wsum));
-    s.C = C;
-    s.D = C.map((v) => Math.sqrt(v));
-  } else {
-    // the rank-one vector p_c and the rank-mu vectors y_k with their coefficients
-    const vecs: Float64Array[] = [Float64Array.from(pc)];
-    const coefs: number[] = [P.c1];
-    for (let r = 0; r < lambda; r++) {
-      let w = P.weights[r]!;
-      if (w === 0) continue;
-      const k = order[r]!;
-      if (w < 0) {
-        if (f[k] === FAILED_F) continue; // a failed point carries no information about f
-        if (noNeg(k)) continue; // pycma CMA_active_injected = 0: no negative update from TPA's mirrors or initial points
-        w *= n / (pend.z2[k]! + 1e-9);
-      }
-      const x = xsUpd[k]!;
-      const y = new Float64Array(n);
-      for (let i = 0; i < n; i++) y[i] = (x[i]! - mOld[i]!) / sigma;
-      vecs.push(y);
-      coefs.push(P.cmu * w);
-    }
-    const C = s.C.slice();
-    symmetricRankUpdate(C, n, decay, vecs, coefs);
-    for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) C[j * n + i] = C[i * n + j]!;
-    s.C = C;
+    s.C = adaptCovariance(s.C, p_c, selected, x, m_old, sigma, pend.z2, h_sigma, P, n); // eq. (46)-(47)
   }
   if (s.tpa) {
-    // TPA (pycma CMAAdaptSigmaTPA.update2): z = rank difference of the first two asked points,
-    // (#{f < f_1} - #{f < f_0}) / (lambda - 1) in [-1, 1], positive when the point along the last
-    // mean shift won; s <- (1 - c) s + c sign(z) |z|^(1/2) with c = 0.3; sigma *= exp(s / damp).
-    // pycma applies it from the first iteration on, when the first two points are not yet mirrors.
-    let below0 = 0;
-    let below1 = 0;
-    for (let k = 0; k < lambda; k++) {
-      if (f[k]! < f[0]!) below0++;
-      if (f[k]! < f[1]!) below1++;
-    }
-    const zr = (below1 - below0) / (lambda - 1);
-    const ts = 0.7 * s.tpa.s + 0.3 * Math.sign(zr) * Math.sqrt(Math.abs(zr));
-    s.sigma = sigma * Math.exp(ts / tpaDamping(n, lambda));
-    s.tpa = { s: ts, dir: Array.from(mean, (v, i) => v - mOld[i]!) };
+    const t = tpaStep(f, lambda, n, s.tpa.s, sigma); // ./tpa.ts
+    s.sigma = t.sigma;
+    s.tpa = { s: t.s, dir: Array.from(m, (v, i) => v - m_old[i]!) };
   } else {
-    // step size, eq. (44) with pycma's clip of the exponent to [-1, 1]
-    const delta = (P.cs / P.damps) * (Math.sqrt(ps2) / P.chiN - 1);
-    s.sigma = sigma * Math.exp(Math.max(-1, Math.min(1, delta)));
+    s.sigma = csaStep(sigma, norm2, c_sigma, d_sigma, chiN); // eq. (44)
   }
-  s.mean = toArray(mean);
-  s.ps = ps;
-  s.pc = pc;
-  s.lastParents = order.slice(0, P.mu).filter((k) => f[k] !== FAILED_F).map((k) => pend.ids[k]!);
+  s.mean = toArray(m);
+  s.ps = p_sigma;
+  s.pc = p_c;
+  s.lastParents = order.slice(0, mu).filter((k) => f[k] !== FAILED_F).map((k) => pend.ids[k]!);
+  flatFitness(s, real);
+  recordHistories(s, real);
+  endGeneration(s, real);
+}
 
-  // pycma flat-fitness handling (CMAEvolutionStrategy.tell: if the best and the
-  // ceil(0.1 + lambda/4)-th best f are equal, sigma *= exp(0.2 + cs/damps) and
-  // fit.flatfit_iterations counts toward tolflatfitness), taken over the real f-values only:
-  // failures are stored as equal constants, and counting them as a plateau would inflate sigma
-  // and stop a run for flat fitness that no evaluation showed. (pycma's own tell replaces None
-  // and NaN by the median of the other values, which can fake a plateau the same way.) With
-  // fewer real values than the test needs, the generation says nothing about flatness and
-  // leaves the count as it is. Without failures, `real` is `sorted` and this is pycma's test.
-  const flatIdx = Math.min(lambda - 1, Math.ceil(0.1 + lambda / 4));
-  if (nReal > flatIdx) {
+/**
+ * The ranking of a generation: `order`, the slots by f ascending (ties by slot), and `real`,
+ * the real f-values sorted (failures, FAILED_F, sort last, so they are a suffix of the sorted f).
+ */
+function rank(f: readonly number[], lambda: number): { order: number[]; real: number[] } {
+  const order = Array.from({ length: lambda }, (_, i) => i).sort((a, b) => f[a]! - f[b]! || a - b);
+  const sorted = order.map((k) => f[k]!);
+  let nReal = 0;
+  while (nReal < lambda && sorted[nReal] !== FAILED_F) nReal++;
+  return { order, real: nReal === lambda ? sorted : sorted.slice(0, nReal) };
+}
+
+/** The generation is done: run the termination tests, and restart or finish a stopped run. */
+function endGeneration(s: CmaesState, real: readonly number[]): void {
+  s.pending = null;
+  s.runStop = runTermination(s, real);
+  if (s.runStop) finishRun(s);
+}
+
+/**
+ * The points the update learns from. Points of the `initial` option were not sampled from
+ * N(m, sigma^2 C): as pycma's `tell` does for injected solutions, their step y = (x - m) / sigma
+ * is shortened to Mahalanobis norm at most sqrt(n) + 2n/(n+2) before it enters the mean, the
+ * paths (so CSA sees the clipped mean shift) and C. `pend.x` keeps the point itself (it is the
+ * genome told).
+ */
+function clipInjectedSteps(pend: Pending, m_old: readonly number[], n: number): number[][] {
+  const nInit = pend.initial ?? 0;
+  const at = pend.initialAt ?? 0;
+  if (nInit === 0) return pend.x;
+  const x = pend.x.slice();
+  const maxNorm = Math.sqrt(n) + (2 * n) / (n + 2);
+  for (let k = at; k < at + nInit; k++) {
+    const norm = Math.sqrt(pend.z2[k]!);
+    if (norm > maxNorm) {
+      const c = maxNorm / norm;
+      x[k] = pend.x[k]!.map((v, i) => m_old[i]! + c * (v - m_old[i]!));
+    }
+  }
+  return x;
+}
+
+/**
+ * Whether slot k may take a negative weight: not a failed point (it carries no information about
+ * f), and, as pycma's default CMA_active_injected = 0, not one of TPA's mirrors or an initial
+ * point.
+ */
+function negativeWeightAllowed(pend: Pending, f: readonly number[]): (k: number) => boolean {
+  const injected = pend.injected ?? 0;
+  const nInit = pend.initial ?? 0;
+  const at = pend.initialAt ?? 0;
+  return (k) => f[k] !== FAILED_F && !(k < injected || (k >= at && k < at + nInit));
+}
+
+/** Recombination, eq. (41)-(42) with c_m = 1 (eq. 54): m = sum_{i<=mu} w_i x_{i:lambda}. */
+function recombine(x: readonly number[][], order: readonly number[], weights: readonly number[], mu: number, n: number): Float64Array {
+  const m = new Float64Array(n);
+  for (let r = 0; r < mu; r++) {
+    const xr = x[order[r]!]!;
+    const w = weights[r]!;
+    for (let i = 0; i < n; i++) m[i] = m[i]! + w * xr[i]!;
+  }
+  return m;
+}
+
+/** <y>_w = (m - m_old) / sigma, the mean shift in units of the step size. */
+function meanShift(m: Float64Array, m_old: readonly number[], sigma: number, n: number): Float64Array {
+  const y_w = new Float64Array(n);
+  for (let i = 0; i < n; i++) y_w[i] = (m[i]! - m_old[i]!) / sigma;
+  return y_w;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step-size adaptation: CSA (eq. 43-44); TPA in ./tpa.ts
+
+/**
+ * p_sigma <- (1 - c_sigma) p_sigma + sqrt(c_sigma (2 - c_sigma) mu_eff) C^{-1/2} <y>_w (eq. 43),
+ * given `whitened` = C^{-1/2} <y>_w. Also returns ||p_sigma||^2.
+ */
+function sigmaPath(p_sigma_old: readonly number[], whitened: Float64Array, c_sigma: number, mu_eff: number, n: number): { p_sigma: number[]; norm2: number } {
+  const p_sigma = new Array<number>(n);
+  const c = Math.sqrt(c_sigma * (2 - c_sigma) * mu_eff);
+  let norm2 = 0;
+  for (let i = 0; i < n; i++) {
+    p_sigma[i] = (1 - c_sigma) * p_sigma_old[i]! + c * whitened[i]!;
+    norm2 += p_sigma[i]! * p_sigma[i]!;
+  }
+  return { p_sigma, norm2 };
+}
+
+/**
+ * h_sigma (tutorial p. 28, after eq. 45), as pycma's CMAAdaptSigmaBase.hsig:
+ * ||p_sigma||^2 / (1 - (1 - c_sigma)^(2t)) / n < 2 + 4/(n+1), t the run's iteration.
+ */
+function hSigma(norm2: number, c_sigma: number, iteration: number, n: number): 0 | 1 {
+  return norm2 / (1 - (1 - c_sigma) ** (2 * iteration)) / n < 2 + 4 / (n + 1) ? 1 : 0;
+}
+
+/** sigma <- sigma exp((c_sigma / d_sigma) (||p_sigma|| / E||N(0,I)|| - 1)) (eq. 44), pycma's exponent clipped to [-1, 1]. */
+function csaStep(sigma: number, norm2: number, c_sigma: number, d_sigma: number, chiN: number): number {
+  const delta = (c_sigma / d_sigma) * (Math.sqrt(norm2) / chiN - 1);
+  return sigma * Math.exp(Math.max(-1, Math.min(1, delta)));
+}
+
+/**
+ * pycma's flat-fitness handling (CMAEvolutionStrategy.tell: if the best and the
+ * ceil(0.1 + lambda/4)-th best f are equal, sigma *= exp(0.2 + c_sigma/d_sigma) and
+ * fit.flatfit_iterations counts toward tolflatfitness), taken over the real f-values only:
+ * failures are stored as equal constants, and counting them as a plateau would inflate sigma
+ * and stop a run for flat fitness that no evaluation showed. (pycma's own tell replaces None
+ * and NaN by the median of the other values, which can fake a plateau the same way.) With
+ * fewer real values than the test needs, the generation says nothing about flatness and
+ * leaves the count as it is. Without failures, `real` is all f sorted and this is pycma's test.
+ */
+function flatFitness(s: CmaesState, real: readonly number[]): void {
+  const P = s.params;
+  const flatIdx = Math.min(P.lambda - 1, Math.ceil(0.1 + P.lambda / 4));
+  if (real.length > flatIdx) {
     if (real[0] === real[flatIdx]) {
       s.flatCount++;
       s.sigma *= Math.exp(0.2 + P.cs / P.damps);
@@ -793,137 +432,144 @@ function update(s: CmaesState): void {
       s.flatCount = 0;
     }
   }
-  // The histories hold real f-values only (so tolfun, tolfunhist and tolstagnation compare real
-  // values); the filters drop the FAILED_F entries that states saved before this rule may hold.
-  const histLen = Math.floor(10 + (30 * n) / lambda);
-  s.histFit = [...s.histFit.filter(isReal), real[0]!].slice(-histLen);
-  const stagLen = s.options.tolstagnation ?? Math.floor(100 + (100 * n ** 1.5) / lambda);
-  // pycma tell: best and median f recorded every 5th iteration, at most 20000 entries
-  if (s.iteration % 5 === 0) {
-    s.histBest = [...s.histBest.filter(isReal), real[0]!].slice(-20000);
-    s.histMedian = [...s.histMedian.filter(isReal), median(real)].slice(-20000);
-  }
-  s.pending = null;
-  s.runStop = runTermination(s, real, stagLen);
-  if (s.runStop) finishRun(s);
 }
 
-/** A stored f that is not the failure constant. */
-function isReal(v: number): boolean {
-  return v !== FAILED_F;
+// ---------------------------------------------------------------------------------------------
+// Covariance adaptation (eq. 45-47)
+
+/**
+ * p_c <- (1 - c_c) p_c + h_sigma sqrt(c_c (2 - c_c) mu_eff) <y>_w (eq. 45). Separable: p_c lives
+ * in the coordinates normalised by the diagonal scaling `D` (pycma tell), so <y>_w is divided by it.
+ */
+function covariancePath(
+  p_c_old: readonly number[], y_w: Float64Array, h_sigma: number, c_c: number, mu_eff: number, D: readonly number[] | null, n: number,
+): number[] {
+  const p_c = new Array<number>(n);
+  const c = h_sigma * Math.sqrt(c_c * (2 - c_c) * mu_eff);
+  if (D) for (let i = 0; i < n; i++) p_c[i] = (1 - c_c) * p_c_old[i]! + (c * y_w[i]!) / D[i]!;
+  else for (let i = 0; i < n; i++) p_c[i] = (1 - c_c) * p_c_old[i]! + c * y_w[i]!;
+  return p_c;
+}
+
+/** A point that enters the rank-mu update: its slot k and weight w_i (i its rank). */
+interface Selected {
+  k: number;
+  w: number;
 }
 
 /**
- * pycma `_CMAStopDict` tests, in pycma's order; returns the first reason that holds. `sorted`
- * holds this generation's real f-values (failures left out), sorted. The f-value tests
- * (tolfun, tolfunhist, tolstagnation) need real values: tolfun at least two in this
- * generation, tolfunhist and tolstagnation at least one (their histories grow only then).
+ * The points of the rank-mu update, best first: every rank with a nonzero weight, a negative
+ * one only where `negativeAllowed`.
  */
-function runTermination(s: CmaesState, sorted: number[], stagLen: number): string | null {
-  const o = s.options;
-  const n = s.dim;
-  const P = s.params;
-  if (o.targetFitness !== undefined && s.best && s.best.fitness >= o.targetFitness) return 'ftarget';
-  if (o.maxEvaluations !== undefined && s.evaluations >= o.maxEvaluations) return 'maxfevals';
-  const maxiter = o.maxiter ?? Math.floor(100 + (150 * (n + 3) ** 2) / Math.sqrt(P.lambda));
-  if (s.iteration >= maxiter) return 'maxiter';
-  const fresh = sorted.length > 0;
-  const hist = s.histFit;
-  const hmax = fresh ? Math.max(...hist) : 0;
-  const hmin = fresh ? Math.min(...hist) : 0;
-  if (sorted.length >= 2 && sorted[sorted.length - 1]! - sorted[0]! < o.tolfun && hmax - hmin < o.tolfun) return 'tolfun';
-  if (fresh && hist.length > 9 && hmax - hmin < o.tolfunhist) return 'tolfunhist';
-  const diagC = (i: number) => (s.separable ? s.C[i]! : s.C[i * n + i]!);
-  let tolx = true;
-  for (let i = 0; i < n && tolx; i++) {
-    const pcI = s.separable ? s.pc[i]! * s.D[i]! : s.pc[i]!;
-    if (s.sigma * Math.abs(pcI) >= o.tolx || s.sigma * Math.sqrt(diagC(i)) >= o.tolx) tolx = false;
+function rankMuSelection(weights: readonly number[], order: readonly number[], lambda: number, negativeAllowed: (k: number) => boolean): Selected[] {
+  const selected: Selected[] = [];
+  for (let r = 0; r < lambda; r++) {
+    const w = weights[r]!;
+    if (w === 0) continue;
+    const k = order[r]!;
+    if (w < 0 && !negativeAllowed(k)) continue;
+    selected.push({ k, w });
   }
-  if (tolx) return 'tolx';
-  const dmax = Math.max(...s.D);
-  const dmin = Math.min(...s.D);
-  if (s.separable) {
-    let cmax = 0;
-    let cmin = Infinity;
-    for (let i = 0; i < n; i++) {
-      cmax = Math.max(cmax, s.C[i]!);
-      cmin = Math.min(cmin, s.C[i]!);
-    }
-    if (cmax / cmin > o.tolconditioncov) return 'tolconditioncov';
-  } else if ((dmax / dmin) ** 2 > o.tolconditioncov) return 'tolconditioncov';
-  // pycma: the step size grew by tolfacupx in some coordinate (sigma0 was far too small)
-  let maxStd = 0;
-  for (let i = 0; i < n; i++) maxStd = Math.max(maxStd, Math.sqrt(diagC(i)));
-  if (s.sigma * maxStd > o.tolfacupx * s.runSigma0) return 'tolfacupx';
-  if (s.sigma / s.runSigma0 > o.tolupsigma * dmax) return 'tolupsigma';
-  // stagnation (pycma _CMAStopDict): with l = max(tolstagnation / 5 / 2, len / 10) recorded
-  // entries, the medians of the newest l best and median f-values are no better than those of
-  // the l entries before them
-  const hb = s.histBest;
-  const len = hb.length;
-  const l = Math.floor(Math.max(stagLen / 5 / 2, len / 10));
-  if (fresh && stagLen > 0 && s.iteration > n * (5 + 100 / P.lambda) && len > 100 && 2 * l < len) {
-    const hm = s.histMedian;
-    if (median(hm.slice(len - l)) >= median(hm.slice(len - 2 * l, len - l)) && median(hb.slice(len - l)) >= median(hb.slice(len - 2 * l, len - l))) {
-      return 'tolstagnation';
-    }
-  }
-  if (s.flatCount > o.tolflatfitness) return 'tolflatfitness';
-  // no effect of a principal axis (cycling through axes) or of a coordinate step
-  const m = s.mean;
-  const axis = s.iteration % n;
-  if (s.separable) {
-    // B = I: the axis is a coordinate
-    if (m[axis] === m[axis]! + 0.1 * s.sigma * s.D[axis]!) return 'noeffectaxis';
-  } else {
-    const a = 0.1 * s.sigma * s.D[axis]!;
-    let all = true;
-    for (let k = 0; k < n && all; k++) if (m[k] !== m[k]! + a * s.B[axis * n + k]!) all = false;
-    if (all) return 'noeffectaxis';
-  }
-  for (let i = 0; i < n; i++) if (m[i] === m[i]! + 0.2 * s.sigma * Math.sqrt(diagC(i))) return 'noeffectcoord';
-  return null;
+  return selected;
 }
 
-/** A run has stopped: restart (IPOP / BIPOP) or finish. */
+/**
+ * pycma's c1a = c1 (1 - (1 - h_sigma) c_c (2 - c_c)): the rank-one rate with the variance that
+ * h_sigma = 0 removes from p_c given back (tutorial p. 28, delta(h_sigma)).
+ */
+function c1a(P: CmaesParams, h_sigma: number): number {
+  return P.c1 * (1 - (1 - h_sigma) * P.cc * (2 - P.cc));
+}
+
+/**
+ * Active weights, eq. (46): w_i° = w_i for w_i >= 0, else w_i n / ||C^{-1/2} y_{i:lambda}||^2
+ * (z2 = ||z_k||^2 is that norm; pycma adds 1e-9).
+ */
+function activeWeight(w: number, z2: number, n: number): number {
+  return w < 0 ? w * (n / (z2 + 1e-9)) : w;
+}
+
+/**
+ * Full covariance, eq. (47): C <- (1 - c1a - cmu sum w_j) C + c1 p_c p_c^T
+ * + cmu sum_i w_i° y_{i:lambda} y_{i:lambda}^T, with pycma's c1a in the decay (sampler.update).
+ * The rank-one and rank-mu terms are added in one pass over C (./linalg.ts).
+ */
+function adaptCovariance(
+  C_old: readonly number[], p_c: readonly number[], selected: readonly Selected[], x: readonly number[][], m_old: readonly number[],
+  sigma: number, z2: readonly number[], h_sigma: number, P: CmaesParams, n: number,
+): number[] {
+  let sumW = 0;
+  for (let r = 0; r < P.lambda; r++) sumW += P.weights[r]!;
+  const decay = 1 - c1a(P, h_sigma) - P.cmu * sumW;
+  // the rank-one vector p_c, then the rank-mu vectors y_k = (x_k - m_old) / sigma
+  const vecs: Float64Array[] = [Float64Array.from(p_c)];
+  const coefs: number[] = [P.c1];
+  for (const { k, w } of selected) {
+    const xk = x[k]!;
+    const y = new Float64Array(n);
+    for (let i = 0; i < n; i++) y[i] = (xk[i]! - m_old[i]!) / sigma;
+    vecs.push(y);
+    coefs.push(P.cmu * activeWeight(w, z2[k]!, n));
+  }
+  const C = C_old.slice();
+  symmetricRankUpdate(C, n, decay, vecs, coefs);
+  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) C[j * n + i] = C[i * n + j]!;
+  return C;
+}
+
+/**
+ * Separable covariance (the n variances), as pycma's tell with CMA_diagonal=True:
+ * sigma_vec.update(vectors, ln 2 * sampler_weights), and DiagonalDecoding.update multiplies each
+ * standard deviation by exp((sum_k w_k z_ki^2 - sum_k w_k) / 2), i.e. each variance by
+ * exp(ln 2 (c1a p_c,i^2 + cmu sum_k w_k z_ki^2 - c1a - cmu sum_k w_k)), with z_k the standard
+ * normal samples and no rescaling of the negative weights (no eq. 46); the exponential form keeps
+ * every variance positive with any rate. (pycma's clip of large factors assigns into a temporary
+ * copy, so it has no effect there and none here.)
+ */
+function adaptDiagonal(
+  C_old: readonly number[], p_c: readonly number[], selected: readonly Selected[], x: readonly number[][], m_old: readonly number[],
+  sigma: number, D: readonly number[], h_sigma: number, P: CmaesParams, n: number,
+): number[] {
+  const c1 = c1a(P, h_sigma);
+  const E = new Float64Array(n);
+  let wsum = c1;
+  for (let i = 0; i < n; i++) E[i] = c1 * p_c[i]! * p_c[i]!;
+  for (const sel of selected) {
+    const w = P.cmu * sel.w;
+    if (w === 0) continue;
+    const xk = x[sel.k]!;
+    for (let i = 0; i < n; i++) {
+      const z = (xk[i]! - m_old[i]!) / sigma / D[i]!;
+      E[i] = E[i]! + w * z * z;
+    }
+    wsum += w;
+  }
+  const C = new Array<number>(n);
+  for (let i = 0; i < n; i++) C[i] = C_old[i]! * Math.exp(Math.LN2 * (E[i]! - wsum));
+  return C;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A run has stopped: restart (./restarts.ts) or finish
+
 function finishRun(s: CmaesState): void {
   const o = s.options;
   const reason = s.runStop!;
-  const global = reason === 'ftarget' || reason === 'maxfevals';
-  if (global || o.restarts === 'none' || s.run >= o.maxRestarts) {
+  if (endsSearch(o, { reason, run: s.run })) {
     s.done = reason;
     return;
   }
   const rng = Rng.fromState(s.rng);
-  let lambda: number;
-  let sigma0 = s.sigma0;
-  const bp = { ...s.bipop };
-  if (o.restarts === 'ipop') {
-    lambda = Math.round(s.runLambda * o.incPopsize);
-  } else {
-    // BIPOP (Hansen 2009): count the finished run into its regime, then run the regime that has
-    // used fewer evaluations; the small regime draws lambda and sigma0 log-uniformly.
-    if (bp.regime === 'large') bp.largeEvals += s.runEvaluations;
-    else bp.smallEvals += s.runEvaluations;
-    if (s.run === 0 || bp.smallEvals >= bp.largeEvals) {
-      bp.regime = 'large';
-      bp.largeLambda = Math.round(bp.largeLambda * o.incPopsize);
-      lambda = bp.largeLambda;
-    } else {
-      bp.regime = 'small';
-      const u = rng.next();
-      lambda = Math.max(2, Math.floor(s.defaultLambda * (0.5 * bp.largeLambda / s.defaultLambda) ** (u * u)));
-      sigma0 = s.sigma0 * 10 ** (-2 * rng.next());
-    }
-  }
-  s.bipop = bp;
+  const next = nextRun(o, {
+    reason, run: s.run, lambda: s.runLambda, evaluations: s.runEvaluations, defaultLambda: s.defaultLambda,
+    sigma0: s.sigma0, x0: o.x0!, bipop: s.bipop, bounds: s.bounds,
+  }, rng);
+  s.bipop = next.bipop;
   s.inject = []; // initial points belong to the first run only
-  let x0 = o.x0!;
-  if (o.restartFromRandom && s.bounds) x0 = s.bounds.lo.map((l, i) => l + (s.bounds!.hi[i]! - l) * rng.next());
   s.run++;
   s.firstOfRun = true;
   s.lastParents = [];
-  startRun(s, lambda, sigma0, x0);
+  startRun(s, next.lambda, next.sigma0, next.x0);
   s.rng = rng.state();
 }
 
@@ -937,11 +583,14 @@ export const cmaes: Optimizer<CmaesOptions, CmaesState> = {
   title: 'CMA-ES (active, full or separable covariance; IPOP/BIPOP restarts)',
   reference: 'Hansen 2016, arXiv:1604.00772; pycma 4.x defaults',
   optionsSchema: cmaesOptionsSchema,
+  defaultOptions: {},
   init,
   ask,
   tell,
   isDone,
 };
+
+const sepDefaults = { separable: true } as const;
 
 /** The same optimizer with `separable: true` as default (sep-CMA-ES, Ros and Hansen 2008). */
 export const sepCmaes: Optimizer<CmaesOptions, CmaesState> = {
@@ -949,5 +598,6 @@ export const sepCmaes: Optimizer<CmaesOptions, CmaesState> = {
   id: 'sep-cmaes',
   title: 'sep-CMA-ES (diagonal covariance, linear time per sample)',
   reference: 'Ros and Hansen, PPSN 2008; pycma CMA_diagonal=True',
-  init: (dim, options, seed) => init(dim, { separable: true, ...((options as object | undefined) ?? {}) }, seed),
+  defaultOptions: sepDefaults,
+  init: (dim, options, seed) => init(dim, { ...sepDefaults, ...((options as object | undefined) ?? {}) }, seed),
 };

@@ -15,11 +15,11 @@ import { z } from 'zod';
 import { Rng } from '../tensor/rng.ts';
 import {
   type AskResult, type BaseState, type Optimizer, type Outcome, type Proposal,
-  OptimizerOptionsError, OutcomeMismatchError, betterBest, checkDim, checkKind, initialPoints, initialPointsSchema, isFailed, parseOptions, resolveBounds, usableFitness,
+  OptimizerOptionsError, OutcomeMismatchError, betterBest, checkDim, checkKind, initialPoints, initialPointsSchema, isFailed, parseOptions, usableFitness,
 } from './types.ts';
+import { boundsSchema, resolveBounds } from './bounds.ts';
 import { type GeneType, type VariationSettings, makeChild, randomGene, snapGene, tournament } from './variation.ts';
 
-const boundsSchema = z.union([z.tuple([z.number(), z.number()]), z.array(z.tuple([z.number(), z.number()]))]);
 const geneType = z.enum(['real', 'integer', 'binary']);
 
 export const gaOptionsSchema = z.strictObject({
@@ -224,6 +224,7 @@ export const ga: Optimizer<GaOptions, GaState> = {
   title: 'Genetic algorithm (tournament selection, SBX/uniform crossover, polynomial/Gaussian/bit-flip mutation; generational or steady-state)',
   reference: 'Goldberg 1989; Deb and Agrawal 1995 (SBX); Deb and Goyal 1996 (polynomial mutation); Whitley 1989 (steady state)',
   optionsSchema: gaOptionsSchema,
+  defaultOptions: {},
   init,
   ask,
   tell,

@@ -373,3 +373,109 @@ function sortAscending(d: Float64Array, W: Float64Array, n: number): Eigen {
   }
   return { values, vectors };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Kernels of the CMA-ES core (./cmaes.ts). In the tutorial's notation C = B D^2 B^T with the
+// eigenvectors as the columns of B; the state stores them as the rows of `B` (see above) and
+// `D` as the vector of the square roots of the eigenvalues.
+
+/**
+ * Y = Z diag(D) B for the full variant: row k is sum_j D_j z_kj b_j, with b_j the eigenvector
+ * rows of B. Four eigenvectors are added per pass over a row of Y, which loads and stores Y a
+ * quarter as often as one at a time (2.5x faster at n = 200; measured with /tmp scratch code
+ * against the one-at-a-time loop, see the commit message).
+ */
+export function rotateSamples(B: readonly number[], D: readonly number[], Z: Float64Array, lambda: number, n: number): Float64Array {
+  const Y = new Float64Array(lambda * n);
+  for (let k = 0; k < lambda; k++) {
+    const ko = k * n;
+    let j = 0;
+    for (; j + 3 < n; j += 4) {
+      const a0 = D[j]! * Z[ko + j]!;
+      const a1 = D[j + 1]! * Z[ko + j + 1]!;
+      const a2 = D[j + 2]! * Z[ko + j + 2]!;
+      const a3 = D[j + 3]! * Z[ko + j + 3]!;
+      const b0 = j * n;
+      const b1 = b0 + n;
+      const b2 = b1 + n;
+      const b3 = b2 + n;
+      for (let i = 0; i < n; i++) Y[ko + i] = Y[ko + i]! + a0 * B[b0 + i]! + a1 * B[b1 + i]! + a2 * B[b2 + i]! + a3 * B[b3 + i]!;
+    }
+    for (; j < n; j++) {
+      const a = D[j]! * Z[ko + j]!;
+      const bj = j * n;
+      for (let i = 0; i < n; i++) Y[ko + i] = Y[ko + i]! + a * B[bj + i]!;
+    }
+  }
+  return Y;
+}
+
+/**
+ * C <- decay C + sum_v coef_v y_v y_v^T on the upper triangle (row-major n x n). Four vectors
+ * are added per pass over a row, for the same reason as in `rotateSamples`.
+ */
+export function symmetricRankUpdate(C: number[], n: number, decay: number, vecs: Float64Array[], coefs: number[]): void {
+  for (let i = 0; i < n; i++) {
+    const row = i * n;
+    for (let j = i; j < n; j++) C[row + j] = decay * C[row + j]!;
+    let v = 0;
+    for (; v + 3 < vecs.length; v += 4) {
+      const y0 = vecs[v]!;
+      const y1 = vecs[v + 1]!;
+      const y2 = vecs[v + 2]!;
+      const y3 = vecs[v + 3]!;
+      const a0 = coefs[v]! * y0[i]!;
+      const a1 = coefs[v + 1]! * y1[i]!;
+      const a2 = coefs[v + 2]! * y2[i]!;
+      const a3 = coefs[v + 3]! * y3[i]!;
+      for (let j = i; j < n; j++) C[row + j] = C[row + j]! + a0 * y0[j]! + a1 * y1[j]! + a2 * y2[j]! + a3 * y3[j]!;
+    }
+    for (; v < vecs.length; v++) {
+      const y = vecs[v]!;
+      const a = coefs[v]! * y[i]!;
+      for (let j = i; j < n; j++) C[row + j] = C[row + j]! + a * y[j]!;
+    }
+  }
+}
+
+/**
+ * D^-1 B^T v: a step v in the coordinates where a sample of N(0, C) is standard normal
+ * (separable: B = I and this is v / D).
+ */
+export function whiten(B: readonly number[], D: readonly number[], separable: boolean, v: ArrayLike<number>, n: number): Float64Array {
+  const w = new Float64Array(n);
+  if (separable) {
+    for (let i = 0; i < n; i++) w[i] = v[i]! / D[i]!;
+    return w;
+  }
+  for (let j = 0; j < n; j++) {
+    let t = 0;
+    for (let i = 0; i < n; i++) t += B[j * n + i]! * v[i]!;
+    w[j] = t / D[j]!;
+  }
+  return w;
+}
+
+/** C^{-1/2} v = B D^-1 B^T v (tutorial, after eq. 43; separable: v / D). */
+export function invSqrtTimes(B: readonly number[], D: readonly number[], separable: boolean, v: ArrayLike<number>, n: number): Float64Array {
+  const r = new Float64Array(n);
+  if (separable) {
+    for (let i = 0; i < n; i++) r[i] = v[i]! / D[i]!;
+    return r;
+  }
+  for (let j = 0; j < n; j++) {
+    let t = 0;
+    const bj = j * n;
+    for (let i = 0; i < n; i++) t += B[bj + i]! * v[i]!;
+    t /= D[j]!;
+    for (let i = 0; i < n; i++) r[i] = r[i]! + t * B[bj + i]!;
+  }
+  return r;
+}
+
+/** Typed array to a plain array for the JSON state (Array.from on a typed array is ~10x slower). */
+export function toArray(a: Float64Array): number[] {
+  const r = new Array<number>(a.length);
+  for (let i = 0; i < a.length; i++) r[i] = a[i]!;
+  return r;
+}

@@ -13,11 +13,10 @@ import { z } from 'zod';
 import { Rng } from '../tensor/rng.ts';
 import {
   type AskResult, type BaseState, type Optimizer, type Outcome, type Proposal,
-  OutcomeMismatchError, betterBest, checkDim, checkKind, initialPoints, initialPointsSchema, isFailed, parseOptions, resolveBounds,
+  OutcomeMismatchError, betterBest, checkDim, checkKind, initialPoints, initialPointsSchema, isFailed, parseOptions,
 } from './types.ts';
+import { boundsSchema, resolveBounds } from './bounds.ts';
 import { makeChild, randomGene, snapGene, type GeneType } from './variation.ts';
-
-const boundsSchema = z.union([z.tuple([z.number(), z.number()]), z.array(z.tuple([z.number(), z.number()]))]);
 
 export const nsga2OptionsSchema = z.strictObject({
   bounds: boundsSchema.optional(),
@@ -249,6 +248,7 @@ export const nsga2: Optimizer<Nsga2Options, Nsga2State> = {
   title: 'NSGA-II (non-dominated sorting, crowding distance, several objectives)',
   reference: 'Deb, Pratap, Agarwal and Meyarivan, IEEE TEVC 6(2), 2002',
   optionsSchema: nsga2OptionsSchema,
+  defaultOptions: {},
   init,
   ask,
   tell,

@@ -7,10 +7,9 @@ import { z } from 'zod';
 import { Rng } from '../tensor/rng.ts';
 import {
   type AskResult, type BaseState, type Optimizer, type Outcome, type Proposal,
-  OutcomeMismatchError, betterBest, checkDim, checkKind, isFailed, initialPoints, initialPointsSchema, parseOptions, resolveBounds,
+  OutcomeMismatchError, betterBest, checkDim, checkKind, isFailed, initialPoints, initialPointsSchema, parseOptions,
 } from './types.ts';
-
-const boundsSchema = z.union([z.tuple([z.number(), z.number()]), z.array(z.tuple([z.number(), z.number()]))]);
+import { boundsSchema, resolveBounds } from './bounds.ts';
 
 export const randomOptionsSchema = z.strictObject({
   bounds: boundsSchema.optional(),
@@ -96,6 +95,7 @@ export const randomSearch: Optimizer<RandomOptions, RandomState> = {
   title: 'Random search (uniform in the box)',
   reference: 'Bergstra and Bengio, JMLR 13, 2012',
   optionsSchema: randomOptionsSchema,
+  defaultOptions: {},
   init,
   ask,
   tell,

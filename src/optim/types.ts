@@ -8,7 +8,7 @@
  *
  * Conventions: fitness is maximised; an outcome whose fitness is `null` or NaN has failed, is
  * ranked after every real value and never becomes the best. Genomes live in a box
- * (`bounds`), and every asked genome lies inside it.
+ * (`bounds`, ./bounds.ts), and every asked genome lies inside it.
  */
 import { z } from 'zod';
 import { InputError, RuntimeFailure } from '../errors.ts';
@@ -61,6 +61,12 @@ export interface Optimizer<O = unknown, S extends BaseState = BaseState> {
   reference: string;
   /** Validates the options a search space gives (the parsed type fills in defaults). */
   optionsSchema: z.ZodType<O>;
+  /**
+   * The options this id stands for before a search space's own (`{}` for most; `sep-cmaes` is
+   * CMA-ES with `{ separable: true }`). The registry's schema of a space's `optimizer:` block
+   * fills an absent `options` with `optionsSchema.parse(defaultOptions)`.
+   */
+  defaultOptions: Readonly<Record<string, unknown>>;
   init(dim: number, options: unknown, seed: string | number): S;
   ask(state: S): AskResult<S>;
   tell(state: S, outcomes: readonly Outcome[]): S;
@@ -123,37 +129,6 @@ export function checkKind(id: string, state: BaseState): void {
   if (!state || state.kind !== id) {
     throw new OptimizerStateError(id, `state is of kind '${state?.kind}', expected '${id}'`);
   }
-}
-
-/** Per-dimension box from `[lo, hi]` or a list of pairs; validated against `dim`. */
-export function resolveBounds(
-  id: string,
-  dim: number,
-  bounds: readonly [number, number] | ReadonlyArray<readonly [number, number]> | undefined,
-  fallback: readonly [number, number] | null,
-): { lo: number[]; hi: number[] } | null {
-  if (bounds === undefined) {
-    if (!fallback) return null;
-    bounds = fallback;
-  }
-  let pairs: Array<readonly [number, number]>;
-  if (typeof bounds[0] === 'number') {
-    const b = bounds as readonly [number, number];
-    pairs = Array.from({ length: dim }, () => b);
-  } else {
-    pairs = (bounds as ReadonlyArray<readonly [number, number]>).slice();
-    if (pairs.length !== dim) {
-      throw new OptimizerOptionsError(id, `bounds has ${pairs.length} pairs but the genome has ${dim} dimensions`);
-    }
-  }
-  const lo = pairs.map((p) => p[0]);
-  const hi = pairs.map((p) => p[1]);
-  for (let i = 0; i < dim; i++) {
-    if (!(lo[i]! < hi[i]!) || !Number.isFinite(lo[i]!) || !Number.isFinite(hi[i]!)) {
-      throw new OptimizerOptionsError(id, `bounds[${i}] = [${lo[i]}, ${hi[i]}] must be finite with lo < hi`);
-    }
-  }
-  return { lo, hi };
 }
 
 export function checkDim(id: string, dim: number): void {
