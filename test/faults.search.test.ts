@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compareSnapshots, faultsSpace, runCli, runSnapshot } from '../src/bench/faults.ts';
 import { startSearch } from '../src/search/engine.ts';
-import { parseInjectedFaults } from '../src/search/worker.ts';
+import { parseInjectedFaults } from '../src/candidate/faults.ts';
 import { RunStore, storeWriteFailure } from '../src/store/index.ts';
 import { EvomergeError } from '../src/errors.ts';
 import { zooBuilder } from '../src/zoo/index.ts';

@@ -11,7 +11,7 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startSearch, resumeSearch } from '../src/search/engine.ts';
-import { loadSourceModel, sourceSet, tensorBytes } from '../src/search/sources.ts';
+import { loadSourceModel, sourceSet, tensorBytes } from '../src/candidate/sources.ts';
 import { RunStore } from '../src/store/index.ts';
 import { EvomergeError } from '../src/errors.ts';
 import { openCheckpoint } from '../src/checkpoint/index.ts';

@@ -10,7 +10,7 @@ import { randomWeights, weightsFromMap } from '../src/models/weights.ts';
 import { parseManifest } from '../src/eval/manifest.ts';
 import { createEvaluator } from '../src/eval/evaluator.ts';
 import type { EvalResult, Evaluator, PartialScore } from '../src/eval/types.ts';
-import { addPartial, itemOrder, race, rungSizes, standardError, upperBound, type FidelityTask, type RacedEvaluator } from '../src/search/fidelity.ts';
+import { addPartial, itemOrder, race, rungSizes, standardError, upperBound, type FidelityTask, type RacedEvaluator } from '../src/candidate/fidelity.ts';
 import { runStage, type CandidateScore, type StageProblem, type TaskRunner } from '../src/search/loop.ts';
 import { runStatus } from '../src/search/inspect.ts';
 import { reportData } from '../src/report/index.ts';

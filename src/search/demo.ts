@@ -17,8 +17,7 @@ import type { ZooManifest } from '../zoo/build.ts';
 import { zooBuilder } from '../zoo/index.ts';
 import type { ZooProgress } from '../zoo/build.ts';
 import { defaultDbPath, resumeSearch, startSearch, type SearchOptions, type SearchResult } from './engine.ts';
-import { loadSourceModel, type SourceModels } from './sources.ts';
-import { mergeToMemory } from './worker.ts';
+import { loadSourceModel, mergeToMemory, type SourceModels } from '../candidate/index.ts';
 
 /** Scores of a PS recipe on every task of a zoo (primary metric per task). */
 export async function scoreRecipeOnZoo(zooDir: string, recipe: Recipe, split: 'validation' | 'test', backendChoice: BackendChoice = 'auto'): Promise<Record<string, number>> {

@@ -7,25 +7,22 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { InputError, isEvomergeError } from '../errors.ts';
 import { loadManifest, partialScoring, TestSplitRefusedError } from '../eval/index.ts';
 import { getMethod } from '../methods/index.ts';
-import { WorkerPool, threadsFor } from '../pool/index.ts';
+import { localRunner } from '../pool/index.ts';
 import { canonicalJson, recipeHash, type Recipe } from '../recipe/index.ts';
 import { DfsCodec, MultiMethodCodec, PsCodec, loadSearchSpace, type SearchSpace } from '../space/index.ts';
 import { HEARTBEAT_SECONDS, newOwner, runState, RunStore, type CandidateRow, type RunRow, type RunSettings } from '../store/index.ts';
 import type { ZooManifest } from '../zoo/build.ts';
-import { describeStop, itemsText, recordOutcome, runStage, type Budget, type CandidateScore, type SearchEvent, type StageProblem, type StageSummary, type TaskRunner } from './loop.ts';
+import { describeStop, itemsText, recordOutcome, runStage, type Budget, type SearchEvent, type StageProblem, type StageSummary, type TaskRunner } from './loop.ts';
 import { checkReachable, openQueueStage, parseQueueUrl, type QueueUrl } from '../queue/index.ts';
-import { fingerprint, loadSourceModel, type SourceModels } from './sources.ts';
+import { fingerprint, loadSourceModel, mergedSourceModel, planCandidate, type CandidateRunner, type CandidateTask, type EvaluatorSpec, type SourceModels, type WorkerData } from '../candidate/index.ts';
 import { checkRefine, checkStage, memoryPlan, SetupError } from './preflight.ts';
 import { BASELINE_RECIPES } from '../zoo/baselines.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
-import { mergedSourceModel, planCandidate, type CandidateTask, type EvaluatorSpec, type WorkerData } from './worker.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-const HANDLER = fileURLToPath(new URL('./worker.ts', import.meta.url));
 
 /** A space with every path resolved: what a run records and resumes from. */
 export interface ResolvedSpace {
@@ -369,18 +366,17 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
   const stages: SearchResult['stages'] = [];
 
   const execute = async (plan: StagePlan): Promise<StageSummary> => {
-    const native = backend === 'tensorflow' || backend === 'tensorflow-gpu';
     const data: WorkerData = { sources: plan.sources, evaluators: r.evaluators, backend, objective: space.objective === 'multi' ? 'multi' : 'weighted-sum', allowTestSplit: r.allowTestSplit === true };
     const timeoutMs = space.timeout_seconds * 1000;
     // candidates go to the local pool, or to workers on other machines through the run's queue
-    let exec: { problem: StageProblem<any>; runner: TaskRunner<any> & { utilisation(): number; close(): Promise<void> } };
+    let runner: CandidateRunner;
     let threads: number;
     if (o.queue) {
       threads = o.queue.slots ?? space.workers;
-      exec = await openQueueStage({ url: o.queue.url, store, run, stage: plan.stage, problem: plan.problem, data, timeoutMs, slots: threads, onLog: log });
+      runner = (await openQueueStage({ url: o.queue.url, store, run, stage: plan.stage, data, timeoutMs, slots: threads, onLog: log })).runner;
     } else {
-      threads = threadsFor(native ? 'native' : 'wasm', space.workers);
-      exec = { problem: plan.problem, runner: new WorkerPool<CandidateTask, CandidateScore>({ handler: HANDLER, data, threads, timeoutMs }) };
+      runner = localRunner({ data, workers: space.workers, timeoutMs });
+      threads = runner.threads;
       log(`stage ${plan.stage} (${plan.kind.toUpperCase()}): ${plan.problem.dimension} genes, optimizer ${plan.problem.optimizer.id}, ${threads} worker thread${threads === 1 ? '' : 's'}`);
       // full CMA-ES learns n(n+1)/2 covariance entries: at a few hundred genes its step size adapts before its shape does
       if (plan.problem.dimension > 100 && plan.problem.optimizer.id === 'cmaes') log(`note: ${plan.problem.dimension} genes is a long genome for full CMA-ES (its covariance needs on the order of n^2 / popsize generations to learn); sep-cmaes (linear in n), fewer layer groups, or ps.layer_anchors keep it within a few hundred evaluations`);
@@ -391,17 +387,17 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     const budget = budgetOf(space);
     o.onEvent?.({ type: 'stage', stage: plan.stage, kind: plan.kind, dimension: plan.problem.dimension, budget: budget.evaluations ?? null, threads, run: run.name, used: store.stageCost(run.id, plan.stage) });
     try {
-      const summary = await runStage(store, run, exec.problem, exec.runner, {
+      const summary = await runStage(store, run, plan.problem, runner, {
         budget, signal: o.signal, failFast: o.failFast, onEvent: (e) => o.onEvent?.({ ...e, stage: plan.stage }),
       });
-      store.event(run.id, 'stage', `stage ${plan.stage} ended: ${summary.reason}`, { utilisation: exec.runner.utilisation(), ...summary, best: summary.best?.id ?? null });
+      store.event(run.id, 'stage', `stage ${plan.stage} ended: ${summary.reason}`, { utilisation: runner.utilisation(), ...summary, best: summary.best?.id ?? null });
       log(itemsLine(store, run, plan.stage));
       if (summary.failure !== undefined) {
         throw new SetupError('E_FAIL_FAST', `run '${run.name}' stopped: its first ${o.failFast ?? 3} candidates of stage ${plan.stage} all failed with the same error, so no candidate can succeed as set up: ${summary.failure}. Nothing is lost: fix the cause, then continue with 'evomerge resume ${run.name}' (the failed candidates run again)`);
       }
       return summary;
     } finally {
-      await exec.runner.close();
+      await runner.close();
     }
   };
 
@@ -413,7 +409,7 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     stages.push({ ...s, stage: 0, kind: 'ps' });
     if (s.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
     if (space.refine) {
-      const runner = new WorkerPool<CandidateTask, CandidateScore>({ handler: HANDLER, data: { sources, evaluators: r.evaluators, backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true }, threads: 1, timeoutMs: space.timeout_seconds * 1000 });
+      const runner = localRunner({ data: { sources, evaluators: r.evaluators, backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true }, workers: 1, timeoutMs: space.timeout_seconds * 1000 });
       try {
         const rs = await refineStage(store, run, r, plan, runner, o);
         stages.push({ ...rs, stage: 1, kind: 'ps' });
@@ -470,7 +466,7 @@ function recordWarmStart(store: RunStore, run: RunRow, plan: StagePlan): void {
  * The gradient runs in this process on a JS backend (wasm, else cpu): a native backend lives in
  * the worker thread only.
  */
-async function refineStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan: StagePlan, runner: TaskRunner<CandidateTask>, o: SearchOptions): Promise<StageSummary> {
+async function refineStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan: StagePlan, runner: CandidateRunner, o: SearchOptions): Promise<StageSummary> {
   const log = o.onLog ?? (() => {});
   const cfg = r.space.refine!;
   const stage = 1;
@@ -488,7 +484,7 @@ async function refineStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan:
   const evaluate = async (c: CandidateRow, loss: number | null) => {
     store.markRunning(c.id, null);
     const { task } = plan.problem.prepare(c.genome, { id: c.id, proposalId: c.proposalId });
-    const row = recordOutcome(store, c, await runner.run(task));
+    const row = recordOutcome(store, c, await runner.run(task, c));
     evaluated++;
     if (row.state === 'failed') failed++;
     o.onEvent?.({ type: 'result', candidate: row, reused: false, stage });
@@ -597,7 +593,7 @@ export async function startSearch(spacePath: string, options: SearchOptions & { 
   const store = RunStore.open(dbPath);
   try {
     const fingerprints: Record<string, string> = {};
-    for (const p of [resolved.base, ...resolved.models.map((m) => m.path)]) if (p) Object.assign(fingerprints, fingerprint(p));
+    for (const p of [resolved.base, ...resolved.models.map((m) => m.path)]) if (p) Object.assign(fingerprints, await fingerprint(p));
     const run = store.createRun({ name: runName, space: resolved, spacePath: resolved.spacePath, codeVersion: pkg.version, seed: settings.seed, fingerprints, settings });
     store.event(run.id, 'start', `search started from ${resolved.spacePath}${settings.given.length ? ` (given on the command line: ${settings.given.join(', ')})` : ''}`, { settings });
     if (options.queue) store.event(run.id, 'queue', `candidates go through the queue at ${options.queue.url.display}`, { url: options.queue.url.display });
@@ -667,7 +663,7 @@ export async function resumeSearch(runName: string, options: SearchOptions & { d
     const resolved = effectiveSpace(run.space as ResolvedSpace, settings);
     for (const p of [resolved.base, ...resolved.models.map((m) => m.path)]) {
       if (!p) continue;
-      for (const [file, sha] of Object.entries(fingerprint(p))) {
+      for (const [file, sha] of Object.entries(await fingerprint(p))) {
         if (run.fingerprints[file] !== sha) throw new InputError('E_SOURCE_CHANGED', `${file} changed since the run started (SHA-256 differs); resuming would mix results of different models. Restore the file or start a new run`);
       }
     }

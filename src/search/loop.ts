@@ -13,22 +13,11 @@
  * proposals to give.)
  */
 import { getOptimizer, optimizerForState, type BaseState, type Proposal } from '../optim/index.ts';
-import { isFullFidelity, type CandidateRow, type MetricValue, type NewCandidate, type RunRow, type RunStore } from '../store/index.ts';
+import { isFullFidelity, type CandidateRow, type NewCandidate, type RunRow, type RunStore } from '../store/index.ts';
 import { deriveSeed } from '../tensor/rng.ts';
-import type { TaskOutcome } from '../pool/index.ts';
+import type { CandidateScore, TaskOutcome } from '../candidate/index.ts';
 
-/** What a worker returns for one candidate. */
-export interface CandidateScore {
-  fitness: number | null;
-  objectives?: number[];
-  metrics: MetricValue[];
-  backend?: string;
-  error?: string;
-  /** Multi-fidelity evaluation: the fraction of each evaluator's items the score rests on (absent: all, fidelity off). */
-  fidelity?: number;
-  /** Items the evaluators scored. */
-  itemEvals?: number;
-}
+export type { CandidateScore } from '../candidate/index.ts';
 
 /** A stage's problem: how genomes become recipes and tasks, and tasks become scores. */
 export interface StageProblem<Task> {
@@ -36,7 +25,7 @@ export interface StageProblem<Task> {
   dimension: number;
   optimizer: { id: string; options: unknown };
   /**
-   * Multi-fidelity evaluation (space `fidelity`, src/search/fidelity.ts): each proposal gets as
+   * Multi-fidelity evaluation (space `fidelity`, src/candidate/fidelity.ts): each proposal gets as
    * its threshold the best full-fidelity fitness told before it, and the budget counts full-set
    * equivalents.
    */
@@ -48,10 +37,13 @@ export interface StageProblem<Task> {
   prepare(genome: readonly number[], candidate: { id: number; proposalId: string; threshold?: number | null }): { recipe: unknown; recipeHash: string; task: Task };
 }
 
-/** Runs tasks; the WorkerPool, or a stand-in in tests. */
+/**
+ * Runs a stage's tasks, `threads` at a time: a CandidateRunner (the local pool or the queue,
+ * given by the search's caller), or a stand-in in tests. `candidate` names the task's candidate.
+ */
 export interface TaskRunner<Task> {
   readonly threads: number;
-  run(task: Task): Promise<TaskOutcome<CandidateScore, number | string>>;
+  run(task: Task, candidate?: { id: number; proposalId: string }): Promise<TaskOutcome<CandidateScore, number | string>>;
 }
 
 export interface Budget {
@@ -237,7 +229,7 @@ export async function runStage<Task>(
     store.markRunning(candidate.id, null);
     const { task } = problem.prepare(candidate.genome, { id: candidate.id, proposalId: candidate.proposalId, threshold: candidate.threshold });
     inFlightHashes.add(candidate.recipeHash);
-    const p = runner.run(task).then((outcome) => finish(candidate, outcome)).finally(() => {
+    const p = runner.run(task, { id: candidate.id, proposalId: candidate.proposalId }).then((outcome) => finish(candidate, outcome)).finally(() => {
       inFlight.delete(candidate.id);
       inFlightHashes.delete(candidate.recipeHash);
     });

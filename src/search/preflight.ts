@@ -17,7 +17,7 @@ import { isFloatDType } from '../tensor/dtype.ts';
 import { checkRefinableEvaluator, checkRefinableGenes, checkRefinableMethod } from '../refine/setup.ts';
 import { checkRefineItems, refineItemsFromSpecs, refineTensorNames } from '../refine/gradient.ts';
 import type { ResolvedSpace } from './engine.ts';
-import { tensorBytes, type SourceModel, type SourceModels } from './sources.ts';
+import { tensorBytes, type SourceModel, type SourceModels } from '../candidate/index.ts';
 
 export class SetupError extends InputError {}
 
@@ -181,7 +181,7 @@ const BACKEND_BYTES = 150e6;
 
 /**
  * How much memory and temporary disk the search takes, from the sources' catalogues:
- * - a worker reads a tensor task's inputs into pooled float32 arrays (src/merge/write.ts), so it
+ * - a worker reads a tensor task's inputs into pooled float32 arrays (src/merge/reader.ts), so it
  *   needs about (inputs x 4 + output 4 + staging 2 + encoding 2 + method scratch 4 x inputs)
  *   bytes per element of the largest tensor; with model evaluators also the model on the backend
  *   (float32, counted twice for the array handed over and the backend's copy);
