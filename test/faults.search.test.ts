@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compareSnapshots, faultsSpace, runCli, runSnapshot } from '../src/bench/faults.ts';
-import { startSearch } from '../src/search/engine.ts';
+import { startSearch } from './helpers/search.ts';
 import { parseInjectedFaults } from '../src/candidate/faults.ts';
 import { RunStore, storeWriteFailure } from '../src/store/index.ts';
 import { EvomergeError } from '../src/errors.ts';

@@ -10,7 +10,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startSearch, resumeSearch } from '../src/search/engine.ts';
+import { startSearch, resumeSearch } from './helpers/search.ts';
 import { loadSourceModel, sourceSet, tensorBytes } from '../src/candidate/sources.ts';
 import { RunStore } from '../src/store/index.ts';
 import { EvomergeError } from '../src/errors.ts';

@@ -295,7 +295,7 @@ async function tinyFamily(root: string): Promise<{ base: string; models: Array<{
 }
 
 test('an end-to-end search on a tiny residual-MLP family with fidelity spends fewer item-evaluations per candidate than without, its best is scored in full, and stopped and resumed it is the same run', async () => {
-  const { startSearch, resumeSearch } = await import('../src/search/engine.ts');
+  const { startSearch, resumeSearch } = await import('./helpers/search.ts');
   const root = join(dir, 'family');
   const fam = await tinyFamily(root);
   const run = async (name: string, extra: Record<string, unknown>, stopAfter?: number) => {

@@ -3,3 +3,4 @@ export { QueueUrlError, QueueUnreachableError, SourceMismatchError } from './err
 export { openQueueStage, stageContext, type QueueStage, type QueueStageOptions } from './owner.ts';
 export { runQueueWorker, verifySources, type QueueWorkerOptions, type QueueWorkerSummary } from './consumer.ts';
 export { queueNameFor, jobIdFor, contextKey, type StageContext, type QueueJobData, type JobResult } from './protocol.ts';
+export { queueRuntime } from './runtime.ts';

@@ -6,82 +6,21 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { InputError, isEvomergeError } from '../errors.ts';
-import { loadManifest, partialScoring, TestSplitRefusedError } from '../eval/index.ts';
+import { loadManifest, partialScoring } from '../eval/index.ts';
 import { getMethod } from '../methods/index.ts';
-import { localRunner } from '../pool/index.ts';
 import { canonicalJson, recipeHash, type Recipe } from '../recipe/index.ts';
-import { DfsCodec, MultiMethodCodec, PsCodec, loadSearchSpace, type SearchSpace } from '../space/index.ts';
+import { baselineGenomes, DfsCodec, MultiMethodCodec, PsCodec, loadSearchSpace, type SearchSpace } from '../space/index.ts';
 import { HEARTBEAT_SECONDS, newOwner, runState, RunStore, type CandidateRow, type RunRow, type RunSettings } from '../store/index.ts';
-import type { ZooManifest } from '../zoo/build.ts';
-import { describeStop, itemsText, recordOutcome, runStage, type Budget, type SearchEvent, type StageProblem, type StageSummary, type TaskRunner } from './loop.ts';
-import { checkReachable, openQueueStage, parseQueueUrl, type QueueUrl } from '../queue/index.ts';
-import { fingerprint, loadSourceModel, mergedSourceModel, planCandidate, type CandidateRunner, type CandidateTask, type EvaluatorSpec, type SourceModels, type WorkerData } from '../candidate/index.ts';
+import { describeStop, itemsText, recordOutcome, runStage, type Budget, type SearchEvent, type StageProblem, type StageSummary } from './loop.ts';
+import { fingerprint, loadSourceModel, mergedSourceModel, planCandidate, type CandidateRunner, type CandidateTask, type SourceModels, type WorkerData } from '../candidate/index.ts';
 import { checkRefine, checkStage, memoryPlan, SetupError } from './preflight.ts';
-import { BASELINE_RECIPES } from '../zoo/baselines.ts';
+import { resolveSpace, type ResolvedSpace } from './resolve.ts';
+import type { QueueRuntime, QueueTarget, SearchRuntime } from './runtime.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-
-/** A space with every path resolved: what a run records and resumes from. */
-export interface ResolvedSpace {
-  space: SearchSpace;
-  spacePath: string | null;
-  base: string | null;
-  models: Array<{ name: string; path: string }>;
-  evaluators: EvaluatorSpec[];
-  /** Tensors kept from one model rather than merged (the space's `ps.keep` and the zoo's owned tensors): filter -> model name. */
-  keep: Record<string, string>;
-  /** The user asked to tune on test splits (--allow-test-split). */
-  allowTestSplit: boolean;
-}
-
-export function resolveSpace(space: SearchSpace, spacePath: string | null, allowTestSplit = false): ResolvedSpace {
-  let base = space.base ? resolve(space.base) : null;
-  let models = (space.models ?? []).map((m) => ({ name: m.name, path: resolve(m.path) }));
-  let zoo: ZooManifest | null = null;
-  let zooDir: string | null = null;
-  if (space.zoo) {
-    zooDir = resolve(space.zoo);
-    const file = join(zooDir, 'zoo.json');
-    if (!existsSync(file)) {
-      const name = zooDir.split('/').pop();
-      throw new InputError('E_ZOO_MISSING', `the space uses the zoo ${zooDir}, which is not built; build it with 'evomerge zoo build ${name} -o ${space.zoo}'`);
-    }
-    zoo = JSON.parse(readFileSync(file, 'utf8')) as ZooManifest;
-    base = base ?? join(zooDir, zoo.base);
-    if (models.length === 0) models = zoo.models.map((m) => ({ name: m.name, path: join(zooDir!, m.path) }));
-  }
-  const refs: Array<{ manifest?: string; task?: string; weight: number }> = space.evaluators ?? zoo!.tasks.map((t) => ({ task: t.name, weight: 1 }));
-  const evaluators = refs.map((ref): EvaluatorSpec => {
-    if (ref.task) {
-      const t = zoo?.tasks.find((x) => x.name === ref.task);
-      if (!t) throw new InputError('E_SPACE', `evaluator task '${ref.task}' is not a task of the zoo (${zoo ? zoo.tasks.map((x) => x.name).join(', ') : 'no zoo given'})`);
-      return { id: t.name, manifest: join(zooDir!, t.evaluators.validation), weight: ref.weight };
-    }
-    const manifest = resolve(ref.manifest!);
-    return { id: manifest.split('/').pop()!.replace(/\.ya?ml$/, ''), manifest, weight: ref.weight };
-  });
-  for (const p of [base, ...models.map((m) => m.path), ...evaluators.map((e) => e.manifest)]) {
-    if (p && !existsSync(p)) throw new InputError('E_NOT_FOUND', `${p} (named by the search space) does not exist`);
-  }
-  // a broken manifest, or a test split, stops the search here rather than failing every candidate
-  for (const e of evaluators) {
-    const m = loadManifest(e.manifest);
-    if (m.split === 'test' && !allowTestSplit) throw new TestSplitRefusedError(m);
-    // a candidate past the space's timeout has its thread terminated, which would leave the
-    // program running: the program's own timer must fire first
-    if (m.kind === 'command' && m.timeout_s >= space.timeout_seconds) {
-      throw new InputError('E_SPACE_TIMEOUT', `${e.manifest}: timeout_s (${m.timeout_s} s) must be below the search space's timeout_seconds (${space.timeout_seconds} s), so the evaluator stops its program before the candidate's worker is terminated`);
-    }
-  }
-  const keep: Record<string, string> = { ...Object.fromEntries((zoo?.ownedTensors ?? []).map((o) => [o.prefix, o.model])), ...space.ps?.keep };
-  for (const [filter, model] of Object.entries(keep)) {
-    if (!models.some((m) => m.name === model)) throw new InputError('E_SPACE', `ps.keep: '${filter}' names model '${model}', which is not among the models (${models.map((m) => m.name).join(', ')})`);
-  }
-  return { space, spacePath, base, models, evaluators, keep, allowTestSplit };
-}
 
 interface StagePlan {
   stage: number;
@@ -120,17 +59,6 @@ function startOf(space: SearchSpace, stage: number, dimension: number, center: n
   const seen = new Set<string>();
   const initial = baselines().filter((b) => !seen.has(JSON.stringify(b.genome)) && seen.add(JSON.stringify(b.genome)));
   return { x0: center, initial };
-}
-
-/** The fixed recipes of `evomerge baselines` that a PS codec can express, as genomes. */
-export function baselineGenomes(codec: PsCodec | MultiMethodCodec): Array<{ label: string; genome: number[] }> {
-  const out: Array<{ label: string; genome: number[] }> = [];
-  for (const b of BASELINE_RECIPES) {
-    const settings = { global: b.global, perModel: b.perModel };
-    const genome = codec instanceof MultiMethodCodec ? codec.encode(b.method, settings) : b.method === codec.layout.method.id ? codec.encode(settings) : null;
-    if (Array.isArray(genome)) out.push({ label: b.label, genome });
-  }
-  return out;
 }
 
 /**
@@ -256,13 +184,15 @@ function dfsStage(r: ResolvedSpace, sources: SourceModels, names: Array<{ name: 
 }
 
 export interface SearchOptions {
+  /** Where candidates are evaluated, and the gradient stage: given by the caller (./runtime.ts). */
+  runtime: SearchRuntime;
   /** Overrides of the space. */
   budget?: Budget;
   workers?: number;
   backend?: SearchSpace['backend'];
   signal?: AbortSignal;
   /** Evaluate on `evomerge worker` processes through the run's BullMQ queue; `slots` candidates outstanding at once. */
-  queue?: { url: QueueUrl; slots?: number } | null;
+  queue?: { url: QueueTarget; slots?: number } | null;
   onEvent?: (e: SearchEvent & { stage: number }) => void;
   onLog?: (line: string) => void;
   /** Refuse to start when the memory plan passes this many bytes (default: the machine's memory). */
@@ -325,7 +255,7 @@ function effectiveSpace(r: ResolvedSpace, s: RunSettings): ResolvedSpace {
 
 /** The options a session runs with: the settings' memory limit and queue (parsed), the caller's signal and callbacks. */
 function sessionOptions(o: SearchOptions, s: RunSettings, queue: SearchOptions['queue']): SearchOptions {
-  return { signal: o.signal, onEvent: o.onEvent, onLog: o.onLog, failFast: o.failFast, ...(s.maxMemory !== null ? { maxMemory: s.maxMemory } : {}), queue };
+  return { runtime: o.runtime, signal: o.signal, onEvent: o.onEvent, onLog: o.onLog, failFast: o.failFast, ...(s.maxMemory !== null ? { maxMemory: s.maxMemory } : {}), queue };
 }
 
 /**
@@ -373,9 +303,9 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     let threads: number;
     if (o.queue) {
       threads = o.queue.slots ?? space.workers;
-      runner = (await openQueueStage({ url: o.queue.url, store, run, stage: plan.stage, data, timeoutMs, slots: threads, onLog: log })).runner;
+      runner = await queueRuntime(o).open({ url: o.queue.url, store, run, stage: plan.stage, data, timeoutMs, slots: threads, onLog: log });
     } else {
-      runner = localRunner({ data, workers: space.workers, timeoutMs });
+      runner = o.runtime.local({ data, workers: space.workers, timeoutMs });
       threads = runner.threads;
       log(`stage ${plan.stage} (${plan.kind.toUpperCase()}): ${plan.problem.dimension} genes, optimizer ${plan.problem.optimizer.id}, ${threads} worker thread${threads === 1 ? '' : 's'}`);
       // full CMA-ES learns n(n+1)/2 covariance entries: at a few hundred genes its step size adapts before its shape does
@@ -409,7 +339,7 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     stages.push({ ...s, stage: 0, kind: 'ps' });
     if (s.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
     if (space.refine) {
-      const runner = localRunner({ data: { sources, evaluators: r.evaluators, backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true }, workers: 1, timeoutMs: space.timeout_seconds * 1000 });
+      const runner = o.runtime.local({ data: { sources, evaluators: r.evaluators, backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true }, workers: 1, timeoutMs: space.timeout_seconds * 1000 });
       try {
         const rs = await refineStage(store, run, r, plan, runner, o);
         stages.push({ ...rs, stage: 1, kind: 'ps' });
@@ -519,7 +449,12 @@ async function refineStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan:
   return { reason: `refine: ${cfg.steps} steps`, evaluated, reused: 0, failed, best: store.best(run.id, 1)[0] ?? null };
 }
 
-/** Start a new run of a search space. Refuses an existing run name (resume it instead). */
+/** The caller's queue runtime; a run that needs one without it is refused (`why`: what needs it). */
+function queueRuntime(o: SearchOptions, why = 'the search was given a queue'): QueueRuntime {
+  if (!o.runtime.queue) throw new InputError('E_NO_QUEUE_RUNTIME', `${why}, but its caller gave no queue runtime (SearchOptions.runtime.queue, src/queue/'s queueRuntime); give one, or pass queue: null to evaluate on the local pool`);
+  return o.runtime.queue;
+}
+
 /**
  * One session of a run: this process takes the run's lease (store/lease.ts), renews it while
  * `body` searches, and writes how the session ended: 'finished' with the stages' stop reasons,
@@ -571,7 +506,7 @@ export function defaultDbPath(runName: string): string {
 }
 
 /** Start a new run of a search space. Refuses an existing run name (resume it instead). */
-export async function startSearch(spacePath: string, options: SearchOptions & { runName?: string; dbPath?: string; seed?: number; zooOverride?: string; allowTestSplit?: boolean } = {}): Promise<SearchResult & { dbPath: string }> {
+export async function startSearch(spacePath: string, options: SearchOptions & { runName?: string; dbPath?: string; seed?: number; zooOverride?: string; allowTestSplit?: boolean }): Promise<SearchResult & { dbPath: string }> {
   let space = loadSearchSpace(spacePath);
   if (options.zooOverride !== undefined) space = { ...space, zoo: options.zooOverride };
   const settings = settingsOf(space, options);
@@ -580,7 +515,7 @@ export async function startSearch(spacePath: string, options: SearchOptions & { 
   const dbPath = options.dbPath ? resolve(options.dbPath) : defaultDbPath(runName);
   // check the methods before creating anything on disk
   for (const m of [space.ps?.method ?? []].flat()) getMethod(m);
-  if (options.queue) await checkReachable(options.queue.url);
+  if (options.queue) await queueRuntime(options).checkReachable(options.queue.url);
   if (existsSync(dbPath)) {
     const existing = RunStore.open(dbPath, { readonly: true });
     const taken = existing.run(runName);
@@ -642,7 +577,7 @@ function resumeSettings(s: RunSettings, o: SearchOptions): { settings: RunSettin
  * reported, unless a larger `--budget` extends it (or `--minutes` gives a run that ended on its
  * time limit another session).
  */
-export async function resumeSearch(runName: string, options: SearchOptions & { dbPath?: string } = {}): Promise<SearchResult & { dbPath: string }> {
+export async function resumeSearch(runName: string, options: SearchOptions & { dbPath?: string }): Promise<SearchResult & { dbPath: string }> {
   const dbPath = options.dbPath ? resolve(options.dbPath) : defaultDbPath(runName);
   if (!existsSync(dbPath)) throw new InputError('E_NO_RUN_DB', `no run database at ${dbPath}; check the run name or pass --db`);
   const store = RunStore.open(dbPath, { create: false });
@@ -672,10 +607,10 @@ export async function resumeSearch(runName: string, options: SearchOptions & { d
     let queue: SearchOptions['queue'] = options.queue ?? undefined;
     if (!queue && settings.queue) {
       if (settings.queue.url.includes('***')) throw new InputError('E_QUEUE_PASSWORD', `run '${runName}' went through the queue ${settings.queue.url}, whose password is not stored; pass --queue with the full URL again (or --no-queue to evaluate locally)`);
-      queue = { url: parseQueueUrl(settings.queue.url), ...(settings.queue.slots !== undefined ? { slots: settings.queue.slots } : {}) };
+      queue = { url: queueRuntime(options, `run '${runName}' went through the queue ${settings.queue.url}`).parse(settings.queue.url), ...(settings.queue.slots !== undefined ? { slots: settings.queue.slots } : {}) };
       options.onLog?.(`reattaching to the run's queue at ${settings.queue.url}`);
     }
-    if (queue) await checkReachable(queue.url);
+    if (queue) await queueRuntime(options).checkReachable(queue.url);
     const o = sessionOptions(options, settings, queue ?? undefined);
     const sources = prepareRun(resolved, o);
     if (changes.length > 0) {
@@ -690,3 +625,6 @@ export async function resumeSearch(runName: string, options: SearchOptions & { d
     store.close();
   }
 }
+
+export { resolveSpace, type ResolvedSpace } from './resolve.ts';
+export type { SearchRuntime } from './runtime.ts';

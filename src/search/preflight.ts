@@ -16,7 +16,7 @@ import { familyOf, llamaShapesOf, MLP_ARCHITECTURE, parseLlamaConfig, parseResid
 import { isFloatDType } from '../tensor/dtype.ts';
 import { checkRefinableEvaluator, checkRefinableGenes, checkRefinableMethod } from '../refine/setup.ts';
 import { checkRefineItems, refineItemsFromSpecs, refineTensorNames } from '../refine/gradient.ts';
-import type { ResolvedSpace } from './engine.ts';
+import type { ResolvedSpace } from './resolve.ts';
 import { tensorBytes, type SourceModel, type SourceModels } from '../candidate/index.ts';
 
 export class SetupError extends InputError {}
