@@ -162,7 +162,7 @@ function lossOf(logits: tf.Tensor2D, y: Int32Array | null, loss: 'supervised' | 
 }
 
 /**
- * Checks on the items that need their contents, applied by the preflight (src/search/preflight.ts)
+ * Checks on the items that need their contents, applied by the preflight (./preflight.ts)
  * and again by coefficientGradient: labels for a supervised classification loss, every token
  * inside the model's vocabulary (`vocabSize`, null for a classifier), a scored token in each text
  * evaluator.

@@ -1,8 +1,10 @@
 /**
  * Starting and resuming searches: a search space becomes stage problems (PS, DFS, or PS then
- * DFS for a hybrid), sources are read once into shared memory, a worker pool evaluates
- * candidates, and the run database records everything (runStage). The run stores the space as
- * resolved at its start, so `resume` needs only the database.
+ * DFS for a hybrid, a PS stage optionally followed by the gradient stage), the sources are read
+ * as catalogues, the runner the caller gives (SearchOptions.runtime: the local pool or the
+ * queue) evaluates candidates, and the run database records everything: every stage runs through
+ * the one stage loop (./loop.ts runStage). The run stores the space as resolved at its start, so
+ * `resume` needs only the database.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -15,9 +17,9 @@ import { baselineGenomes, DfsCodec, MultiMethodCodec, PsCodec, loadSearchSpace, 
 import { HEARTBEAT_SECONDS, newOwner, runState, RunStore, type CandidateRow, type RunRow, type RunSettings } from '../store/index.ts';
 import { describeStop, itemsText, recordOutcome, runStage, type Budget, type SearchEvent, type StageProblem, type StageSummary } from './loop.ts';
 import { fingerprint, loadSourceModel, mergedSourceModel, planCandidate, type CandidateRunner, type CandidateTask, type SourceModels, type WorkerData } from '../candidate/index.ts';
-import { checkRefine, checkStage, memoryPlan, SetupError } from './preflight.ts';
+import { checkStage, memoryPlan, SetupError } from './preflight.ts';
 import { resolveSpace, type ResolvedSpace } from './resolve.ts';
-import type { QueueRuntime, QueueTarget, SearchRuntime } from './runtime.ts';
+import type { GradientStage, QueueRuntime, QueueTarget, SearchRuntime } from './runtime.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -276,7 +278,7 @@ function prepareRun(r: ResolvedSpace, o: SearchOptions): SourceModels {
       return planCandidate(task.recipe, sources);
     };
     checkStage(r, { kind: 'ps', sources: files, firstPlan: first });
-    if (space.refine) checkRefine(r, sources, first());
+    if (space.refine) gradientRuntime(o).check(r, sources, first());
   }
   if (space.mode === 'dfs' || space.mode === 'hybrid') {
     const dfs = space.dfs!;
@@ -339,14 +341,9 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     stages.push({ ...s, stage: 0, kind: 'ps' });
     if (s.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
     if (space.refine) {
-      const runner = o.runtime.local({ data: { sources, evaluators: r.evaluators, backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true }, workers: 1, timeoutMs: space.timeout_seconds * 1000 });
-      try {
-        const rs = await refineStage(store, run, r, plan, runner, o);
-        stages.push({ ...rs, stage: 1, kind: 'ps' });
-        if (rs.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
-      } finally {
-        await runner.close();
-      }
+      const rs = await gradientStage(store, run, r, plan, o);
+      stages.push({ ...rs, stage: 1, kind: 'ps' });
+      if (rs.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
     }
   }
   if (space.mode === 'dfs') {
@@ -389,64 +386,40 @@ function recordWarmStart(store: RunStore, run: RunRow, plan: StagePlan): void {
 }
 
 /**
- * The gradient stage (space `refine`, stage 1): from the PS stage's best, `steps` Adam steps on
- * the validation loss (src/refine/); each step's genome is a candidate with operator 'gradient'
- * and the previous point as its parent, scored by the worker like any PS candidate. The Adam
- * state is committed with each step's candidate, so a resume continues at the step it stopped.
- * The gradient runs in this process on a JS backend (wasm, else cpu): a native backend lives in
- * the worker thread only.
+ * The gradient stage (space `refine`, stage 1), given by the caller (SearchOptions.runtime.gradient,
+ * src/refine/stage.ts): from the PS stage's best, `steps` Adam steps on the validation loss, each
+ * step's genome a candidate with operator 'gradient' and the previous point as its parent. It runs
+ * through the stage loop like every stage (its optimizer's ask computes the gradient), on one
+ * local thread whatever the run's workers or queue, with no budget but its steps and no fail-fast;
+ * its log has one line per step instead of the loop's progress events.
  */
-async function refineStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan: StagePlan, runner: CandidateRunner, o: SearchOptions): Promise<StageSummary> {
+async function gradientStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan: StagePlan, o: SearchOptions): Promise<StageSummary> {
   const log = o.onLog ?? (() => {});
-  const cfg = r.space.refine!;
   const stage = 1;
-  const codec = plan.codec;
-  if (!(codec instanceof PsCodec)) throw new InputError('E_REFINE_SPACE', 'refine: gradient refinement needs a PS stage with one method (not a method list)');
-  const { initRefine, adamStep, coefficientGradient, refineItemsFromSpecs } = await import('../refine/index.ts');
-  const { useBackend } = await import('../models/backend.ts');
-  const backend = r.space.backend === 'cpu' ? 'cpu' : 'wasm';
-  await useBackend(backend);
-  const items = refineItemsFromSpecs(r.evaluators, plan.sources, r.base ?? r.models[0]!.path);
-  /** The stage's state: Adam's, the PS candidate it started from, the loss at the last step's start. */
-  type Saved = { adam: ReturnType<typeof initRefine>; from: number; loss: number | null };
-  let evaluated = 0;
-  let failed = 0;
-  const evaluate = async (c: CandidateRow, loss: number | null) => {
-    store.markRunning(c.id, null);
-    const { task } = plan.problem.prepare(c.genome, { id: c.id, proposalId: c.proposalId });
-    const row = recordOutcome(store, c, await runner.run(task, c));
-    evaluated++;
-    if (row.state === 'failed') failed++;
-    o.onEvent?.({ type: 'result', candidate: row, reused: false, stage });
-    log(`refine step ${c.generation}: loss ${loss?.toFixed(5)}, fitness ${row.fitness ?? 'failed'}`);
-  };
-  let saved = store.latestGeneration(run.id, stage)?.state as Saved | undefined;
-  if (!saved) {
-    const best = store.best(run.id, 1).find((c) => c.stage === 0);
-    if (!best) throw new InputError('E_REFINE_START', 'refine: the PS stage has no successful candidate to refine');
-    saved = { adam: initRefine(best.genome, { lr: cfg.lr }), from: best.id, loss: null };
-    log(`refine: ${cfg.steps} Adam steps from candidate ${best.id} (fitness ${best.fitness}), loss ${cfg.loss}, lr ${cfg.lr}, backend ${backend}`);
-  }
-  // a step committed but not scored when the last session stopped
-  for (const c of store.outstanding(run.id, stage)) if (c.state === 'pending' || c.state === 'running') await evaluate(c, saved.loss);
-  while (saved.adam.step < cfg.steps) {
-    if (o.signal?.aborted) return { reason: 'stopped', evaluated, reused: 0, failed, best: store.best(run.id, 1)[0] ?? null };
-    const g = await coefficientGradient({ codec, genome: saved.adam.genome, sources: { models: plan.sources }, evaluators: items, loss: cfg.loss, batch: cfg.batch, seed: saved.adam.step });
-    const adam = adamStep(saved.adam, g.gradient);
-    const pre = plan.problem.prepare(adam.genome, { id: -1, proposalId: `refine-${adam.step}` });
-    const told = store.outstanding(run.id, stage).map((c) => c.id);
-    // the parent: the PS best for the first step, the step before for the others
-    const parent = adam.step === 1 ? saved.from : `refine-${adam.step - 1}`;
-    saved = { adam, from: saved.from, loss: g.loss };
-    const [row] = store.commitStep(run.id, {
-      stage, generation: adam.step, told, optimizerState: saved,
-      proposals: [{ stage, generation: adam.step, proposalId: `refine-${adam.step}`, operator: 'gradient', genome: adam.genome, recipe: pre.recipe, recipeHash: pre.recipeHash, parents: [parent] }],
+  const runner = o.runtime.local({ data: { sources: plan.sources, evaluators: r.evaluators, backend: r.space.backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true }, workers: 1, timeoutMs: r.space.timeout_seconds * 1000 });
+  try {
+    const own = await gradientRuntime(o).open({ store, run, stage, space: r.space, evaluators: r.evaluators, sources: plan.sources, configFrom: r.base ?? r.models[0]!.path, codec: plan.codec!, onLog: log });
+    const problem: StageProblem<CandidateTask> = {
+      stage, dimension: plan.problem.dimension, optimizer: { id: 'adam', options: r.space.refine }, own,
+      prepare: (genome, c) => plan.problem.prepare(genome, { id: c.id, proposalId: c.proposalId }),
+    };
+    return await runStage(store, run, problem, runner, {
+      budget: {}, signal: o.signal, failFast: 0,
+      onEvent: (e) => {
+        if (e.type !== 'result') return;
+        o.onEvent?.({ type: 'result', candidate: e.candidate, reused: e.reused, stage });
+        log(own.resultLine(e.candidate));
+      },
     });
-    await evaluate(row!, g.loss);
+  } finally {
+    await runner.close();
   }
-  const told = store.outstanding(run.id, stage).filter((c) => c.state === 'done' || c.state === 'failed').map((c) => c.id);
-  if (told.length > 0) store.commitStep(run.id, { stage, generation: saved.adam.step, told, optimizerState: saved, proposals: [] });
-  return { reason: `refine: ${cfg.steps} steps`, evaluated, reused: 0, failed, best: store.best(run.id, 1)[0] ?? null };
+}
+
+/** The caller's gradient stage; a space with `refine` without it is refused. */
+function gradientRuntime(o: SearchOptions): GradientStage {
+  if (!o.runtime.gradient) throw new InputError('E_NO_GRADIENT_STAGE', `the space has a refine section, but the search's caller gave no gradient stage (SearchOptions.runtime.gradient, src/refine/'s gradientStage); give one, or remove refine`);
+  return o.runtime.gradient;
 }
 
 /** The caller's queue runtime; a run that needs one without it is refused (`why`: what needs it). */

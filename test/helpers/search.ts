@@ -5,9 +5,10 @@
 import * as engine from '../../src/search/engine.ts';
 import { localRunner } from '../../src/pool/index.ts';
 import { queueRuntime } from '../../src/queue/index.ts';
+import { gradientStage } from '../../src/refine/index.ts';
 import type { SearchRuntime } from '../../src/search/runtime.ts';
 
-export const runtime: SearchRuntime = { local: localRunner, queue: queueRuntime };
+export const runtime: SearchRuntime = { local: localRunner, queue: queueRuntime, gradient: gradientStage };
 
 type StartOptions = Omit<Parameters<typeof engine.startSearch>[1], 'runtime'>;
 type ResumeOptions = Omit<Parameters<typeof engine.resumeSearch>[1], 'runtime'>;
