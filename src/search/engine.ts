@@ -15,7 +15,7 @@ import { getMethod } from '../methods/index.ts';
 import { canonicalJson, recipeHash, type Recipe } from '../recipe/index.ts';
 import { baselineGenomes, DfsCodec, MultiMethodCodec, PsCodec, loadSearchSpace, type SearchSpace } from '../space/index.ts';
 import { HEARTBEAT_SECONDS, newOwner, runState, RunStore, type CandidateRow, type RunRow, type RunSettings } from '../store/index.ts';
-import { describeStop, itemsText, recordOutcome, runStage, type Budget, type SearchEvent, type StageProblem, type StageSummary } from './loop.ts';
+import { describeStop, itemsText, runStage, type Budget, type SearchEvent, type StageProblem, type StageSummary } from './loop.ts';
 import { fingerprint, loadSourceModel, mergedSourceModel, planCandidate, type CandidateRunner, type CandidateTask, type SourceModels, type WorkerData } from '../candidate/index.ts';
 import { checkStage, memoryPlan, SetupError } from './preflight.ts';
 import { resolveSpace, type ResolvedSpace } from './resolve.ts';
@@ -598,6 +598,3 @@ export async function resumeSearch(runName: string, options: SearchOptions & { d
     store.close();
   }
 }
-
-export { resolveSpace, type ResolvedSpace } from './resolve.ts';
-export type { SearchRuntime } from './runtime.ts';
