@@ -6,10 +6,11 @@ import { join } from 'node:path';
 import { openCheckpoint } from '../src/checkpoint/index.ts';
 import { loadModel } from '../src/models/load.ts';
 import { useBackend } from '../src/models/backend.ts';
-import { llamaShapesOf, parseLlamaConfig } from '../src/models/llama.ts';
+import { parseLlamaConfig } from '../src/models/llama-config.ts';
+import { llamaShapesOf } from '../src/models/llama-layout.ts';
 import { bpeTokenizerJson, charTokenizerJson } from '../src/models/tokenizer.ts';
 import { writeModelFolder } from '../src/zoo/build.ts';
-import { initialLlamaWeights } from '../src/zoo/llama-train.ts';
+import { initialLlamaWeights } from '../src/train/llama.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 const bin = new URL('../src/cli/bin.mjs', import.meta.url).pathname;

@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useBackend, tf } from '../src/models/backend.ts';
-import { LlamaTrainer, initialLlamaWeights } from '../src/zoo/llama-train.ts';
-import { softmaxCrossEntropy } from '../src/zoo/train-ops.ts';
-import { ensureGradients } from '../src/zoo/tfjs-gradients.ts';
+import { LlamaTrainer, initialLlamaWeights } from '../src/train/llama.ts';
+import { softmaxCrossEntropy } from '../src/train/ops.ts';
+import { ensureGradients } from '../src/train/gradients.ts';
 import { denseFromTopK, epochOrder, trainFused } from '../src/fuse/train.ts';
 import { Rng } from '../src/tensor/rng.ts';
 import { tempDir } from './helpers/tmp.ts';

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { openCheckpoint } from '../src/checkpoint/index.ts';
 import { makeTinyLlama, makeTinyLora } from '../src/zoo/index.ts';
 import { loadRecipeFile, parseRecipe } from '../src/recipe/index.ts';
-import { computeTensor, memoryReader, mergeToDisk, planRecipe, SourceSet } from '../src/merge/index.ts';
+import { computeTensor, memoryReader, planRecipe, SourceSet } from '../src/merge/index.ts';
+import { mergeToDisk } from '../src/report/merge-folder.ts';
 import { getMethod, resolveScope } from '../src/methods/index.ts';
 
 let root: string;

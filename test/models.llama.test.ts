@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useBackend, tf, type BackendName } from '../src/models/backend.ts';
-import { LlamaModel, composeLlamaPath, parseLlamaConfig, ropeInverseFrequencies } from '../src/models/llama.ts';
+import { parseLlamaConfig, ropeInverseFrequencies } from '../src/models/llama-config.ts';
+import { LlamaModel, composeLlamaPath } from '../src/models/llama.ts';
 import { weightsFromMap } from '../src/models/weights.ts';
 import { randomLlamaWeights, referenceLogits, type RefConfig } from './models.reference.ts';
 

@@ -9,6 +9,7 @@ import { ResidualMlp, composeMlpPath, parseResidualMlpConfig, residualMlpTensorS
 import { randomWeights, weightsFromMap } from '../src/models/weights.ts';
 import { loadModel } from '../src/models/load.ts';
 import { writeSafetensors } from '../src/checkpoint/index.ts';
+import { mlpReferenceLogits } from './helpers/mlp-reference.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 const json: ResidualMlpConfigJson = {
@@ -16,37 +17,9 @@ const json: ResidualMlpConfigJson = {
   input_scale: 0.5, input_offset: -1, heads: [{ name: 'digit', num_classes: 4 }, { name: 'parity', num_classes: 2 }],
 };
 
-/** Independent float64 forward of the README's format, from the tensor map. */
+/** Independent float64 forward of the README's format, from the tensor map (test/helpers/mlp-reference.ts). */
 function reference(w: Map<string, Float32Array>, x: number[], scales = [1, 1]): Record<string, number[]> {
-  const lin = (name: string, v: number[], out: number) => {
-    const W = w.get(`${name}.weight`)!;
-    const b = w.get(`${name}.bias`)!;
-    return Array.from({ length: out }, (_, r) => v.reduce((s, vi, k) => s + W[r * v.length + k]! * vi, b[r]!));
-  };
-  const ln = (name: string, v: number[]) => {
-    const m = v.reduce((a, b) => a + b, 0) / v.length;
-    const varr = v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length;
-    return v.map((t, i) => ((t - m) / Math.sqrt(varr + 1e-5)) * w.get(`${name}.weight`)![i]! + w.get(`${name}.bias`)![i]!);
-  };
-  const erf = (z: number) => {
-    // Abramowitz and Stegun 7.1.26 is too coarse for 1e-5; integrate the series instead
-    let sum = 0;
-    let term = z;
-    for (let n = 0; n < 60; n++) {
-      sum += term / (2 * n + 1);
-      term *= (-z * z) / (n + 1);
-    }
-    return (2 / Math.sqrt(Math.PI)) * sum;
-  };
-  const gelu = (v: number) => 0.5 * v * (1 + erf(v / Math.SQRT2));
-  let h = lin('input', x.map((v) => v * 0.5 - 1), 5);
-  for (let i = 0; i < 2; i++) {
-    h = h.map((v) => v * scales[i]!);
-    const inner = lin(`blocks.${i}.fc2`, lin(`blocks.${i}.fc1`, ln(`blocks.${i}.norm`, h), 5).map(gelu), 5);
-    h = h.map((v, k) => v + inner[k]!);
-  }
-  h = ln('norm', h);
-  return { digit: lin('heads.digit', h, 4), parity: lin('heads.parity', h, 2) };
+  return mlpReferenceLogits(w, json, x, scales);
 }
 
 const x = Float32Array.from([0, 1, 2, 3, 4, 5, 5, -1, 0.5, 2, 7, 1]);

@@ -1,10 +1,11 @@
-/** A tiny residual-MLP family on disk and an independent float64 forward of it, for the refine tests. */
+/** A tiny residual-MLP family on disk and an independent float64 forward of it (test/helpers/mlp-reference.ts), for the refine tests. */
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeSafetensors } from '../src/checkpoint/index.ts';
 import { parseResidualMlpConfig, residualMlpTensorShapes, type ResidualMlpConfigJson } from '../src/models/mlp.ts';
 import { randomWeights } from '../src/models/weights.ts';
 import { loadSourceModel, type SourceModels } from '../src/candidate/sources.ts';
+import { mlpReferenceLogits } from './helpers/mlp-reference.ts';
 
 export const mlpJson: ResidualMlpConfigJson = {
   architectures: ['EvomergeResidualMLP'], input_size: 6, hidden_size: 5, intermediate_size: 7, num_blocks: 2, activation: 'tanh',
@@ -33,32 +34,11 @@ export function mlpFamily(root: string, k: number, std = 0.05, json: ResidualMlp
   return { base, models, sources };
 }
 
-/** Plain float64 forward of the README's residual-MLP format (tanh, layernorm): logits per row of one head (default the first). */
+/** Plain float64 forward of the README's residual-MLP format (test/helpers/mlp-reference.ts): logits per row of one head (default the first). */
 export function plainLogits(w: Map<string, Float32Array>, x: Float32Array, n: number, json: ResidualMlpConfigJson = mlpJson, headName?: string): number[][] {
-  const c = parseResidualMlpConfig(json);
-  const head = c.heads.find((h) => h.name === (headName ?? c.heads[0]!.name))!;
-  const lin = (name: string, v: number[], out: number) => {
-    const W = w.get(`${name}.weight`)!;
-    const b = w.get(`${name}.bias`)!;
-    return Array.from({ length: out }, (_, r) => v.reduce((s, vi, k) => s + W[r * v.length + k]! * vi, b[r]!));
-  };
-  const ln = (name: string, v: number[]) => {
-    const m = v.reduce((a, b) => a + b, 0) / v.length;
-    const va = v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length;
-    return v.map((t, i) => ((t - m) / Math.sqrt(va + c.eps)) * w.get(`${name}.weight`)![i]! + w.get(`${name}.bias`)![i]!);
-  };
-  const rows: number[][] = [];
-  for (let r = 0; r < n; r++) {
-    const xin = Array.from(x.subarray(r * c.inputSize, (r + 1) * c.inputSize), (v) => v * c.inputScale + c.inputOffset);
-    let h = lin('input', xin, c.hidden);
-    for (let b = 0; b < c.blocks; b++) {
-      const u = lin(`blocks.${b}.fc1`, ln(`blocks.${b}.norm`, h), c.intermediate).map(Math.tanh);
-      const o = lin(`blocks.${b}.fc2`, u, c.hidden);
-      h = h.map((v, i) => v + o[i]!);
-    }
-    rows.push(lin(`heads.${head.name}`, ln('norm', h), head.classes));
-  }
-  return rows;
+  const head = headName ?? json.heads[0]!.name;
+  const d = json.input_size;
+  return Array.from({ length: n }, (_, r) => mlpReferenceLogits(w, json, Array.from(x.subarray(r * d, (r + 1) * d)))[head]!);
 }
 
 /** Mean cross-entropy, or mean prediction entropy when y is null. */

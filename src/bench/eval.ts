@@ -10,7 +10,9 @@
  */
 import type { Command } from 'commander';
 import { tf, useBackend, type BackendName } from '../models/backend.ts';
-import { LlamaModel, llamaShapesOf, parseLlamaConfig, type LlamaConfig } from '../models/llama.ts';
+import { parseLlamaConfig, type LlamaConfig } from '../models/llama-config.ts';
+import { llamaShapesOf } from '../models/llama-layout.ts';
+import { LlamaModel } from '../models/llama.ts';
 import { ResidualMlp, parseResidualMlpConfig, residualMlpTensorShapes, type ResidualMlpConfig } from '../models/mlp.ts';
 import { randomWeights, weightsFromMap } from '../models/weights.ts';
 

@@ -20,7 +20,7 @@ import { openCheckpoint, SafetensorsFile } from '../checkpoint/index.ts';
 import { EvomergeError, InputError } from '../errors.ts';
 import { formatBytes } from '../format.ts';
 import { createEvaluator, parseManifest } from '../eval/index.ts';
-import { mergeToDisk } from '../merge/index.ts';
+import { mergeToDisk } from '../report/merge-folder.ts';
 import { parseRecipe, recipeFromMergekit, recipeHash, recipeToMergekitYaml } from '../recipe/index.ts';
 import { resolveSpace } from '../search/resolve.ts';
 import { parseSearchSpace } from '../space/index.ts';

@@ -16,12 +16,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { CheckpointWriter, openCheckpoint, writeFileAtomic } from '../checkpoint/index.ts';
+import { CheckpointWriter, buildAtomically, openCheckpoint, writeFileAtomic } from '../checkpoint/index.ts';
 import { EvomergeError, InputError } from '../errors.ts';
-import { llamaShapesOf } from '../models/llama.ts';
+import { llamaShapesOf } from '../models/llama-layout.ts';
 import { fingerprint } from '../candidate/sources.ts';
-import { buildAtomically } from '../zoo/build.ts';
-import { useTrainingBackend } from '../zoo/vision.ts';
+import { useTrainingBackend } from '../train/backend.ts';
 import type { TopK } from './distributions.ts';
 import { fuseAvgCE, fuseMinCE } from './fusion.ts';
 import { FUSE_MAPPINGS, openFuseModel, pivotWindows, readCorpus, teacherDistributions, type Corpus, type FuseMapping, type FuseModel } from './teacher.ts';

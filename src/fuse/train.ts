@@ -16,9 +16,10 @@ import { dirname, join } from 'node:path';
 import { SafetensorsFile, writeSafetensors } from '../checkpoint/index.ts';
 import { InputError } from '../errors.ts';
 import { tf } from '../models/backend.ts';
-import { llamaShapesOf, parseLlamaConfig } from '../models/llama.ts';
+import { parseLlamaConfig } from '../models/llama-config.ts';
+import { llamaShapesOf } from '../models/llama-layout.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
-import { LlamaTrainer } from '../zoo/llama-train.ts';
+import { LlamaTrainer } from '../train/llama.ts';
 import type { TopK } from './distributions.ts';
 
 export interface FuseTrainProgress {

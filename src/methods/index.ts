@@ -4,4 +4,4 @@ export * from './errors.ts';
 export * from './registry.ts';
 export { makeGtaMethod, gtaMethods } from './gta.ts';
 export type { GtaConfig, Sparsification } from './gta.ts';
-export { slerpVectors } from './interp.ts';
+export { slerpVectors } from './slerp.ts';

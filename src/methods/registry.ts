@@ -1,11 +1,17 @@
 /**
  * The method registry: one explicit list; a duplicate id throws when the registry is built.
  */
+import { arceeFusion } from './arcee-fusion.ts';
 import { MethodParamError, UnknownMethodError } from './errors.ts';
 import { fusechatMethods } from './fusechat.ts';
 import { gtaMethods } from './gta.ts';
-import { interpMethods } from './interp.ts';
+import { karcher } from './karcher.ts';
+import { linear } from './linear.ts';
 import { loraMethods } from './lora.ts';
+import { modelStock } from './model-stock.ts';
+import { nearswap } from './nearswap.ts';
+import { passthrough } from './passthrough.ts';
+import { multislerp, nuslerp, slerp } from './slerp.ts';
 import type { MergeMethod, ParamSpec, ParamValue, ResolvedParams } from './types.ts';
 
 /** Build a registry from a list, refusing duplicate ids. */
@@ -23,7 +29,25 @@ export function buildRegistry(methods: readonly MergeMethod[]): ReadonlyMap<stri
   return map;
 }
 
-export const METHOD_LIST: readonly MergeMethod[] = [...interpMethods, ...gtaMethods, ...fusechatMethods, ...loraMethods];
+/**
+ * Every method, in the order `evomerge methods` lists them. The families built from settings keep
+ * their own lists: gtaMethods (task_arithmetic ... della_linear), fusechatMethods (sce, varm),
+ * loraMethods (lora_linear, lorahub).
+ */
+export const METHOD_LIST: readonly MergeMethod[] = [
+  linear,
+  slerp,
+  nuslerp,
+  multislerp,
+  karcher,
+  modelStock,
+  nearswap,
+  arceeFusion,
+  passthrough,
+  ...gtaMethods,
+  ...fusechatMethods,
+  ...loraMethods,
+];
 
 export const METHODS: ReadonlyMap<string, MergeMethod> = buildRegistry(METHOD_LIST);
 

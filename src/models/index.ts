@@ -1,6 +1,10 @@
 export { BACKEND_CHOICES, BackendUnavailableError, UnknownBackendError, currentBackend, parseBackendChoice, useBackend, type BackendChoice, type BackendInfo, type BackendName } from './backend.ts';
 export * from './weights.ts';
 export * from './tokenizer.ts';
+export * from './llama-config.ts';
+export * from './llama-layout.ts';
+export { llamaHidden, type LlamaPath, type LlamaPathStep, type KvCache } from './llama-forward.ts';
+export { generateGreedy } from './llama-generate.ts';
 export * from './llama.ts';
 export * from './mlp.ts';
 export * from './load.ts';

@@ -10,7 +10,7 @@
 import { z } from 'zod';
 import { tf } from './backend.ts';
 import { InputError, NotSupportedError, ShapeMismatchError } from '../errors.ts';
-import { ModelConfigError } from './llama.ts';
+import { ModelConfigError } from './llama-config.ts';
 import { pathSource, readChecked, type WeightSource } from './weights.ts';
 
 export const MLP_ARCHITECTURE = 'EvomergeResidualMLP';

@@ -1,7 +1,7 @@
 /**
  * One merged tensor as a smooth function of its coefficients, masks fixed at the candidate's, and
  * the directional sums G . dW/dcoefficient the chain rule needs. The formulas are those of
- * src/methods/gta.ts (mergekit generalized_task_arithmetic.py) and src/methods/interp.ts
+ * src/methods/gta.ts (mergekit generalized_task_arithmetic.py) and src/methods/linear.ts
  * (mergekit linear.py):
  *
  *   task arithmetic, DARE linear (no consensus): W = base + lambda s sum_k w_k D_k,

@@ -7,7 +7,9 @@ import { InputError, NotSupportedError } from '../errors.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 import { PsCodec } from '../space/ps.ts';
 import { MlpPathModel, MLP_ARCHITECTURE, parseResidualMlpConfig, residualMlpTensorShapes, type MlpBlock, type MlpEnds, type ResidualMlpConfig } from '../models/mlp.ts';
-import { LlamaPathModel, llamaShapesOf, parseLlamaConfig, type LlamaConfig, type LlamaLayer } from '../models/llama.ts';
+import { parseLlamaConfig, type LlamaConfig } from '../models/llama-config.ts';
+import { assembleLlamaEnds, assembleLlamaLayer, llamaShapesOf, type LlamaTensor, type LlamaTensorOps } from '../models/llama-layout.ts';
+import { LlamaPathModel } from '../models/llama.ts';
 import { loadClassificationData } from '../eval/data.ts';
 import { loadManifest, type Manifest } from '../eval/manifest.ts';
 import { loadTokenizer } from '../models/tokenizer.ts';
@@ -16,7 +18,7 @@ import { createEvaluator } from '../eval/evaluator.ts';
 import type { TextTokenizer } from '../models/tokenizer.ts';
 import type { MergePlan, TensorTask } from '../merge/index.ts';
 import { planCandidate, sourceSet, type SourceModels } from '../candidate/index.ts';
-import { ensureGradients } from '../zoo/tfjs-gradients.ts';
+import { ensureGradients } from '../train/gradients.ts';
 import { linearization, type Linearized } from './coefficients.ts';
 import { checkRefinableEvaluator, checkRefinableMethod, DIFFERENTIABLE_PARAMS } from './setup.ts';
 
@@ -308,7 +310,10 @@ function mlpLoss(config: ResidualMlpConfig, evaluators: ClassificationItems[], l
   };
 }
 
-/** Causal-LM loss over LlamaPathModel's own forward (src/models/llama.ts), layers built as uploadLayer does. */
+/**
+ * Causal-LM loss over LlamaPathModel's own forward (src/models/llama.ts), its layers and ends
+ * assembled from the differentiable tensors by the family's own layout (src/models/llama-layout.ts).
+ */
 function llamaLoss(config: LlamaConfig, evaluators: CausalLmItems[], loss: 'supervised' | 'entropy', input: CoefficientGradientInput): LossBuilder {
   const batches = evaluators.map((e, i) => {
     const rows = sample(e.sequences.length, input.batch, (input.seed ?? 0) + i * 7919);
@@ -331,28 +336,16 @@ function llamaLoss(config: LlamaConfig, evaluators: CausalLmItems[], loss: 'supe
   return {
     dispose: () => batches.forEach((b) => [b.ids, b.pos, b.next].forEach((t) => t.dispose())),
     loss(get) {
-      const W = (n: string) => tf.transpose(get(n)) as tf.Tensor2D; // [out, in] -> [in, out]
-      const V = (n: string) => get(n) as tf.Tensor1D;
-      const path = Array.from({ length: config.layers }, (_, i) => {
-        const p = `model.layers.${i}.`;
-        const layer: LlamaLayer = {
-          inNorm: V(p + 'input_layernorm.weight'),
-          postNorm: V(p + 'post_attention_layernorm.weight'),
-          wqkv: tf.concat([W(p + 'self_attn.q_proj.weight'), W(p + 'self_attn.k_proj.weight'), W(p + 'self_attn.v_proj.weight')], 1) as tf.Tensor2D,
-          bqkv: config.qkvBias ? (tf.concat([V(p + 'self_attn.q_proj.bias'), V(p + 'self_attn.k_proj.bias'), V(p + 'self_attn.v_proj.bias')]) as tf.Tensor1D) : null,
-          wo: W(p + 'self_attn.o_proj.weight'),
-          bo: config.oBias ? V(p + 'self_attn.o_proj.bias') : null,
-          wgu: tf.concat([W(p + 'mlp.gate_proj.weight'), W(p + 'mlp.up_proj.weight')], 1) as tf.Tensor2D,
-          bgu: config.mlpBias ? (tf.concat([V(p + 'mlp.gate_proj.bias'), V(p + 'mlp.up_proj.bias')]) as tf.Tensor1D) : null,
-          wd: W(p + 'mlp.down_proj.weight'),
-          bd: config.mlpBias ? V(p + 'mlp.down_proj.bias') : null,
-          window: config.windows[i] ?? null,
-          config,
-        };
-        return { layer, scale: 1 };
-      });
-      const embed = get('model.embed_tokens.weight') as tf.Tensor2D;
-      const ends = { embed, norm: V('model.norm.weight'), head: config.tieWordEmbeddings ? (tf.transpose(embed) as tf.Tensor2D) : W('lm_head.weight'), config };
+      const W = (t: LlamaTensor) => tf.transpose(get(t.name)) as tf.Tensor2D; // [out, in] -> [in, out]
+      const V = (t: LlamaTensor) => get(t.name) as tf.Tensor1D;
+      const ops: LlamaTensorOps = {
+        stored: (t) => get(t.name) as tf.Tensor2D,
+        matrix: (parts) => (parts.length === 1 ? W(parts[0]!) : (tf.concat(parts.map(W), 1) as tf.Tensor2D)),
+        vector: (parts) => (parts.length === 1 ? V(parts[0]!) : (tf.concat(parts.map(V)) as tf.Tensor1D)),
+        transposed: (t) => tf.transpose(t) as tf.Tensor2D,
+      };
+      const path = Array.from({ length: config.layers }, (_, i) => ({ layer: assembleLlamaLayer(config, i, ops), scale: 1 }));
+      const ends = assembleLlamaEnds(config, ops);
       const model = new LlamaPathModel({ embed: ends, head: ends, path, tokenizer: null });
       let total: tf.Scalar = tf.scalar(0);
       for (const b of batches) {

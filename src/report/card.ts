@@ -1,10 +1,13 @@
 /**
- * The model card of an exported candidate: what a reader of a model hub needs to trust and
- * reproduce it. Sources, the method, the parameters as a table per layer group (PS) or the
- * layer path (DFS), the scores (validation from the run, test when computed), the run, the
- * candidate and its lineage.
+ * The model card (README.md of a merged model): what a reader of a model hub needs to trust and
+ * reproduce it, in two depths. A recipe merged by `evomerge merge` gets `mergedModelCard`: its
+ * sources, method, parameters, seed and recipe hash. An exported candidate of a run gets
+ * `modelCard`: sources, the method, the parameters as a table per layer group (PS) or the layer
+ * path (DFS), the scores (validation from the run, test when computed), the run, the candidate
+ * and its lineage. Both open with the same front matter (the model hub's tags).
  */
 import { getMethod } from '../methods/index.ts';
+import type { MergePlan } from '../merge/index.ts';
 import type { ParamSetting, Recipe } from '../recipe/index.ts';
 import type { CandidateRow, MetricValue, RunRow, RunStore } from '../store/index.ts';
 import type { DfsRecipe } from './dfs.ts';
@@ -43,6 +46,11 @@ export function settingText(s: ParamSetting | undefined): string {
     return (s as Array<{ filter?: string | null; value: ParamSetting }>).map((c) => `${c.filter ?? '*'}: ${settingText(c.value)}`).join('; ');
   }
   return settingText([s]);
+}
+
+/** YAML front matter with the model hub's tags: `mergekit` where mergekit can express the merge. */
+function frontMatter(mergekit: boolean): string[] {
+  return ['---', 'tags:', '- merge', '- evomerge', ...(mergekit ? ['- mergekit'] : []), '---'];
 }
 
 const cell = (t: string) => t.replace(/\|/g, '\\|');
@@ -94,12 +102,7 @@ export function modelCard(input: CardInput): string {
   const s = spaceOf(run);
   const method = recipe ? getMethod(recipe.method) : null;
   const lines: string[] = [
-    '---',
-    'tags:',
-    '- merge',
-    '- evomerge',
-    ...(method?.mergekitId || dfs ? ['- mergekit'] : []),
-    '---',
+    ...frontMatter(Boolean(method?.mergekitId || dfs)),
     '',
     `# ${run.name}: candidate ${c.id}`,
     '',
@@ -147,5 +150,36 @@ export function modelCard(input: CardInput): string {
     lines.push('', '## Not exported', '', ...input.skipped.map((x) => `- ${x.format}: ${x.reason}`));
   }
   lines.push('', `Reproduce: \`evomerge export ${run.name} --candidate ${c.id} -o <dir>\`${recipe ? `, or \`evomerge merge recipe.json -o <dir>\`` : ''}.`, '');
+  return lines.join('\n');
+}
+
+/** The card of a recipe merged by `evomerge merge` (no run behind it): `hash` is the recipe's, `seed` the merge's. */
+export function mergedModelCard(plan: MergePlan, hash: string, seed: number): string {
+  const r = plan.recipe;
+  const m = plan.method;
+  const lines = [
+    ...frontMatter(Boolean(m.mergekitId)),
+    '',
+    `# Merged model`,
+    '',
+    `Made with evomerge using **${m.title}** (\`${m.id}\`): ${m.reference}.`,
+    '',
+    '## Sources',
+    '',
+    ...(r.base ? [`- base: \`${r.base}\``] : []),
+    ...plan.models.filter((x) => x !== r.base).map((x) => `- \`${x}\``),
+    '',
+    '## Parameters',
+    '',
+  ];
+  for (const p of m.params) {
+    const set = r.parameters && Object.hasOwn(r.parameters, p.name) ? JSON.stringify(r.parameters[p.name]) : null;
+    lines.push(`- \`${p.name}\` (${p.scope}): ${set ?? (p.default === undefined ? (p.scope === 'per-model' ? 'set per model (below)' : 'required') : `default ${JSON.stringify(p.default)}`)}`);
+  }
+  for (const s of r.sources ?? []) if (s.parameters) lines.push(`- \`${s.model}\`: ${JSON.stringify(s.parameters)}`);
+  for (const [i, s] of (r.slices ?? []).entries()) {
+    lines.push(`- slice ${i}: ${s.sources.map((x) => `\`${x.model}\` layers [${x.layer_range.join(', ')})${x.parameters ? ` ${JSON.stringify(x.parameters)}` : ''}`).join(', ')}${s.parameters ? `; ${JSON.stringify(s.parameters)}` : ''}`);
+  }
+  lines.push('', `Seed: ${seed}. Recipe hash: \`${hash}\`. The full recipe is in \`recipe.json\`.`, '');
   return lines.join('\n');
 }

@@ -13,12 +13,12 @@ import { join, resolve } from 'node:path';
 import { openCheckpoint } from '../checkpoint/index.ts';
 import { loadManifest } from '../eval/index.ts';
 import { familyOf } from '../models/load.ts';
-import { mergeToDisk, type MergeResult } from '../merge/index.ts';
 import { parseRecipe, recipeToMergekitYaml, type Recipe } from '../recipe/index.ts';
 import type { CandidateRow, RunRow, RunStore } from '../store/index.ts';
 import { dfsAsPassthrough, endsMismatch, isDfsRecipe, psBestCandidateId, scaledSteps, type DfsRecipe } from './dfs.ts';
 import { ExportError, ExportNotSupportedError } from './errors.ts';
 import { modelCard, type CardScores } from './card.ts';
+import { mergeToDisk, type MergeResult } from './merge-folder.ts';
 import { selectCandidates, spaceOf, type Selection } from './select.ts';
 
 export const EXPORT_FORMATS = ['recipe', 'mergekit', 'model', 'card'] as const;

@@ -3,6 +3,7 @@ export * from './errors.ts';
 export * from './select.ts';
 export * from './dfs.ts';
 export * from './card.ts';
+export * from './merge-folder.ts';
 export * from './export.ts';
 export * from './scores.ts';
 export * from './data.ts';

@@ -1,17 +1,18 @@
 /**
  * What every trained zoo shares: its zoo.json, the cache key that makes a second identical
- * build instant, atomic output (a temporary folder beside the target, renamed when complete),
- * progress reporting, and the evaluator manifests written for each task.
+ * build instant (looked up before the training backend starts), progress reporting, and the
+ * evaluator manifests written for each task. Output is atomic (buildAtomically in
+ * src/checkpoint/atomic.ts: a temporary folder beside the target, renamed when complete).
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { writeFileAtomic } from '../checkpoint/atomic.ts';
 import { CheckpointWriter } from '../checkpoint/index.ts';
 import { RuntimeFailure } from '../errors.ts';
 import { deriveSeed } from '../tensor/rng.ts';
 import type { ZooLayout, ZooTask } from '../space/zoo.ts';
+import { useTrainingBackend } from '../train/backend.ts';
 import type { SourceFile } from './data/mnist.ts';
 
 /** Bump when a builder's output changes for the same inputs, so old caches are not reused. */
@@ -103,29 +104,22 @@ export function cachedZoo(dir: string, key: string): ZooResult | null {
 }
 
 /**
- * Runs `fill(tmp)` on a fresh temporary folder beside `dir` and renames it into place; the old
- * folder, if any, is replaced only once the new one is complete. A failure leaves `dir` as it was.
+ * The zoo already in `dir` when built from these inputs, looked up before a backend starts (a
+ * hit costs only hashing the inputs), or else the backend to train on and the new build's key.
  */
-export async function buildAtomically<T>(dir: string, fill: (tmp: string) => Promise<T>): Promise<T> {
-  const target = resolve(dir);
-  mkdirSync(dirname(target), { recursive: true });
-  const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  mkdirSync(tmp);
-  try {
-    const out = await fill(tmp);
-    if (existsSync(target)) {
-      const old = join(dirname(target), `.${basename(target)}.old-${process.pid}-${randomBytes(4).toString('hex')}`);
-      renameSync(target, old);
-      renameSync(tmp, target);
-      rmSync(old, { recursive: true, force: true });
-    } else {
-      renameSync(tmp, target);
-    }
-    return out;
-  } catch (err) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw err;
+export async function cachedOrTrainingBackend(dir: string, keyFor: (backend: string) => string, force = false): Promise<{ hit: ZooResult } | { hit: null; backend: string; key: string }> {
+  const expected = keyFor('wasm');
+  if (!force) {
+    const hit = cachedZoo(dir, expected);
+    if (hit) return { hit };
   }
+  const backend = await useTrainingBackend();
+  const key = keyFor(backend);
+  if (!force && key !== expected) {
+    const hit = cachedZoo(dir, key);
+    if (hit) return { hit };
+  }
+  return { hit: null, backend, key };
 }
 
 /** Writes a checkpoint folder of F32 tensors in the order given. */

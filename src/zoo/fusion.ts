@@ -16,20 +16,21 @@
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../checkpoint/atomic.ts';
+import { buildAtomically, writeFileAtomic } from '../checkpoint/atomic.ts';
 import { createEvaluator, loadManifest } from '../eval/index.ts';
 import { fuseModels, type FuseProgress } from '../fuse/fuse.ts';
-import { LlamaModel, llamaShapesOf, parseLlamaConfig } from '../models/llama.ts';
+import { parseLlamaConfig } from '../models/llama-config.ts';
+import { llamaShapesOf } from '../models/llama-layout.ts';
+import { LlamaModel } from '../models/llama.ts';
 import { bpeTokenizerJson, charTokenizerJson, tokenizerFromJson } from '../models/tokenizer.ts';
 import { openCheckpoint } from '../checkpoint/index.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
+import { LlamaTrainer, initialLlamaWeights } from '../train/llama.ts';
 import { LANG_MATH_CHARS, loadBrown, loadUdhr, numberWords } from './data/text.ts';
 import type { SourceFile } from './data/mnist.ts';
 import { GERMAN_TEST, GERMAN_VALIDATION, arithmeticQuestion, proseSampler, scoreZooModels } from './lang-math.ts';
-import { LlamaTrainer, initialLlamaWeights } from './llama-train.ts';
-import { cachedOrTrainingBackend } from './vision.ts';
 import {
-  ProgressCounter, ZOO_FORMAT, buildAtomically, writeModelFolder, writeYaml, writeZooManifest, zooCacheKey,
+  ProgressCounter, ZOO_FORMAT, cachedOrTrainingBackend, writeModelFolder, writeYaml, writeZooManifest, zooCacheKey,
   type SpecialistCheck, type ZooBuildOptions, type ZooManifest, type ZooResult, type ZooTaskInfo,
 } from './build.ts';
 

@@ -12,7 +12,7 @@ import { buildFusionZoo } from './fusion.ts';
 import type { ZooBuildOptions, ZooResult } from './build.ts';
 
 export * from './tiny.ts';
-export { ZOO_FORMAT, zooCacheKey, cachedZoo, buildAtomically, type ZooProgress, type ZooBuildOptions, type ZooResult, type ZooManifest, type ZooTaskInfo, type SpecialistCheck } from './build.ts';
+export { ZOO_FORMAT, zooCacheKey, cachedZoo, type ZooProgress, type ZooBuildOptions, type ZooResult, type ZooManifest, type ZooTaskInfo, type SpecialistCheck } from './build.ts';
 export { buildVisionZoo, visionTasks, mnistPermutation, VISION_SIZES } from './vision.ts';
 export { buildLangMathZoo, arithmeticItem, LANG_MATH_SIZES } from './lang-math.ts';
 export { runBaselines, formatBaselines, BASELINE_RECIPES, NotAZooError, type BaselineReport, type BaselineRow, type BaselineRecipe, type BaselineOptions } from './baselines.ts';

@@ -10,19 +10,20 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../checkpoint/atomic.ts';
+import { buildAtomically, writeFileAtomic } from '../checkpoint/atomic.ts';
 import { createEvaluator, loadManifest } from '../eval/index.ts';
-import { LlamaModel, llamaShapesOf, parseLlamaConfig } from '../models/llama.ts';
+import { parseLlamaConfig } from '../models/llama-config.ts';
+import { llamaShapesOf } from '../models/llama-layout.ts';
+import { LlamaModel } from '../models/llama.ts';
 import { charTokenizerJson, tokenizerFromJson } from '../models/tokenizer.ts';
 import { weightsFromMap } from '../models/weights.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
+import { LlamaTrainer, initialLlamaWeights } from '../train/llama.ts';
 import { mkdirSync } from 'node:fs';
 import { LANG_MATH_CHARS, loadBrown, loadUdhr, numberWords } from './data/text.ts';
 import type { SourceFile } from './data/mnist.ts';
-import { LlamaTrainer, initialLlamaWeights } from './llama-train.ts';
-import { cachedOrTrainingBackend } from './vision.ts';
 import {
-  ProgressCounter, ZOO_FORMAT, buildAtomically, writeModelFolder, writeYaml, writeZooManifest, zooCacheKey,
+  ProgressCounter, ZOO_FORMAT, cachedOrTrainingBackend, writeModelFolder, writeYaml, writeZooManifest, zooCacheKey,
   type SpecialistCheck, type ZooBuildOptions, type ZooManifest, type ZooResult, type ZooTaskInfo,
 } from './build.ts';
 

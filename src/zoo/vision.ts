@@ -8,16 +8,14 @@
  * the bodies is what combines skills, and each task is read from its own head.
  */
 import { join } from 'node:path';
-import { writeFileAtomic } from '../checkpoint/atomic.ts';
+import { buildAtomically, writeFileAtomic } from '../checkpoint/atomic.ts';
 import { MLP_ARCHITECTURE, parseResidualMlpConfig, residualMlpTensorShapes, type ResidualMlpConfigJson } from '../models/mlp.ts';
-import { useBackend } from '../models/backend.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 import { encodeIdx } from './data/idx.ts';
 import { loadMnist, type ImageSet, type SourceFile } from './data/mnist.ts';
-import { MlpTrainer, initialMlpWeights, mlpAccuracy, type ClassificationData } from './mlp-train.ts';
-import { ensureGradients } from './tfjs-gradients.ts';
+import { MlpTrainer, initialMlpWeights, mlpAccuracy, type ClassificationData } from '../train/mlp.ts';
 import {
-  ProgressCounter, ZOO_FORMAT, buildAtomically, cachedZoo, writeModelFolder, writeYaml, writeZooManifest, zooCacheKey,
+  ProgressCounter, ZOO_FORMAT, cachedOrTrainingBackend, writeModelFolder, writeYaml, writeZooManifest, zooCacheKey,
   type SpecialistCheck, type ZooBuildOptions, type ZooManifest, type ZooResult, type ZooTaskInfo,
 } from './build.ts';
 
@@ -122,38 +120,6 @@ export function visionModelConfig(size: VisionSize, tasks: readonly TaskMeta[], 
     heads: tasks.map((t) => ({ name: t.name, num_classes: t.classes, labels: t.labels })),
     ...extra,
   };
-}
-
-/**
- * The zoo already in `dir` when built from these inputs, looked up before a backend starts (a
- * hit costs only hashing the inputs), or else the backend to train on and the new build's key.
- */
-export async function cachedOrTrainingBackend(dir: string, keyFor: (backend: string) => string, force = false): Promise<{ hit: ZooResult } | { hit: null; backend: string; key: string }> {
-  const expected = keyFor('wasm');
-  if (!force) {
-    const hit = cachedZoo(dir, expected);
-    if (hit) return { hit };
-  }
-  const backend = await useTrainingBackend();
-  const key = keyFor(backend);
-  if (!force && key !== expected) {
-    const hit = cachedZoo(dir, key);
-    if (hit) return { hit };
-  }
-  return { hit: null, backend, key };
-}
-
-export async function useTrainingBackend(): Promise<string> {
-  // wasm is the fast CPU backend and gives the same bytes on every machine with the same build;
-  // fall back to whatever is available (recorded in zoo.json and the cache key) when it is not.
-  let name: string;
-  try {
-    name = (await useBackend('wasm')).name;
-  } catch {
-    name = (await useBackend('auto')).name;
-  }
-  await ensureGradients();
-  return name;
 }
 
 /** The meaning of a task, without its data. */

@@ -51,16 +51,16 @@ export function register(program: Command): void {
         if (progress.interrupted()) process.exitCode = 130;
         // nobody reads the rest (`evomerge demo | head`): the run is stopped and resumable
         if (outputClosed('stdout') || outputClosed('stderr')) return;
+        const search = report.search;
+        const stageBudget = search.run.settings?.budget ?? {};
+        if (search.alreadyFinished) say(`run '${search.run.name}' is finished (${search.reason}); showing its best (delete ${dirname(search.dbPath)} for a fresh search)`);
+        for (const st of search.stages) say(`search stage ${st.stage} ended: ${describeStop(st.reason, stageBudget)} (${st.evaluated} evaluated, ${st.reused} reused, ${st.failed} failed)`);
         say('writing the report (charts of the search) ...');
         const charts = await writeRunReport(report.search.run.name, report.search.dbPath, join(dirname(report.search.dbPath), 'report'));
         if (o.json) {
           process.stdout.write(`${JSON.stringify({ baselines: report.baselines, evolved: report.evolved, bestBaseline: report.bestBaseline.label, run: report.search.run.name, db: report.search.dbPath, report: charts.html })}\n`);
           return;
         }
-        const search = report.search;
-        const stageBudget = search.run.settings?.budget ?? {};
-        if (search.alreadyFinished) say(`run '${search.run.name}' is finished (${search.reason}); showing its best (delete ${dirname(search.dbPath)} for a fresh search)`);
-        for (const st of search.stages) say(`search stage ${st.stage} ended: ${describeStop(st.reason, stageBudget)} (${st.evaluated} evaluated, ${st.reused} reused, ${st.failed} failed)`);
         const rows = report.evolved ? [...report.baselines.rows, report.evolved] : report.baselines.rows;
         process.stdout.write(`\n${formatBaselines({ ...report.baselines, rows })}\n\n`);
         if (report.evolved) {

@@ -8,7 +8,7 @@ import cliProgress from 'cli-progress';
 import { InputError } from '../../errors.ts';
 import { parseFloatDType } from '../../tensor/dtype.ts';
 import { loadRecipeFile } from '../../recipe/index.ts';
-import { mergeToDisk } from '../../merge/index.ts';
+import { mergeToDisk } from '../../report/merge-folder.ts';
 import { formatBytes } from '../../format.ts';
 
 /** "5GB", "500MB", "2GiB", "1000000" -> bytes. */

@@ -57,7 +57,7 @@ export function progressReporter(label: string) {
   // a reader that went away (`evomerge search ... | head`): stop cleanly, the run stays resumable
   const release = onOutputClosed(() => controller.abort('the output was closed'));
   const bar = new cliProgress.SingleBar({
-    format: '{run} [{bar}] {shown}/{total} | stage {stage} | best {best} | {rate}/min | failed {failed} | {eta} left',
+    format: '{run} [{bar}] {shown}/{total} | stage {stage} | best {best} | {rate}/min | failed {failed} | {remaining} left',
     noTTYOutput: true, notTTYSchedule: 5000, hideCursor: true, stream: process.stderr,
   }, cliProgress.Presets.shades_classic);
   let started = false;
@@ -81,9 +81,15 @@ export function progressReporter(label: string) {
         total = e.budget ?? 0;
         usedAtStart = e.used ?? 0;
         // a resumed stage counts from the budget its stored candidates used
-        bar.start(total, Math.min(usedAtStart, total), { run, shown: shown(usedAtStart), stage: e.stage, best: '-', rate: '-', failed: 0, eta: '-' });
+        bar.start(total, Math.min(usedAtStart, total), { run, shown: shown(usedAtStart), stage: e.stage, best: '-', rate: '-', failed: 0, remaining: '-' });
         started = true;
         t0 = performance.now();
+        return;
+      }
+      if (e.type === 'done' && started) {
+        // the stage's last line before the engine's closing lines
+        bar.stop();
+        started = false;
         return;
       }
       if (e.type !== 'result') return;
@@ -95,7 +101,7 @@ export function progressReporter(label: string) {
       const perSecond = (used - usedAtStart) / Math.max(seconds, 1e-9);
       bar.update(Math.min(used, total || used), {
         run, shown: shown(used), stage: e.stage, best: Number.isFinite(best) ? best.toFixed(4) : '-', rate: (perSecond * 60).toFixed(1), failed,
-        eta: total > 0 && perSecond > 0 ? formatEta((total - used) / perSecond) : '-',
+        remaining: total > 0 && perSecond > 0 ? formatEta((total - used) / perSecond) : '-',
       });
     },
   };

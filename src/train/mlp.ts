@@ -9,7 +9,7 @@ import { InputError } from '../errors.ts';
 import { tf } from '../models/backend.ts';
 import { ResidualMlp, mlpActivation, parseResidualMlpConfig, residualMlpTensorShapes, weightsFromMap, type ResidualMlpConfig, type ResidualMlpConfigJson } from '../models/index.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
-import { linear, linearFromData, transpose } from './train-ops.ts';
+import { linear, linearFromData, transpose } from './ops.ts';
 
 /** LayerNorm over the last axis with the biased variance (Ba et al. 2016, eq. 4; PyTorch's nn.LayerNorm). */
 function layerNorm(x: tf.Tensor2D, w: tf.Tensor1D, b: tf.Tensor1D, eps: number): tf.Tensor2D {

@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useBackend, tf } from '../src/models/backend.ts';
-import { LlamaModel, parseLlamaConfig } from '../src/models/llama.ts';
+import { parseLlamaConfig } from '../src/models/llama-config.ts';
+import { LlamaModel } from '../src/models/llama.ts';
 import { weightsFromMap } from '../src/models/weights.ts';
-import { LlamaTrainer, initialLlamaWeights } from '../src/zoo/llama-train.ts';
-import { ensureGradients } from '../src/zoo/tfjs-gradients.ts';
+import { LlamaTrainer, initialLlamaWeights } from '../src/train/llama.ts';
+import { ensureGradients } from '../src/train/gradients.ts';
 
 const config = {
   architectures: ['LlamaForCausalLM'], vocab_size: 11, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2,

@@ -1,16 +1,18 @@
 /**
- * Training of small Llama-family causal LMs for the lang-math zoo, with tfjs-core's autodiff and
- * Adam. The forward pass follows src/models/llama.ts (Touvron et al. 2023, section 2.2: pre-norm
- * RMSNorm, rotary embeddings in the rotate-half layout, SwiGLU MLP, causal attention) and a test
- * checks it against `LlamaModel`'s logits. Two differences serve training only: token embeddings
- * are a one-hot matrix product, because the wasm backend has no gradient for `gather`, and every
- * product is plain (see train-ops.ts). Matrices live as [in, out]; export transposes them back.
+ * Training of small Llama-family causal LMs (the lang-math and fusion zoos, and the fused targets
+ * of src/fuse/), with tfjs-core's autodiff and Adam. The forward pass follows src/models/llama.ts
+ * (Touvron et al. 2023, section 2.2: pre-norm RMSNorm, rotary embeddings in the rotate-half
+ * layout, SwiGLU MLP, causal attention) and a test checks it against `LlamaModel`'s logits. Two
+ * differences serve training only: token embeddings are a one-hot matrix product, because the
+ * wasm backend has no gradient for `gather`, and every product is plain (see ./ops.ts). Matrices
+ * live as [in, out]; export transposes them back.
  */
 import { InputError } from '../errors.ts';
 import { tf } from '../models/backend.ts';
-import { llamaShapesOf, parseLlamaConfig, ropeInverseFrequencies, type LlamaConfig } from '../models/llama.ts';
+import { parseLlamaConfig, ropeInverseFrequencies, type LlamaConfig } from '../models/llama-config.ts';
+import { llamaShapesOf } from '../models/llama-layout.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
-import { batchMatmulPlain, matmulPlain, softmaxCrossEntropy, transpose } from './train-ops.ts';
+import { batchMatmulPlain, matmulPlain, softmaxCrossEntropy, transpose } from './ops.ts';
 
 /** Names stored [out, in] on disk and [in, out] while training. */
 function isMatrix(name: string, shape: readonly number[]): boolean {

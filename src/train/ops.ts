@@ -1,6 +1,6 @@
 /**
- * Differentiable building blocks shared by the zoo trainers, written so that backpropagation on
- * the wasm backend uses only untransposed matrix products.
+ * Differentiable building blocks shared by the trainers (./mlp.ts, ./llama.ts), written so that
+ * backpropagation on the wasm backend uses only untransposed matrix products.
  */
 import { tf } from '../models/backend.ts';
 
