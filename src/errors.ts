@@ -40,6 +40,13 @@ export class MissingTensorError extends InputError {
   }
 }
 
+/**
+ * A search set-up that no candidate could escape (an evaluator that cannot work on the sources,
+ * a memory plan that cannot fit, a gradient stage that cannot run), refused before the run
+ * writes anything (src/search/preflight.ts, src/refine/preflight.ts).
+ */
+export class SetupError extends InputError {}
+
 /** A feature that exists in a source format but that evomerge does not handle yet. */
 export class NotSupportedError extends InputError {
   constructor(code: string, message: string) {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rowAgainst } from '../src/search/demo.ts';
+import { rowAgainst } from '../src/zoo/score.ts';
 import type { BaselineReport } from '../src/zoo/baselines.ts';
 
 test('the evolved row is normalised as the baselines are, a task nobody solves left out of the mean', () => {

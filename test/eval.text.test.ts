@@ -98,7 +98,7 @@ test('choice acc and acc_norm equal the arg-max of hand-summed option log-likeli
   assert.equal(r.metrics.acc_norm, accNorm / 6);
   assert.equal(r.fitness, acc / 6);
   // multi-fidelity: sums over disjoint item subsets (the rungs of a seeded order) add up to the full result
-  const { addPartial, itemOrder } = await import('../src/search/fidelity.ts');
+  const { addPartial, itemOrder } = await import('../src/candidate/fidelity.ts');
   assert.equal(ev.itemCount!(), 6);
   const order = itemOrder('choice', 6);
   const parts = [order.slice(0, 2), order.slice(2, 4), order.slice(4)];

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { Job, Queue } from 'bullmq';
 import { RunStore } from '../src/store/index.ts';
-import { startSearch } from '../src/search/engine.ts';
+import { startSearch } from './helpers/search.ts';
 import { zooBuilder } from '../src/zoo/index.ts';
 import { contextKey, jobIdFor, parseQueueUrl, queueNameFor, runQueueWorker, verifySources, type JobResult, type QueueJobData, type StageContext } from '../src/queue/index.ts';
 import { heartbeat, serverTimeMs } from '../src/queue/protocol.ts';

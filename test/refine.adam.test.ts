@@ -5,7 +5,7 @@ import { useBackend } from '../src/models/backend.ts';
 import { getMethod } from '../src/methods/index.ts';
 import { PsCodec } from '../src/space/ps.ts';
 import { parseResidualMlpConfig, residualMlpTensorShapes, type ResidualMlpConfigJson } from '../src/models/mlp.ts';
-import { loadSourceModel, type SourceModels } from '../src/search/sources.ts';
+import { loadSourceModel, type SourceModels } from '../src/candidate/sources.ts';
 import { adamStep, coefficientGradient, initRefine, type RefineItems } from '../src/refine/index.ts';
 import { tempDir } from './helpers/tmp.ts';
 import { randomItems, writeMlp } from './refine.helpers.ts';

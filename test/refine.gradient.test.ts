@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { useBackend } from '../src/models/backend.ts';
 import { getMethod } from '../src/methods/index.ts';
 import { PsCodec } from '../src/space/ps.ts';
-import { mergeToMemory } from '../src/search/worker.ts';
+import { mergeToMemory } from '../src/candidate/build.ts';
 import { coefficientGradient, type RefineItems } from '../src/refine/index.ts';
 import { tempDir } from './helpers/tmp.ts';
 import { mlpFamily, plainLogits, plainLoss, randomItems } from './refine.helpers.ts';

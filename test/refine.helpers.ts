@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { writeSafetensors } from '../src/checkpoint/index.ts';
 import { parseResidualMlpConfig, residualMlpTensorShapes, type ResidualMlpConfigJson } from '../src/models/mlp.ts';
 import { randomWeights } from '../src/models/weights.ts';
-import { loadSourceModel, type SourceModels } from '../src/search/sources.ts';
+import { loadSourceModel, type SourceModels } from '../src/candidate/sources.ts';
 import { mlpReferenceLogits } from './helpers/mlp-reference.ts';
 
 export const mlpJson: ResidualMlpConfigJson = {

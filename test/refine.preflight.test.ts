@@ -4,7 +4,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { RunStore } from '../src/store/index.ts';
-import { startSearch } from '../src/search/engine.ts';
+import { startSearch } from './helpers/search.ts';
 import { zooBuilder } from '../src/zoo/index.ts';
 import { charTokenizerJson } from '../src/models/tokenizer.ts';
 import { makeTinyLlama } from '../src/zoo/tiny.ts';

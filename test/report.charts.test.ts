@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { fitnessChart, PALETTE, reportCharts, reportData, seriesColours, writeReport, type ChartSpec, type ReportData } from '../src/report/index.ts';
-import { resumeSearch, startSearch } from '../src/search/engine.ts';
+import { resumeSearch, startSearch } from './helpers/search.ts';
 import { RunStore } from '../src/store/index.ts';
 import { syntheticRun, WARM_START } from './helpers/report-store.ts';
 import { mlpFamily, randomItems } from './refine.helpers.ts';

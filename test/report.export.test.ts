@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { startSearch } from '../src/search/engine.ts';
+import { startSearch } from './helpers/search.ts';
 import { RunStore, type RunRow } from '../src/store/index.ts';
 import { recipeFromMergekit, parseRecipe } from '../src/recipe/index.ts';
 import { exportCandidates, type DfsRecipe } from '../src/report/index.ts';

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { RunStore } from '../src/store/index.ts';
-import { resumeSearch, startSearch } from '../src/search/engine.ts';
+import { resumeSearch, startSearch } from './helpers/search.ts';
 import { zooBuilder } from '../src/zoo/index.ts';
 import { tempDir } from './helpers/tmp.ts';
 

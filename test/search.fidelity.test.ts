@@ -10,7 +10,7 @@ import { randomWeights, weightsFromMap } from '../src/models/weights.ts';
 import { parseManifest } from '../src/eval/manifest.ts';
 import { createEvaluator } from '../src/eval/evaluator.ts';
 import type { EvalResult, Evaluator, PartialScore } from '../src/eval/types.ts';
-import { addPartial, itemOrder, race, rungSizes, standardError, upperBound, type FidelityTask, type RacedEvaluator } from '../src/search/fidelity.ts';
+import { addPartial, itemOrder, race, rungSizes, standardError, upperBound, type FidelityTask, type RacedEvaluator } from '../src/candidate/fidelity.ts';
 import { runStage, type CandidateScore, type StageProblem, type TaskRunner } from '../src/search/loop.ts';
 import { runStatus } from '../src/search/inspect.ts';
 import { reportData } from '../src/report/index.ts';
@@ -295,7 +295,7 @@ async function tinyFamily(root: string): Promise<{ base: string; models: Array<{
 }
 
 test('an end-to-end search on a tiny residual-MLP family with fidelity spends fewer item-evaluations per candidate than without, its best is scored in full, and stopped and resumed it is the same run', async () => {
-  const { startSearch, resumeSearch } = await import('../src/search/engine.ts');
+  const { startSearch, resumeSearch } = await import('./helpers/search.ts');
   const root = join(dir, 'family');
   const fam = await tinyFamily(root);
   const run = async (name: string, extra: Record<string, unknown>, stopAfter?: number) => {

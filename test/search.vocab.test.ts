@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { getMethod } from '../src/methods/index.ts';
 import { PsCodec } from '../src/space/ps.ts';
-import { startSearch } from '../src/search/engine.ts';
+import { startSearch } from './helpers/search.ts';
 import { RunStore } from '../src/store/index.ts';
 import { makeTinyLlama } from '../src/zoo/index.ts';
 import { tempDir } from './helpers/tmp.ts';

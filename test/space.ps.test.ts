@@ -117,7 +117,7 @@ test('kept tensors come from their owner whatever the genes say, and the rest st
 });
 
 test('a fixed recipe becomes the genome of the space that expresses it, lambda folded into weights where the merge allows', async () => {
-  const { baselineGenomes } = await import('../src/search/engine.ts');
+  const { baselineGenomes } = await import('../src/space/baselines.ts');
   const layout = { base: 'b', models: ['m1', 'm2'], layers: 4, layersPerGroup: 2, filters: ['attn'], seed: 0 };
   // task arithmetic without normalisation: base + lambda sum w tau, so lambda 0.3 with w = 1 is w = 0.3 at the space's lambda 1
   const ta = new PsCodec({ ...layout, method: getMethod('task_arithmetic'), evolve: { weight: [0, 1] }, fixed: { lambda: 1 } });

@@ -5,7 +5,7 @@
  * recipe, and a database that passes SQLite's integrity check. Kill moments are spread over
  * evaluation (a timed kill from outside), merging (the worker kills the process after a
  * candidate's merge, EVOMERGE_FAULTS=kill@id), recording a result and writing the optimizer's
- * step (inside the SQLite transaction, and just after its commit; faults-child.ts) and export
+ * step (inside the SQLite transaction, and just after its commit; kill-points.ts) and export
  * (a timed kill of `evomerge export`, then a rerun). Injected evaluator faults (throw, hang past
  * the timeout, NaN, a worker thread that exits) must give failed candidates with their error
  * stored while the search finishes. A full disk (a small tmpfs, when this process may mount
@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { InputError } from '../errors.ts';
@@ -24,7 +24,9 @@ import { RunStore } from '../store/index.ts';
 import { Rng } from '../tensor/rng.ts';
 import { zooBuilder } from '../zoo/index.ts';
 
-const CHILD = fileURLToPath(new URL('./faults-child.mjs', import.meta.url));
+/** The evomerge executable, run with the kill points preloaded: the bench calls the CLI as a user does, never imports it. */
+const BIN = fileURLToPath(new URL('../cli/bin.mjs', import.meta.url));
+const CHILD_ARGS = ['--import', pathToFileURL(fileURLToPath(new URL('./kill-points.mjs', import.meta.url))).href, BIN];
 const RUN = 'faults';
 
 export type KillPhase = 'evaluation' | 'merging' | 'recording' | 'recorded' | 'state-write' | 'state-written' | 'export';
@@ -87,11 +89,11 @@ interface ChildResult {
   ms: number;
 }
 
-/** Run the CLI (through the kill-point child) and optionally SIGKILL it `killAfterMs` after its stage starts. */
+/** Run the CLI (with the kill points preloaded) and optionally SIGKILL it `killAfterMs` after its stage starts. */
 export function runCli(args: string[], options: { env?: Record<string, string>; killAfterMs?: number; killFrom?: 'spawn' | 'stage'; cwd?: string; timeoutMs?: number } = {}): Promise<ChildResult> {
   return new Promise((resolvePromise) => {
     const t0 = performance.now();
-    const proc = spawn(process.execPath, [CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env }, cwd: options.cwd });
+    const proc = spawn(process.execPath, [...CHILD_ARGS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env }, cwd: options.cwd });
     let stdout = '';
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;
@@ -212,7 +214,7 @@ function exportArgs(db: string, out: string): string[] {
 }
 
 function exportCommandExists(): boolean {
-  const r = spawnSync(process.execPath, [CHILD, 'export', '--help'], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [...CHILD_ARGS, 'export', '--help'], { encoding: 'utf8' });
   return r.status === 0;
 }
 

@@ -14,7 +14,8 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { InputError } from '../errors.ts';
 import type { Recipe } from '../recipe/index.ts';
-import { rowAgainst, scoreRecipeOnZoo } from '../search/demo.ts';
+import { rowAgainst, scoreRecipeOnZoo } from '../zoo/score.ts';
+import { localRunner } from '../pool/index.ts';
 import { startSearch } from '../search/engine.ts';
 import { runBaselines, type BaselineRow } from '../zoo/baselines.ts';
 import { buildFusionZoo } from '../zoo/fusion.ts';
@@ -57,7 +58,7 @@ export async function runFuseBench(o: { dir: string; small: boolean; budget: num
   rmSync(runDir, { recursive: true, force: true });
   const spacePath = fileURLToPath(new URL('../../search-spaces/fusion-ps.yaml', import.meta.url));
   o.log(`searching ${spacePath} over the fused targets (${o.budget} evaluations, validation split) ...`);
-  const search = await startSearch(spacePath, { runName: 'fusion-bench', dbPath: join(runDir, 'run.sqlite'), zooOverride: dir, budget: { evaluations: o.budget }, workers: o.workers, seed: o.seed });
+  const search = await startSearch(spacePath, { runtime: { local: localRunner }, runName: 'fusion-bench', dbPath: join(runDir, 'run.sqlite'), zooOverride: dir, budget: { evaluations: o.budget }, workers: o.workers, seed: o.seed });
   const searchSeconds = (performance.now() - t) / 1000;
   const stage = search.stages[0]!;
 

@@ -22,7 +22,7 @@ import { formatBytes } from '../format.ts';
 import { createEvaluator, parseManifest } from '../eval/index.ts';
 import { mergeToDisk } from '../report/merge-folder.ts';
 import { parseRecipe, recipeFromMergekit, recipeHash, recipeToMergekitYaml } from '../recipe/index.ts';
-import { resolveSpace } from '../search/engine.ts';
+import { resolveSpace } from '../search/resolve.ts';
 import { parseSearchSpace } from '../space/index.ts';
 import { Rng } from '../tensor/rng.ts';
 import { buildTinyZoo } from '../zoo/tiny.ts';

@@ -35,8 +35,10 @@ import { stringify as toYaml } from 'yaml';
 import { InputError } from '../errors.ts';
 import type { Recipe } from '../recipe/index.ts';
 import { defaultPopsize } from '../optim/index.ts';
+import { localRunner } from '../pool/index.ts';
+import { gradientStage } from '../refine/index.ts';
 import { psDimension, startSearch } from '../search/engine.ts';
-import { scoreRecipeOnZooItems } from '../search/demo.ts';
+import { scoreRecipeOnZooItems } from '../zoo/score.ts';
 import { loadSearchSpace, type SearchSpace } from '../space/index.ts';
 import { RunStore, isFullFidelity, type CandidateRow } from '../store/index.ts';
 import { normalizeScores, referenceScores, runBaselines, type BaselineReport } from '../zoo/baselines.ts';
@@ -222,7 +224,7 @@ export async function runQualityBench(o: QualityOptions): Promise<QualityReport>
           const file = join(root, `${arm.id}-s${seed}-b${run.ps}.yaml`);
           writeFileSync(file, toYaml(variant));
           log(`${arm.id}, seed ${seed}: search of ${run.ps} evaluations${arm.refine ? ` + ${refine.steps} gradient steps` : ''} ...`);
-          await startSearch(file, { dbPath: join(dir, 'run.sqlite'), runName: 'quality' });
+          await startSearch(file, { runtime: { local: localRunner, gradient: gradientStage }, dbPath: join(dir, 'run.sqlite'), runName: 'quality' });
           const store = RunStore.open(join(dir, 'run.sqlite'), { readonly: true });
           let rows: CandidateRow[];
           try {

@@ -19,7 +19,8 @@ import type { Command } from 'commander';
 import { Queue } from 'bullmq';
 import { stringify } from 'yaml';
 import { InputError, RuntimeFailure } from '../errors.ts';
-import { checkReachable, parseQueueUrl, queueNameFor, type QueueUrl } from '../queue/index.ts';
+import { localRunner } from '../pool/index.ts';
+import { checkReachable, parseQueueUrl, queueNameFor, queueRuntime, type QueueUrl } from '../queue/index.ts';
 import { startSearch } from '../search/engine.ts';
 import { RunStore } from '../store/index.ts';
 import { zooBuilder } from '../zoo/index.ts';
@@ -134,7 +135,7 @@ export async function runQueueBench(options: { queue: string; budget: number; wi
         const t0 = performance.now();
         try {
           await startSearch(space, {
-            dbPath: db, runName, workers: width,
+            runtime: { local: localRunner, queue: queueRuntime }, dbPath: db, runName, workers: width,
             queue: via === 'queue' ? { url, slots: width } : undefined,
             onEvent: (e) => { if (e.type === 'result' && !e.reused) times.push(performance.now()); },
           });

@@ -11,6 +11,8 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../errors.ts';
 import { formatBytes } from '../format.ts';
+import { localRunner } from '../pool/index.ts';
+import { gradientStage } from '../refine/index.ts';
 import { startSearch } from '../search/engine.ts';
 import { RunStore } from '../store/index.ts';
 
@@ -38,7 +40,7 @@ export async function runSearchBench(options: { space: string; budget: number; w
       let evaluations = 0;
       try {
         await startSearch(options.space, {
-          dbPath: db, runName: 'bench', workers, budget: { evaluations: options.budget },
+          runtime: { local: localRunner, gradient: gradientStage }, dbPath: db, runName: 'bench', workers, budget: { evaluations: options.budget },
           onEvent: (e) => { if (e.type === 'result' && !e.reused) evaluations++; },
         });
       } finally {

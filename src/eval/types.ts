@@ -26,7 +26,7 @@ export interface EvalResult {
 
 /**
  * Additive sums of an evaluator over some of its items (multi-fidelity evaluation,
- * src/search/fidelity.ts): the sums of two disjoint item sets add, so a rung scores only its
+ * src/candidate/fidelity.ts): the sums of two disjoint item sets add, so a rung scores only its
  * new items, and the sums over every item give exactly what `evaluate` returns.
  */
 export interface PartialScore {

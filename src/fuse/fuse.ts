@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path';
 import { CheckpointWriter, buildAtomically, openCheckpoint, writeFileAtomic } from '../checkpoint/index.ts';
 import { EvomergeError, InputError } from '../errors.ts';
 import { llamaShapesOf } from '../models/llama-layout.ts';
-import { fingerprint } from '../search/sources.ts';
+import { fingerprint } from '../candidate/sources.ts';
 import { useTrainingBackend } from '../train/backend.ts';
 import type { TopK } from './distributions.ts';
 import { fuseAvgCE, fuseMinCE } from './fusion.ts';
@@ -147,7 +147,7 @@ export async function fuseModels(options: FuseOptions): Promise<FuseResult> {
   const backend = await useTrainingBackend();
   const work = join(out, '.fuse-work');
   const initial = pivotWeights(pivot);
-  const pivotPrint = fingerprint(pivot.dir);
+  const pivotPrint = await fingerprint(pivot.dir);
   const plans: Array<{ name: string; members: FuseModel[]; corpus: Corpus[] }> = pairwise
     ? sources.map((s, i) => ({ name: s.name, members: [s], corpus: corpora.length === 1 ? corpora : [corpora[i]!] }))
     : [{ name: 'fused', members: sources, corpus: corpora }];

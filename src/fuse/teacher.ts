@@ -18,7 +18,7 @@ import { familyOf } from '../models/load.ts';
 import { parseLlamaConfig, type LlamaConfig } from '../models/llama-config.ts';
 import { LlamaModel } from '../models/llama.ts';
 import { loadTokenizer, type TextTokenizer } from '../models/tokenizer.ts';
-import { fingerprint } from '../search/sources.ts';
+import { fingerprint } from '../candidate/sources.ts';
 import { alignTokens } from './align.ts';
 import { mapTopK, topKFromLogits, type TopK } from './distributions.ts';
 import { readDistributions, writeDistributions } from './store.ts';
@@ -212,7 +212,7 @@ function sha(parts: unknown): string {
 export async function teacherDistributions(o: TeacherOptions): Promise<TeacherResult> {
   const isPivot = o.model === o.pivot;
   const key = sha({
-    format: DIST_FORMAT, model: Object.values(fingerprint(o.model.dir)), config: o.model.configJson, tokenizer: o.model.tokenizerSha,
+    format: DIST_FORMAT, model: Object.values(await fingerprint(o.model.dir)), config: o.model.configJson, tokenizer: o.model.tokenizerSha,
     pivotTokenizer: o.pivot.tokenizerSha, windows: sha(o.windows.ids.map((w) => [...w])), mapping: isPivot ? 'identity' : o.mapping, k: o.k,
   });
   const file = join(o.workDir, `${o.model.name}-${key.slice(0, 16)}.safetensors`);

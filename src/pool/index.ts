@@ -1,1 +1,2 @@
 export * from './pool.ts';
+export { candidatePool, localRunner } from './candidates.ts';

@@ -13,6 +13,9 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { InputError } from '../errors.ts';
+import type { TaskOutcome } from '../candidate/types.ts';
+
+export type { FailureKind, TaskOutcome } from '../candidate/types.ts';
 
 export interface PoolOptions {
   /** Absolute path of the handler module: it exports `createHandler(data)` returning `(task) => result`. */
@@ -26,13 +29,6 @@ export interface PoolOptions {
   maxOldGenerationSizeMb?: number;
 }
 
-export type FailureKind = 'error' | 'timeout' | 'worker-exit' | 'aborted';
-
-/** `W` names the worker: a thread id here; a remote runner (src/queue) names host, process and thread. */
-export type TaskOutcome<R, W extends number | string = number> =
-  | { ok: true; value: R; ms: number; worker: W }
-  | { ok: false; kind: FailureKind; error: string; ms: number; worker: W | null };
-
 export type BackendKind = 'native' | 'wasm' | 'cpu';
 
 /** Threads a pool may use for a backend: native backends get exactly one per process. */
@@ -41,7 +37,7 @@ export function threadsFor(backend: BackendKind, requested: number): number {
   return backend === 'native' ? 1 : Math.min(requested, Math.max(1, availableParallelism() * 2));
 }
 
-const WORKER_ENTRY = fileURLToPath(new URL('./worker.mjs', import.meta.url));
+const THREAD_ENTRY = fileURLToPath(new URL('./thread.mjs', import.meta.url));
 
 export class WorkerPool<T, R> {
   private readonly piscina: Piscina;
@@ -54,7 +50,7 @@ export class WorkerPool<T, R> {
     this.threads = options.threads;
     this.timeoutMs = options.timeoutMs ?? 0;
     this.piscina = new Piscina({
-      filename: WORKER_ENTRY,
+      filename: THREAD_ENTRY,
       minThreads: options.threads,
       maxThreads: options.threads,
       // one task per thread at a time: an evaluation owns its thread (and its backend)

@@ -1,6 +1,6 @@
 /**
- * The owner's side of a distributed stage: a TaskRunner that puts each candidate on the run's
- * BullMQ queue and resolves with the result a worker returned. The search loop stays as it is
+ * The owner's side of a distributed stage: a CandidateRunner that puts each candidate on the
+ * run's BullMQ queue and resolves with the result a worker returned. The search loop stays as it is
  * (it records results as they arrive and tells the optimizer in proposal order), so a queue
  * run makes exactly the candidates and the best recipe a local pool makes with the same seed.
  *
@@ -8,32 +8,20 @@
  * resumed owner dispatches a candidate again, adding the job is a no-op and a job that finished
  * while the owner was away gives its stored result instead of running again.
  */
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Job, Queue, QueueEvents } from 'bullmq';
 import type { Recipe } from '../recipe/index.ts';
-import type { CandidateScore, StageProblem, TaskRunner } from '../search/loop.ts';
-import type { CandidateTask, WorkerData } from '../search/worker.ts';
-import type { TaskOutcome } from '../pool/index.ts';
+import { sha256File, type CandidateRunner, type CandidateScore, type CandidateTask, type TaskOutcome, type WorkerData } from '../candidate/index.ts';
 import type { RunRow, RunStore } from '../store/index.ts';
 import { InputError } from '../errors.ts';
 import { contextKey, heartbeat, jobIdFor, queueNameFor, unregister, type ContextSource, type JobResult, type QueueJobData, type StageContext } from './protocol.ts';
 import { redisClient, type QueueUrl } from './url.ts';
-
-/** The loop's task on a queue run: the candidate task with the ids that name its job. */
-export interface QueuedTask {
-  candidate: number;
-  proposalId: string;
-  task: CandidateTask;
-}
 
 export interface QueueStageOptions {
   url: QueueUrl;
   store: RunStore;
   run: RunRow;
   stage: number;
-  problem: StageProblem<CandidateTask>;
   data: WorkerData;
   timeoutMs: number;
   /** Candidates outstanding on the queue at once (the sum of the workers' concurrency is a good value). */
@@ -45,8 +33,7 @@ export interface QueueStageOptions {
 
 export interface QueueStage {
   queueName: string;
-  problem: StageProblem<QueuedTask>;
-  runner: TaskRunner<QueuedTask> & { utilisation(): number; close(): Promise<void> };
+  runner: CandidateRunner;
 }
 
 const KEEP_SECONDS = 14 * 24 * 3600;
@@ -55,12 +42,8 @@ const POLL_MS = 2000;
 /** BullMQ's failedReason for a job past the worker's maxStalledCount (moveStalledJobsToWait-9.lua). */
 export const STALL_LIMIT_REASON = 'job stalled more than allowable limit';
 
-function sha256File(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
-}
-
 /** What a remote worker needs to rebuild this stage's sources and evaluators, checked by hashes. */
-export function stageContext(store: RunStore, run: RunRow, stage: number, data: WorkerData, timeoutMs: number): StageContext {
+export async function stageContext(store: RunStore, run: RunRow, stage: number, data: WorkerData, timeoutMs: number): Promise<StageContext> {
   const files = Object.entries(run.fingerprints);
   const real: ContextSource[] = [];
   const merged: ContextSource[] = [];
@@ -78,7 +61,7 @@ export function stageContext(store: RunStore, run: RunRow, stage: number, data: 
   }
   return {
     run: run.name, stage, sources: [...real, ...merged],
-    evaluators: data.evaluators.map((e) => ({ ...e, sha256: sha256File(e.manifest) })),
+    evaluators: await Promise.all(data.evaluators.map(async (e) => ({ ...e, sha256: await sha256File(e.manifest) }))),
     backend: data.backend, objective: data.objective, allowTestSplit: data.allowTestSplit, timeoutMs,
   };
 }
@@ -90,7 +73,7 @@ function toOutcome(r: JobResult): TaskOutcome<CandidateScore, string> {
 export async function openQueueStage(o: QueueStageOptions): Promise<QueueStage> {
   const log = o.onLog ?? (() => {});
   const queueName = queueNameFor(o.run);
-  const context = stageContext(o.store, o.run, o.stage, o.data, o.timeoutMs);
+  const context = await stageContext(o.store, o.run, o.stage, o.data, o.timeoutMs);
   const key = contextKey(context);
   const connection = { ...o.url.connection, maxRetriesPerRequest: null };
   const queue = new Queue<QueueJobData, JobResult>(queueName, { connection, prefix: o.url.prefix });
@@ -182,21 +165,13 @@ export async function openQueueStage(o: QueueStageOptions): Promise<QueueStage> 
     }
   }, POLL_MS);
 
-  const problem: StageProblem<QueuedTask> = {
-    ...o.problem,
-    prepare: (genome, c) => {
-      const p = o.problem.prepare(genome, c);
-      return { ...p, task: { candidate: c.id, proposalId: c.proposalId, task: p.task } };
-    },
-  };
-
   const runner: QueueStage['runner'] = {
     threads: o.slots,
-    async run(t: QueuedTask): Promise<TaskOutcome<CandidateScore, string>> {
-      const jobId = jobIdFor(t.candidate);
+    async run(task: CandidateTask, candidate: { id: number; proposalId: string }): Promise<TaskOutcome<CandidateScore, string>> {
+      const jobId = jobIdFor(candidate.id);
       const done = new Promise<TaskOutcome<CandidateScore, string>>((resolve) => waiting.set(jobId, resolve));
       try {
-        await queue.add('candidate', { v: 1, run: o.run.name, stage: o.stage, candidate: t.candidate, proposalId: t.proposalId, contextKey: key, context, task: t.task }, {
+        await queue.add('candidate', { v: 1, run: o.run.name, stage: o.stage, candidate: candidate.id, proposalId: candidate.proposalId, contextKey: key, context, task }, {
           jobId, attempts: o.attempts ?? 3, backoff: { type: 'fixed', delay: 1000 },
           removeOnComplete: { age: KEEP_SECONDS }, removeOnFail: { age: KEEP_SECONDS },
         });
@@ -221,5 +196,5 @@ export async function openQueueStage(o: QueueStageOptions): Promise<QueueStage> 
     },
   };
   log(`stage ${o.stage}: candidates go to queue ${queueName} on ${o.url.display}, ${o.slots} outstanding at most`);
-  return { queueName, problem, runner };
+  return { queueName, runner };
 }

@@ -8,10 +8,8 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { canonicalJson, type Recipe } from '../recipe/index.ts';
-import type { CandidateScore } from '../search/loop.ts';
-import type { CandidateTask, EvaluatorSpec } from '../search/worker.ts';
+import type { CandidateScore, CandidateTask, EvaluatorSpec, FailureKind } from '../candidate/index.ts';
 import type { BackendChoice } from '../models/index.ts';
-import type { FailureKind } from '../pool/index.ts';
 import type { RunRow } from '../store/index.ts';
 
 export type ContextSource =

@@ -17,8 +17,7 @@ import { ChoiceEvaluator, PerplexityEvaluator } from '../eval/text.ts';
 import { createEvaluator } from '../eval/evaluator.ts';
 import type { TextTokenizer } from '../models/tokenizer.ts';
 import type { MergePlan, TensorTask } from '../merge/index.ts';
-import { planCandidate } from '../search/worker.ts';
-import { sourceSet, type SourceModels } from '../search/sources.ts';
+import { planCandidate, sourceSet, type SourceModels } from '../candidate/index.ts';
 import { ensureGradients } from '../train/gradients.ts';
 import { linearization, type Linearized } from './coefficients.ts';
 import { checkRefinableEvaluator, checkRefinableMethod, DIFFERENTIABLE_PARAMS } from './setup.ts';
@@ -165,7 +164,7 @@ function lossOf(logits: tf.Tensor2D, y: Int32Array | null, loss: 'supervised' | 
 }
 
 /**
- * Checks on the items that need their contents, applied by the preflight (src/search/preflight.ts)
+ * Checks on the items that need their contents, applied by the preflight (./preflight.ts)
  * and again by coefficientGradient: labels for a supervised classification loss, every token
  * inside the model's vocabulary (`vocabSize`, null for a classifier), a scored token in each text
  * evaluator.

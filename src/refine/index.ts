@@ -16,3 +16,5 @@
 export { initRefine, adamStep, type RefineState } from './adam.ts';
 export { REFINABLE_METHODS, REFINABLE_KINDS, DIFFERENTIABLE_PARAMS, checkRefinableMethod, checkRefinableGenes, checkRefinableEvaluator } from './setup.ts';
 export { coefficientGradient, classificationItemsFromManifests, causalLmItemsFromManifests, refineItemsFromSpecs, checkRefineItems, refineTensorNames, type RefineItems, type ClassificationItems, type CausalLmItems, type RefineSources, type CoefficientGradientInput } from './gradient.ts';
+export { checkRefine } from './preflight.ts';
+export { gradientStage, openGradientStage, type GradientStageState, type GradientStageOptions } from './stage.ts';

@@ -1,5 +1,5 @@
 /**
- * The rules a gradient stage's set-up must meet, written once: src/search/preflight.ts applies
+ * The rules a gradient stage's set-up must meet, written once: ./preflight.ts applies
  * them before a run writes anything, and the item builders and coefficientGradient (./gradient.ts)
  * apply them again as guards for callers of the library. No TensorFlow.js here.
  */

@@ -8,7 +8,7 @@ import { loadModel } from '../models/load.ts';
 import { useBackend, type BackendChoice } from '../models/backend.ts';
 import type { Recipe } from '../recipe/index.ts';
 import type { CandidateRow, RunRow } from '../store/index.ts';
-import { scoreRecipeOnZoo } from '../search/demo.ts';
+import { scoreRecipeOnZoo } from '../zoo/score.ts';
 import { spaceOf } from './select.ts';
 
 /** Test-split scores of PS candidates of a run on a zoo (null for DFS candidates or runs without a zoo). */

@@ -6,7 +6,7 @@ import type { CandidateRow, RunRow, RunStore } from '../store/index.ts';
 import { dominates } from '../optim/index.ts';
 import { ExportError } from './errors.ts';
 
-/** The resolved space a run records (src/search/engine.ts ResolvedSpace), as far as reports read it. */
+/** The resolved space a run records (src/search/resolve.ts ResolvedSpace), as far as reports read it. */
 export interface RunSpaceView {
   space: { mode?: string; objective?: string; zoo?: string | null; name?: string; ps?: { method?: string } | null };
   spacePath: string | null;

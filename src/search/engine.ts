@@ -1,90 +1,28 @@
 /**
  * Starting and resuming searches: a search space becomes stage problems (PS, DFS, or PS then
- * DFS for a hybrid), sources are read once into shared memory, a worker pool evaluates
- * candidates, and the run database records everything (runStage). The run stores the space as
- * resolved at its start, so `resume` needs only the database.
+ * DFS for a hybrid, a PS stage optionally followed by the gradient stage), the sources are read
+ * as catalogues, the runner the caller gives (SearchOptions.runtime: the local pool or the
+ * queue) evaluates candidates, and the run database records everything: every stage runs through
+ * the one stage loop (./loop.ts runStage). The run stores the space as resolved at its start, so
+ * `resume` needs only the database.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
 import { InputError, isEvomergeError } from '../errors.ts';
-import { loadManifest, partialScoring, TestSplitRefusedError } from '../eval/index.ts';
+import { loadManifest, partialScoring } from '../eval/index.ts';
 import { getMethod } from '../methods/index.ts';
-import { WorkerPool, threadsFor } from '../pool/index.ts';
 import { canonicalJson, recipeHash, type Recipe } from '../recipe/index.ts';
-import { DfsCodec, MultiMethodCodec, PsCodec, loadSearchSpace, type SearchSpace } from '../space/index.ts';
+import { baselineGenomes, DfsCodec, MultiMethodCodec, PsCodec, loadSearchSpace, type SearchSpace } from '../space/index.ts';
 import { HEARTBEAT_SECONDS, newOwner, runState, RunStore, type CandidateRow, type RunRow, type RunSettings } from '../store/index.ts';
-import type { ZooManifest } from '../zoo/build.ts';
-import { describeStop, itemsText, recordOutcome, runStage, type Budget, type CandidateScore, type SearchEvent, type StageProblem, type StageSummary, type TaskRunner } from './loop.ts';
-import { checkReachable, openQueueStage, parseQueueUrl, type QueueUrl } from '../queue/index.ts';
-import { fingerprint, loadSourceModel, type SourceModels } from './sources.ts';
-import { checkRefine, checkStage, memoryPlan, SetupError } from './preflight.ts';
-import { BASELINE_RECIPES } from '../zoo/baselines.ts';
+import { describeStop, itemsText, runStage, type Budget, type SearchEvent, type StageProblem, type StageSummary } from './loop.ts';
+import { fingerprint, loadSourceModel, mergedSourceModel, planCandidate, type CandidateRunner, type CandidateTask, type SourceModels, type WorkerData } from '../candidate/index.ts';
+import { checkStage, memoryPlan, SetupError } from './preflight.ts';
+import { resolveSpace, type ResolvedSpace } from './resolve.ts';
+import type { GradientStage, QueueRuntime, QueueTarget, SearchRuntime } from './runtime.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
-import { mergedSourceModel, planCandidate, type CandidateTask, type EvaluatorSpec, type WorkerData } from './worker.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-const HANDLER = fileURLToPath(new URL('./worker.ts', import.meta.url));
-
-/** A space with every path resolved: what a run records and resumes from. */
-export interface ResolvedSpace {
-  space: SearchSpace;
-  spacePath: string | null;
-  base: string | null;
-  models: Array<{ name: string; path: string }>;
-  evaluators: EvaluatorSpec[];
-  /** Tensors kept from one model rather than merged (the space's `ps.keep` and the zoo's owned tensors): filter -> model name. */
-  keep: Record<string, string>;
-  /** The user asked to tune on test splits (--allow-test-split). */
-  allowTestSplit: boolean;
-}
-
-export function resolveSpace(space: SearchSpace, spacePath: string | null, allowTestSplit = false): ResolvedSpace {
-  let base = space.base ? resolve(space.base) : null;
-  let models = (space.models ?? []).map((m) => ({ name: m.name, path: resolve(m.path) }));
-  let zoo: ZooManifest | null = null;
-  let zooDir: string | null = null;
-  if (space.zoo) {
-    zooDir = resolve(space.zoo);
-    const file = join(zooDir, 'zoo.json');
-    if (!existsSync(file)) {
-      const name = zooDir.split('/').pop();
-      throw new InputError('E_ZOO_MISSING', `the space uses the zoo ${zooDir}, which is not built; build it with 'evomerge zoo build ${name} -o ${space.zoo}'`);
-    }
-    zoo = JSON.parse(readFileSync(file, 'utf8')) as ZooManifest;
-    base = base ?? join(zooDir, zoo.base);
-    if (models.length === 0) models = zoo.models.map((m) => ({ name: m.name, path: join(zooDir!, m.path) }));
-  }
-  const refs: Array<{ manifest?: string; task?: string; weight: number }> = space.evaluators ?? zoo!.tasks.map((t) => ({ task: t.name, weight: 1 }));
-  const evaluators = refs.map((ref): EvaluatorSpec => {
-    if (ref.task) {
-      const t = zoo?.tasks.find((x) => x.name === ref.task);
-      if (!t) throw new InputError('E_SPACE', `evaluator task '${ref.task}' is not a task of the zoo (${zoo ? zoo.tasks.map((x) => x.name).join(', ') : 'no zoo given'})`);
-      return { id: t.name, manifest: join(zooDir!, t.evaluators.validation), weight: ref.weight };
-    }
-    const manifest = resolve(ref.manifest!);
-    return { id: manifest.split('/').pop()!.replace(/\.ya?ml$/, ''), manifest, weight: ref.weight };
-  });
-  for (const p of [base, ...models.map((m) => m.path), ...evaluators.map((e) => e.manifest)]) {
-    if (p && !existsSync(p)) throw new InputError('E_NOT_FOUND', `${p} (named by the search space) does not exist`);
-  }
-  // a broken manifest, or a test split, stops the search here rather than failing every candidate
-  for (const e of evaluators) {
-    const m = loadManifest(e.manifest);
-    if (m.split === 'test' && !allowTestSplit) throw new TestSplitRefusedError(m);
-    // a candidate past the space's timeout has its thread terminated, which would leave the
-    // program running: the program's own timer must fire first
-    if (m.kind === 'command' && m.timeout_s >= space.timeout_seconds) {
-      throw new InputError('E_SPACE_TIMEOUT', `${e.manifest}: timeout_s (${m.timeout_s} s) must be below the search space's timeout_seconds (${space.timeout_seconds} s), so the evaluator stops its program before the candidate's worker is terminated`);
-    }
-  }
-  const keep: Record<string, string> = { ...Object.fromEntries((zoo?.ownedTensors ?? []).map((o) => [o.prefix, o.model])), ...space.ps?.keep };
-  for (const [filter, model] of Object.entries(keep)) {
-    if (!models.some((m) => m.name === model)) throw new InputError('E_SPACE', `ps.keep: '${filter}' names model '${model}', which is not among the models (${models.map((m) => m.name).join(', ')})`);
-  }
-  return { space, spacePath, base, models, evaluators, keep, allowTestSplit };
-}
 
 interface StagePlan {
   stage: number;
@@ -123,17 +61,6 @@ function startOf(space: SearchSpace, stage: number, dimension: number, center: n
   const seen = new Set<string>();
   const initial = baselines().filter((b) => !seen.has(JSON.stringify(b.genome)) && seen.add(JSON.stringify(b.genome)));
   return { x0: center, initial };
-}
-
-/** The fixed recipes of `evomerge baselines` that a PS codec can express, as genomes. */
-export function baselineGenomes(codec: PsCodec | MultiMethodCodec): Array<{ label: string; genome: number[] }> {
-  const out: Array<{ label: string; genome: number[] }> = [];
-  for (const b of BASELINE_RECIPES) {
-    const settings = { global: b.global, perModel: b.perModel };
-    const genome = codec instanceof MultiMethodCodec ? codec.encode(b.method, settings) : b.method === codec.layout.method.id ? codec.encode(settings) : null;
-    if (Array.isArray(genome)) out.push({ label: b.label, genome });
-  }
-  return out;
 }
 
 /**
@@ -259,13 +186,15 @@ function dfsStage(r: ResolvedSpace, sources: SourceModels, names: Array<{ name: 
 }
 
 export interface SearchOptions {
+  /** Where candidates are evaluated, and the gradient stage: given by the caller (./runtime.ts). */
+  runtime: SearchRuntime;
   /** Overrides of the space. */
   budget?: Budget;
   workers?: number;
   backend?: SearchSpace['backend'];
   signal?: AbortSignal;
   /** Evaluate on `evomerge worker` processes through the run's BullMQ queue; `slots` candidates outstanding at once. */
-  queue?: { url: QueueUrl; slots?: number } | null;
+  queue?: { url: QueueTarget; slots?: number } | null;
   onEvent?: (e: SearchEvent & { stage: number }) => void;
   onLog?: (line: string) => void;
   /** Refuse to start when the memory plan passes this many bytes (default: the machine's memory). */
@@ -328,7 +257,7 @@ function effectiveSpace(r: ResolvedSpace, s: RunSettings): ResolvedSpace {
 
 /** The options a session runs with: the settings' memory limit and queue (parsed), the caller's signal and callbacks. */
 function sessionOptions(o: SearchOptions, s: RunSettings, queue: SearchOptions['queue']): SearchOptions {
-  return { signal: o.signal, onEvent: o.onEvent, onLog: o.onLog, failFast: o.failFast, ...(s.maxMemory !== null ? { maxMemory: s.maxMemory } : {}), queue };
+  return { runtime: o.runtime, signal: o.signal, onEvent: o.onEvent, onLog: o.onLog, failFast: o.failFast, ...(s.maxMemory !== null ? { maxMemory: s.maxMemory } : {}), queue };
 }
 
 /**
@@ -349,7 +278,7 @@ function prepareRun(r: ResolvedSpace, o: SearchOptions): SourceModels {
       return planCandidate(task.recipe, sources);
     };
     checkStage(r, { kind: 'ps', sources: files, firstPlan: first });
-    if (space.refine) checkRefine(r, sources, first());
+    if (space.refine) gradientRuntime(o).check(r, sources, first());
   }
   if (space.mode === 'dfs' || space.mode === 'hybrid') {
     const dfs = space.dfs!;
@@ -369,18 +298,17 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
   const stages: SearchResult['stages'] = [];
 
   const execute = async (plan: StagePlan): Promise<StageSummary> => {
-    const native = backend === 'tensorflow' || backend === 'tensorflow-gpu';
     const data: WorkerData = { sources: plan.sources, evaluators: r.evaluators, backend, objective: space.objective === 'multi' ? 'multi' : 'weighted-sum', allowTestSplit: r.allowTestSplit === true };
     const timeoutMs = space.timeout_seconds * 1000;
     // candidates go to the local pool, or to workers on other machines through the run's queue
-    let exec: { problem: StageProblem<any>; runner: TaskRunner<any> & { utilisation(): number; close(): Promise<void> } };
+    let runner: CandidateRunner;
     let threads: number;
     if (o.queue) {
       threads = o.queue.slots ?? space.workers;
-      exec = await openQueueStage({ url: o.queue.url, store, run, stage: plan.stage, problem: plan.problem, data, timeoutMs, slots: threads, onLog: log });
+      runner = await queueRuntime(o).open({ url: o.queue.url, store, run, stage: plan.stage, data, timeoutMs, slots: threads, onLog: log });
     } else {
-      threads = threadsFor(native ? 'native' : 'wasm', space.workers);
-      exec = { problem: plan.problem, runner: new WorkerPool<CandidateTask, CandidateScore>({ handler: HANDLER, data, threads, timeoutMs }) };
+      runner = o.runtime.local({ data, workers: space.workers, timeoutMs });
+      threads = runner.threads;
       log(`stage ${plan.stage} (${plan.kind.toUpperCase()}): ${plan.problem.dimension} genes, optimizer ${plan.problem.optimizer.id}, ${threads} worker thread${threads === 1 ? '' : 's'}`);
       // full CMA-ES learns n(n+1)/2 covariance entries: at a few hundred genes its step size adapts before its shape does
       if (plan.problem.dimension > 100 && plan.problem.optimizer.id === 'cmaes') log(`note: ${plan.problem.dimension} genes is a long genome for full CMA-ES (its covariance needs on the order of n^2 / popsize generations to learn); sep-cmaes (linear in n), fewer layer groups, or ps.layer_anchors keep it within a few hundred evaluations`);
@@ -391,17 +319,17 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     const budget = budgetOf(space);
     o.onEvent?.({ type: 'stage', stage: plan.stage, kind: plan.kind, dimension: plan.problem.dimension, budget: budget.evaluations ?? null, threads, run: run.name, used: store.stageCost(run.id, plan.stage) });
     try {
-      const summary = await runStage(store, run, exec.problem, exec.runner, {
+      const summary = await runStage(store, run, plan.problem, runner, {
         budget, signal: o.signal, failFast: o.failFast, onEvent: (e) => o.onEvent?.({ ...e, stage: plan.stage }),
       });
-      store.event(run.id, 'stage', `stage ${plan.stage} ended: ${summary.reason}`, { utilisation: exec.runner.utilisation(), ...summary, best: summary.best?.id ?? null });
+      store.event(run.id, 'stage', `stage ${plan.stage} ended: ${summary.reason}`, { utilisation: runner.utilisation(), ...summary, best: summary.best?.id ?? null });
       log(itemsLine(store, run, plan.stage));
       if (summary.failure !== undefined) {
         throw new SetupError('E_FAIL_FAST', `run '${run.name}' stopped: its first ${o.failFast ?? 3} candidates of stage ${plan.stage} all failed with the same error, so no candidate can succeed as set up: ${summary.failure}. Nothing is lost: fix the cause, then continue with 'evomerge resume ${run.name}' (the failed candidates run again)`);
       }
       return summary;
     } finally {
-      await exec.runner.close();
+      await runner.close();
     }
   };
 
@@ -413,14 +341,9 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     stages.push({ ...s, stage: 0, kind: 'ps' });
     if (s.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
     if (space.refine) {
-      const runner = new WorkerPool<CandidateTask, CandidateScore>({ handler: HANDLER, data: { sources, evaluators: r.evaluators, backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true }, threads: 1, timeoutMs: space.timeout_seconds * 1000 });
-      try {
-        const rs = await refineStage(store, run, r, plan, runner, o);
-        stages.push({ ...rs, stage: 1, kind: 'ps' });
-        if (rs.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
-      } finally {
-        await runner.close();
-      }
+      const rs = await gradientStage(store, run, r, plan, o);
+      stages.push({ ...rs, stage: 1, kind: 'ps' });
+      if (rs.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
     }
   }
   if (space.mode === 'dfs') {
@@ -463,67 +386,48 @@ function recordWarmStart(store: RunStore, run: RunRow, plan: StagePlan): void {
 }
 
 /**
- * The gradient stage (space `refine`, stage 1): from the PS stage's best, `steps` Adam steps on
- * the validation loss (src/refine/); each step's genome is a candidate with operator 'gradient'
- * and the previous point as its parent, scored by the worker like any PS candidate. The Adam
- * state is committed with each step's candidate, so a resume continues at the step it stopped.
- * The gradient runs in this process on a JS backend (wasm, else cpu): a native backend lives in
- * the worker thread only.
+ * The gradient stage (space `refine`, stage 1), given by the caller (SearchOptions.runtime.gradient,
+ * src/refine/stage.ts): from the PS stage's best, `steps` Adam steps on the validation loss, each
+ * step's genome a candidate with operator 'gradient' and the previous point as its parent. It runs
+ * through the stage loop like every stage (its optimizer's ask computes the gradient), on one
+ * local thread whatever the run's workers or queue, with no budget but its steps and no fail-fast;
+ * its log has one line per step instead of the loop's progress events.
  */
-async function refineStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan: StagePlan, runner: TaskRunner<CandidateTask>, o: SearchOptions): Promise<StageSummary> {
+async function gradientStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan: StagePlan, o: SearchOptions): Promise<StageSummary> {
   const log = o.onLog ?? (() => {});
-  const cfg = r.space.refine!;
   const stage = 1;
-  const codec = plan.codec;
-  if (!(codec instanceof PsCodec)) throw new InputError('E_REFINE_SPACE', 'refine: gradient refinement needs a PS stage with one method (not a method list)');
-  const { initRefine, adamStep, coefficientGradient, refineItemsFromSpecs } = await import('../refine/index.ts');
-  const { useBackend } = await import('../models/backend.ts');
-  const backend = r.space.backend === 'cpu' ? 'cpu' : 'wasm';
-  await useBackend(backend);
-  const items = refineItemsFromSpecs(r.evaluators, plan.sources, r.base ?? r.models[0]!.path);
-  /** The stage's state: Adam's, the PS candidate it started from, the loss at the last step's start. */
-  type Saved = { adam: ReturnType<typeof initRefine>; from: number; loss: number | null };
-  let evaluated = 0;
-  let failed = 0;
-  const evaluate = async (c: CandidateRow, loss: number | null) => {
-    store.markRunning(c.id, null);
-    const { task } = plan.problem.prepare(c.genome, { id: c.id, proposalId: c.proposalId });
-    const row = recordOutcome(store, c, await runner.run(task));
-    evaluated++;
-    if (row.state === 'failed') failed++;
-    o.onEvent?.({ type: 'result', candidate: row, reused: false, stage });
-    log(`refine step ${c.generation}: loss ${loss?.toFixed(5)}, fitness ${row.fitness ?? 'failed'}`);
-  };
-  let saved = store.latestGeneration(run.id, stage)?.state as Saved | undefined;
-  if (!saved) {
-    const best = store.best(run.id, 1).find((c) => c.stage === 0);
-    if (!best) throw new InputError('E_REFINE_START', 'refine: the PS stage has no successful candidate to refine');
-    saved = { adam: initRefine(best.genome, { lr: cfg.lr }), from: best.id, loss: null };
-    log(`refine: ${cfg.steps} Adam steps from candidate ${best.id} (fitness ${best.fitness}), loss ${cfg.loss}, lr ${cfg.lr}, backend ${backend}`);
-  }
-  // a step committed but not scored when the last session stopped
-  for (const c of store.outstanding(run.id, stage)) if (c.state === 'pending' || c.state === 'running') await evaluate(c, saved.loss);
-  while (saved.adam.step < cfg.steps) {
-    if (o.signal?.aborted) return { reason: 'stopped', evaluated, reused: 0, failed, best: store.best(run.id, 1)[0] ?? null };
-    const g = await coefficientGradient({ codec, genome: saved.adam.genome, sources: { models: plan.sources }, evaluators: items, loss: cfg.loss, batch: cfg.batch, seed: saved.adam.step });
-    const adam = adamStep(saved.adam, g.gradient);
-    const pre = plan.problem.prepare(adam.genome, { id: -1, proposalId: `refine-${adam.step}` });
-    const told = store.outstanding(run.id, stage).map((c) => c.id);
-    // the parent: the PS best for the first step, the step before for the others
-    const parent = adam.step === 1 ? saved.from : `refine-${adam.step - 1}`;
-    saved = { adam, from: saved.from, loss: g.loss };
-    const [row] = store.commitStep(run.id, {
-      stage, generation: adam.step, told, optimizerState: saved,
-      proposals: [{ stage, generation: adam.step, proposalId: `refine-${adam.step}`, operator: 'gradient', genome: adam.genome, recipe: pre.recipe, recipeHash: pre.recipeHash, parents: [parent] }],
+  const runner = o.runtime.local({ data: { sources: plan.sources, evaluators: r.evaluators, backend: r.space.backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true }, workers: 1, timeoutMs: r.space.timeout_seconds * 1000 });
+  try {
+    const own = await gradientRuntime(o).open({ store, run, stage, space: r.space, evaluators: r.evaluators, sources: plan.sources, configFrom: r.base ?? r.models[0]!.path, codec: plan.codec!, onLog: log });
+    const problem: StageProblem<CandidateTask> = {
+      stage, dimension: plan.problem.dimension, optimizer: { id: 'adam', options: r.space.refine }, own,
+      prepare: (genome, c) => plan.problem.prepare(genome, { id: c.id, proposalId: c.proposalId }),
+    };
+    return await runStage(store, run, problem, runner, {
+      budget: {}, signal: o.signal, failFast: 0,
+      onEvent: (e) => {
+        if (e.type !== 'result') return;
+        o.onEvent?.({ type: 'result', candidate: e.candidate, reused: e.reused, stage });
+        log(own.resultLine(e.candidate));
+      },
     });
-    await evaluate(row!, g.loss);
+  } finally {
+    await runner.close();
   }
-  const told = store.outstanding(run.id, stage).filter((c) => c.state === 'done' || c.state === 'failed').map((c) => c.id);
-  if (told.length > 0) store.commitStep(run.id, { stage, generation: saved.adam.step, told, optimizerState: saved, proposals: [] });
-  return { reason: `refine: ${cfg.steps} steps`, evaluated, reused: 0, failed, best: store.best(run.id, 1)[0] ?? null };
 }
 
-/** Start a new run of a search space. Refuses an existing run name (resume it instead). */
+/** The caller's gradient stage; a space with `refine` without it is refused. */
+function gradientRuntime(o: SearchOptions): GradientStage {
+  if (!o.runtime.gradient) throw new InputError('E_NO_GRADIENT_STAGE', `the space has a refine section, but the search's caller gave no gradient stage (SearchOptions.runtime.gradient, src/refine/'s gradientStage); give one, or remove refine`);
+  return o.runtime.gradient;
+}
+
+/** The caller's queue runtime; a run that needs one without it is refused (`why`: what needs it). */
+function queueRuntime(o: SearchOptions, why = 'the search was given a queue'): QueueRuntime {
+  if (!o.runtime.queue) throw new InputError('E_NO_QUEUE_RUNTIME', `${why}, but its caller gave no queue runtime (SearchOptions.runtime.queue, src/queue/'s queueRuntime); give one, or pass queue: null to evaluate on the local pool`);
+  return o.runtime.queue;
+}
+
 /**
  * One session of a run: this process takes the run's lease (store/lease.ts), renews it while
  * `body` searches, and writes how the session ended: 'finished' with the stages' stop reasons,
@@ -575,7 +479,7 @@ export function defaultDbPath(runName: string): string {
 }
 
 /** Start a new run of a search space. Refuses an existing run name (resume it instead). */
-export async function startSearch(spacePath: string, options: SearchOptions & { runName?: string; dbPath?: string; seed?: number; zooOverride?: string; allowTestSplit?: boolean } = {}): Promise<SearchResult & { dbPath: string }> {
+export async function startSearch(spacePath: string, options: SearchOptions & { runName?: string; dbPath?: string; seed?: number; zooOverride?: string; allowTestSplit?: boolean }): Promise<SearchResult & { dbPath: string }> {
   let space = loadSearchSpace(spacePath);
   if (options.zooOverride !== undefined) space = { ...space, zoo: options.zooOverride };
   const settings = settingsOf(space, options);
@@ -584,7 +488,7 @@ export async function startSearch(spacePath: string, options: SearchOptions & { 
   const dbPath = options.dbPath ? resolve(options.dbPath) : defaultDbPath(runName);
   // check the methods before creating anything on disk
   for (const m of [space.ps?.method ?? []].flat()) getMethod(m);
-  if (options.queue) await checkReachable(options.queue.url);
+  if (options.queue) await queueRuntime(options).checkReachable(options.queue.url);
   if (existsSync(dbPath)) {
     const existing = RunStore.open(dbPath, { readonly: true });
     const taken = existing.run(runName);
@@ -597,7 +501,7 @@ export async function startSearch(spacePath: string, options: SearchOptions & { 
   const store = RunStore.open(dbPath);
   try {
     const fingerprints: Record<string, string> = {};
-    for (const p of [resolved.base, ...resolved.models.map((m) => m.path)]) if (p) Object.assign(fingerprints, fingerprint(p));
+    for (const p of [resolved.base, ...resolved.models.map((m) => m.path)]) if (p) Object.assign(fingerprints, await fingerprint(p));
     const run = store.createRun({ name: runName, space: resolved, spacePath: resolved.spacePath, codeVersion: pkg.version, seed: settings.seed, fingerprints, settings });
     store.event(run.id, 'start', `search started from ${resolved.spacePath}${settings.given.length ? ` (given on the command line: ${settings.given.join(', ')})` : ''}`, { settings });
     if (options.queue) store.event(run.id, 'queue', `candidates go through the queue at ${options.queue.url.display}`, { url: options.queue.url.display });
@@ -646,7 +550,7 @@ function resumeSettings(s: RunSettings, o: SearchOptions): { settings: RunSettin
  * reported, unless a larger `--budget` extends it (or `--minutes` gives a run that ended on its
  * time limit another session).
  */
-export async function resumeSearch(runName: string, options: SearchOptions & { dbPath?: string } = {}): Promise<SearchResult & { dbPath: string }> {
+export async function resumeSearch(runName: string, options: SearchOptions & { dbPath?: string }): Promise<SearchResult & { dbPath: string }> {
   const dbPath = options.dbPath ? resolve(options.dbPath) : defaultDbPath(runName);
   if (!existsSync(dbPath)) throw new InputError('E_NO_RUN_DB', `no run database at ${dbPath}; check the run name or pass --db`);
   const store = RunStore.open(dbPath, { create: false });
@@ -667,7 +571,7 @@ export async function resumeSearch(runName: string, options: SearchOptions & { d
     const resolved = effectiveSpace(run.space as ResolvedSpace, settings);
     for (const p of [resolved.base, ...resolved.models.map((m) => m.path)]) {
       if (!p) continue;
-      for (const [file, sha] of Object.entries(fingerprint(p))) {
+      for (const [file, sha] of Object.entries(await fingerprint(p))) {
         if (run.fingerprints[file] !== sha) throw new InputError('E_SOURCE_CHANGED', `${file} changed since the run started (SHA-256 differs); resuming would mix results of different models. Restore the file or start a new run`);
       }
     }
@@ -676,10 +580,10 @@ export async function resumeSearch(runName: string, options: SearchOptions & { d
     let queue: SearchOptions['queue'] = options.queue ?? undefined;
     if (!queue && settings.queue) {
       if (settings.queue.url.includes('***')) throw new InputError('E_QUEUE_PASSWORD', `run '${runName}' went through the queue ${settings.queue.url}, whose password is not stored; pass --queue with the full URL again (or --no-queue to evaluate locally)`);
-      queue = { url: parseQueueUrl(settings.queue.url), ...(settings.queue.slots !== undefined ? { slots: settings.queue.slots } : {}) };
+      queue = { url: queueRuntime(options, `run '${runName}' went through the queue ${settings.queue.url}`).parse(settings.queue.url), ...(settings.queue.slots !== undefined ? { slots: settings.queue.slots } : {}) };
       options.onLog?.(`reattaching to the run's queue at ${settings.queue.url}`);
     }
-    if (queue) await checkReachable(queue.url);
+    if (queue) await queueRuntime(options).checkReachable(queue.url);
     const o = sessionOptions(options, settings, queue ?? undefined);
     const sources = prepareRun(resolved, o);
     if (changes.length > 0) {

@@ -12,31 +12,55 @@
  * reproducible; a worker never waits for a whole generation as long as the optimizer has
  * proposals to give.)
  */
-import { getOptimizer, optimizerForState, type BaseState, type Proposal } from '../optim/index.ts';
-import { isFullFidelity, type CandidateRow, type MetricValue, type NewCandidate, type RunRow, type RunStore } from '../store/index.ts';
+import { getOptimizer, optimizerForState, type BaseState, type Optimizer, type Outcome } from '../optim/index.ts';
+import { isFullFidelity, type CandidateRow, type NewCandidate, type RunRow, type RunStore } from '../store/index.ts';
 import { deriveSeed } from '../tensor/rng.ts';
-import type { TaskOutcome } from '../pool/index.ts';
+import type { CandidateScore, TaskOutcome } from '../candidate/index.ts';
 
-/** What a worker returns for one candidate. */
-export interface CandidateScore {
-  fitness: number | null;
-  objectives?: number[];
-  metrics: MetricValue[];
-  backend?: string;
-  error?: string;
-  /** Multi-fidelity evaluation: the fraction of each evaluator's items the score rests on (absent: all, fidelity off). */
-  fidelity?: number;
-  /** Items the evaluators scored. */
-  itemEvals?: number;
+export type { CandidateScore } from '../candidate/index.ts';
+
+/** A proposal of a stage's optimizer: parents are proposal ids of the stage, or candidate ids (numbers) of any stage. */
+export interface StageProposal {
+  id: string;
+  genome: number[];
+  parentIds: ReadonlyArray<string | number>;
+  operator: string;
+}
+
+/** What an ask gives: the proposals, the state that remembers them, and optionally their generation number. */
+export interface StageAsked {
+  proposals: readonly StageProposal[];
+  state: unknown;
+  /** The generation the proposals belong to (default: the previous one's plus 1, the first 0). */
+  generation?: number;
+}
+
+/**
+ * How a stage proposes candidates, over a JSON state the loop commits with each step (the
+ * contract of src/optim/: init, ask, tell, isDone). A registry optimizer is used through it; a
+ * stage may supply its own (the gradient stage: each ask computes a gradient and gives the next
+ * Adam step). `ask` may be asynchronous; the loop awaits it only then, so a synchronous
+ * optimizer's steps run exactly as they always did.
+ */
+export interface StageOptimizer {
+  /** The state of a stage not begun (the loop asks it at once, and commits the first step). */
+  init(): unknown;
+  ask(state: unknown): StageAsked | Promise<StageAsked>;
+  tell(state: unknown, outcomes: readonly Outcome[]): unknown;
+  /** Why the stage is done, or null. */
+  isDone(state: unknown): string | null;
 }
 
 /** A stage's problem: how genomes become recipes and tasks, and tasks become scores. */
 export interface StageProblem<Task> {
   stage: number;
   dimension: number;
+  /** The registry's optimizer (src/optim/) with its options (`own` absent), or the name and options of the stage's own. */
   optimizer: { id: string; options: unknown };
+  /** The stage's own optimizer, used instead of the registry's `optimizer.id`. */
+  own?: StageOptimizer;
   /**
-   * Multi-fidelity evaluation (space `fidelity`, src/search/fidelity.ts): each proposal gets as
+   * Multi-fidelity evaluation (space `fidelity`, src/candidate/fidelity.ts): each proposal gets as
    * its threshold the best full-fidelity fitness told before it, and the budget counts full-set
    * equivalents.
    */
@@ -48,10 +72,13 @@ export interface StageProblem<Task> {
   prepare(genome: readonly number[], candidate: { id: number; proposalId: string; threshold?: number | null }): { recipe: unknown; recipeHash: string; task: Task };
 }
 
-/** Runs tasks; the WorkerPool, or a stand-in in tests. */
+/**
+ * Runs a stage's tasks, `threads` at a time: a CandidateRunner (the local pool or the queue,
+ * given by the search's caller), or a stand-in in tests. `candidate` names the task's candidate.
+ */
 export interface TaskRunner<Task> {
   readonly threads: number;
-  run(task: Task): Promise<TaskOutcome<CandidateScore, number | string>>;
+  run(task: Task, candidate?: { id: number; proposalId: string }): Promise<TaskOutcome<CandidateScore, number | string>>;
 }
 
 export interface Budget {
@@ -88,7 +115,7 @@ export interface StageSummary {
   best: CandidateRow | null;
 }
 
-function toCandidates<T>(problem: StageProblem<T>, generation: number, proposals: readonly Proposal[], threshold: number | null = null): NewCandidate[] {
+function toCandidates<T>(problem: StageProblem<T>, generation: number, proposals: readonly StageProposal[], threshold: number | null = null): NewCandidate[] {
   return proposals.map((p) => {
     const pre = problem.prepare(p.genome, { id: -1, proposalId: p.id, threshold });
     return { stage: problem.stage, generation, proposalId: p.id, operator: p.operator, genome: p.genome, recipe: pre.recipe, recipeHash: pre.recipeHash, parents: p.parentIds, ...(problem.fidelity ? { threshold } : {}) };
@@ -118,6 +145,16 @@ function fullScore(c: CandidateRow): number | null {
   return c.state === 'done' && c.fitness !== null && isFullFidelity(c) ? c.fitness : null;
 }
 
+/** A registry optimizer (src/optim/) as a stage's optimizer, started with the problem's options. */
+function fromRegistry<T>(o: Optimizer, problem: StageProblem<T>, run: RunRow): StageOptimizer {
+  return {
+    init: () => o.init(problem.dimension, problem.optimizer.options, deriveSeed(run.seed, 'optimizer', problem.stage)),
+    ask: (state) => o.ask(state as BaseState),
+    tell: (state, outcomes) => o.tell(state as BaseState, outcomes),
+    isDone: (state) => o.isDone(state as BaseState),
+  };
+}
+
 /** Run (or resume) one stage of a run until its budget, the optimizer's own stop, or `signal`. */
 export async function runStage<Task>(
   store: RunStore,
@@ -141,22 +178,23 @@ export async function runStage<Task>(
   const started = performance.now();
 
   // resume from the last committed step, or start
-  let state: BaseState;
+  let state: unknown;
   let generation: number;
   const saved = store.latestGeneration(run.id, stage);
   if (saved) {
-    state = saved.state as BaseState;
+    state = saved.state;
     generation = saved.generation;
   } else {
-    const optimizer = getOptimizer(problem.optimizer.id);
-    const initial = optimizer.init(problem.dimension, problem.optimizer.options, deriveSeed(run.seed, 'optimizer', stage));
-    const asked = optimizer.ask(initial);
-    generation = 0;
+    const starter = problem.own ?? fromRegistry(getOptimizer(problem.optimizer.id), problem, run);
+    const first = starter.ask(starter.init());
+    const asked = first instanceof Promise ? await first : first;
+    generation = asked.generation ?? 0;
     state = asked.state;
     store.commitStep(run.id, { stage, generation, optimizerState: state, told: [], proposals: toCandidates(problem, generation, asked.proposals) });
     emit({ type: 'step', generation, proposals: asked.proposals.length, told: 0 });
   }
-  const optimizer = optimizerForState(state);
+  // a stored state continues with the optimizer of its kind (a sep-cmaes state has kind cmaes)
+  const optimizer = problem.own ?? fromRegistry(optimizerForState(state as BaseState), problem, run);
 
   let evaluated = 0;
   let reused = 0;
@@ -237,7 +275,7 @@ export async function runStage<Task>(
     store.markRunning(candidate.id, null);
     const { task } = problem.prepare(candidate.genome, { id: candidate.id, proposalId: candidate.proposalId, threshold: candidate.threshold });
     inFlightHashes.add(candidate.recipeHash);
-    const p = runner.run(task).then((outcome) => finish(candidate, outcome)).finally(() => {
+    const p = runner.run(task, { id: candidate.id, proposalId: candidate.proposalId }).then((outcome) => finish(candidate, outcome)).finally(() => {
       inFlight.delete(candidate.id);
       inFlightHashes.delete(candidate.recipeHash);
     });
@@ -263,16 +301,21 @@ export async function runStage<Task>(
     //    then commit the whole step
     if (prefix.length > 0 || outstanding.length === 0) {
       const proposals: NewCandidate[] = [];
-      const askOnce = () => {
-        stopReason = budgetReason();
-        if (stopReason !== null) return;
-        const asked = optimizer.ask(state);
+      const took = (asked: StageAsked) => {
         state = asked.state;
         if (asked.proposals.length === 0) return;
-        generation++;
+        generation = asked.generation ?? generation + 1;
         proposed += asked.proposals.length;
         untold += asked.proposals.length;
         proposals.push(...toCandidates(problem, generation, asked.proposals, problem.fidelity ? bestTold : null));
+      };
+      // a promise only when the optimizer's ask is asynchronous (the gradient stage's)
+      const askOnce = (): Promise<void> | void => {
+        stopReason = budgetReason();
+        if (stopReason !== null) return;
+        const asked = optimizer.ask(state);
+        if (asked instanceof Promise) return asked.then(took);
+        took(asked);
       };
       for (const c of prefix) {
         // multi-fidelity: a partial score is an unbiased estimate on a nested random subset, told
@@ -285,9 +328,13 @@ export async function runStage<Task>(
           const f = fullScore(c);
           if (f !== null && (bestTold === null || f > bestTold)) bestTold = f;
         }
-        askOnce();
+        const asking = askOnce();
+        if (asking) await asking;
       }
-      if (prefix.length === 0) askOnce();
+      if (prefix.length === 0) {
+        const asking = askOnce();
+        if (asking) await asking;
+      }
       if (prefix.length > 0 || proposals.length > 0) {
         store.commitStep(run.id, { stage, generation, optimizerState: state, told: prefix.map((c) => c.id), proposals });
         emit({ type: 'step', generation, proposals: proposals.length, told: prefix.length });

@@ -2,24 +2,23 @@
  * What a search checks before it writes anything: that every evaluator can work on the sources
  * (model family, config, heads, the program of a command evaluator, the tensors the first
  * candidate's merge would give it), and that the run fits in memory and on disk (the memory
- * plan). A set-up error no candidate could escape is refused here, with the reason and the way
+ * plan). A gradient stage's set-up is checked by the stage itself (src/refine/preflight.ts),
+ * called from the engine's preparation at the same point. A set-up error no candidate could escape is refused here, with the reason and the way
  * out, instead of failing every candidate of a run.
  */
 import { accessSync, constants, statfsSync } from 'node:fs';
 import { freemem, tmpdir, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { InputError } from '../errors.ts';
+import { InputError, SetupError } from '../errors.ts';
 import { formatBytes, formatCount } from '../format.ts';
 import { loadManifest, type Manifest } from '../eval/index.ts';
 import { isInputEnd, type MergePlan } from '../merge/index.ts';
 import { familyOf, llamaShapesOf, MLP_ARCHITECTURE, parseLlamaConfig, parseResidualMlpConfig, residualMlpTensorShapes, type ModelFamily } from '../models/index.ts';
 import { isFloatDType } from '../tensor/dtype.ts';
-import { checkRefinableEvaluator, checkRefinableGenes, checkRefinableMethod } from '../refine/setup.ts';
-import { checkRefineItems, refineItemsFromSpecs, refineTensorNames } from '../refine/gradient.ts';
-import type { ResolvedSpace } from './engine.ts';
-import { tensorBytes, type SourceModel, type SourceModels } from './sources.ts';
+import type { ResolvedSpace } from './resolve.ts';
+import { tensorBytes, type SourceModel, type SourceModels } from '../candidate/index.ts';
 
-export class SetupError extends InputError {}
+export { SetupError } from '../errors.ts';
 
 /** The family a manifest's model must be of, or null for a command evaluator with `family: any`. */
 function familyNeeded(m: Manifest): ModelFamily | null {
@@ -124,35 +123,6 @@ export function checkStage(r: ResolvedSpace, stage: StageChecks): void {
   }
 }
 
-/**
- * Refuse a gradient stage (space `refine`) that cannot work, before the run database exists, by
- * the rules the stage itself applies (src/refine/setup.ts and src/refine/gradient.ts): one
- * refinable method with weight or lambda genes; evaluators of a differentiable kind, not on the
- * test split; their items built as the stage builds them (labels, tokenizer, tokens in the
- * vocabulary); and float tensors, in the first candidate's plan, for everything the loss reads.
- */
-export function checkRefine(r: ResolvedSpace, sources: SourceModels, plan: MergePlan): void {
-  const refine = r.space.refine;
-  if (!refine) return;
-  // the space schema refuses this too; a stored space of an older version is checked here
-  if (r.space.mode !== 'ps' || !r.space.ps) throw new SetupError('E_REFINE_MODE', `refine follows a ps stage that ends the run, but the space's mode is '${r.space.mode}'; use mode ps, or remove refine`);
-  const ps = r.space.ps;
-  checkRefinableMethod(ps.method);
-  checkRefinableGenes(Array.isArray(ps.evolve) ? ps.evolve : Object.keys(ps.evolve));
-  for (const e of r.evaluators) checkRefinableEvaluator(loadManifest(e.manifest), e.id);
-  const items = refineItemsFromSpecs(r.evaluators, sources, plan.configFrom);
-  const config = sources[plan.configFrom]?.config ?? null;
-  const file = `${plan.configFrom}/config.json`;
-  const mlp = familyOf(config, file) === 'residual-mlp';
-  checkRefineItems(items, refine.loss, mlp ? null : parseLlamaConfig(config, file).vocabSize);
-  const tasks = new Map(plan.tasks.map((t) => [t.name, t]));
-  for (const name of refineTensorNames(config, file, items)) {
-    const t = tasks.get(name);
-    if (!t) throw new SetupError('E_REFINE_TENSOR', `refine: the loss reads tensor ${name}, which the merge of ${plan.configFrom} does not produce; check config.json against the checkpoint's tensors (evomerge inspect)`);
-    if (t.kind !== 'merge') throw new SetupError('E_REFINE_COPY', `refine: tensor ${name} is ${t.dtype}, not a float tensor, so the gradient cannot pass through it; remove refine`);
-  }
-}
-
 export interface MemoryPlan {
   sources: number;
   /** Bytes of the sources' tensors on disk (read per tensor, through the page cache). */
@@ -181,7 +151,7 @@ const BACKEND_BYTES = 150e6;
 
 /**
  * How much memory and temporary disk the search takes, from the sources' catalogues:
- * - a worker reads a tensor task's inputs into pooled float32 arrays (src/merge/write.ts), so it
+ * - a worker reads a tensor task's inputs into pooled float32 arrays (src/merge/reader.ts), so it
  *   needs about (inputs x 4 + output 4 + staging 2 + encoding 2 + method scratch 4 x inputs)
  *   bytes per element of the largest tensor; with model evaluators also the model on the backend
  *   (float32, counted twice for the array handed over and the backend's copy);

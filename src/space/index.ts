@@ -1,3 +1,5 @@
 export * from './schema.ts';
 export * from './ps.ts';
 export * from './dfs.ts';
+export * from './baselines.ts';
+export * from './zoo.ts';

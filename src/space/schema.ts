@@ -100,7 +100,7 @@ export const SearchSpaceSchema = z.strictObject({
     batch: z.number().int().positive().optional(),
   }).optional(),
   /**
-   * Multi-fidelity evaluation (src/search/fidelity.ts): each candidate is scored on `rungs`
+   * Multi-fidelity evaluation (src/candidate/fidelity.ts): each candidate is scored on `rungs`
    * (fractions of each evaluator's items, a nested seeded subset) and stops at the first rung
    * where fitness + confidence x standard error stays below the best full-fidelity fitness told
    * before it was proposed. Only full-fidelity scores become the best; `budget.evaluations` counts

@@ -405,7 +405,7 @@ export class RunStore {
    * A finished, successful candidate of this run with the same recipe hash, if any, whose score a
    * candidate proposed with `threshold` may take. Multi-fidelity (space `fidelity`): a score on
    * all items always; a partial one only from a candidate proposed with a threshold at most this
-   * one's, since the worker's racing (src/search/fidelity.ts) would stop this candidate at that
+   * one's, since the worker's racing (src/candidate/fidelity.ts) would stop this candidate at that
    * rung or earlier, so the score reused is of equal or higher fidelity. Without fidelity every
    * score is full and the earliest is taken, as before.
    */

@@ -23,7 +23,10 @@ import { loadTokenizer } from '../models/tokenizer.ts';
 import { modelFromWeights } from '../models/load.ts';
 import { weightsFromMap } from '../models/weights.ts';
 import { getMethod, resolveScope } from '../methods/index.ts';
+import { BASELINE_RECIPES, type BaselineRecipe } from '../space/baselines.ts';
 import type { ZooManifest } from './build.ts';
+
+export { BASELINE_RECIPES, type BaselineRecipe } from '../space/baselines.ts';
 import { existsSync } from 'node:fs';
 
 export class NotAZooError extends InputError {
@@ -31,31 +34,6 @@ export class NotAZooError extends InputError {
     super('E_NOT_A_ZOO', `${dir}: ${why}; give a folder written by 'evomerge zoo build <name>' (it holds zoo.json)`);
   }
 }
-
-/** One fixed recipe: a method with its global and per-model settings. */
-export interface BaselineRecipe {
-  label: string;
-  method: string;
-  global: Record<string, unknown>;
-  perModel: Record<string, unknown>;
-}
-
-/**
- * The customary settings: uniform linear averaging (Wortsman et al. 2022, model soups), task
- * arithmetic at lambda 0.3, 0.5 and 1 (Ilharco et al. 2023), TIES and DARE-TIES at density 0.5
- * (Yadav et al. 2023; Yu et al. 2024), SCE and VaRM at their defaults (FuseChat, Wan et al. 2024).
- * Weights are 1 per specialist, as in mergekit's example configurations.
- */
-export const BASELINE_RECIPES: readonly BaselineRecipe[] = [
-  { label: 'linear (uniform)', method: 'linear', global: {}, perModel: { weight: 1 } },
-  { label: 'task_arithmetic lambda=0.3', method: 'task_arithmetic', global: { lambda: 0.3 }, perModel: { weight: 1 } },
-  { label: 'task_arithmetic lambda=0.5', method: 'task_arithmetic', global: { lambda: 0.5 }, perModel: { weight: 1 } },
-  { label: 'task_arithmetic lambda=1', method: 'task_arithmetic', global: { lambda: 1 }, perModel: { weight: 1 } },
-  { label: 'ties density=0.5', method: 'ties', global: {}, perModel: { weight: 1, density: 0.5 } },
-  { label: 'dare_ties density=0.5', method: 'dare_ties', global: {}, perModel: { weight: 1, density: 0.5 } },
-  { label: 'sce', method: 'sce', global: {}, perModel: {} },
-  { label: 'varm', method: 'varm', global: {}, perModel: {} },
-];
 
 export interface BaselineRow {
   label: string;

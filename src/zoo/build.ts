@@ -11,6 +11,7 @@ import { writeFileAtomic } from '../checkpoint/atomic.ts';
 import { CheckpointWriter } from '../checkpoint/index.ts';
 import { RuntimeFailure } from '../errors.ts';
 import { deriveSeed } from '../tensor/rng.ts';
+import type { ZooLayout, ZooTask } from '../space/zoo.ts';
 import { useTrainingBackend } from '../train/backend.ts';
 import type { SourceFile } from './data/mnist.ts';
 
@@ -50,35 +51,25 @@ export interface SpecialistCheck {
   beatsBase: boolean;
 }
 
-export interface ZooTaskInfo {
-  name: string;
+export interface ZooTaskInfo extends ZooTask {
   description: string;
   /** True for tasks made by transforming a dataset (not the dataset's own labels and inputs). */
   derived: boolean;
-  /** Evaluator manifests relative to the zoo folder. */
-  evaluators: { validation: string; test: string };
   [k: string]: unknown;
 }
 
-export interface ZooManifest {
+/** A zoo's zoo.json: the layout a search space reads (src/space/zoo.ts), with how the zoo was made. */
+export interface ZooManifest extends ZooLayout {
   zoo: string;
   format: number;
   cacheKey: string;
   seed: number;
   size: 'full' | 'small';
   family: string;
-  base: string;
-  models: Array<{ name: string; path: string; task: string }>;
   tasks: ZooTaskInfo[];
   sources: SourceFile[];
   training: Record<string, unknown>;
   checks: SpecialistCheck[];
-  /**
-   * Tensors that are not merged: each name starting with `prefix` is taken from model `model`
-   * (the image zoos' per-task heads: the merge target is the shared body, and each task is read
-   * through its own specialist's head). Absent: every tensor is merged.
-   */
-  ownedTensors?: Array<{ prefix: string; model: string }>;
   backend: string;
   seconds: number;
   createdAt: string;

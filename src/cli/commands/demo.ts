@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { InputError } from '../../errors.ts';
-import { runDemo } from '../../search/demo.ts';
+import { runDemo } from '../demo.ts';
+import { SEARCH_RUNTIME } from '../runtime.ts';
 import { formatBaselines } from '../../zoo/baselines.ts';
 import { progressReporter } from './search.ts';
 import { dirname, join } from 'node:path';
@@ -35,6 +36,7 @@ export function register(program: Command): void {
       try {
         const report = await runDemo({
           ...progress.options,
+          runtime: SEARCH_RUNTIME,
           small: o.small,
           zooDir: o.small ? 'runs/zoo/vision-small' : undefined,
           runName: o.small ? 'demo-small' : 'demo',

@@ -9,6 +9,7 @@ import { describeStop, itemsText, type Budget } from '../../search/loop.ts';
 import { isFullFidelity, type RunSettings } from '../../store/index.ts';
 import { parseQueueUrl } from '../../queue/index.ts';
 import { parseSize } from '../../search/preflight.ts';
+import { SEARCH_RUNTIME } from '../runtime.ts';
 import { bestTable, lineageChainText, lineageGraphText, lineageJson } from '../../report/index.ts';
 
 const BACKENDS = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
@@ -209,7 +210,7 @@ export function register(program: Command): void {
       const seed = o.seed === undefined ? undefined : Number(o.seed);
       if (seed !== undefined && !Number.isSafeInteger(seed)) throw new InputError('E_BAD_FLAG', `--seed must be an integer, got '${o.seed}'`);
       const ov = overrides(o);
-      await withProgress(o.run ?? 'search', o.json, (p) => startSearch(spacePath, { ...ov, ...p, runName: o.run, dbPath: o.db, seed, allowTestSplit: o.allowTestSplit }));
+      await withProgress(o.run ?? 'search', o.json, (p) => startSearch(spacePath, { runtime: SEARCH_RUNTIME, ...ov, ...p, runName: o.run, dbPath: o.db, seed, allowTestSplit: o.allowTestSplit }));
     });
 
   common(program.command('resume')
@@ -218,7 +219,7 @@ export function register(program: Command): void {
     .option('--no-queue', 'evaluate on the local pool even though the run went through a queue'))
     .action(async (runName: string, o: Flags) => {
       const ov = overrides(o);
-      await withProgress(runName, o.json, (p) => resumeSearch(runName, { ...ov, ...p, dbPath: o.db }));
+      await withProgress(runName, o.json, (p) => resumeSearch(runName, { runtime: SEARCH_RUNTIME, ...ov, ...p, dbPath: o.db }));
     });
 
   program.command('status')

@@ -1,7 +1,7 @@
-// The piscina worker entry. Sources are TypeScript run through tsx, so the loader is
-// registered here, in the worker thread, before the handler module is imported. The handler
-// module exports `createHandler(data)`, called once per thread; it returns the function that
-// turns one task into a result.
+// The entry of each pool thread (piscina loads it). Sources are TypeScript run through tsx, so
+// the loader is registered here, in the thread, before the handler module is imported. The
+// handler module exports `createHandler(data)`, called once per thread; it returns the function
+// that turns one task into a result.
 import { register } from 'tsx/esm/api';
 import { threadId, workerData } from 'node:worker_threads';
 

@@ -1,10 +1,12 @@
 /**
- * The evomerge CLI with a kill point, for `evomerge bench faults`. EVOMERGE_BENCH_KILL holds
- * `{ "phase": P, "at": k }`: on the k-th call of a store write the process sends itself SIGKILL
- * either inside the write's transaction, before it commits (`record`: a candidate's result;
- * `state`: a step's optimizer state, told marks and new candidates), or just after it committed
- * (`recorded`, `stepped`). The store is patched here, in the bench's own process, so production
- * code carries no kill points of its own.
+ * Kill points for `evomerge bench faults`, preloaded into the evomerge CLI it kills
+ * (`node --import kill-points.mjs src/cli/bin.mjs ...`, see ./faults.ts runCli). EVOMERGE_BENCH_KILL
+ * holds `{ "phase": P, "at": k }`: on the k-th call of a store write the process sends itself
+ * SIGKILL either inside the write's transaction, before it commits (`record`: a candidate's
+ * result; `state`: a step's optimizer state, told marks and new candidates), or just after it
+ * committed (`recorded`, `stepped`); `merge-finished` kills after a merged folder is complete,
+ * before its rename. The store and the checkpoint writer are patched here, before the CLI loads,
+ * so production code carries no kill points of its own and the bench does not import the CLI.
  */
 import { CheckpointWriter } from '../checkpoint/index.ts';
 import { RunStore } from '../store/index.ts';
@@ -49,6 +51,3 @@ if (spec?.phase === 'merge-finished') {
     return killNow();
   };
 }
-
-const { main } = await import('../cli/main.ts');
-await main(process.argv);

@@ -1,8 +1,9 @@
 /**
- * `evomerge worker`: takes candidates from the queues of live runs (found in the registry the
- * owners keep beating), evaluates them with the same handler as a local pool (a piscina pool of
- * src/search/worker.ts in this process, so a native tfjs backend keeps its one thread and
- * BullMQ's lock renewal keeps running while a candidate is evaluated), and returns the metrics.
+ * `evomerge worker`, the queue's consumer: takes candidates from the queues of live runs (found
+ * in the registry the owners keep beating), evaluates them with the same handler as a local pool
+ * (a pool of src/candidate/handler.ts in this process, src/pool/candidates.ts, so a native tfjs
+ * backend keeps its one thread and BullMQ's lock renewal keeps running while a candidate is
+ * evaluated), and returns the metrics.
  *
  * Before taking a run's jobs the worker reads the sources from the paths the run names and
  * checks each file against the SHA-256 the run recorded; a difference makes it refuse the run
@@ -10,17 +11,12 @@
  * A worker killed mid-candidate leaves a job whose lock expires: BullMQ's stalled-job check,
  * run by the other workers, puts it back for another worker.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { Worker, type Job } from 'bullmq';
-import { openCheckpoint } from '../checkpoint/index.ts';
-import { WorkerPool, threadsFor } from '../pool/index.ts';
+import { checkpointFiles, loadSourceModel, mergedSourceModel, sha256File, type CandidateScore, type CandidateTask, type SourceModel, type SourceModels, type WorkerData } from '../candidate/index.ts';
+import { candidatePool, threadsFor, type WorkerPool } from '../pool/index.ts';
 import type { BackendChoice } from '../models/index.ts';
-import type { CandidateScore } from '../search/loop.ts';
-import { loadSourceModel, type SourceModel, type SourceModels } from '../search/sources.ts';
-import { mergedSourceModel, type CandidateTask, type WorkerData } from '../search/worker.ts';
 import { SourceMismatchError } from './errors.ts';
 import { liveRuns, type JobResult, type QueueJobData, type RegistryEntry, type StageContext } from './protocol.ts';
 import { checkReachable, redisClient, type QueueUrl } from './url.ts';
@@ -35,8 +31,6 @@ import { checkReachable, redisClient, type QueueUrl } from './url.ts';
  * which the worker logs show; the owner also re-queues jobs failed by other workers' limits.
  */
 const MAX_STALLS = 1_000_000;
-
-const HANDLER = fileURLToPath(new URL('../search/worker.ts', import.meta.url));
 
 export interface QueueWorkerOptions {
   url: QueueUrl;
@@ -59,27 +53,19 @@ export interface QueueWorkerSummary {
   refused: string[];
 }
 
-async function sha256Stream(file: string): Promise<string> {
-  const h = createHash('sha256');
-  // streamed, so the event loop (and BullMQ's lock renewal) keeps running on large checkpoints
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
 /** Check this machine's copy of each checkpoint against the run's fingerprints; throws SourceMismatchError. */
 export async function verifySources(context: StageContext, where = `${hostname()}:${process.pid}`): Promise<void> {
   for (const s of context.sources) {
     if (!('files' in s)) continue;
     if (!existsSync(s.path)) throw new SourceMismatchError(`worker ${where}: source ${s.path} of run '${context.run}' does not exist on this machine; workers read sources from the paths the search space names (a shared filesystem or the same files at the same paths)`);
-    const ckpt = openCheckpoint(s.path);
-    const files = [...ckpt.files];
-    ckpt.close();
+    const files = checkpointFiles(s.path);
     const expected = Object.keys(s.files).sort();
     if (JSON.stringify([...files].sort()) !== JSON.stringify(expected)) {
       throw new SourceMismatchError(`worker ${where}: source ${s.path} has the files ${files.join(', ')} but run '${context.run}' recorded ${expected.join(', ')}; give this machine the same checkpoint`);
     }
     for (const file of files) {
-      const sha = await sha256Stream(file);
+      // streamed, so the event loop (and BullMQ's lock renewal) keeps running on large checkpoints
+      const sha = await sha256File(file);
       if (sha !== s.files[file]) {
         throw new SourceMismatchError(`worker ${where}: ${file} has SHA-256 ${sha.slice(0, 16)}... but run '${context.run}' recorded ${s.files[file]!.slice(0, 16)}...; this machine's copy differs from the owner's, so its scores would mix different models. Copy the owner's file here (or fix the shared mount); this worker will not evaluate the run`);
       }
@@ -87,7 +73,7 @@ export async function verifySources(context: StageContext, where = `${hostname()
   }
   for (const e of context.evaluators) {
     if (!existsSync(e.manifest)) throw new SourceMismatchError(`worker ${where}: evaluator manifest ${e.manifest} of run '${context.run}' does not exist on this machine`);
-    const sha = createHash('sha256').update(readFileSync(e.manifest)).digest('hex');
+    const sha = await sha256File(e.manifest);
     if (sha !== e.sha256) throw new SourceMismatchError(`worker ${where}: evaluator manifest ${e.manifest} differs from the one run '${context.run}' uses (SHA-256 ${sha.slice(0, 16)}... against ${e.sha256.slice(0, 16)}...); give this machine the same manifest`);
   }
 }
@@ -138,11 +124,12 @@ class Lanes {
       }
     }
     const backend = this.o.backend ?? c.backend;
-    const native = backend === 'tensorflow' || backend === 'tensorflow-gpu';
-    const threads = threadsFor(native ? 'native' : 'wasm', this.o.concurrency);
     const data: WorkerData = { sources, evaluators: c.evaluators.map(({ id, manifest, weight }) => ({ id, manifest, weight })), backend, objective: c.objective, allowTestSplit: c.allowTestSplit };
+    // the job gives each candidate's time limit (the run's), not the pool
+    const pool = candidatePool({ data, workers: this.o.concurrency });
+    const threads = pool.threads;
     this.o.log(`run '${c.run}' stage ${c.stage}: sources verified (${c.sources.length}), ${threads} evaluation thread${threads === 1 ? '' : 's'} on backend ${backend}`);
-    return { pool: new WorkerPool<CandidateTask, CandidateScore>({ handler: HANDLER, data, threads }), busy: 0, lastUsed: Date.now() };
+    return { pool, busy: 0, lastUsed: Date.now() };
   }
 
   /** Close lanes idle for `idleMs` (a finished stage's pool and its threads). */

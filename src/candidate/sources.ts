@@ -2,12 +2,12 @@
  * The sources of a search as catalogues: names, dtypes, shapes, config and layer structure of
  * every checkpoint, and nothing of their weights. Every worker thread (and every queue worker
  * process) reads the tensors it merges from the checkpoint files one at a time, in their stored
- * dtype, through a pooled SourceSet (src/merge/write.ts says why: measured, a read from the page
+ * dtype, through a pooled SourceSet (src/merge/reader.ts says why: measured, a read from the page
  * cache costs about 12% of the float32 decode and needs no resident copy). The only weights held
  * in memory are those of models that exist nowhere else: a hybrid run's merged PS best.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { dirname } from 'node:path';
 import { openCheckpoint } from '../checkpoint/index.ts';
 import { DTYPE_SIZE, type DType } from '../tensor/dtype.ts';
@@ -80,26 +80,33 @@ export function sourceSet(sources: SourceModels): SourceSet {
   return new SourceSet(memory);
 }
 
-/** SHA-256 of each safetensors file of a checkpoint: what a run records to notice changed sources. */
-export function fingerprint(path: string): Record<string, string> {
+/** The safetensors files of a checkpoint (its shards, or its one file). */
+export function checkpointFiles(path: string): string[] {
   const ckpt = openCheckpoint(path);
-  const files = [...ckpt.files];
-  ckpt.close();
-  const out: Record<string, string> = {};
-  const buf = Buffer.allocUnsafe(1 << 22);
-  for (const file of files) {
-    const h = createHash('sha256');
-    const fd = openSync(file, 'r');
-    try {
-      for (;;) {
-        const n = readSync(fd, buf, 0, buf.length, null);
-        if (n === 0) break;
-        h.update(buf.subarray(0, n));
-      }
-    } finally {
-      closeSync(fd);
-    }
-    out[file] = h.digest('hex');
+  try {
+    return [...ckpt.files];
+  } finally {
+    ckpt.close();
   }
+}
+
+/**
+ * SHA-256 of a file, streamed in 4 MiB pieces: the event loop keeps running meanwhile (a queue
+ * worker's BullMQ lock renewal, an owner's lease), whatever the checkpoint's size.
+ */
+export async function sha256File(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/**
+ * The fingerprint of a checkpoint: SHA-256 of each of its safetensors files. A run records its
+ * sources' fingerprints to notice a changed source on resume; a queue worker checks its copy
+ * against them before it evaluates the run's candidates (src/queue/consumer.ts).
+ */
+export async function fingerprint(path: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const file of checkpointFiles(path)) out[file] = await sha256File(file);
   return out;
 }

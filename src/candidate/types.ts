@@ -1,0 +1,78 @@
+/**
+ * What passes between a search and whatever evaluates its candidates (a thread of the local pool,
+ * src/pool/, or a queue worker on another machine, src/queue/): the task, the data an evaluation
+ * slot is set up with once, and the score or the failure that comes back.
+ */
+import type { BackendChoice } from '../models/index.ts';
+import type { Recipe } from '../recipe/index.ts';
+import type { DfsStep } from '../space/dfs.ts';
+import type { MetricValue } from '../store/index.ts';
+import type { FidelityTask } from './fidelity.ts';
+import type { SourceModels } from './sources.ts';
+
+/** An evaluator of a search: its id in the run, its manifest file and its weight in the fitness. */
+export interface EvaluatorSpec {
+  id: string;
+  manifest: string;
+  weight: number;
+}
+
+/** What every evaluation slot of a stage is set up with (createHandler's argument, src/candidate/handler.ts). */
+export interface WorkerData {
+  sources: SourceModels;
+  evaluators: EvaluatorSpec[];
+  backend: BackendChoice;
+  objective: 'weighted-sum' | 'multi';
+  allowTestSplit: boolean;
+  /** Largest shard of a candidate folder written for command evaluators (default: the writer's, 5 GB). */
+  shardBytes?: number;
+}
+
+/** One candidate to evaluate: a PS recipe, or a DFS layer path over the stage's sources. */
+export type CandidateTask = (
+  | { kind: 'ps'; recipe: Recipe }
+  | { kind: 'dfs'; sources: string[]; steps: DfsStep[]; embeddings: number; head: number }
+) & {
+  /** The candidate's id in the run database (names it in injected faults). */
+  candidateId?: number;
+  /** Multi-fidelity evaluation (space `fidelity`): rungs, confidence and the score to beat; absent: every item. */
+  fidelity?: FidelityTask;
+};
+
+/** What a worker returns for one candidate. */
+export interface CandidateScore {
+  fitness: number | null;
+  objectives?: number[];
+  metrics: MetricValue[];
+  backend?: string;
+  error?: string;
+  /** Multi-fidelity evaluation: the fraction of each evaluator's items the score rests on (absent: all, fidelity off). */
+  fidelity?: number;
+  /** Items the evaluators scored. */
+  itemEvals?: number;
+}
+
+export type FailureKind = 'error' | 'timeout' | 'worker-exit' | 'aborted';
+
+/**
+ * How a task ended: its value, or a failure with its kind and message. `W` names the worker: a
+ * thread id in the local pool; a remote runner (src/queue/) names host, process and thread.
+ */
+export type TaskOutcome<R, W extends number | string = number> =
+  | { ok: true; value: R; ms: number; worker: W }
+  | { ok: false; kind: FailureKind; error: string; ms: number; worker: W | null };
+
+export type CandidateOutcome = TaskOutcome<CandidateScore, number | string>;
+
+/**
+ * Evaluates a stage's candidate tasks, `threads` at a time: the local pool (src/pool/candidates.ts)
+ * or the run's queue (src/queue/owner.ts). `run` never rejects (a failure is an outcome); the
+ * candidate's ids name its job on a queue.
+ */
+export interface CandidateRunner {
+  readonly threads: number;
+  run(task: CandidateTask, candidate: { id: number; proposalId: string }): Promise<CandidateOutcome>;
+  /** Fraction of the slots' time spent evaluating since the runner opened. */
+  utilisation(): number;
+  close(): Promise<void>;
+}
