@@ -242,7 +242,11 @@ async function injectedFaults(dir: string, zoo: string, budget: number): Promise
     const best = store.best(run.id, 1)[0];
     const bestIsFailure = !best || best.state !== 'done';
     if (bestIsFailure) problems.push('no successful best');
-    if (all.some((c) => c.state === 'pending' || c.state === 'running')) problems.push('unfinished candidates');
+    // the budget is a limit: exactly that many evaluated, in proposal order, the rest of the last generation pending
+    const evaluated = all.filter((c) => c.state === 'done' || c.state === 'failed');
+    const limit = Math.max(budget, 12);
+    if (evaluated.length !== limit || evaluated.some((c, i) => c.id !== all[i]!.id)) problems.push(`${evaluated.length} candidates evaluated, not the first ${limit} (the budget)`);
+    if (all.some((c) => c.state === 'running')) problems.push('candidates left running');
     const finished = run.status === 'finished';
     if (!finished) problems.push(`run status ${run.status}`);
     return { faults: spec, finished, candidates: all.length, failed, otherFailures, bestIsFailure, ok: problems.length === 0, problems };
