@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { close, run } from './methods.helpers.ts';
+import { close, run } from './helpers/methods.ts';
 import { buildRegistry, getMethod, METHOD_LIST } from '../src/methods/index.ts';
 
 const base4 = [1, 1, 1, 1];

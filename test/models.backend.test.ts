@@ -9,7 +9,7 @@ import { openCheckpoint } from '../src/checkpoint/index.ts';
 import { makeTinyLlama } from '../src/zoo/tiny.ts';
 import { loadModel } from '../src/models/load.ts';
 import type { CausalLM } from '../src/models/llama.ts';
-import { referenceLogits, type RefConfig } from './models.reference.ts';
+import { referenceLogits, type RefConfig } from './helpers/llama-reference.ts';
 
 const installed = (pkg: string) => {
   try {

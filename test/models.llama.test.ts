@@ -4,7 +4,7 @@ import { useBackend, tf, type BackendName } from '../src/models/backend.ts';
 import { parseLlamaConfig, ropeInverseFrequencies } from '../src/models/llama-config.ts';
 import { LlamaModel, composeLlamaPath } from '../src/models/llama.ts';
 import { weightsFromMap } from '../src/models/weights.ts';
-import { randomLlamaWeights, referenceLogits, type RefConfig } from './models.reference.ts';
+import { randomLlamaWeights, referenceLogits, type RefConfig } from './helpers/llama-reference.ts';
 
 function config(over: Partial<RefConfig> = {}): RefConfig {
   return {

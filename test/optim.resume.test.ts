@@ -1,7 +1,7 @@
 /**
  * Optimizer states are stored in run databases (one JSON per generation), so their format is a
  * file format: states written by an earlier version of the optimizers must resume. The fixture
- * test/optim.saved-states.json was written by the optimizers as they were at commit d4758c2
+ * test/helpers/optim-saved-states.json was written by the optimizers as they were at commit d4758c2
  * (before CMA-ES was split into core, TPA, termination, restarts and bounds): for each case a
  * state (some with a generation half told), the outcomes still due, the genomes of the next
  * three generations and the SHA-256 of the state after them.
@@ -24,7 +24,7 @@ interface Saved {
   stateAfterSha256: string;
 }
 
-const saved = JSON.parse(readFileSync(new URL('./optim.saved-states.json', import.meta.url), 'utf8')) as Saved[];
+const saved = JSON.parse(readFileSync(new URL('./helpers/optim-saved-states.json', import.meta.url), 'utf8')) as Saved[];
 
 /** The objective the fixture was written with. */
 function fitness(g: readonly number[], k: number): number | null {

@@ -8,7 +8,7 @@ import { parseResidualMlpConfig, residualMlpTensorShapes, type ResidualMlpConfig
 import { loadSourceModel, type SourceModels } from '../src/candidate/sources.ts';
 import { adamStep, coefficientGradient, initRefine, type RefineItems } from '../src/refine/index.ts';
 import { tempDir } from './helpers/tmp.ts';
-import { randomItems, writeMlp } from './refine.helpers.ts';
+import { randomItems, writeMlp } from './helpers/refine.ts';
 
 test('adamStep is pure, clamps to [0,1], and its state round-trips through JSON to the same next step', () => {
   const s0 = initRefine([0.5, 0.99, 0.01], { lr: 0.1 });

@@ -6,7 +6,7 @@ import { PsCodec } from '../src/space/ps.ts';
 import { mergeToMemory } from '../src/candidate/build.ts';
 import { coefficientGradient, type RefineItems } from '../src/refine/index.ts';
 import { tempDir } from './helpers/tmp.ts';
-import { mlpFamily, plainLogits, plainLoss, randomItems } from './refine.helpers.ts';
+import { mlpFamily, plainLogits, plainLoss, randomItems } from './helpers/refine.ts';
 
 const fam = mlpFamily(tempDir('evomerge-refine-'), 2, 0.3);
 const data = randomItems(24, 6, 3, 7);

@@ -7,7 +7,7 @@ import { mergeToMemory } from '../src/candidate/build.ts';
 import { coefficientGradient, refineTensorNames, type RefineItems } from '../src/refine/index.ts';
 import type { ResidualMlpConfigJson } from '../src/models/mlp.ts';
 import { tempDir } from './helpers/tmp.ts';
-import { mlpFamily, mlpJson, plainLogits, plainLoss, randomItems } from './refine.helpers.ts';
+import { mlpFamily, mlpJson, plainLogits, plainLoss, randomItems } from './helpers/refine.ts';
 
 // two heads, as a zoo's model has one per task; an evaluator set that scores only some of them
 const json: ResidualMlpConfigJson = { ...mlpJson, heads: [{ name: 'cls', num_classes: 3 }, { name: 'aux', num_classes: 4 }] };

@@ -7,7 +7,7 @@ import { fitnessChart, PALETTE, reportCharts, reportData, seriesColours, writeRe
 import { resumeSearch, startSearch } from './helpers/search.ts';
 import { RunStore } from '../src/store/index.ts';
 import { syntheticRun, WARM_START } from './helpers/report-store.ts';
-import { mlpFamily, randomItems } from './refine.helpers.ts';
+import { mlpFamily, randomItems } from './helpers/refine.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 const dir = tempDir('evomerge-report-charts-');

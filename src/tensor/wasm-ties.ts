@@ -13,7 +13,7 @@
  * the same IEEE operation on the same operands in the same order (float32 -> float64 promotion is
  * exact; f64x2 add/mul/div round as JavaScript's doubles; the final demotion to float32 rounds to
  * nearest even as Float32Array stores do), and the 0/1 factors multiply as in the JavaScript
- * kernel (so infinities and signed zeros propagate identically). test/methods.kernels.test.ts
+ * kernel (so infinities and signed zeros propagate identically). test/tensor.kernels.test.ts
  * compares each kernel with its JavaScript form bit for bit.
  *
  * Inputs from ordinary arrays are staged through a fixed area in chunks (copies by

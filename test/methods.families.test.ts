@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { close, run } from './methods.helpers.ts';
+import { close, run } from './helpers/methods.ts';
 
 const H = Math.SQRT1_2;
 

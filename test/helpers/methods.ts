@@ -1,5 +1,5 @@
-import { getMethod, resolveScope } from '../src/methods/index.ts';
-import type { LoraFactorsInput } from '../src/methods/index.ts';
+import { getMethod, resolveScope } from '../../src/methods/index.ts';
+import type { LoraFactorsInput } from '../../src/methods/index.ts';
 
 export interface RunOptions {
   base?: number[] | null;

@@ -1,11 +1,11 @@
 /** A tiny residual-MLP family on disk and an independent float64 forward of it (test/helpers/mlp-reference.ts), for the refine tests. */
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeSafetensors } from '../src/checkpoint/index.ts';
-import { parseResidualMlpConfig, residualMlpTensorShapes, type ResidualMlpConfigJson } from '../src/models/mlp.ts';
-import { randomWeights } from '../src/models/weights.ts';
-import { loadSourceModel, type SourceModels } from '../src/candidate/sources.ts';
-import { mlpReferenceLogits } from './helpers/mlp-reference.ts';
+import { writeSafetensors } from '../../src/checkpoint/index.ts';
+import { parseResidualMlpConfig, residualMlpTensorShapes, type ResidualMlpConfigJson } from '../../src/models/mlp.ts';
+import { randomWeights } from '../../src/models/weights.ts';
+import { loadSourceModel, type SourceModels } from '../../src/candidate/sources.ts';
+import { mlpReferenceLogits } from './mlp-reference.ts';
 
 export const mlpJson: ResidualMlpConfigJson = {
   architectures: ['EvomergeResidualMLP'], input_size: 6, hidden_size: 5, intermediate_size: 7, num_blocks: 2, activation: 'tanh',

@@ -4,7 +4,7 @@
  * RMSNorm, rotate-half RoPE with its scalings, grouped-query causal attention with an optional
  * sliding window, SwiGLU, tied or separate head.
  */
-import { Rng } from '../src/tensor/rng.ts';
+import { Rng } from '../../src/tensor/rng.ts';
 
 export interface RefConfig {
   architectures: string[];
