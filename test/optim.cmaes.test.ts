@@ -261,7 +261,7 @@ test('TPA damping equals pycma CMAAdaptSigmaTPA values computed by hand', () => 
   close(tpaDamping(2, 6), 4.858883, 1e-6, 'n=2');
   // n = 1000, lambda = 24: 0.7 + 2 ln 1000 = 14.515511 (lambda - n < 1 adds nothing)
   close(tpaDamping(1000, 24), 14.515511, 1e-6, 'n=1000');
-  // issue 231 term: n = 10, lambda = 100: 0.7 + 2 ln 10 + 2 ln 90 = 0.7 + 4.605170 + 8.999619
+  // the lambda - n term (pycma's TPA damping for large populations): n = 10, lambda = 100: 0.7 + 2 ln 10 + 2 ln 90 = 0.7 + 4.605170 + 8.999619
   close(tpaDamping(10, 100), 14.304789, 1e-6, 'n=10, lambda=100');
 });
 

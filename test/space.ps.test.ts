@@ -168,7 +168,7 @@ test('layer anchors: few genes per (model, filter, parameter), each layer group 
 });
 
 test('tensor kinds in filters become the substrings the sources use, and a filter matching no tensor is refused', async () => {
-  const { resolveFilters } = await import('../src/search/engine.ts');
+  const { resolveFilters } = await import('../src/space/index.ts');
   const llama = { tensors: Object.fromEntries(['model.layers.0.self_attn.q_proj.weight', 'model.layers.0.mlp.up_proj.weight', 'model.layers.0.input_layernorm.weight', 'model.norm.weight'].map((n) => [n, {}])) };
   const mlp = { tensors: Object.fromEntries(['input.weight', 'blocks.0.fc1.weight', 'blocks.0.fc2.bias', 'blocks.0.norm.weight', 'heads.digits.weight'].map((n) => [n, {}])) };
   assert.deepEqual(resolveFilters(['attention', 'mlp', 'norm'], llama, 'base'), ['self_attn', 'mlp', 'norm']);

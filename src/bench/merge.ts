@@ -1,7 +1,7 @@
 /**
  * `evomerge bench merge`: per-tensor merge throughput on one thread, in GB/s of source bytes
  * (base plus models, F32), beside a memcpy (`Float32Array.set`) of the same bytes measured in the
- * same run, so the ratio is meaningful on a busy machine. Goals (issue 3): linear and
+ * same run, so the ratio is meaningful on a busy machine. Goals: linear and
  * task_arithmetic at >= 30% of memcpy, ties and dare_ties (density 0.5) at >= 10%.
  */
 import type { Command } from 'commander';

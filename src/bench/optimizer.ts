@@ -1,5 +1,5 @@
 /**
- * `evomerge bench optimizer`: replays the CMA-ES efficiency protocol of issue 6 so the figures
+ * `evomerge bench optimizer`: replays a CMA-ES efficiency protocol (below) so the figures
  * sit beside pycma 4.4 and CyberAgent cmaes 0.9.1 measured on the same kind of machine.
  *
  * Protocol: sphere, ellipsoid, rosenbrock (full CMA, n = 10, 40, 200), sphere and ellipsoid

@@ -1,6 +1,6 @@
 /**
  * `evomerge bench quality`: how far an evolved merge gets beyond the best fixed recipe, and for
- * how many evaluations (the figures of issue 15). On an image zoo (vision-plus: MNIST,
+ * how many evaluations (the figures README's Search quality quotes). On an image zoo (vision-plus: MNIST,
  * Fashion-MNIST and scikit-learn's digits, real and conflicting tasks; or vision), with the same
  * seeds, it runs each arm (random search, CMA-ES from the centre, CMA-ES warm-started from the
  * fixed recipes, the latter with multi-fidelity evaluation and with the gradient stage, and all
@@ -37,7 +37,8 @@ import type { Recipe } from '../recipe/index.ts';
 import { defaultPopsize } from '../optim/index.ts';
 import { localRunner } from '../pool/index.ts';
 import { gradientStage } from '../refine/index.ts';
-import { psDimension, startSearch } from '../search/engine.ts';
+import { startSearch } from '../search/engine.ts';
+import { psDimension } from '../search/stages.ts';
 import { scoreRecipeOnZooItems } from '../zoo/score.ts';
 import { loadSearchSpace, type SearchSpace } from '../space/index.ts';
 import { RunStore, isFullFidelity, type CandidateRow } from '../store/index.ts';

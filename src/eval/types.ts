@@ -1,4 +1,4 @@
-/** The evaluator contract (docs: DESIGN.md, "Contracts"). */
+/** The evaluator contract (src/README.md, "Contracts"). */
 import type { BackendInfo } from '../models/backend.ts';
 import type { RunnableModel } from '../models/load.ts';
 import type { EvalKind, EvalSplit } from './manifest.ts';

@@ -203,7 +203,7 @@ export function cooccurrenceCounts(aligned: Iterable<AlignedPair>, sourceVocabSi
  * FuseChat's code then picks the partner differently (`token_align_mapping`): among the pivot
  * tokens seen with a source token, the one minimising sigmoid(count) * editDistance, the distance
  * scaled by 0.1 when one string contains the other, unseen tokens going to the unknown token.
- * This function is the rule issue 16 asks for (most frequent partner); `fuseChatMapping` over
+ * This function is the FuseChat paper's rule (most frequent partner); `fuseChatMapping` over
  * `cooccurrenceCounts` is FuseChat's code's rule.
  */
 export function statisticsMapping(aligned: Iterable<AlignedPair>, sourceVocabSize: number, fallback: Int32Array): Int32Array {

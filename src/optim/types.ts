@@ -1,5 +1,5 @@
 /**
- * The optimizer contract shared by every optimizer in evomerge (see DESIGN.md, "Contracts").
+ * The optimizer contract shared by every optimizer in evomerge (src/README.md, "Contracts").
  *
  * An optimizer is a set of pure functions over a plain-JSON state: `init` builds the state,
  * `ask` returns proposals (and the state that remembers them), `tell` consumes outcomes,

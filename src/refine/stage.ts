@@ -10,14 +10,14 @@
  * stopped. The gradient runs in the owner's process on a JS backend (wasm, else cpu): a native
  * backend lives in the evaluation thread only.
  */
-import type { EvaluatorSpec, SourceModels } from '../candidate/index.ts';
 import { InputError } from '../errors.ts';
 import { useBackend } from '../models/backend.ts';
-import { PsCodec, type MultiMethodCodec, type SearchSpace } from '../space/index.ts';
-import type { CandidateRow, RunRow, RunStore } from '../store/index.ts';
+import { PsCodec } from '../space/index.ts';
+import type { CandidateRow } from '../store/index.ts';
 import { adamStep, initRefine, type RefineState } from './adam.ts';
 import { coefficientGradient, refineItemsFromSpecs } from './gradient.ts';
 import { checkRefine } from './preflight.ts';
+import type { GradientStageInput } from '../search/runtime.ts';
 
 /** The stage's state: Adam's, the PS candidate it started from, the loss at the last step's start. */
 export interface GradientStageState {
@@ -26,18 +26,8 @@ export interface GradientStageState {
   loss: number | null;
 }
 
-export interface GradientStageOptions {
-  store: RunStore;
-  run: RunRow;
-  stage: number;
-  space: SearchSpace;
-  evaluators: EvaluatorSpec[];
-  sources: SourceModels;
-  /** The model whose family and tokenizer the loss uses (the base, or the first model). */
-  configFrom: string;
-  codec: PsCodec | MultiMethodCodec;
-  onLog: (line: string) => void;
-}
+/** What the stage is given when it opens: search's contract for a gradient stage (search/runtime.ts). */
+export type GradientStageOptions = GradientStageInput;
 
 /** The stage's optimizer over GradientStageState, and the search log's line on each step's result. */
 export async function openGradientStage(o: GradientStageOptions) {

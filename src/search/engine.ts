@@ -7,7 +7,6 @@
  * `resume` needs only the database.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { InputError, isEvomergeError } from '../errors.ts';
 import { loadManifest, partialScoring } from '../eval/index.ts';
@@ -19,90 +18,12 @@ import { describeStop, itemsText, runStage, type Budget, type SearchEvent, type 
 import { fingerprint, loadSourceModel, mergedSourceModel, planCandidate, type CandidateRunner, type CandidateTask, type SourceModels, type WorkerData } from '../candidate/index.ts';
 import { checkStage, memoryPlan, SetupError } from './preflight.ts';
 import { resolveSpace, type ResolvedSpace } from './resolve.ts';
+import { budgetOf, effectiveSpace, legacySettings, resumeSettings, settingsOf, type SettingFlags } from './settings.ts';
+import { dfsStage, psStage, sourceCatalogues, type StagePlan } from './stages.ts';
 import type { GradientStage, QueueRuntime, QueueTarget, SearchRuntime } from './runtime.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-
-interface StagePlan {
-  stage: number;
-  kind: 'ps' | 'dfs';
-  problem: StageProblem<CandidateTask>;
-  sources: SourceModels;
-  /** The genome of the method defaults (PS) or the init_source's path (DFS): the set-up's dry run plans it. */
-  initialGenome: number[];
-  /** Labels of the fixed recipes evaluated first (the space's init: baselines). */
-  warmStart: string[];
-  codec?: PsCodec | MultiMethodCodec;
-}
-
-function hashOf(value: unknown): string {
-  return createHash('sha256').update(canonicalJson(value)).digest('hex');
-}
-
-function withX0(optimizer: { id: string; options: Record<string, unknown> }, x0: number[], initial: number[][] = []): { id: string; options: unknown } {
-  // CMA-ES starts at the genome of the method defaults (PS) or of one source's own path (DFS)
-  let options = optimizer.options;
-  if (optimizer.id.includes('cma') && options.x0 === undefined) options = { ...options, x0 };
-  // every optimizer evaluates the warm-start points first (its `initial` option)
-  if (initial.length > 0 && options.initial === undefined) options = { ...options, initial };
-  return { id: optimizer.id, options };
-}
-
-/** The start of a stage (the space's `init`): CMA-ES's mean, and the points evaluated first. */
-function startOf(space: SearchSpace, stage: number, dimension: number, center: number[], baselines: () => Array<{ label: string; genome: number[] }>): { x0: number[]; initial: Array<{ label: string; genome: number[] }> } {
-  const init = space.init ?? 'baselines';
-  if (init === 'random') {
-    const rng = Rng.seeded(deriveSeed(space.seed, 'init', stage));
-    return { x0: Array.from({ length: dimension }, () => rng.next()), initial: [] };
-  }
-  if (init === 'center') return { x0: center, initial: [] };
-  // the mean itself is not a candidate of CMA-ES, so a recipe at the centre is injected too
-  const seen = new Set<string>();
-  const initial = baselines().filter((b) => !seen.has(JSON.stringify(b.genome)) && seen.add(JSON.stringify(b.genome)));
-  return { x0: center, initial };
-}
-
-/**
- * Tensor kinds a space may name as filters, and the name substrings that stand for them, tried
- * in order: the first one some tensor of the base contains is used (Llama-family names first,
- * then GPT-2 style, then the residual MLP's).
- */
-export const TENSOR_KINDS: Readonly<Record<string, readonly string[]>> = {
-  attention: ['self_attn', 'attention', 'attn'],
-  mlp: ['mlp', 'feed_forward', 'ffn', '.fc'],
-  norm: ['norm', '_ln', '.ln_'],
-};
-
-/**
- * The space's filters as tensor-name substrings: a tensor kind (TENSOR_KINDS) becomes the
- * substring the base's tensors use for it; every filter must match some tensor of the base, since
- * the genes of one that matches nothing would change nothing.
- */
-export function resolveFilters(filters: readonly string[], base: { tensors: Record<string, unknown> }, where: string): string[] {
-  const names = Object.keys(base.tensors);
-  const out = filters.map((f) => {
-    const kind = TENSOR_KINDS[f];
-    if (kind) {
-      const sub = kind.find((s) => names.some((n) => n.includes(s)));
-      if (!sub) throw new InputError('E_SPACE_FILTER', `ps.filters: no tensor of ${where} is of kind '${f}' (none contains ${kind.map((s) => `'${s}'`).join(', ')}); remove it from the filters`);
-      return sub;
-    }
-    if (!names.some((n) => n.includes(f))) {
-      throw new InputError('E_SPACE_FILTER', `ps.filters: '${f}' matches no tensor of ${where}, so its genes would change nothing; use a substring of its tensor names (see evomerge inspect ${where}) or a kind: ${Object.keys(TENSOR_KINDS).join(', ')}`);
-    }
-    return f;
-  });
-  const dup = out.find((f, i) => out.indexOf(f) !== i);
-  if (dup !== undefined) throw new InputError('E_SPACE_FILTER', `ps.filters: '${dup}' is listed twice (a kind may stand for a substring also listed); each filter gets its own genes, list it once`);
-  return out;
-}
-
-/** The task's multi-fidelity part (space `fidelity`): absent without it, so such tasks are as before. */
-function fidelityOf(space: SearchSpace, threshold: number | null | undefined): { fidelity?: CandidateTask['fidelity'] } {
-  if (!space.fidelity) return {};
-  return { fidelity: { rungs: space.fidelity.rungs, confidence: space.fidelity.confidence, threshold: threshold ?? null } };
-}
 
 /** The search log's line on a stage's multi-fidelity evaluation: rungs, and the evaluators that always score every item. */
 function fidelityLine(r: ResolvedSpace): string {
@@ -118,87 +39,12 @@ function itemsLine(store: RunStore, run: RunRow, stage: number): string {
   return `stage ${stage}: ${itemsText(store.itemEvaluations(run.id, stage))}`;
 }
 
-function psStage(r: ResolvedSpace, sources: SourceModels, stage: number): StagePlan {
-  const ps = r.space.ps!;
-  const layersFrom = r.base ?? r.models[0]!.path;
-  const layout = {
-    base: r.base, models: r.models.map((m) => m.path), modelNames: r.models.map((m) => m.name),
-    layers: sources[layersFrom]!.layers.count, layersPerGroup: ps.layers_per_group, filters: resolveFilters(ps.filters, sources[layersFrom]!, layersFrom),
-    ...(ps.layer_anchors !== undefined ? { layerAnchors: ps.layer_anchors } : {}),
-    evolve: ps.evolve, fixed: ps.fixed, seed: r.space.seed,
-    keep: Object.entries(r.keep ?? {}).map(([filter, model]) => ({ filter, owner: r.models.findIndex((m) => m.name === model) })),
-  };
-  const codec = Array.isArray(ps.method)
-    ? new MultiMethodCodec({ ...layout, methods: ps.method.map(getMethod) })
-    : new PsCodec({ ...layout, method: getMethod(ps.method) });
-  const start = startOf(r.space, stage, codec.dimension, codec.initialGenome(), () => baselineGenomes(codec));
-  return {
-    stage, kind: 'ps', sources, initialGenome: codec.initialGenome(), warmStart: start.initial.map((b) => b.label), codec,
-    problem: {
-      stage, dimension: codec.dimension, optimizer: withX0(r.space.optimizer, start.x0, start.initial.map((b) => b.genome)),
-      ...(r.space.fidelity ? { fidelity: true } : {}),
-      prepare: (genome, candidate) => {
-        const recipe = codec.decode(genome);
-        return { recipe, recipeHash: recipeHash(recipe), task: { kind: 'ps', recipe, candidateId: candidate.id, ...fidelityOf(r.space, candidate.threshold) } };
-      },
-    },
-  };
-}
-
-/** The genome length of a space's parameter-space stage (reads the sources' headers only). */
-export function psDimension(space: SearchSpace, spacePath: string | null): number {
-  const r = resolveSpace(space, spacePath);
-  return psStage(r, sourceCatalogues(r), 0).problem.dimension;
-}
-
-/** The catalogues (headers and configs, no tensors) of a resolved space's base and models. */
-function sourceCatalogues(r: ResolvedSpace): SourceModels {
-  const sources: SourceModels = {};
-  for (const p of [r.base, ...r.models.map((m) => m.path)]) if (p) sources[p] = loadSourceModel(p);
-  return sources;
-}
-
-function dfsStage(r: ResolvedSpace, sources: SourceModels, names: Array<{ name: string; path: string }>, stage: number, optimizer: { id: string; options: Record<string, unknown> }): StagePlan {
-  const dfs = r.space.dfs!;
-  const codec = new DfsCodec({
-    sources: names.map((n) => ({ name: n.name, layers: sources[n.path]!.layers.count })),
-    repetitions: dfs.repetitions, maxPathLength: dfs.max_path_length, scaleRange: dfs.scale_range, initSource: dfs.init_source,
-  });
-  const embeddings = dfs.embeddings_from;
-  const head = dfs.head_from ?? embeddings;
-  for (const [what, i] of [['embeddings_from', embeddings], ['head_from', head], ['init_source', dfs.init_source]] as const) {
-    if (i >= names.length) throw new InputError('E_SPACE', `dfs.${what} is ${i}, but the stage has ${names.length} sources`);
-  }
-  // a layer path has no fixed recipes to start from: `baselines` is the init_source's own path
-  const start = startOf(r.space, stage, codec.dimension, codec.initialGenome(), () => []);
-  return {
-    stage, kind: 'dfs', sources, initialGenome: codec.initialGenome(), warmStart: [],
-    problem: {
-      stage, dimension: codec.dimension, optimizer: withX0(optimizer, start.x0),
-      ...(r.space.fidelity ? { fidelity: true } : {}),
-      prepare: (genome, candidate) => {
-        const steps = codec.decode(genome);
-        const recipe = { kind: 'dfs', sources: names, steps, embeddings_from: embeddings, head_from: head };
-        return { recipe, recipeHash: hashOf(recipe), task: { kind: 'dfs', sources: names.map((n) => n.path), steps, embeddings, head, candidateId: candidate.id, ...fidelityOf(r.space, candidate.threshold) } };
-      },
-    },
-  };
-}
-
-export interface SearchOptions {
+export interface SearchOptions extends SettingFlags {
   /** Where candidates are evaluated, and the gradient stage: given by the caller (./runtime.ts). */
   runtime: SearchRuntime;
-  /** Overrides of the space. */
-  budget?: Budget;
-  workers?: number;
-  backend?: SearchSpace['backend'];
   signal?: AbortSignal;
-  /** Evaluate on `evomerge worker` processes through the run's BullMQ queue; `slots` candidates outstanding at once. */
-  queue?: { url: QueueTarget; slots?: number } | null;
   onEvent?: (e: SearchEvent & { stage: number }) => void;
   onLog?: (line: string) => void;
-  /** Refuse to start when the memory plan passes this many bytes (default: the machine's memory). */
-  maxMemory?: number;
   /** Stop a stage whose first N results all failed alike (default 3; 0: never). */
   failFast?: number;
 }
@@ -211,53 +57,6 @@ export interface SearchResult {
   reason?: string;
   /** `resume` of a finished run that nothing extends: nothing was evaluated. */
   alreadyFinished?: boolean;
-}
-
-/** A stage's budget from the run's effective space (settings applied, see effectiveSpace). */
-function budgetOf(space: SearchSpace): Budget {
-  return { evaluations: space.budget.evaluations, seconds: space.budget.minutes ? space.budget.minutes * 60 : undefined };
-}
-
-/** What a new run is searched with: the space's values, each replaced by the option given for it. */
-export function settingsOf(space: SearchSpace, o: SearchOptions & { seed?: number; allowTestSplit?: boolean }): RunSettings {
-  const given: string[] = [];
-  const pick = <T>(name: string, value: T | undefined, fallback: T): T => {
-    if (value === undefined) return fallback;
-    given.push(name);
-    return value;
-  };
-  const minutes = o.budget?.seconds === undefined ? undefined : o.budget.seconds / 60;
-  return {
-    budget: { evaluations: pick('budget', o.budget?.evaluations, space.budget.evaluations), minutes: pick('minutes', minutes, space.budget.minutes) },
-    workers: pick('workers', o.workers, space.workers),
-    seed: pick('seed', o.seed, space.seed),
-    backend: pick('backend', o.backend, space.backend),
-    maxMemory: pick('max-memory', o.maxMemory, null),
-    allowTestSplit: pick('allow-test-split', o.allowTestSplit || undefined, false),
-    queue: o.queue ? pick('queue', { url: o.queue.url.display, ...(o.queue.slots !== undefined ? { slots: o.queue.slots } : {}) }, null) : null,
-    given,
-  };
-}
-
-/** The settings of a run started before they were stored (schema 2): the space's, and the queue its events name. */
-function legacySettings(store: RunStore, run: RunRow): RunSettings {
-  const r = run.space as ResolvedSpace;
-  const used = store.events(run.id, 1_000_000).filter((e) => e.kind === 'queue').pop()?.data as { url?: string } | undefined;
-  return {
-    budget: { evaluations: r.space.budget.evaluations, minutes: r.space.budget.minutes }, workers: r.space.workers, seed: r.space.seed,
-    backend: r.space.backend, maxMemory: null, allowTestSplit: r.allowTestSplit === true, queue: used?.url ? { url: used.url } : null, given: [],
-  };
-}
-
-/** The resolved space as the run searches it: the settings' budget, workers, seed and backend in place of the file's. */
-function effectiveSpace(r: ResolvedSpace, s: RunSettings): ResolvedSpace {
-  const budget = { ...r.space.budget, evaluations: s.budget.evaluations, minutes: s.budget.minutes };
-  return { ...r, allowTestSplit: s.allowTestSplit, space: { ...r.space, budget, workers: s.workers, seed: s.seed, backend: s.backend as SearchSpace['backend'] } };
-}
-
-/** The options a session runs with: the settings' memory limit and queue (parsed), the caller's signal and callbacks. */
-function sessionOptions(o: SearchOptions, s: RunSettings, queue: SearchOptions['queue']): SearchOptions {
-  return { runtime: o.runtime, signal: o.signal, onEvent: o.onEvent, onLog: o.onLog, failFast: o.failFast, ...(s.maxMemory !== null ? { maxMemory: s.maxMemory } : {}), queue };
 }
 
 /**
@@ -428,6 +227,11 @@ function queueRuntime(o: SearchOptions, why = 'the search was given a queue'): Q
   return o.runtime.queue;
 }
 
+/** The options a session runs with: the settings' memory limit and queue (parsed), the caller's signal and callbacks. */
+function sessionOptions(o: SearchOptions, s: RunSettings, queue: SearchOptions['queue']): SearchOptions {
+  return { runtime: o.runtime, signal: o.signal, onEvent: o.onEvent, onLog: o.onLog, failFast: o.failFast, ...(s.maxMemory !== null ? { maxMemory: s.maxMemory } : {}), queue };
+}
+
 /**
  * One session of a run: this process takes the run's lease (store/lease.ts), renews it while
  * `body` searches, and writes how the session ended: 'finished' with the stages' stop reasons,
@@ -509,39 +313,6 @@ export async function startSearch(spacePath: string, options: SearchOptions & { 
   } finally {
     store.close();
   }
-}
-
-/** What `resume` changes: each flag given replaces the setting it names; the rest stay the run's. */
-function resumeSettings(s: RunSettings, o: SearchOptions): { settings: RunSettings; changes: string[] } {
-  const next: RunSettings = { ...s, budget: { ...s.budget }, given: [...s.given] };
-  const changes: string[] = [];
-  const set = <K extends 'workers' | 'backend' | 'maxMemory'>(key: K, flag: string, value: RunSettings[K] | undefined) => {
-    if (value === undefined || value === s[key]) return;
-    changes.push(`${flag} ${s[key] ?? 'default'} -> ${value}`);
-    next[key] = value;
-    if (!next.given.includes(flag)) next.given.push(flag);
-  };
-  const evaluations = o.budget?.evaluations;
-  if (evaluations !== undefined && evaluations !== s.budget.evaluations) {
-    changes.push(`budget ${s.budget.evaluations ?? 'none'} -> ${evaluations}`);
-    next.budget.evaluations = evaluations;
-  }
-  const minutes = o.budget?.seconds === undefined ? undefined : o.budget.seconds / 60;
-  if (minutes !== undefined && minutes !== s.budget.minutes) {
-    changes.push(`minutes ${s.budget.minutes ?? 'none'} -> ${minutes}`);
-    next.budget.minutes = minutes;
-  }
-  set('workers', 'workers', o.workers);
-  set('backend', 'backend', o.backend);
-  set('maxMemory', 'max-memory', o.maxMemory);
-  if (o.queue === null && s.queue) {
-    changes.push('queue -> the local pool (--no-queue)');
-    next.queue = null;
-  } else if (o.queue && o.queue.url.display !== s.queue?.url) {
-    changes.push(`queue ${s.queue?.url ?? 'none'} -> ${o.queue.url.display}`);
-    next.queue = { url: o.queue.url.display, ...(o.queue.slots !== undefined ? { slots: o.queue.slots } : {}) };
-  }
-  return { settings: next, changes };
 }
 
 /**
