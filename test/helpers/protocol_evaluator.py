@@ -8,7 +8,7 @@ tests check: its pid, CUDA_VISIBLE_DEVICES, the `--gpu` argument it was given, a
 requests this process answered.
 
 Faults for the tests, from EVAL_FAULTS (a comma-separated list of action@request-id):
-crash (exit 3 before answering), hang (never answer), garbage (a line that is not JSON),
+(`*` for every request) crash (exit 3 before answering), hang (never answer), garbage (a line that is not JSON),
 error (an answer with an error field), wrongid (an answer with another id), extra (an extra
 line after the answer); `nohello` (no id) makes the persistent form exit before its hello.
 EVAL_PID_DIR: each process writes an empty file named after its pid there.
@@ -108,7 +108,7 @@ def main():
         if not line.strip():
             continue
         req = json.loads(line)
-        action = plan.get(str(req.get("id")))
+        action = plan.get(str(req.get("id")), plan.get("*"))
         print(f"request {req.get('id')}: {action or 'score'}", file=sys.stderr, flush=True)
         if action == "crash":
             print("crashing on purpose", file=sys.stderr, flush=True)
