@@ -68,6 +68,8 @@ export class EvaluationSlots {
       })),
     }));
     this.free = this.slots.map((_, i) => i);
+    // persistent programs start now, while the first candidates are merged
+    for (const s of this.slots) for (const e of s.evaluators) e.ev.prestart?.();
   }
 
   get count(): number {

@@ -121,6 +121,7 @@ export class CommandEvaluator implements Evaluator {
   readonly kind = 'command' as const;
   readonly needsModel = false;
   private proc: EvaluatorProcess | null = null;
+  private starting: Promise<EvaluatorProcess> | null = null;
   private seq = 0;
   private readonly placement: Placement;
   constructor(private readonly m: CommandManifest, private readonly o: CommandOptions = {}) {
@@ -163,22 +164,47 @@ export class CommandEvaluator implements Evaluator {
     if (!this.proc?.usable) {
       await this.proc?.stop();
       this.proc = null;
-      this.proc = await EvaluatorProcess.start({ argv, env, log: this.o.log, startupTimeoutMs: this.m.startup_timeout_s * 1000, graceMs: this.o.graceMs });
+      const started = this.starting ?? this.launch();
+      this.starting = null;
+      let proc = await started;
+      // one that ended while it waited for its first candidate is no fault of this candidate's
+      if (!proc.usable) proc = await this.launch();
+      this.proc = proc;
     }
     const answer = await this.proc.request(req, this.m.timeout_s * 1000, ctx.signal);
     return readAnswer(answer, this.m, argv[0]!);
   }
 
+  /**
+   * Starts a persistent program now, before its first candidate (an evaluation slot does so when
+   * it opens), so its start (interpreter, imports) overlaps the first merge. A start that fails
+   * fails the first candidate with its reason.
+   */
+  prestart(): void {
+    if (!this.m.persistent || this.proc || this.starting) return;
+    this.starting = this.launch();
+    this.starting.catch(() => {});
+  }
+
+  private launch(): Promise<EvaluatorProcess> {
+    const argv = substitute(this.m.command, placeholders(this.m, null, this.placement));
+    return EvaluatorProcess.start({ argv, env: programEnv(this.m, this.placement), log: this.o.log, startupTimeoutMs: this.m.startup_timeout_s * 1000, graceMs: this.o.graceMs });
+  }
+
   /** Stops a persistent program (resolves once it exited). */
   async close(): Promise<void> {
     const p = this.proc;
+    const starting = this.starting;
     this.proc = null;
-    await p?.stop();
+    this.starting = null;
+    await Promise.all([p?.stop(), starting?.then((s) => s.stop(), () => {})]);
   }
 
   /** Kills a persistent program at once (SIGKILL), for callers that cannot wait. */
   dispose(): void {
     this.proc?.kill();
+    void this.starting?.then((s) => s.kill(), () => {});
     this.proc = null;
+    this.starting = null;
   }
 }

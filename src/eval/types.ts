@@ -64,4 +64,6 @@ export interface Evaluator {
   dispose(): void;
   /** Stops what the evaluator keeps running (a persistent command evaluator's program) and waits for it. */
   close?(): Promise<void>;
+  /** Starts what it keeps running ahead of its first candidate (a persistent command evaluator's program). */
+  prestart?(): void;
 }
