@@ -7,7 +7,7 @@
  * pid); a run killed with SIGKILL, its database taken back to schema 3, resumes to the run an
  * uninterrupted search makes.
  */
-import { test, before } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -19,7 +19,9 @@ import { runCli } from '../src/bench/faults.ts';
 import { processAlive } from '../src/eval/children.ts';
 import { RunStore, type CandidateRow } from '../src/store/index.ts';
 import { EvomergeError } from '../src/errors.ts';
+import { parseQueueUrl, runQueueWorker } from '../src/queue/index.ts';
 import { startSearch } from './helpers/search.ts';
+import { testRedis } from './helpers/redis.ts';
 import { PYTHON, requireNumpy } from './helpers/numpy.ts';
 import { tempDir } from './helpers/tmp.ts';
 
@@ -27,6 +29,8 @@ const EVALUATOR = fileURLToPath(new URL('./helpers/protocol_evaluator.py', impor
 const BIN = fileURLToPath(new URL('../src/cli/bin.mjs', import.meta.url));
 const root = tempDir('evomerge-pipeline-');
 let family: string[];
+let redis: { url: string; prefix: string; stop: () => Promise<void> } | undefined;
+after(async () => { await redis?.stop(); });
 
 before(() => {
   requireNumpy();
@@ -185,5 +189,31 @@ test('a run killed with SIGKILL leaves no evaluator behind, and resumed (from a 
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.deepEqual(candidates(db).map((c) => ({ proposal: c.proposalId, recipeHash: c.recipeHash, state: c.state, fitness: c.fitness })), expected);
   assert.ok(candidates(db).filter((c) => c.phases!.slot !== null).length >= 7, 'the resumed candidates have their phases');
+  assert.deepEqual(await allGone(evaluatorPids(s.pids)), []);
+});
+
+test('a queue worker with --gpus 0,1 scores a command-only run on slots of its own, one per GPU, pipelined with its merges', async () => {
+  redis = await testRedis();
+  const s = space({ EVAL_DELAY: '0.3' });
+  const url = parseQueueUrl(redis.url);
+  const controller = new AbortController();
+  const logs: string[] = [];
+  const worker = runQueueWorker({ url, concurrency: 1, gpus: ['0', '1'], logDir: join(root, 'worker-logs'), lockSeconds: 10, pollMs: 200, signal: controller.signal, onLog: (l) => logs.push(l) });
+  const db = join(root, 'queued', 'run.sqlite');
+  try {
+    const r = await startSearch(s.path, { dbPath: db, queue: { url, slots: 4 } });
+    assert.equal(r.stages[0]!.failed, 0);
+  } finally {
+    controller.abort();
+    await worker;
+  }
+  assert.ok(logs.some((l) => /1 merge thread, evaluation slots gpu0, gpu1, 2 merged ahead at most/.test(l)), logs.join('\n'));
+  const rows = candidates(db).filter((c) => c.state === 'done');
+  assert.equal(rows.length, 8);
+  for (const c of rows) assert.equal(metric(db, c.id, 'cuda'), Number(c.phases!.slot!.slice(3)), `candidate ${c.id}`);
+  assert.deepEqual([...new Set(rows.map((c) => c.phases!.slot))].sort(), ['gpu0', 'gpu1']);
+  const byId = [...rows].sort((a, b) => a.id - b.id);
+  assert.ok(byId.some((c, i) => i > 0 && c.phases!.mergeStart! < byId[i - 1]!.phases!.scoreEnd!), 'a merge ran while the worker\'s slots scored');
+  assert.ok(existsSync(join(root, 'worker-logs', 'pipe-stage0', 'proto.gpu1.log')));
   assert.deepEqual(await allGone(evaluatorPids(s.pids)), []);
 });
