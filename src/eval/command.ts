@@ -91,6 +91,29 @@ function lookup(obj: Record<string, unknown>, path: string): unknown {
   return path.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), obj);
 }
 
+/**
+ * The standard error a program reports with its score: a number at `<metric>_stderr` (the name
+ * lm-eval-harness gives it, e.g. acc_stderr), `<metric>_se`, `stderr` or `se`; or, from the spread
+ * of its items, an `item_scores` array of the metric's per-item values: sqrt(s^2 / n), s^2 their
+ * sample variance (./stderr.ts). Undefined when it reports neither.
+ */
+export function commandSE(score: Record<string, unknown>, metric: string): number | undefined {
+  const dot = metric.lastIndexOf('.');
+  const [prefix, leaf] = dot < 0 ? ['', metric] : [metric.slice(0, dot + 1), metric.slice(dot + 1)];
+  for (const name of [`${prefix}${leaf}_stderr`, `${prefix}${leaf}_se`, 'stderr', 'se']) {
+    const v = lookup(score, name);
+    if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v;
+  }
+  const items = score.item_scores;
+  if (Array.isArray(items) && items.length >= 2 && items.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+    const xs = items as number[];
+    const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+    const s2 = xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (xs.length - 1);
+    return Math.sqrt(s2 / xs.length);
+  }
+  return undefined;
+}
+
 export class CommandEvaluator implements Evaluator {
   readonly kind = 'command' as const;
   readonly needsModel = false;
@@ -126,7 +149,8 @@ export class CommandEvaluator implements Evaluator {
     }
     metrics[this.m.metric.name] = value;
     const samples = typeof score.samples === 'number' ? score.samples : 0;
-    return { fitness: manifestFitness(this.m, value), metrics, samples };
+    const se = commandSE(score, this.m.metric.name);
+    return { fitness: manifestFitness(this.m, value), metrics, samples, ...(se !== undefined ? { se } : {}) };
   }
 
   dispose(): void {}
