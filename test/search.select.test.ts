@@ -122,6 +122,9 @@ test('select scores the stage\'s top K on the second split, and the exported bes
   assert.equal(best.candidates[0].id, r.best!.id);
   assert.equal(best.candidates[0].chosen, true);
   assert.equal(typeof best.candidates[0].selection, 'number');
+  const rep = JSON.parse(spawnSync(process.execPath, [bin, 'report', 'sel', '--db', db, '--format', 'html', '--no-baselines', '-o', join(dir, 'sel-report'), '--json'], { encoding: 'utf8' }).stdout) as { html: string };
+  const html = readFileSync(rep.html, 'utf8');
+  assert.match(html, new RegExp(`Selection on a second split</h2>\\n<p>The top 4 candidates .* is candidate ${r.best!.id}: search fitness [\\d.]+, selection split [\\d.]+, optimism of the search -?[\\d.]+`));
 });
 
 test('a run stopped in the middle of its selection resumes to the same selection as an uninterrupted run', async () => {
@@ -217,5 +220,46 @@ test('a hybrid run with select starts its DFS stage from the PS stage\'s chosen 
     assert.ok(stagePool(store.candidates(run.id), 1, 3).every((c) => store.metrics(c.id).some((m) => m.evaluator === SELECTION)));
   } finally {
     store.close();
+  }
+});
+
+test('a search warns at its start when an evaluator\'s split is too small for the planned candidates, and is quiet when the gain it seeks is larger than the noise', async () => {
+  const noisy = (name: string, gain: number) => {
+    const db = join(dir, name, 'run.sqlite');
+    return { db, run: startSearch(space(name, { select: undefined, budget: { evaluations: 8 }, noise: { gain } }), { dbPath: db }) };
+  };
+  const small = noisy('noise-small', 0.01);
+  await small.run;
+  const store = RunStore.open(small.db, { readonly: true });
+  try {
+    const run = store.run('noise-small')!;
+    const ev = store.events(run.id, 1000).filter((e) => e.kind === 'noise');
+    assert.equal(ev.length, 1, 'one check per stage');
+    const data = ev[0]!.data as { candidate: number; candidates: number; evaluators: Array<{ id: string; se: number; maxNoise: number; tooSmall: boolean }> };
+    assert.equal(data.candidates, 8);
+    // by hand from the first scored candidate's metrics: weight 1 x se x sqrt(2 ln 8)
+    const metrics = store.metrics(data.candidate);
+    for (const t of TASKS) {
+      const acc = metrics.find((m) => m.evaluator === t && m.metric === 'fitness')!.value!;
+      const se = metrics.find((m) => m.evaluator === t && m.metric === 'fitness_se')!.value!;
+      const e = data.evaluators.find((x) => x.id === t)!;
+      assert.ok(Math.abs(e.se - se) < 1e-15);
+      assert.ok(Math.abs(e.maxNoise - se * Math.sqrt(2 * Math.log(8))) < 1e-12);
+      assert.equal(e.tooSmall, e.maxNoise >= 0.01, `${t}: accuracy ${acc}`);
+    }
+    assert.ok(data.evaluators.some((e) => e.tooSmall), 'a few hundred items cannot tell apart 0.01 over 8 candidates');
+    assert.match(ev[0]!.message, /warning: evaluator \w+ is too small for 8 candidates/);
+  } finally {
+    store.close();
+  }
+  const large = noisy('noise-large', 0.5);
+  await large.run;
+  const s2 = RunStore.open(large.db, { readonly: true });
+  try {
+    const e = s2.events(s2.run('noise-large')!.id, 1000).find((x) => x.kind === 'noise')!;
+    assert.doesNotMatch(e.message, /warning/);
+    assert.match(e.message, /^noise: the fitness's standard error is/);
+  } finally {
+    s2.close();
   }
 });
