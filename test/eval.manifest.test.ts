@@ -18,7 +18,7 @@ function tmp(): string {
 }
 
 test('every manifest shipped in evaluators/ parses', () => {
-  for (const f of ['arith-generate', 'arith-generate-test', 'arith-choice', 'lm-eval-harness']) {
+  for (const f of ['arith-generate', 'arith-generate-test', 'arith-choice', 'lm-eval-harness', 'lm-eval-persistent']) {
     const m = loadManifest(join('evaluators', `${f}.yaml`));
     assert.ok(m.id.length > 0);
   }

@@ -9,6 +9,7 @@ import { loadRecipeFile, parseRecipe } from '../src/recipe/index.ts';
 import { computeTensor, memoryReader, planRecipe, SourceSet } from '../src/merge/index.ts';
 import { mergeToDisk } from '../src/report/merge-folder.ts';
 import { getMethod, resolveScope } from '../src/methods/index.ts';
+import { readTensor } from './helpers/checkpoint.ts';
 
 let root: string;
 let base: string;
@@ -25,14 +26,7 @@ before(() => {
 });
 after(() => rmSync(root, { recursive: true, force: true }));
 
-function read(dir: string, name: string): Float32Array {
-  const c = openCheckpoint(dir);
-  try {
-    return c.readFloat32(name);
-  } finally {
-    c.close();
-  }
-}
+const read = readTensor;
 
 test('a mergekit linear YAML merges into a Hugging Face folder with card, recipe and tokenizer', () => {
   const cfg = join(root, 'linear.yaml');

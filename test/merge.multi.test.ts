@@ -12,6 +12,7 @@ import { makeTinyLlama } from '../src/zoo/index.ts';
 import { loadMergeStages, loadRecipeFile, parseRecipe } from '../src/recipe/index.ts';
 import { mergeStages, mergeToDisk } from '../src/report/index.ts';
 import { tempDir } from './helpers/tmp.ts';
+import { readTensor } from './helpers/checkpoint.ts';
 
 const bin = new URL('../src/cli/bin.mjs', import.meta.url).pathname;
 const root = tempDir('evomerge-multi-');
@@ -47,14 +48,7 @@ parameters:
   t: 0.5
 `;
 
-const read = (dir: string, name: string) => {
-  const c = openCheckpoint(dir);
-  try {
-    return c.readFloat32(name);
-  } finally {
-    c.close();
-  }
-};
+const read = readTensor;
 
 test('evomerge merge runs every stage in order into a folder of its own; later stages read the earlier outputs', () => {
   const cfg = join(root, 'multi.yml');

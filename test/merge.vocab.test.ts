@@ -14,6 +14,7 @@ import { parseRecipe, recipeFromMergekit, recipeHash } from '../src/recipe/index
 import { mergeToDisk } from '../src/report/merge-folder.ts';
 import { writeTestTokenizer } from './helpers/tokenizers.ts';
 import { tempDir } from './helpers/tmp.ts';
+import { readTensor } from './helpers/checkpoint.ts';
 
 const root = tempDir('evomerge-vocab-');
 const base = makeTinyLlama(join(root, 'base'), { seed: 1, layers: 2, hidden: 8, heads: 2, vocab: 64 });
@@ -30,14 +31,7 @@ writeTestTokenizer(shuffled, 64, [], { chat_template: '{% for m in messages %}{{
 const bare = makeTinyLlama(join(root, 'bare'), { seed: 3, layers: 2, hidden: 8, heads: 2, vocab: 64 });
 const cols = 8;
 
-function read(dir: string, name: string): Float32Array {
-  const c = openCheckpoint(dir);
-  try {
-    return c.readFloat32(name);
-  } finally {
-    c.close();
-  }
-}
+const read = readTensor;
 
 const linear = (models: string[], extra: Record<string, unknown> = {}) => parseRecipe({ method: 'linear', base, sources: models.map((model) => ({ model, parameters: { weight: 1 } })), ...extra });
 

@@ -6,6 +6,9 @@ import { InputError } from '../src/errors.ts';
 import { newOwner, runState, RunStore, SCHEMA_VERSION, type NewCandidate } from '../src/store/index.ts';
 import { tempDir } from './helpers/tmp.ts';
 
+/** Columns schema 4 added (when a candidate's merge and scoring ran, and where). */
+const PHASE_COLUMNS = ['merge_start', 'merge_end', 'write_ms', 'score_start', 'score_end', 'slot'];
+
 const dir = tempDir();
 let n = 0;
 const freshStore = () => RunStore.open(join(dir, `run-${n++}`, 'run.sqlite'));
@@ -106,7 +109,7 @@ test('a schema-1 database opens: read-only as it is, and for writing with the mu
   const [a] = s.addCandidates(run.id, [proposal('g0-0', 0)]);
   s.recordResult(a!.id, { fitness: 0.5 });
   // what a database written before schema 2 looks like
-  for (const col of ['threshold', 'fidelity', 'item_evals']) s.db.exec(`ALTER TABLE candidates DROP COLUMN ${col}`);
+  for (const col of ['threshold', 'fidelity', 'item_evals', ...PHASE_COLUMNS]) s.db.exec(`ALTER TABLE candidates DROP COLUMN ${col}`);
   s.db.prepare(`UPDATE meta SET value = '1' WHERE key = 'schema_version'`).run();
   s.close();
   const ro = RunStore.open(path, { readonly: true });
@@ -133,6 +136,7 @@ test('a schema-2 database opens read-only as it is, and for writing with its run
   s.recordResult(a!.id, { fitness: 0.5, metrics: [{ evaluator: 'e', metric: 'acc', value: 0.5 }] });
   s.addCandidates(run.id, [proposal('g1-0', 1, ['g0-0'])]);
   s.event(run.id, 'start', 'started');
+  for (const col of PHASE_COLUMNS) s.db.exec(`ALTER TABLE candidates DROP COLUMN ${col}`);
   // the runs table as schema 2 wrote it: no settings or owner columns, no 'failed' status
   s.db.pragma('foreign_keys = OFF');
   s.db.exec(`CREATE TABLE runs_old (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, space_json TEXT NOT NULL, space_path TEXT, code_version TEXT NOT NULL, seed INTEGER NOT NULL,
@@ -167,6 +171,27 @@ test('a schema-2 database opens read-only as it is, and for writing with its run
   const ended = rw.run('old')!;
   assert.deepEqual([ended.status, ended.stopReason, ended.error, runState(ended)], ['failed', 'error E_X', 'boom', 'failed']);
   assert.equal(rw.integrityCheck(), 'ok');
+  rw.close();
+});
+
+test('a schema-3 database opens read-only without phases, and for writing with the phase columns added', () => {
+  const path = join(dir, 'v3', 'run.sqlite');
+  const s = RunStore.open(path);
+  const run = s.createRun({ name: 'old', space: {}, codeVersion: '0.1.0', seed: 1 });
+  const [a, b] = s.addCandidates(run.id, [proposal('g0-0', 0), proposal('g0-1', 0)]);
+  s.recordResult(a!.id, { fitness: 0.5 });
+  // what a database written before schema 4 looks like
+  for (const col of PHASE_COLUMNS) s.db.exec(`ALTER TABLE candidates DROP COLUMN ${col}`);
+  s.db.prepare(`UPDATE meta SET value = '3' WHERE key = 'schema_version'`).run();
+  s.close();
+  const ro = RunStore.open(path, { readonly: true });
+  assert.deepEqual(ro.candidate(a!.id)!.phases, { mergeStart: null, mergeEnd: null, writeMs: null, scoreStart: null, scoreEnd: null, slot: null });
+  ro.close();
+  const rw = RunStore.open(path);
+  assert.equal((rw.db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string }).value, String(SCHEMA_VERSION));
+  assert.equal(rw.candidate(a!.id)!.fitness, 0.5);
+  rw.recordResult(b!.id, { fitness: 0.7, phases: { mergeStart: 1000.5, mergeEnd: 2000, writeMs: 300, scoreStart: 2100, scoreEnd: 5000, slot: 'gpu1' } });
+  assert.deepEqual(rw.candidate(b!.id)!.phases, { mergeStart: 1000.5, mergeEnd: 2000, writeMs: 300, scoreStart: 2100, scoreEnd: 5000, slot: 'gpu1' });
   rw.close();
 });
 

@@ -38,7 +38,7 @@ export interface ScaleFamily {
 export const FULL: ScaleFamily = { hidden: 2048, intermediate: 5632, layers: 22, vocab: 32000, heads: 32, kvHeads: 4, shardBytes: 1e9 };
 export const SMALL: ScaleFamily = { hidden: 256, intermediate: 704, layers: 4, vocab: 2000, heads: 8, kvHeads: 2, shardBytes: 4e6 };
 
-function llamaTensors(f: ScaleFamily): Array<{ name: string; shape: number[] }> {
+export function llamaTensors(f: ScaleFamily): Array<{ name: string; shape: number[] }> {
   const H = f.hidden;
   const kv = (H / f.heads) * f.kvHeads;
   const out = [{ name: 'model.embed_tokens.weight', shape: [f.vocab, H] }];
@@ -125,7 +125,7 @@ export function generateFamily(dir: string, f: ScaleFamily, log: (l: string) => 
 }
 
 /** Bytes of a checkpoint's safetensors files. */
-function checkpointBytes(path: string): number {
+export function checkpointBytes(path: string): number {
   const c = openCheckpoint(path);
   const n = c.names().reduce((s, name) => s + c.info(name).byteLength, 0);
   c.close();
@@ -137,7 +137,7 @@ function checkpointBytes(path: string): number {
  * an fsync per file when `durable` (as `evomerge merge` writes) or without (as search candidates,
  * deleted after one read, are written).
  */
-function plainCopy(from: string, to: string, durable: boolean): { bytes: number; seconds: number } {
+export function plainCopy(from: string, to: string, durable: boolean): { bytes: number; seconds: number } {
   mkdirSync(to, { recursive: true });
   const buf = Buffer.allocUnsafe(16 << 20);
   let bytes = 0;
@@ -187,7 +187,7 @@ function treeRss(pid: number): number {
 }
 
 /** Run `node bin.mjs args` to its end, sampling the tree's RSS every 200 ms. */
-function runSampled(args: string[], log: (l: string) => void): Promise<{ seconds: number; peak: number; samples: Array<{ t: number; rss: number }>; stdout: string }> {
+export function runSampled(args: string[], log: (l: string) => void): Promise<{ seconds: number; peak: number; samples: Array<{ t: number; rss: number }>; stdout: string }> {
   return new Promise((resolvePromise, reject) => {
     const t0 = performance.now();
     const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -7,8 +7,10 @@
  * once, on its first request. So a command-only search needs nothing of the architecture but
  * tensor names, shapes and layer structure, and no whole model is ever held in memory.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
 import { openCheckpoint } from '../checkpoint/index.ts';
 import { temporaryModelFolder, type TemporaryModel } from '../eval/index.ts';
 import { InputError, MissingTensorError } from '../errors.ts';
@@ -17,7 +19,7 @@ import { MLP_ARCHITECTURE, composeLlamaPath, composeMlpPath, familyOf, LlamaMode
 import type { Recipe } from '../recipe/index.ts';
 import { decodeToFloat32 } from '../tensor/dtype.ts';
 import { sourceCatalog, sourceSet, type SourceModel, type SourceModels } from './sources.ts';
-import type { CandidateTask, WorkerData } from './types.ts';
+import type { BuiltFolder, CandidateTask, WorkerData } from './types.ts';
 
 /** The merge plan of a PS recipe over the sources' catalogues (every input error raised here). */
 export function planCandidate(recipe: Recipe, sources: SourceModels): MergePlan {
@@ -144,13 +146,38 @@ export class CandidateBuilder {
         : composeMlpPath(models as ResidualMlp[], task.steps, { embeddings: task.embeddings, head: task.head });
     }
     return this.built(model, false, () => {
-      const sources = task.sources.map((key) => {
-        const m = this.data.sources[key]!;
-        return { key, catalog: sourceCatalog(m), inputIsEmbedding: isResidualMlp(m) };
-      });
-      const plan = planLayerPath(sources, task.steps, task.embeddings, task.head);
+      const plan = this.layerPathPlan(task);
       return this.writeFolder(plan, 0, withLayerCount(this.data.sources[plan.configFrom]!.config, plan.layers));
     });
+  }
+
+  private layerPathPlan(task: Extract<CandidateTask, { kind: 'dfs' }>): MergePlan {
+    const sources = task.sources.map((key) => {
+      const m = this.data.sources[key]!;
+      return { key, catalog: sourceCatalog(m), inputIsEmbedding: isResidualMlp(m) };
+    });
+    return planLayerPath(sources, task.steps, task.embeddings, task.head);
+  }
+
+  /**
+   * A candidate written to a folder of its own under `parent`, kept after the call (the
+   * pipelined runner scores it on an evaluation slot and removes it: src/pool/pipeline.ts), with
+   * the times of its merge and of the writing within it.
+   */
+  folder(task: CandidateTask, plan: MergePlan | null, parent: string): BuiltFolder {
+    const mergeStart = epochMs();
+    const timing = { writeMs: 0 };
+    let written: TemporaryModel;
+    if (task.kind === 'ps') {
+      const from = this.data.sources[plan!.configFrom]!;
+      const config = withPlannedVocab(task.recipe.slices ? withLayerCount(from.config, plan!.layers) : from.config ?? undefined, plan!);
+      written = this.writeFolder(plan!, task.recipe.seed, config, parent, timing);
+    } else {
+      const path = this.layerPathPlan(task);
+      written = this.writeFolder(path, 0, withLayerCount(this.data.sources[path.configFrom]!.config, path.layers), parent, timing);
+    }
+    const mergeEnd = epochMs();
+    return { folder: written.dir, root: dirname(written.dir), phases: { mergeStart, mergeEnd, writeMs: timing.writeMs } };
   }
 
   close(): void {
@@ -196,12 +223,30 @@ export class CandidateBuilder {
     return m;
   }
 
-  private writeFolder(plan: MergePlan, seed: string | number, config: Record<string, unknown> | undefined): TemporaryModel {
+  private writeFolder(plan: MergePlan, seed: string | number, config: Record<string, unknown> | undefined, parent = this.data.candidateDir, timing?: { writeMs: number }): TemporaryModel {
     return temporaryModelFolder((dir) => {
       const tok = this.data.sources[plan.tokenizerFrom]?.tokenizerDir;
-      writeMergedFolder(plan, this.set, dir, { seed, config, maxShardBytes: this.data.shardBytes, durable: false, ...(tok ? { tokenizerFrom: tok } : {}) });
-    });
+      writeMergedFolder(plan, this.set, dir, { seed, config, maxShardBytes: this.data.shardBytes, durable: false, ...(tok ? { tokenizerFrom: tok } : {}), ...(timing ? { timing } : {}) });
+    }, parent, candidateFolderPrefix());
   }
+}
+
+/** Milliseconds since the epoch, comparable between threads (performance.now() is per thread). */
+export function epochMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/**
+ * The name prefix of this process's candidate folders: host and pid, so a later session can tell
+ * the folders a dead process left behind (sweepCandidateFolders, src/candidate/slots.ts).
+ */
+export function candidateFolderPrefix(pid = process.pid): string {
+  return `evomerge-candidate-${hostTag()}-${pid}-`;
+}
+
+/** A short tag of this host's name (candidate folders on a shared file system name their host). */
+export function hostTag(): string {
+  return createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
 }
 
 /** The residual MLP family (its input projection is the embeddings of a layer path). */

@@ -18,14 +18,19 @@
  * 3. score: every evaluator, or a race on item subsets with multi-fidelity (./score.ts); the
  *    model and the folder are freed whatever happens.
  * An error thrown here is the pool's 'error' outcome: the candidate is recorded as failed.
+ *
+ * A task with `build` (the pipelined runner of a stage whose evaluators are all commands,
+ * src/pool/pipeline.ts) stops after phase 2: the candidate is written to a folder of its own
+ * under `build.dir`, kept, and returned (BuiltFolder); the evaluation slot that scores it lives
+ * in the process that owns the run, not in this thread.
  */
 import { useBackend, type BackendInfo } from '../models/index.ts';
 import { CandidateBuilder, planCandidate } from './build.ts';
 import { injectFault, parseInjectedFaults } from './faults.ts';
 import { openEvaluators, scoreCandidate } from './score.ts';
-import type { CandidateScore, CandidateTask, WorkerData } from './types.ts';
+import type { BuiltFolder, CandidateScore, CandidateTask, WorkerData } from './types.ts';
 
-export async function createHandler(data: WorkerData): Promise<(task: CandidateTask) => Promise<CandidateScore>> {
+export async function createHandler(data: WorkerData): Promise<(task: CandidateTask) => Promise<CandidateScore | BuiltFolder>> {
   const faults = parseInjectedFaults(process.env.EVOMERGE_FAULTS);
   const evaluators = openEvaluators(data);
   // the backend (TensorFlow.js) is loaded only when some evaluator runs the model itself
@@ -33,13 +38,14 @@ export async function createHandler(data: WorkerData): Promise<(task: CandidateT
   const backend: BackendInfo | null = needsModel ? await useBackend(data.backend) : null;
   const builder = new CandidateBuilder(data, needsModel);
 
-  return async (task: CandidateTask): Promise<CandidateScore> => {
+  return async (task: CandidateTask): Promise<CandidateScore | BuiltFolder> => {
     const plan = task.kind === 'ps' ? planCandidate(task.recipe, data.sources) : null;
     const fault = task.candidateId === undefined ? undefined : faults.get(task.candidateId);
     if (fault) return injectFault(fault, task.candidateId!);
+    if (task.build) return builder.folder(task, plan, task.build.dir);
     const candidate = task.kind === 'ps' ? builder.ps(task, plan!) : builder.dfs(task);
     try {
-      return await scoreCandidate(evaluators, candidate, { backend, objective: data.objective, fidelity: task.fidelity });
+      return await scoreCandidate(evaluators, candidate, { backend, objective: data.objective, fidelity: task.fidelity, ...(task.candidateId !== undefined ? { requestId: String(task.candidateId) } : {}) });
     } finally {
       candidate.dispose();
     }

@@ -5,4 +5,5 @@ export * from './build.ts';
 export * from './score.ts';
 export * from './faults.ts';
 export * from './fidelity.ts';
+export * from './slots.ts';
 export { createHandler } from './handler.ts';

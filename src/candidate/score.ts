@@ -25,7 +25,7 @@ export function openEvaluators(data: Pick<WorkerData, 'evaluators' | 'allowTestS
 export async function scoreCandidate(
   evaluators: readonly OpenEvaluator[],
   candidate: { model: RunnableModel | null; modelDir: () => string },
-  o: { backend: BackendInfo | null; objective: WorkerData['objective']; fidelity?: FidelityTask },
+  o: { backend: BackendInfo | null; objective: WorkerData['objective']; fidelity?: FidelityTask; requestId?: string },
 ): Promise<CandidateScore> {
   const { model } = candidate;
   const metrics: MetricValue[] = [];
@@ -33,7 +33,7 @@ export async function scoreCandidate(
   let fitness = 0;
   let itemEvals = 0;
   let fidelity: number | undefined;
-  const ctx = { backend: o.backend, modelDir: candidate.modelDir };
+  const ctx = { backend: o.backend, modelDir: candidate.modelDir, ...(o.requestId !== undefined ? { requestId: o.requestId } : {}) };
   let results: EvalResult[];
   if (o.fidelity) {
     const raced = await race(evaluators.map(({ spec, ev }) => ({ id: spec.id, weight: spec.weight, ev })), o.fidelity, {

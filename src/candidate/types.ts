@@ -26,6 +26,52 @@ export interface WorkerData {
   allowTestSplit: boolean;
   /** Largest shard of a candidate folder written for command evaluators (default: the writer's, 5 GB). */
   shardBytes?: number;
+  /** Where candidate folders for command evaluators are written (default: the system's temporary folder). */
+  candidateDir?: string;
+}
+
+/**
+ * How a stage whose evaluators are all commands is evaluated (src/pool/pipeline.ts): worker
+ * threads merge candidates into folders, evaluation slots owned by the process score them, one
+ * slot per GPU, so candidate k+1 is merged while candidate k is scored.
+ */
+export interface EvaluationPlan {
+  /** One entry per evaluation slot: its name and GPU (null: a slot without one). */
+  slots: SlotSpec[];
+  /** Candidates merged (or being merged) beyond those the slots are scoring, at most. */
+  ahead: number;
+  /** Where candidate folders are written (a tmpfs such as /dev/shm when the plan allows). */
+  candidateDir: string;
+  /** Folder of the evaluators' stderr logs (the run folder's `evaluators/`); null: not kept. */
+  logDir: string | null;
+}
+
+/** An evaluation slot: `gpu0`, `gpu1` with their GPU ids, or `slot0`, ... without. */
+export interface SlotSpec {
+  name: string;
+  gpu: string | null;
+}
+
+/**
+ * When each phase of a candidate ran, in milliseconds since the epoch (comparable across
+ * threads): merging into its folder (writing included, `writeMs` of it) and scoring on a slot.
+ */
+export interface CandidatePhases {
+  mergeStart?: number;
+  mergeEnd?: number;
+  writeMs?: number;
+  scoreStart?: number;
+  scoreEnd?: number;
+  /** The evaluation slot that scored it. */
+  slot?: string;
+}
+
+/** What a thread returns for a task with `build`: the candidate's folder, kept for an evaluation slot. */
+export interface BuiltFolder {
+  folder: string;
+  /** The folder to remove once the candidate is scored (the folder's parent, of this candidate alone). */
+  root: string;
+  phases: CandidatePhases;
 }
 
 /** One candidate to evaluate: a PS recipe, or a DFS layer path over the stage's sources. */
@@ -37,6 +83,8 @@ export type CandidateTask = (
   candidateId?: number;
   /** Multi-fidelity evaluation (space `fidelity`): rungs, confidence and the score to beat; absent: every item. */
   fidelity?: FidelityTask;
+  /** Merge into a folder under `dir` and return it (BuiltFolder) instead of scoring: the pipelined runner's first half. */
+  build?: { dir: string };
 };
 
 /** What a worker returns for one candidate. */
@@ -50,6 +98,8 @@ export interface CandidateScore {
   fidelity?: number;
   /** Items the evaluators scored. */
   itemEvals?: number;
+  /** When its merge and its scoring ran (the pipelined runner). */
+  phases?: CandidatePhases;
 }
 
 export type FailureKind = 'error' | 'timeout' | 'worker-exit' | 'aborted';
@@ -60,7 +110,7 @@ export type FailureKind = 'error' | 'timeout' | 'worker-exit' | 'aborted';
  */
 export type TaskOutcome<R, W extends number | string = number> =
   | { ok: true; value: R; ms: number; worker: W }
-  | { ok: false; kind: FailureKind; error: string; ms: number; worker: W | null };
+  | { ok: false; kind: FailureKind; error: string; ms: number; worker: W | null; phases?: CandidatePhases };
 
 export type CandidateOutcome = TaskOutcome<CandidateScore, number | string>;
 

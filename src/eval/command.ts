@@ -4,19 +4,19 @@
  * the score as JSON from its standard output. This is how lm-eval-harness or any script plugs in.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RuntimeFailure, InputError } from '../errors.ts';
+import { InputError } from '../errors.ts';
 import type { RunnableModel } from '../models/load.ts';
-import { manifestFitness, type CommandManifest } from './manifest.ts';
+import { guardChild, signalGroup } from './children.ts';
+import { CommandFailedError } from './errors.ts';
+import type { CommandManifest } from './manifest.ts';
+import { EvaluatorProcess } from './persistent.ts';
+import { buildRequest, placeholders, programEnv, readAnswer, substitute, type Placement } from './protocol.ts';
 import type { EvalContext, EvalResult, Evaluator } from './types.ts';
 
-export class CommandFailedError extends RuntimeFailure {
-  constructor(code: string, message: string) {
-    super(code, message);
-  }
-}
+export { CommandFailedError } from './errors.ts';
 
 const MAX_OUTPUT = 16 * 1024 * 1024;
 
@@ -25,16 +25,26 @@ const MAX_OUTPUT = 16 * 1024 * 1024;
  * program ends (so whatever it writes beside itself cannot pile up or land in the user's
  * folder); resolves with stdout, rejects on a non-zero exit or the timeout.
  */
-export function runProgram(argv: readonly string[], options: { timeoutMs: number; env?: Record<string, string>; signal?: AbortSignal }): Promise<{ stdout: string; stderr: string }> {
+export function runProgram(argv: readonly string[], options: { timeoutMs: number; env?: Record<string, string>; signal?: AbortSignal; log?: string | null }): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolvePromise, reject) => {
     const work = mkdtempSync(join(tmpdir(), 'evomerge-command-'));
     const removeWork = () => rmSync(work, { recursive: true, force: true });
-    const child = spawn(argv[0]!, argv.slice(1), { shell: false, cwd: work, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+    // a process group of its own: a timeout or a stop ends whatever it started too (./children.ts)
+    const child = spawn(argv[0]!, argv.slice(1), { shell: false, cwd: work, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+    guardChild(child);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let size = 0;
     let timedOut = false;
-    const kill = () => child.kill('SIGKILL');
+    const kill = () => (child.pid === undefined ? child.kill('SIGKILL') : signalGroup(child.pid, 'SIGKILL'));
+    const log = (b: Buffer) => {
+      if (!options.log) return;
+      try {
+        appendFileSync(options.log, b);
+      } catch {
+        // the log is a convenience
+      }
+    };
     const timer = setTimeout(() => {
       timedOut = true;
       kill();
@@ -46,6 +56,7 @@ export function runProgram(argv: readonly string[], options: { timeoutMs: number
       else out.push(b);
     });
     child.stderr.on('data', (b: Buffer) => {
+      log(b);
       if (err.reduce((n, x) => n + x.length, 0) < 65536) err.push(b);
     });
     child.on('error', (e) => {
@@ -55,6 +66,8 @@ export function runProgram(argv: readonly string[], options: { timeoutMs: number
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      // nothing it started outlives it
+      if (child.pid !== undefined) signalGroup(child.pid, 'SIGKILL');
       removeWork();
       options.signal?.removeEventListener('abort', kill);
       const stderr = Buffer.concat(err).toString('utf8');
@@ -87,14 +100,33 @@ export function parseScore(stdout: string, program: string): Record<string, unkn
   throw new CommandFailedError('E_EVAL_COMMAND_OUTPUT', `'${program}' printed no JSON object on stdout (last line: ${JSON.stringify(lines[0]?.slice(0, 200) ?? '')}); print e.g. {"score": 0.5}`);
 }
 
-function lookup(obj: Record<string, unknown>, path: string): unknown {
-  return path.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), obj);
+/** How a command evaluator runs on its evaluation slot (src/candidate/slots.ts). */
+export interface CommandOptions {
+  /** The slot's GPU, given as CUDA_VISIBLE_DEVICES and `{gpu}`. */
+  placement?: Placement;
+  /** File the program's stderr is appended to (the run folder's evaluator log). */
+  log?: string | null;
+  /** Grace period between SIGTERM and SIGKILL when a persistent program is stopped. */
+  graceMs?: number;
 }
 
+/**
+ * The `command` evaluator. One-shot (the default): the program is run on each candidate's
+ * folder and prints its answer. Persistent (`persistent: true`): the program is started once,
+ * on the first candidate, and kept; each candidate is one request line (src/eval/protocol.ts);
+ * after a crash, a timeout or a broken line the next candidate starts a fresh process.
+ * `close()` stops the program (SIGTERM, then SIGKILL after a grace period).
+ */
 export class CommandEvaluator implements Evaluator {
   readonly kind = 'command' as const;
   readonly needsModel = false;
-  constructor(private readonly m: CommandManifest) {}
+  private proc: EvaluatorProcess | null = null;
+  private starting: Promise<EvaluatorProcess> | null = null;
+  private seq = 0;
+  private readonly placement: Placement;
+  constructor(private readonly m: CommandManifest, private readonly o: CommandOptions = {}) {
+    this.placement = o.placement ?? { gpu: null };
+  }
   get id() {
     return this.m.id;
   }
@@ -110,24 +142,69 @@ export class CommandEvaluator implements Evaluator {
   get metric() {
     return this.m.metric;
   }
+  get persistent(): boolean {
+    return this.m.persistent;
+  }
+  /** The pid of the persistent program while it runs (tests check it is gone after a stop). */
+  get pid(): number | null {
+    return this.proc?.usable ? this.proc.pid : null;
+  }
 
   async evaluate(_model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult> {
     if (!ctx.modelDir) throw new InputError('E_EVAL_COMMAND_MODEL', `evaluator ${this.m.id} runs a program on a model folder, and none was given`);
     const dir = await ctx.modelDir();
-    const vars: Record<string, string> = { model: dir, split: this.m.split, limit: String(this.m.limit ?? ''), manifest_dir: this.m.dir };
-    const argv = this.m.command.map((a) => a.replace(/\{(model|split|limit|manifest_dir)\}/g, (_, k: string) => vars[k]!));
-    const { stdout } = await runProgram(argv, { timeoutMs: this.m.timeout_s * 1000, env: this.m.env, signal: ctx.signal });
-    const score = parseScore(stdout, argv[0]!);
-    const metrics: Record<string, number> = {};
-    for (const [k, v] of Object.entries(score)) if (typeof v === 'number' && Number.isFinite(v)) metrics[k] = v;
-    const value = lookup(score, this.m.metric.name);
-    if (typeof value !== 'number' || !Number.isFinite(value)) {
-      throw new CommandFailedError('E_EVAL_COMMAND_OUTPUT', `'${argv[0]}' printed ${JSON.stringify(score).slice(0, 200)}, which has no finite number at '${this.m.metric.name}' (metric.name in ${this.m.file})`);
+    const req = buildRequest(this.m, { id: ctx.requestId ?? `r${++this.seq}`, model: dir });
+    const vars = placeholders(this.m, req, this.placement);
+    const argv = substitute(this.m.command, vars);
+    const env = programEnv(this.m, this.placement);
+    if (!this.m.persistent) {
+      const { stdout } = await runProgram(argv, { timeoutMs: this.m.timeout_s * 1000, env, signal: ctx.signal, log: this.o.log });
+      return readAnswer(parseScore(stdout, argv[0]!), this.m, argv[0]!);
     }
-    metrics[this.m.metric.name] = value;
-    const samples = typeof score.samples === 'number' ? score.samples : 0;
-    return { fitness: manifestFitness(this.m, value), metrics, samples };
+    if (!this.proc?.usable) {
+      await this.proc?.stop();
+      this.proc = null;
+      const started = this.starting ?? this.launch();
+      this.starting = null;
+      let proc = await started;
+      // one that ended while it waited for its first candidate is no fault of this candidate's
+      if (!proc.usable) proc = await this.launch();
+      this.proc = proc;
+    }
+    const answer = await this.proc.request(req, this.m.timeout_s * 1000, ctx.signal);
+    return readAnswer(answer, this.m, argv[0]!);
   }
 
-  dispose(): void {}
+  /**
+   * Starts a persistent program now, before its first candidate (an evaluation slot does so when
+   * it opens), so its start (interpreter, imports) overlaps the first merge. A start that fails
+   * fails the first candidate with its reason.
+   */
+  prestart(): void {
+    if (!this.m.persistent || this.proc || this.starting) return;
+    this.starting = this.launch();
+    this.starting.catch(() => {});
+  }
+
+  private launch(): Promise<EvaluatorProcess> {
+    const argv = substitute(this.m.command, placeholders(this.m, null, this.placement));
+    return EvaluatorProcess.start({ argv, env: programEnv(this.m, this.placement), log: this.o.log, startupTimeoutMs: this.m.startup_timeout_s * 1000, graceMs: this.o.graceMs });
+  }
+
+  /** Stops a persistent program (resolves once it exited). */
+  async close(): Promise<void> {
+    const p = this.proc;
+    const starting = this.starting;
+    this.proc = null;
+    this.starting = null;
+    await Promise.all([p?.stop(), starting?.then((s) => s.stop(), () => {})]);
+  }
+
+  /** Kills a persistent program at once (SIGKILL), for callers that cannot wait. */
+  dispose(): void {
+    this.proc?.kill();
+    void this.starting?.then((s) => s.kill(), () => {});
+    this.proc = null;
+    this.starting = null;
+  }
 }

@@ -1,7 +1,7 @@
 /** Evaluators from manifests, with the rule that keeps the search away from the test split. */
 import { InputError } from '../errors.ts';
 import { ClassificationEvaluator } from './classification.ts';
-import { CommandEvaluator } from './command.ts';
+import { CommandEvaluator, type CommandOptions } from './command.ts';
 import { loadManifest, type Manifest } from './manifest.ts';
 import { ChoiceEvaluator, GenerateEvaluator, PerplexityEvaluator } from './text.ts';
 import type { Evaluator } from './types.ts';
@@ -16,6 +16,8 @@ export interface EvaluatorOptions {
   /** `search` refuses a test split unless `allowTestSplit`; `eval` (a one-off score) allows it. */
   purpose: 'search' | 'eval';
   allowTestSplit?: boolean;
+  /** Where a command evaluator runs: its slot's GPU and log (src/candidate/slots.ts). */
+  command?: CommandOptions;
 }
 
 export function createEvaluator(m: Manifest, options: EvaluatorOptions): Evaluator {
@@ -30,7 +32,7 @@ export function createEvaluator(m: Manifest, options: EvaluatorOptions): Evaluat
     case 'perplexity':
       return new PerplexityEvaluator(m);
     case 'command':
-      return new CommandEvaluator(m);
+      return new CommandEvaluator(m, options.command);
   }
 }
 

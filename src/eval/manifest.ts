@@ -113,10 +113,21 @@ const commandSchema = z.strictObject({
   ...common,
   kind: z.literal('command'),
   family: z.enum(['llama', 'residual-mlp', 'any']).default('any'),
-  /** The program and its arguments, never run through a shell. `{model}`, `{split}`, `{limit}` and `{manifest_dir}` are substituted in arguments. */
+  /**
+   * The program and its arguments, never run through a shell. `{model}` (one-shot only),
+   * `{split}`, `{limit}`, `{seed}`, `{gpu}` and `{manifest_dir}` are substituted in arguments
+   * (src/eval/protocol.ts).
+   */
   command: z.array(z.string()).min(1),
+  /** Per candidate (for a persistent program: per request). */
   timeout_s: z.number().positive().default(3600),
   env: z.record(z.string(), z.string()).optional(),
+  /** Start the program once per evaluation slot and send it one request line per candidate (src/eval/protocol.ts). */
+  persistent: z.boolean().default(false),
+  /** A persistent program's time to print its hello line. */
+  startup_timeout_s: z.number().positive().default(600),
+  /** Given to the program as the request's `seed` (and `{seed}`); absent: null, the program's own default. */
+  seed: z.number().int().optional(),
 });
 
 export const manifestSchema = z.discriminatedUnion('kind', [classificationSchema, choiceSchema, generateSchema, perplexitySchema, commandSchema]);
@@ -140,6 +151,9 @@ export function parseManifest(raw: unknown, file: string): Manifest {
     throw new ManifestError(file, field, `is invalid: ${msg}`);
   }
   const m = parsed.data;
+  if (m.kind === 'command' && m.persistent && m.command.some((a) => a.includes('{model}'))) {
+    throw new ManifestError(file, 'command', `contains {model}, but a persistent evaluator is started once and receives each candidate's folder in its request line (the "model" field), not as an argument; remove {model} from command (see README, "Command evaluators")`);
+  }
   if (m.kind !== 'command' && !m.data) throw new ManifestError(file, 'data', `is required for kind '${m.kind}'`);
   if (m.data?.splits && !m.data.splits[m.split]) {
     throw new ManifestError(file, `data.splits.${m.split}`, `is missing: the manifest evaluates split '${m.split}' but lists files only for ${Object.keys(m.data.splits).join(', ')}`);

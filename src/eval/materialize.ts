@@ -15,8 +15,8 @@ export interface TemporaryModel {
 }
 
 /** A fresh temporary folder `<root>/model` that `write` fills; removed whole if `write` throws. */
-export function temporaryModelFolder(write: (dir: string) => void, parent?: string): TemporaryModel {
-  const root = mkdtempSync(join(parent ?? tmpdir(), 'evomerge-candidate-'));
+export function temporaryModelFolder(write: (dir: string) => void, parent?: string, prefix = 'evomerge-candidate-'): TemporaryModel {
+  const root = mkdtempSync(join(parent ?? tmpdir(), prefix));
   const dir = join(root, 'model');
   try {
     write(dir);

@@ -14,6 +14,8 @@ export interface EvalContext {
   /** Called as items are scored. */
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
+  /** Names the request a command evaluator's program is sent (the candidate's id in a search). */
+  requestId?: string;
 }
 
 export interface EvalResult {
@@ -60,4 +62,8 @@ export interface Evaluator {
   resultOf?(p: PartialScore): EvalResult;
   /** Frees cached data on the backend (for example the classifier's uploaded inputs). */
   dispose(): void;
+  /** Stops what the evaluator keeps running (a persistent command evaluator's program) and waits for it. */
+  close?(): Promise<void>;
+  /** Starts what it keeps running ahead of its first candidate (a persistent command evaluator's program). */
+  prestart?(): void;
 }

@@ -31,6 +31,8 @@ export interface WriteFolderOptions {
   tokenizerSkip?: readonly string[];
   files?: Record<string, string>;
   onProgress?: (done: number, total: number, name: string) => void;
+  /** Accumulates the milliseconds spent in writing (the rest of the call is merging). */
+  timing?: { writeMs: number };
 }
 
 /**
@@ -51,22 +53,28 @@ export function writeMergedFolder(plan: MergePlan, sources: SourceSet, dir: stri
   const reader = sources.reader();
   let out: Float32Array | null = null;
   let bytes = 0;
+  const timed = (f: () => void) => {
+    if (!o.timing) return f();
+    const t0 = performance.now();
+    f();
+    o.timing.writeMs += performance.now() - t0;
+  };
   try {
     for (const [i, task] of plan.tasks.entries()) {
       if (task.kind === 'copy') {
         const raw = sources.readRaw(task.models[0]!.model, task.models[0]!.tensor);
-        writer.write(task.name, raw);
+        timed(() => writer.write(task.name, raw));
         bytes += raw.byteLength;
       } else {
         const n = task.shape.reduce((a, b) => a * b, 1);
         if (!out || out.length < n) out = new Float32Array(n);
         const merged = computeTensor(task, plan.method, reader, o.seed, out.length === n ? out : out.subarray(0, n));
-        writer.write(task.name, merged);
+        timed(() => writer.write(task.name, merged));
         bytes += n * DTYPE_SIZE[task.dtype];
       }
       o.onProgress?.(i + 1, plan.tasks.length, task.name);
     }
-    writer.finish({ config: o.config, ...(o.tokenizerFrom ? { tokenizerFrom: o.tokenizerFrom, tokenizerSkip: o.tokenizerSkip } : {}), files: o.files });
+    timed(() => writer.finish({ config: o.config, ...(o.tokenizerFrom ? { tokenizerFrom: o.tokenizerFrom, tokenizerSkip: o.tokenizerSkip } : {}), files: o.files }));
   } catch (err) {
     writer.abort();
     throw err;

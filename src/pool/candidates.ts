@@ -3,27 +3,25 @@
  * (src/candidate/handler.ts), for the search's local runner and for each stage a queue worker
  * serves (src/queue/consumer.ts).
  */
-import { fileURLToPath } from 'node:url';
-import type { CandidateRunner, CandidateScore, CandidateTask, WorkerData } from '../candidate/types.ts';
-import { threadsFor, WorkerPool } from './pool.ts';
+import type { CandidateRunner, CandidateScore, EvaluationPlan, TaskOutcome, WorkerData } from '../candidate/types.ts';
+import { candidatePool } from './candidate-pool.ts';
+import { pipelinedRunner } from './pipeline.ts';
 
-const CANDIDATE_HANDLER = fileURLToPath(new URL('../candidate/handler.ts', import.meta.url));
+export { candidatePool } from './candidate-pool.ts';
 
 /**
- * A pool of `workers` threads (one for a native tfjs backend, see threadsFor) set up with `data`.
- * `timeoutMs`: the per-candidate limit (0 or absent: none, or the one given to each `run`).
+ * A search's local runner: the candidates of a stage evaluated in this process. With an
+ * evaluation plan (a stage whose evaluators are all commands), merges on the pool's threads are
+ * pipelined with scoring on this process's evaluation slots (./pipeline.ts); without, each
+ * thread merges and scores its candidate.
  */
-export function candidatePool(o: { data: WorkerData; workers: number; timeoutMs?: number }): WorkerPool<CandidateTask, CandidateScore> {
-  const native = o.data.backend === 'tensorflow' || o.data.backend === 'tensorflow-gpu';
-  return new WorkerPool<CandidateTask, CandidateScore>({ handler: CANDIDATE_HANDLER, data: o.data, threads: threadsFor(native ? 'native' : 'wasm', o.workers), timeoutMs: o.timeoutMs });
-}
-
-/** A search's local runner: the candidates of a stage evaluated by a pool in this process. */
-export function localRunner(o: { data: WorkerData; workers: number; timeoutMs: number }): CandidateRunner {
+export function localRunner(o: { data: WorkerData; workers: number; timeoutMs: number; evaluation?: EvaluationPlan }): CandidateRunner {
+  if (o.evaluation) return pipelinedRunner({ ...o, evaluation: o.evaluation });
   const pool = candidatePool(o);
   return {
     threads: pool.threads,
-    run: (task) => pool.run(task),
+    // a task without `build` is scored in the thread: its value is a score
+    run: (task) => pool.run(task) as Promise<TaskOutcome<CandidateScore>>,
     utilisation: () => pool.utilisation(),
     close: () => pool.close(),
   };

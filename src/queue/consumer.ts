@@ -13,9 +13,11 @@
  */
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
 import { Worker, type Job } from 'bullmq';
-import { checkpointFiles, loadSourceModel, mergedSourceModel, sha256File, type CandidateScore, type CandidateTask, type SourceModel, type SourceModels, type WorkerData } from '../candidate/index.ts';
-import { candidatePool, threadsFor, type WorkerPool } from '../pool/index.ts';
+import { checkpointFiles, chooseCandidateDir, loadSourceModel, mergedSourceModel, sha256File, slotSpecs, tensorBytes, type CandidateOutcome, type CandidateTask, type SourceModel, type SourceModels, type WorkerData } from '../candidate/index.ts';
+import { loadManifest } from '../eval/index.ts';
+import { candidatePool, pipelinedRunner, threadsFor } from '../pool/index.ts';
 import type { BackendChoice } from '../models/index.ts';
 import { SourceMismatchError } from './errors.ts';
 import { liveRuns, type JobResult, type QueueJobData, type RegistryEntry, type StageContext } from './protocol.ts';
@@ -34,8 +36,14 @@ const MAX_STALLS = 1_000_000;
 
 export interface QueueWorkerOptions {
   url: QueueUrl;
-  /** Candidates evaluated at once by this process (capped at one for native tfjs backends). */
+  /** Candidates evaluated at once by this process (capped at one for native tfjs backends); with command evaluators only, the merge threads. */
   concurrency: number;
+  /** Command evaluators only: one evaluation slot per GPU id (default: `concurrency` slots without a GPU). */
+  gpus?: string[] | null;
+  /** Command evaluators only: where candidate folders go (default: /dev/shm when they fit, else the temporary folder). */
+  candidateDir?: string | null;
+  /** Folder of the evaluators' stderr logs (default: evomerge-worker-logs in the current folder). */
+  logDir?: string;
   /** Overrides the run's backend on this machine. */
   backend?: BackendChoice;
   /** Serve only this run. */
@@ -79,7 +87,10 @@ export async function verifySources(context: StageContext, where = `${hostname()
 }
 
 interface Lane {
-  pool: WorkerPool<CandidateTask, CandidateScore>;
+  /** Candidates it takes at once (BullMQ's concurrency for the run's queue). */
+  threads: number;
+  run(task: CandidateTask, timeoutMs: number): Promise<CandidateOutcome>;
+  close(): Promise<void>;
   busy: number;
   lastUsed: number;
 }
@@ -90,7 +101,7 @@ class Lanes {
   private readonly sources = new Map<string, SourceModel>();
   readonly refused = new Map<string, Error>();
 
-  constructor(private readonly o: { concurrency: number; backend?: BackendChoice; log: (l: string) => void }) {}
+  constructor(private readonly o: { concurrency: number; backend?: BackendChoice; gpus?: string[] | null; candidateDir?: string | null; logDir: string; log: (l: string) => void }) {}
 
   get(key: string, context: StageContext): Promise<Lane> {
     const no = this.refused.get(key);
@@ -125,11 +136,24 @@ class Lanes {
     }
     const backend = this.o.backend ?? c.backend;
     const data: WorkerData = { sources, evaluators: c.evaluators.map(({ id, manifest, weight }) => ({ id, manifest, weight })), backend, objective: c.objective, allowTestSplit: c.allowTestSplit };
+    const commandsOnly = c.evaluators.every((e) => loadManifest(e.manifest).kind === 'command');
+    if (commandsOnly) {
+      // as a local search does: merges on threads pipelined with scoring on this process's slots
+      const slots = slotSpecs(this.o.gpus, this.o.concurrency);
+      const ahead = Math.max(slots.length, this.o.concurrency);
+      const first = c.sources.find((s) => 'files' in s);
+      const folderBytes = first ? Object.values(sources[first.path]!.tensors).reduce((n, t) => n + tensorBytes(t), 0) : 0;
+      const where = chooseCandidateDir({ override: this.o.candidateDir, folderBytes, folders: slots.length + ahead });
+      const runner = pipelinedRunner({ data, workers: this.o.concurrency, timeoutMs: c.timeoutMs, evaluation: { slots, ahead, candidateDir: where.dir, logDir: join(this.o.logDir, `${c.run}-stage${c.stage}`) } });
+      this.o.log(`run '${c.run}' stage ${c.stage}: sources verified (${c.sources.length}), ${this.o.concurrency} merge thread${this.o.concurrency === 1 ? '' : 's'}, evaluation slots ${slots.map((s) => s.name).join(', ')}, ${ahead} merged ahead at most, candidate folders in ${where.dir}`);
+      return { threads: runner.threads, run: (task) => runner.run(task, { id: -1, proposalId: '' }), close: () => runner.close(), busy: 0, lastUsed: Date.now() };
+    }
+    if (this.o.gpus?.length) this.o.log(`note: --gpus places command evaluators; run '${c.run}' has built-in evaluators, which run on this process's ${backend} backend`);
     // the job gives each candidate's time limit (the run's), not the pool
     const pool = candidatePool({ data, workers: this.o.concurrency });
     const threads = pool.threads;
     this.o.log(`run '${c.run}' stage ${c.stage}: sources verified (${c.sources.length}), ${threads} evaluation thread${threads === 1 ? '' : 's'} on backend ${backend}`);
-    return { pool, busy: 0, lastUsed: Date.now() };
+    return { threads, run: (task, timeoutMs) => pool.run(task, { timeoutMs }) as Promise<CandidateOutcome>, close: () => pool.close(), busy: 0, lastUsed: Date.now() };
   }
 
   /** Close lanes idle for `idleMs` (a finished stage's pool and its threads). */
@@ -138,13 +162,13 @@ class Lanes {
       const lane = await p.catch(() => null);
       if (lane && lane.busy === 0 && Date.now() - lane.lastUsed > idleMs) {
         this.lanes.delete(key);
-        await lane.pool.close();
+        await lane.close();
       }
     }
   }
 
   async close(): Promise<void> {
-    for (const p of this.lanes.values()) await (await p.catch(() => null))?.pool.close();
+    for (const p of this.lanes.values()) await (await p.catch(() => null))?.close();
     this.lanes.clear();
   }
 }
@@ -154,7 +178,7 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
   const log = o.onLog ?? (() => {});
   await checkReachable(o.url);
   const me = `${hostname()}:${process.pid}`;
-  const lanes = new Lanes({ concurrency: o.concurrency, backend: o.backend, log });
+  const lanes = new Lanes({ concurrency: o.concurrency, backend: o.backend, gpus: o.gpus, candidateDir: o.candidateDir, logDir: resolve(o.logDir ?? 'evomerge-worker-logs'), log });
   const native = o.backend === 'tensorflow' || o.backend === 'tensorflow-gpu';
   const concurrency = threadsFor(native ? 'native' : 'wasm', o.concurrency);
   const lockMs = Math.round((o.lockSeconds ?? 30) * 1000);
@@ -189,7 +213,7 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
     }
     lane.busy++;
     try {
-      const outcome = await lane.pool.run(d.task, { timeoutMs: d.context.timeoutMs });
+      const outcome = await lane.run(d.task, d.context.timeoutMs);
       const worker = outcome.worker === null ? me : `${me}/${outcome.worker}`;
       // 'finished' is logged once BullMQ has accepted the result (the 'completed' event): a
       // worker that lost its lock meanwhile has its result refused, and the re-run counts
@@ -203,16 +227,18 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
 
   const attach = async (entry: RegistryEntry) => {
     if (workers.has(entry.queue) || refusedRuns.has(entry.queue)) return;
+    let lane: Lane;
     try {
       // verify and read the sources before taking a job, so no job waits behind a slow load
-      await lanes.get(entry.contextKey, entry.context);
+      lane = await lanes.get(entry.contextKey, entry.context);
     } catch (err) {
       refusedRuns.add(entry.queue);
       log(`refusing run '${entry.run}': ${(err as Error).message}`);
       return;
     }
     const w = new Worker<QueueJobData, JobResult>(entry.queue, processor, {
-      connection: { ...o.url.connection, maxRetriesPerRequest: null }, prefix: o.url.prefix, concurrency,
+      // a pipelined lane takes more jobs than it has slots, so merges run while the slots score
+      connection: { ...o.url.connection, maxRetriesPerRequest: null }, prefix: o.url.prefix, concurrency: Math.max(concurrency, lane.threads),
       lockDuration: lockMs, stalledInterval: lockMs, maxStalledCount: MAX_STALLS, name: me,
     });
     // lock errors on completion say that a result was refused: always worth a line
@@ -227,7 +253,7 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
       log(`finished ${job.id} (run '${job.data.run}'): ${r.ok ? `fitness ${r.value.fitness}` : `${r.kind}: ${r.error}`}`);
     });
     workers.set(entry.queue, w);
-    log(`taking candidates of run '${entry.run}' (queue ${entry.queue}, owner ${entry.owner}), ${concurrency} at a time`);
+    log(`taking candidates of run '${entry.run}' (queue ${entry.queue}, owner ${entry.owner}), ${Math.max(concurrency, lane.threads)} at a time`);
   };
 
   const poll = async () => {

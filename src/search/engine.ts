@@ -7,7 +7,7 @@
  * `resume` needs only the database.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { InputError, isEvomergeError } from '../errors.ts';
 import { loadManifest, partialScoring } from '../eval/index.ts';
 import { getMethod } from '../methods/index.ts';
@@ -16,7 +16,7 @@ import { baselineGenomes, DfsCodec, MultiMethodCodec, PsCodec, loadSearchSpace, 
 import { HEARTBEAT_SECONDS, newOwner, runState, RunStore, type CandidateRow, type RunRow, type RunSettings } from '../store/index.ts';
 import { describeStop, itemsText, runStage, type Budget, type SearchEvent, type StageProblem, type StageSummary } from './loop.ts';
 import { fingerprint, loadSourceModel, mergedSourceModel, planCandidate, type CandidateRunner, type CandidateTask, type SourceModels, type WorkerData } from '../candidate/index.ts';
-import { checkStage, memoryPlan, SetupError } from './preflight.ts';
+import { checkStage, memoryPlan, SetupError, type MemoryPlan } from './preflight.ts';
 import { resolveSpace, type ResolvedSpace } from './resolve.ts';
 import { budgetOf, effectiveSpace, legacySettings, resumeSettings, settingsOf, type SettingFlags } from './settings.ts';
 import { dfsStage, psStage, sourceCatalogues, type StagePlan } from './stages.ts';
@@ -64,7 +64,7 @@ export interface SearchResult {
  * evaluator checked against them with the first candidate's merge planned (preflight.ts), and
  * the memory plan, printed, which refuses a run that cannot fit.
  */
-function prepareRun(r: ResolvedSpace, o: SearchOptions): SourceModels {
+function prepareRun(r: ResolvedSpace, o: SearchOptions): { sources: SourceModels; plan: MemoryPlan } {
   const log = o.onLog ?? (() => {});
   const sources = sourceCatalogues(r);
   const space = r.space;
@@ -85,12 +85,13 @@ function prepareRun(r: ResolvedSpace, o: SearchOptions): SourceModels {
     const stageSources = space.mode === 'hybrid' ? [files[0]!, ...r.models.map((m) => sources[m.path]!)] : r.models.map((m) => sources[m.path]!);
     checkStage(r, { kind: 'dfs', sources: stageSources, dfs: { scaleRange: dfs.scale_range, embeddings: dfs.embeddings_from, head: dfs.head_from ?? dfs.embeddings_from } });
   }
-  const plan = memoryPlan(r, sources, { workers: space.workers, maxMemory: o.maxMemory, queue: !!o.queue, hybrid: space.mode === 'hybrid' });
+  const plan = memoryPlan(r, sources, { workers: space.workers, maxMemory: o.maxMemory, queue: !!o.queue, hybrid: space.mode === 'hybrid', gpus: o.gpus, candidateDir: o.candidateDir });
   for (const line of plan.lines) log(line);
-  return sources;
+  return { sources, plan };
 }
 
-async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: SearchOptions, sources: SourceModels): Promise<SearchResult> {
+async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: SearchOptions, prepared: { sources: SourceModels; plan: MemoryPlan }): Promise<SearchResult> {
+  const { sources, plan: memory } = prepared;
   const log = o.onLog ?? (() => {});
   const space = r.space;
   const backend = space.backend;
@@ -106,9 +107,15 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
       threads = o.queue.slots ?? space.workers;
       runner = await queueRuntime(o).open({ url: o.queue.url, store, run, stage: plan.stage, data, timeoutMs, slots: threads, onLog: log });
     } else {
-      runner = o.runtime.local({ data, workers: space.workers, timeoutMs });
+      // every evaluator a command: merges on the threads pipelined with scoring on this process's
+      // evaluation slots, their programs' stderr in the run folder (src/pool/pipeline.ts)
+      const p = memory.pipeline;
+      const evaluation = p ? { slots: p.slots, ahead: p.ahead, candidateDir: p.candidateDir, logDir: join(dirname(store.path), 'evaluators') } : undefined;
+      runner = o.runtime.local({ data, workers: space.workers, timeoutMs, ...(evaluation ? { evaluation } : {}) });
       threads = runner.threads;
-      log(`stage ${plan.stage} (${plan.kind.toUpperCase()}): ${plan.problem.dimension} genes, optimizer ${plan.problem.optimizer.id}, ${threads} worker thread${threads === 1 ? '' : 's'}`);
+      log(`stage ${plan.stage} (${plan.kind.toUpperCase()}): ${plan.problem.dimension} genes, optimizer ${plan.problem.optimizer.id}, ${p
+        ? `${space.workers} merge thread${space.workers === 1 ? '' : 's'}, ${p.slots.length} evaluation slot${p.slots.length === 1 ? '' : 's'} (${p.slots.map((x) => x.name).join(', ')}), up to ${p.ahead} merged ahead; evaluator logs in ${evaluation!.logDir}`
+        : `${threads} worker thread${threads === 1 ? '' : 's'}`}`);
       // full CMA-ES learns n(n+1)/2 covariance entries: at a few hundred genes its step size adapts before its shape does
       if (plan.problem.dimension > 100 && plan.problem.optimizer.id === 'cmaes') log(`note: ${plan.problem.dimension} genes is a long genome for full CMA-ES (its covariance needs on the order of n^2 / popsize generations to learn); sep-cmaes (linear in n), fewer layer groups, or ps.layer_anchors keep it within a few hundred evaluations`);
       // the fixed recipes are injected into a stage's first generation only, not on resume
@@ -229,7 +236,10 @@ function queueRuntime(o: SearchOptions, why = 'the search was given a queue'): Q
 
 /** The options a session runs with: the settings' memory limit and queue (parsed), the caller's signal and callbacks. */
 function sessionOptions(o: SearchOptions, s: RunSettings, queue: SearchOptions['queue']): SearchOptions {
-  return { runtime: o.runtime, signal: o.signal, onEvent: o.onEvent, onLog: o.onLog, failFast: o.failFast, ...(s.maxMemory !== null ? { maxMemory: s.maxMemory } : {}), queue };
+  return {
+    runtime: o.runtime, signal: o.signal, onEvent: o.onEvent, onLog: o.onLog, failFast: o.failFast, ...(s.maxMemory !== null ? { maxMemory: s.maxMemory } : {}), queue,
+    ...(s.gpus ? { gpus: s.gpus } : {}), ...(s.candidateDir ? { candidateDir: s.candidateDir } : {}),
+  };
 }
 
 /**
@@ -301,7 +311,7 @@ export async function startSearch(spacePath: string, options: SearchOptions & { 
   }
   // every set-up check before the run database is created: a refused search writes nothing
   const o = sessionOptions(options, settings, options.queue);
-  const sources = prepareRun(resolved, o);
+  const prepared = prepareRun(resolved, o);
   const store = RunStore.open(dbPath);
   try {
     const fingerprints: Record<string, string> = {};
@@ -309,7 +319,7 @@ export async function startSearch(spacePath: string, options: SearchOptions & { 
     const run = store.createRun({ name: runName, space: resolved, spacePath: resolved.spacePath, codeVersion: pkg.version, seed: settings.seed, fingerprints, settings });
     store.event(run.id, 'start', `search started from ${resolved.spacePath}${settings.given.length ? ` (given on the command line: ${settings.given.join(', ')})` : ''}`, { settings });
     if (options.queue) store.event(run.id, 'queue', `candidates go through the queue at ${options.queue.url.display}`, { url: options.queue.url.display });
-    return { ...(await ownedSession(store, run, settings, o, (so) => runStages(store, run, resolved, so, sources))), dbPath };
+    return { ...(await ownedSession(store, run, settings, o, (so) => runStages(store, run, resolved, so, prepared))), dbPath };
   } finally {
     store.close();
   }
@@ -356,7 +366,7 @@ export async function resumeSearch(runName: string, options: SearchOptions & { d
     }
     if (queue) await queueRuntime(options).checkReachable(queue.url);
     const o = sessionOptions(options, settings, queue ?? undefined);
-    const sources = prepareRun(resolved, o);
+    const prepared = prepareRun(resolved, o);
     if (changes.length > 0) {
       store.updateSettings(run.id, settings);
       store.event(run.id, 'settings', `resume changed ${changes.join(', ')}`, { changes, settings });
@@ -364,7 +374,7 @@ export async function resumeSearch(runName: string, options: SearchOptions & { d
     } else if (!run.settings) store.updateSettings(run.id, settings);
     if (queue) store.event(run.id, 'queue', `candidates go through the queue at ${queue.url.display}`, { url: queue.url.display });
     store.event(run.id, 'resume', 'search resumed');
-    return { ...(await ownedSession(store, run, settings, o, (so) => runStages(store, run, resolved, so, sources))), dbPath };
+    return { ...(await ownedSession(store, run, settings, o, (so) => runStages(store, run, resolved, so, prepared))), dbPath };
   } finally {
     store.close();
   }

@@ -395,11 +395,11 @@ export function recordOutcome(store: RunStore, candidate: CandidateRow, outcome:
     const fitness = s.fitness === null || Number.isNaN(s.fitness) ? null : s.fitness;
     store.recordResult(candidate.id, {
       fitness, objectives: s.objectives ?? null, metrics: s.metrics, backend: s.backend ?? null, worker: String(outcome.worker), evalMs: outcome.ms,
-      fidelity: s.fidelity ?? null, itemEvals: s.itemEvals ?? null,
+      fidelity: s.fidelity ?? null, itemEvals: s.itemEvals ?? null, phases: s.phases ?? null,
       error: fitness === null ? s.error ?? 'the evaluators returned no usable fitness (NaN or missing)' : null,
     });
   } else {
-    store.recordResult(candidate.id, { fitness: null, error: `${outcome.kind}: ${outcome.error}`, evalMs: outcome.ms });
+    store.recordResult(candidate.id, { fitness: null, error: `${outcome.kind}: ${outcome.error}`, evalMs: outcome.ms, phases: outcome.phases ?? null });
   }
   return store.candidate(candidate.id)!;
 }

@@ -6,7 +6,7 @@
  * called from the engine's preparation at the same point. A set-up error no candidate could escape is refused here, with the reason and the way
  * out, instead of failing every candidate of a run.
  */
-import { accessSync, constants, statfsSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import { freemem, tmpdir, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { InputError, SetupError } from '../errors.ts';
@@ -16,7 +16,7 @@ import { isInputEnd, type MergePlan } from '../merge/index.ts';
 import { familyOf, llamaShapesOf, MLP_ARCHITECTURE, parseLlamaConfig, parseResidualMlpConfig, residualMlpTensorShapes, type ModelFamily } from '../models/index.ts';
 import { isFloatDType } from '../tensor/dtype.ts';
 import type { ResolvedSpace } from './resolve.ts';
-import { tensorBytes, type SourceModel, type SourceModels } from '../candidate/index.ts';
+import { chooseCandidateDir, freeBytes, onTmpfs, slotSpecs, tensorBytes, type SlotSpec, type SourceModel, type SourceModels } from '../candidate/index.ts';
 
 export { SetupError } from '../errors.ts';
 
@@ -93,6 +93,10 @@ export function checkStage(r: ResolvedSpace, stage: StageChecks): void {
   const manifests = r.evaluators.map((e) => ({ e, m: loadManifest(e.manifest) }));
   const modelEvaluators = manifests.filter(({ m }) => m.kind !== 'command');
   const commands = manifests.filter(({ m }) => m.kind === 'command');
+  const persistent = commands.find(({ m }) => m.kind === 'command' && m.persistent);
+  if (persistent && modelEvaluators.length > 0) {
+    throw new SetupError('E_SETUP_PERSISTENT', `evaluator '${persistent.e.id}' (${persistent.e.manifest}) is persistent, but evaluator '${modelEvaluators[0]!.e.id}' runs the model in a worker thread, so the candidates are scored in the threads, where a persistent program cannot be kept (a thread that times out is terminated and would leave it behind); score the stage with command evaluators only, or set persistent: false`);
+  }
   for (const { e, m } of manifests) {
     for (const s of stage.kind === 'ps' ? stage.sources.slice(0, 1) : stage.sources) checkFamily(m, e.manifest, e.id, s);
     if (m.kind === 'command') {
@@ -136,6 +140,12 @@ export interface MemoryPlan {
   perWorker: number;
   /** Bytes one candidate folder takes on disk (command evaluators), or 0. */
   perCandidateDisk: number;
+  /**
+   * Every evaluator a command, evaluated here (not through a queue): merges pipelined with
+   * scoring on evaluation slots (src/pool/pipeline.ts), `ahead` candidates merged beyond those
+   * being scored, their folders in `candidateDir` (a tmpfs counts them as memory).
+   */
+  pipeline: { slots: SlotSpec[]; ahead: number; candidateDir: string; tmpfs: boolean } | null;
   /** Owner process, resident models and every worker. */
   total: number;
   limit: number;
@@ -159,7 +169,7 @@ const BACKEND_BYTES = 150e6;
  * Refuses with the numbers and what to change when the total passes `limit` (default: the
  * machine's memory) or the candidate folders do not fit on the temporary disk.
  */
-export function memoryPlan(r: ResolvedSpace, sources: SourceModels, o: { workers: number; maxMemory?: number; queue?: boolean; hybrid?: boolean; tmpDir?: string }): MemoryPlan {
+export function memoryPlan(r: ResolvedSpace, sources: SourceModels, o: { workers: number; maxMemory?: number; queue?: boolean; hybrid?: boolean; tmpDir?: string; gpus?: string[] | null; candidateDir?: string | null }): MemoryPlan {
   const files = [r.base, ...r.models.map((m) => m.path)].filter((p): p is string => !!p).map((p) => sources[p]!);
   const ref = files[0]!;
   let largest = { name: '', elements: 0 };
@@ -187,30 +197,51 @@ export function memoryPlan(r: ResolvedSpace, sources: SourceModels, o: { workers
   const perWorker = THREAD_BYTES + mergeBytes + modelBytes;
   const resident = o.hybrid ? params * 4 : 0;
   const workers = o.queue ? 0 : o.workers;
-  const total = PROCESS_BYTES + resident + workers * perWorker;
   const limit = o.maxMemory ?? totalmem();
   const perCandidateDisk = commands && !o.queue ? refBytes : 0;
   let tmp: MemoryPlan['tmp'] = null;
+  let pipeline: MemoryPlan['pipeline'] = null;
+  let total = PROCESS_BYTES + resident + workers * perWorker;
   const lines = [
     `memory plan: ${files.length} source checkpoint${files.length === 1 ? '' : 's'}, ${formatBytes(sourceBytes)} of ${[...dtypes].sort().join('/')} tensors on disk, read per tensor from the files (page cache, shared by every worker): 0 B of them resident`,
     `  per worker: about ${formatBytes(perWorker)} (merge buffers for ${inputs} input${inputs === 1 ? '' : 's'} of the largest tensor, ${largest.name}, ${formatCount(E)} elements${needsModel ? `; the model on the backend, ${formatCount(params)} parameters as float32` : '; no model is built: every evaluator is a command'})`,
   ];
   if (resident > 0) lines.push(`  resident: ${formatBytes(resident)} (the PS stage's best merge, float32, source of the DFS stage)`);
-  if (perCandidateDisk > 0) {
-    const dir = o.tmpDir ?? tmpdir();
-    let free = Infinity;
-    try {
-      const st = statfsSync(dir);
-      free = st.bavail * st.bsize;
-    } catch {
-      // no statfs here: nothing to check against
+  if (o.gpus?.length && needsModel) {
+    throw new SetupError('E_SETUP_GPUS', `--gpus (or gpus: in the space) places command evaluators on GPUs, but evaluator '${r.evaluators[manifests.findIndex((m) => m.kind !== 'command')]!.id}' runs the model on this process's TensorFlow.js backend, which loads once per process (tensorflow-gpu takes the GPU it finds); score with command evaluators only, or leave gpus out`);
+  }
+  if (perCandidateDisk > 0 && !needsModel) {
+    // every evaluator a command: merges on the threads, scoring on the slots, `ahead` folders waiting at most
+    const slots = slotSpecs(o.gpus, o.workers);
+    const wanted = Math.max(slots.length, o.workers);
+    const memoryLeft = limit - total;
+    let ahead = wanted;
+    let where = chooseCandidateDir({ override: o.candidateDir, folderBytes: perCandidateDisk, folders: slots.length + ahead, memoryLeft });
+    const fits = (n: number) => (slots.length + n) * perCandidateDisk <= where.free && (!where.tmpfs || (slots.length + n) * perCandidateDisk <= memoryLeft);
+    if (!fits(ahead) && ahead > slots.length) {
+      // one merged candidate per slot is the least that keeps a slot from waiting on every merge
+      ahead = slots.length;
+      where = chooseCandidateDir({ override: o.candidateDir, folderBytes: perCandidateDisk, folders: slots.length + ahead, memoryLeft });
     }
+    const folders = slots.length + ahead;
+    tmp = { dir: where.dir, free: where.free };
+    if (where.tmpfs) total += folders * perCandidateDisk;
+    pipeline = { slots, ahead, candidateDir: where.dir, tmpfs: where.tmpfs };
+    lines.push(`  evaluation: ${slots.length} slot${slots.length === 1 ? '' : 's'} (${slots.map((s) => (s.gpu === null ? s.name : `${s.name}: CUDA_VISIBLE_DEVICES=${s.gpu}`)).join(', ')}), while they score up to ${ahead} candidate${ahead === 1 ? '' : 's'} merged ahead on ${o.workers} thread${o.workers === 1 ? '' : 's'}`);
+    lines.push(`  per candidate: ${formatBytes(perCandidateDisk)} written to ${where.dir}${where.tmpfs ? ' (tmpfs: counted as memory)' : ''}, ${folders} at once (${Number.isFinite(where.free) ? `${formatBytes(where.free)} free` : 'free space unknown'})${o.candidateDir ? ' (--candidate-dir)' : ''}`);
+    if (!fits(ahead)) {
+      throw new SetupError('E_DISK_PLAN', `each candidate is written to ${where.dir} for the command evaluator${commandCount(manifests)} (${formatBytes(perCandidateDisk)}), ${folders} at once (${slots.length} being scored, ${ahead} merged ahead), but only ${formatBytes(where.tmpfs ? Math.min(where.free, memoryLeft) : where.free)} is ${where.tmpfs ? 'free there within the memory limit' : 'free there'}; free space, use fewer --workers or --gpus, or give --candidate-dir a larger disk`);
+    }
+  } else if (perCandidateDisk > 0) {
+    const dir = o.candidateDir ?? o.tmpDir ?? tmpdir();
+    const free = freeBytes(dir);
     tmp = { dir, free };
-    lines.push(`  per candidate: ${formatBytes(perCandidateDisk)} written to ${dir} for the command evaluator${manifests.filter((m) => m.kind === 'command').length > 1 ? 's' : ''}, ${workers} at once (${Number.isFinite(free) ? `${formatBytes(free)} free` : 'free space unknown'})`);
+    if (onTmpfs(dir)) total += workers * perCandidateDisk;
+    lines.push(`  per candidate: ${formatBytes(perCandidateDisk)} written to ${dir} for the command evaluator${commandCount(manifests)}, ${workers} at once (${Number.isFinite(free) ? `${formatBytes(free)} free` : 'free space unknown'})`);
   }
   lines.push(o.queue
     ? `  total here: about ${formatBytes(total)} (candidates are evaluated by queue workers, each with its own plan); limit ${formatBytes(limit)}${o.maxMemory === undefined ? ' (this machine\'s memory; --max-memory sets another)' : ' (--max-memory)'}`
-    : `  total: about ${formatBytes(total)} for ${workers} worker${workers === 1 ? '' : 's'}, limit ${formatBytes(limit)}${o.maxMemory === undefined ? ' (this machine\'s memory; --max-memory sets another)' : ' (--max-memory)'}; ${formatBytes(freemem())} free now`);
+    : `  total: about ${formatBytes(total)} for ${workers} worker${workers === 1 ? '' : 's'}${pipeline?.tmpfs ? ' and the candidate folders' : ''}, limit ${formatBytes(limit)}${o.maxMemory === undefined ? ' (this machine\'s memory; --max-memory sets another)' : ' (--max-memory)'}; ${formatBytes(freemem())} free now`);
   if (total > limit) {
     const fit = Math.floor((limit - PROCESS_BYTES - resident) / perWorker);
     const way = fit >= 1
@@ -218,10 +249,14 @@ export function memoryPlan(r: ResolvedSpace, sources: SourceModels, o: { workers
       : 'even one worker does not fit: ';
     throw new SetupError('E_MEMORY_PLAN', `the search needs about ${formatBytes(total)} of memory (${workers} worker${workers === 1 ? '' : 's'} x ${formatBytes(perWorker)}${resident ? ` + ${formatBytes(resident)} resident` : ''} + ${formatBytes(PROCESS_BYTES)} for this process) but the limit is ${formatBytes(limit)}; ${way}a smaller space (fewer models, or command evaluators instead of models built in memory), or raise --max-memory if the machine has more`);
   }
-  if (tmp && workers * perCandidateDisk > tmp.free) {
+  if (tmp && !pipeline && workers * perCandidateDisk > tmp.free) {
     throw new SetupError('E_DISK_PLAN', `each candidate is written to ${tmp.dir} for the command evaluator (${formatBytes(perCandidateDisk)}), ${workers} at once, but only ${formatBytes(tmp.free)} is free there; free space, use fewer --workers, or point TMPDIR at a larger disk`);
   }
-  return { sources: files.length, sourceBytes, resident, largest, workers, perWorker, perCandidateDisk, total, limit, tmp, lines };
+  return { sources: files.length, sourceBytes, resident, largest, workers, perWorker, perCandidateDisk, pipeline, total, limit, tmp, lines };
+}
+
+function commandCount(manifests: readonly Manifest[]): string {
+  return manifests.filter((m) => m.kind === 'command').length > 1 ? 's' : '';
 }
 
 /** Parse a size such as `12GB`, `12GiB`, `800M` or a byte count. */

@@ -10,7 +10,7 @@
  * A run that needs a part its caller left out (a queue, a space with `refine`) is refused
  * before anything is written.
  */
-import type { CandidateRunner, EvaluatorSpec, SourceModels, WorkerData } from '../candidate/index.ts';
+import type { CandidateRunner, EvaluationPlan, EvaluatorSpec, SourceModels, WorkerData } from '../candidate/index.ts';
 import type { MergePlan } from '../merge/index.ts';
 import type { MultiMethodCodec, PsCodec, SearchSpace } from '../space/index.ts';
 import type { CandidateRow, RunRow, RunStore } from '../store/index.ts';
@@ -54,8 +54,12 @@ export interface GradientStage {
 }
 
 export interface SearchRuntime {
-  /** Candidates evaluated by `workers` threads of this process (src/pool/'s localRunner). */
-  local(o: { data: WorkerData; workers: number; timeoutMs: number }): CandidateRunner;
+  /**
+   * Candidates evaluated by `workers` threads of this process (src/pool/'s localRunner); with
+   * `evaluation` (every evaluator a command), merged on the threads and scored on this
+   * process's evaluation slots, pipelined.
+   */
+  local(o: { data: WorkerData; workers: number; timeoutMs: number; evaluation?: EvaluationPlan }): CandidateRunner;
   /** Absent: a run given a queue, or resumed from one, is refused (pass `queue: null` to evaluate locally). */
   queue?: QueueRuntime;
   /** Absent: a space with `refine` is refused. */

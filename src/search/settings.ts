@@ -18,6 +18,10 @@ export interface SettingFlags {
   maxMemory?: number;
   /** Evaluate on `evomerge worker` processes through the run's BullMQ queue; `slots` candidates outstanding at once. */
   queue?: { url: QueueTarget; slots?: number } | null;
+  /** One evaluation slot per GPU id (command evaluators; overrides the space's `gpus`). */
+  gpus?: string[];
+  /** Where candidate folders go. */
+  candidateDir?: string;
 }
 
 /** A stage's budget from the run's effective space (settings applied, see effectiveSpace). */
@@ -42,6 +46,8 @@ export function settingsOf(space: SearchSpace, o: SettingFlags & { seed?: number
     maxMemory: pick('max-memory', o.maxMemory, null),
     allowTestSplit: pick('allow-test-split', o.allowTestSplit || undefined, false),
     queue: o.queue ? pick('queue', { url: o.queue.url.display, ...(o.queue.slots !== undefined ? { slots: o.queue.slots } : {}) }, null) : null,
+    gpus: pick('gpus', o.gpus, space.gpus ?? null),
+    candidateDir: pick('candidate-dir', o.candidateDir, null),
     given,
   };
 }
@@ -52,7 +58,7 @@ export function legacySettings(store: RunStore, run: RunRow): RunSettings {
   const used = store.events(run.id, 1_000_000).filter((e) => e.kind === 'queue').pop()?.data as { url?: string } | undefined;
   return {
     budget: { evaluations: r.space.budget.evaluations, minutes: r.space.budget.minutes }, workers: r.space.workers, seed: r.space.seed,
-    backend: r.space.backend, maxMemory: null, allowTestSplit: r.allowTestSplit === true, queue: used?.url ? { url: used.url } : null, given: [],
+    backend: r.space.backend, maxMemory: null, allowTestSplit: r.allowTestSplit === true, queue: used?.url ? { url: used.url } : null, gpus: r.space.gpus ?? null, candidateDir: null, given: [],
   };
 }
 
@@ -83,6 +89,16 @@ export function resumeSettings(s: RunSettings, o: SettingFlags): { settings: Run
     next.budget.minutes = minutes;
   }
   set('workers', 'workers', o.workers);
+  if (o.gpus !== undefined && JSON.stringify(o.gpus) !== JSON.stringify(s.gpus ?? null)) {
+    changes.push(`gpus ${s.gpus?.join(',') ?? 'none'} -> ${o.gpus.join(',')}`);
+    next.gpus = o.gpus;
+    if (!next.given.includes('gpus')) next.given.push('gpus');
+  }
+  if (o.candidateDir !== undefined && o.candidateDir !== (s.candidateDir ?? null)) {
+    changes.push(`candidate-dir ${s.candidateDir ?? 'default'} -> ${o.candidateDir}`);
+    next.candidateDir = o.candidateDir;
+    if (!next.given.includes('candidate-dir')) next.given.push('candidate-dir');
+  }
   set('backend', 'backend', o.backend);
   set('maxMemory', 'max-memory', o.maxMemory);
   if (o.queue === null && s.queue) {

@@ -123,6 +123,12 @@ export const SearchSpaceSchema = z.strictObject({
   }).default({ evaluations: 100 }),
   seed: z.number().int().nonnegative().default(0),
   workers: z.number().int().positive().default(2),
+  /**
+   * Command evaluators only: one evaluation slot per GPU id (as CUDA_VISIBLE_DEVICES takes
+   * them: 0, 1, or GPU-/MIG- UUIDs), each program given its slot's as CUDA_VISIBLE_DEVICES and
+   * `{gpu}` (src/candidate/slots.ts); --gpus overrides it. Absent: `workers` slots without a GPU.
+   */
+  gpus: z.array(z.union([z.number().int().nonnegative(), z.string().regex(/^[A-Za-z0-9:._-]+$/)])).min(1).transform((a) => a.map(String)).optional(),
   timeout_seconds: z.number().positive().default(300),
   backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']).default('auto'),
 }).superRefine((s, ctx) => {

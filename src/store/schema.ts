@@ -3,7 +3,7 @@
  * lost when the process dies; everything here is enough to resume. Optimizer state and
  * lineage have tables and columns of their own, as plain JSON and rows (not pickles).
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /**
  * Columns added after version 1, in order: a database of version v gets MIGRATIONS[v - 1 ...]
@@ -53,6 +53,15 @@ export const MIGRATIONS: readonly (readonly string[])[] = [
     `DROP TABLE runs`,
     `ALTER TABLE runs_v3 RENAME TO runs`,
   ],
+  // 3 -> 4: when each phase of a candidate ran (merge, scoring) and on which evaluation slot
+  [
+    `ALTER TABLE candidates ADD COLUMN merge_start REAL`,
+    `ALTER TABLE candidates ADD COLUMN merge_end REAL`,
+    `ALTER TABLE candidates ADD COLUMN write_ms REAL`,
+    `ALTER TABLE candidates ADD COLUMN score_start REAL`,
+    `ALTER TABLE candidates ADD COLUMN score_end REAL`,
+    `ALTER TABLE candidates ADD COLUMN slot TEXT`,
+  ],
 ];
 
 export const DDL: readonly string[] = [
@@ -98,6 +107,15 @@ export const DDL: readonly string[] = [
      threshold REAL,
      fidelity REAL,
      item_evals INTEGER,
+     -- the phases of a pipelined evaluation (src/pool/pipeline.ts), in milliseconds since the
+     -- epoch: merging into the candidate's folder (write_ms of it spent writing) and scoring on
+     -- an evaluation slot; null where the candidate was merged and scored in one thread
+     merge_start REAL,
+     merge_end REAL,
+     write_ms REAL,
+     score_start REAL,
+     score_end REAL,
+     slot TEXT,
      UNIQUE (run_id, stage, proposal_id)
    )`,
   `CREATE INDEX IF NOT EXISTS candidates_by_state ON candidates (run_id, state)`,
@@ -157,6 +175,10 @@ export interface RunSettings {
   allowTestSplit: boolean;
   /** The queue the run's candidates go through (URL without its password), or null: the local pool. */
   queue: { url: string; slots?: number } | null;
+  /** One evaluation slot per GPU id for command evaluators (absent or null: `workers` slots without a GPU). */
+  gpus?: string[] | null;
+  /** Where candidate folders go (absent or null: /dev/shm when the plan allows, else the temporary folder). */
+  candidateDir?: string | null;
   given: string[];
 }
 export type CandidateState = 'pending' | 'running' | 'done' | 'failed';
@@ -211,6 +233,8 @@ export interface CandidateRow {
   fidelity: number | null;
   /** Items its evaluators scored (0 when its score was reused); null when unknown (a failure, or a run of schema 1). */
   itemEvals: number | null;
+  /** When its merge and its scoring ran, and on which slot (pipelined evaluation; null fields: unknown, or a run of schema 3 or older). */
+  phases?: { mergeStart: number | null; mergeEnd: number | null; writeMs: number | null; scoreStart: number | null; scoreEnd: number | null; slot: string | null };
 }
 
 /** A score on every item, not a multi-fidelity estimate on part of them: only such a score can be a run's best. */

@@ -56,6 +56,8 @@ export interface CandidateResult {
   fidelity?: number | null;
   /** Items the evaluators scored for this result. */
   itemEvals?: number | null;
+  /** When its merge and scoring ran, and the slot (pipelined evaluation). */
+  phases?: { mergeStart?: number; mergeEnd?: number; writeMs?: number; scoreStart?: number; scoreEnd?: number; slot?: string } | null;
 }
 
 export interface LineageEntry {
@@ -138,6 +140,11 @@ function toCandidate(r: Row): CandidateRow {
     threshold: (r.threshold as number | null | undefined) ?? null,
     fidelity: (r.fidelity as number | null | undefined) ?? null,
     itemEvals: (r.item_evals as number | null | undefined) ?? null,
+    phases: {
+      mergeStart: (r.merge_start as number | null | undefined) ?? null, mergeEnd: (r.merge_end as number | null | undefined) ?? null,
+      writeMs: (r.write_ms as number | null | undefined) ?? null, scoreStart: (r.score_start as number | null | undefined) ?? null,
+      scoreEnd: (r.score_end as number | null | undefined) ?? null, slot: (r.slot as string | null | undefined) ?? null,
+    },
   };
 }
 
@@ -370,12 +377,15 @@ export class RunStore {
     const fitness = result.fitness === null || Number.isNaN(result.fitness) ? null : result.fitness;
     const failed = fitness === null;
     const error = failed ? result.error ?? (result.fitness === null ? 'no fitness returned' : 'fitness is NaN') : result.error ?? null;
+    const ph = result.phases;
     return this.transaction(() => {
       const info = this.db.prepare(
-        `UPDATE candidates SET state = ?, fitness = ?, objectives_json = ?, error = ?, worker = COALESCE(?, worker), backend = ?, eval_ms = ?, reused_from = ?, finished_at = ?, fidelity = ?, item_evals = ?
+        `UPDATE candidates SET state = ?, fitness = ?, objectives_json = ?, error = ?, worker = COALESCE(?, worker), backend = ?, eval_ms = ?, reused_from = ?, finished_at = ?, fidelity = ?, item_evals = ?,
+           merge_start = ?, merge_end = ?, write_ms = ?, score_start = ?, score_end = ?, slot = ?
          WHERE id = ? AND state IN ('pending', 'running')`,
       ).run(failed ? 'failed' : 'done', fitness, result.objectives ? JSON.stringify(result.objectives) : null, error,
-        result.worker ?? null, result.backend ?? null, result.evalMs ?? null, result.reusedFrom ?? null, now(), result.fidelity ?? null, result.itemEvals ?? null, candidateId);
+        result.worker ?? null, result.backend ?? null, result.evalMs ?? null, result.reusedFrom ?? null, now(), result.fidelity ?? null, result.itemEvals ?? null,
+        ph?.mergeStart ?? null, ph?.mergeEnd ?? null, ph?.writeMs ?? null, ph?.scoreStart ?? null, ph?.scoreEnd ?? null, ph?.slot ?? null, candidateId);
       if (info.changes === 0) return false;
       const put = this.db.prepare(`INSERT OR REPLACE INTO metrics (candidate_id, evaluator, metric, value) VALUES (?, ?, ?, ?)`);
       for (const m of result.metrics ?? []) put.run(candidateId, m.evaluator, m.metric, m.value === null || Number.isNaN(m.value) ? null : m.value);
@@ -392,7 +402,8 @@ export class RunStore {
     return this.transaction(() => {
       const ids = (this.db.prepare(`SELECT id FROM candidates WHERE run_id = ? AND stage = ? AND state = 'failed' AND told = 0`).all(runId, stage) as Row[]).map((r) => r.id as number);
       const clear = this.db.prepare(`DELETE FROM metrics WHERE candidate_id = ?`);
-      const reset = this.db.prepare(`UPDATE candidates SET state = 'pending', fitness = NULL, objectives_json = NULL, error = NULL, eval_ms = NULL, finished_at = NULL, fidelity = NULL, item_evals = NULL WHERE id = ?`);
+      const reset = this.db.prepare(`UPDATE candidates SET state = 'pending', fitness = NULL, objectives_json = NULL, error = NULL, eval_ms = NULL, finished_at = NULL, fidelity = NULL, item_evals = NULL,
+        merge_start = NULL, merge_end = NULL, write_ms = NULL, score_start = NULL, score_end = NULL, slot = NULL WHERE id = ?`);
       for (const id of ids) {
         clear.run(id);
         reset.run(id);

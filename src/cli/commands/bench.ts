@@ -12,10 +12,11 @@ import { registerBench as faults } from '../../bench/faults.ts';
 import { registerBench as fuzz } from '../../bench/fuzz.ts';
 import { registerBench as queue } from '../../bench/queue.ts';
 import { registerBench as scale } from '../../bench/scale.ts';
+import { registerBench as pipeline } from '../../bench/pipeline.ts';
 import { registerBench as quality } from '../../bench/quality.ts';
 import { registerBench as fuse } from '../../bench/fuse.ts';
 
-const benches: Array<(bench: Command) => void> = [io, optimizer, evaluation, merge, search, faults, fuzz, queue, scale, quality, fuse];
+const benches: Array<(bench: Command) => void> = [io, optimizer, evaluation, merge, search, faults, fuzz, queue, scale, pipeline, quality, fuse];
 
 export function register(program: Command): void {
   const bench = program.command('bench').description('measure throughput and optimizer efficiency (long; not part of the tests)');

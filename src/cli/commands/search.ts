@@ -1,4 +1,5 @@
 /** `evomerge search | resume | status | best | lineage | runs`: thin wrappers over src/search. */
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { InputError } from '../../errors.ts';
@@ -19,6 +20,14 @@ function positiveInt(flag: string, v: string | undefined): number | undefined {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new InputError('E_BAD_FLAG', `${flag} must be a positive integer, got '${v}'`);
   return n;
+}
+
+/** `--gpus 0,1,2`: GPU ids as CUDA_VISIBLE_DEVICES takes them (numbers, or GPU-/MIG- UUIDs). */
+export function gpusFlag(v: string | undefined): string[] | undefined {
+  if (v === undefined) return undefined;
+  const ids = v.split(',').map((x) => x.trim());
+  if (ids.length === 0 || ids.some((x) => !/^[A-Za-z0-9:._-]+$/.test(x))) throw new InputError('E_BAD_FLAG', `--gpus must be a comma-separated list of GPU ids such as 0,1,2,3 (as CUDA_VISIBLE_DEVICES takes them), got '${v}'`);
+  return ids;
 }
 
 function backendFlag(v: string | undefined): (typeof BACKENDS)[number] | undefined {
@@ -135,6 +144,8 @@ function settingsLine(st: RunSettings): string {
     `budget ${st.budget.evaluations ?? 'none'} evaluations per stage${mark('budget')}`,
     ...(st.budget.minutes !== undefined ? [`${st.budget.minutes} min per session${mark('minutes')}`] : []),
     `${st.workers} workers${mark('workers')}`, `seed ${st.seed}${mark('seed')}`, `backend ${st.backend}${mark('backend')}`,
+    ...(st.gpus ? [`gpus ${st.gpus.join(',')}${mark('gpus')}`] : []),
+    ...(st.candidateDir ? [`candidate folders in ${st.candidateDir}${mark('candidate-dir')}`] : []),
     ...(st.queue ? [`queue ${st.queue.url}`] : []),
   ].join(', ');
 }
@@ -182,12 +193,14 @@ export function register(program: Command): void {
     .option('--queue <url>', 'evaluate on `evomerge worker` processes through a BullMQ queue on Redis: redis://host[:port][/db]')
     .option('--queue-slots <n>', 'candidates outstanding on the queue at once (default: --workers, or the space\'s workers); the sum of the workers\' concurrency keeps them all busy')
     .option('--max-memory <size>', 'refuse to start when the memory plan passes this (e.g. 12GB, 12GiB; default: the machine\'s memory)')
+    .option('--gpus <ids>', 'command evaluators: one evaluation slot per GPU (e.g. 0,1,2,3), given to the program as CUDA_VISIBLE_DEVICES and {gpu} (overrides the space\'s gpus)')
+    .option('--candidate-dir <dir>', 'where merged candidates are written for command evaluators (default: /dev/shm when the memory plan allows, else the temporary folder)')
     .option('--json', 'print one JSON object at the end');
   // commander gives true for the queue when resume's --no-queue exists and neither flag is given
-  type Flags = { budget?: string; minutes?: string; workers?: string; backend?: string; maxMemory?: string; db?: string; json?: boolean; queue?: string | boolean; queueSlots?: string };
+  type Flags = { budget?: string; minutes?: string; workers?: string; backend?: string; maxMemory?: string; db?: string; json?: boolean; queue?: string | boolean; queueSlots?: string; gpus?: string; candidateDir?: string };
   const queueFlag = (o: Flags): SearchOptions['queue'] =>
     o.queue === false ? null : typeof o.queue !== 'string' ? undefined : { url: parseQueueUrl(o.queue), slots: positiveInt('--queue-slots', o.queueSlots) };
-  const overrides = (o: Flags): { budget?: Budget; workers?: number; backend?: ReturnType<typeof backendFlag>; queue?: SearchOptions['queue']; maxMemory?: number } => {
+  const overrides = (o: Flags): { budget?: Budget; workers?: number; backend?: ReturnType<typeof backendFlag>; queue?: SearchOptions['queue']; maxMemory?: number; gpus?: string[]; candidateDir?: string } => {
     const evaluations = positiveInt('--budget', o.budget);
     const minutes = o.minutes === undefined ? undefined : Number(o.minutes);
     if (minutes !== undefined && !(minutes > 0)) throw new InputError('E_BAD_FLAG', `--minutes must be a positive number, got '${o.minutes}'`);
@@ -196,6 +209,8 @@ export function register(program: Command): void {
       workers: positiveInt('--workers', o.workers),
       backend: backendFlag(o.backend),
       ...(o.maxMemory !== undefined ? { maxMemory: parseSize(o.maxMemory) } : {}),
+      ...(o.gpus !== undefined ? { gpus: gpusFlag(o.gpus) } : {}),
+      ...(o.candidateDir !== undefined ? { candidateDir: resolve(o.candidateDir) } : {}),
       ...(o.queue !== undefined && o.queue !== true ? { queue: queueFlag(o) } : {}),
     };
   };
