@@ -114,3 +114,33 @@ for (const dtype of ['BF16', 'F16'] as const) {
     }
   });
 }
+
+for (const dtype of ['BF16', 'F16'] as const) {
+  test(`linear and task arithmetic read from ${dtype} bits give the bits of the float32 decode path`, () => {
+    const dec = dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
+    for (const [n, m] of [[999, 1], [150_001, 3]] as const) {
+      const { base, models } = family(dtype, n, m, 7 * n + m);
+      const baseF = Float32Array.from(base, (h) => dec(h));
+      const modelsF = models.map((x) => Float32Array.from(x, (h) => dec(h)));
+      for (const [id, global] of [['linear', {}], ['linear', { normalize: false }], ['task_arithmetic', {}], ['task_arithmetic', { normalize: true, lambda: 0.7 }]] as const) {
+        const method = getMethod(id);
+        assert.equal(method.readsHalf, true, id);
+        const g = resolveScope(method, 'global', global, 'test');
+        const pm = models.map((_, j) => resolveScope(method, 'per-model', { weight: 0.3 + 0.25 * j }, 'test'));
+        const withBase = id === 'task_arithmetic';
+        const input = { name: 'model.layers.0.mlp.down_proj.weight', shape: [n] };
+        const want = method.merge({ ...input, base: withBase ? baseF : null, models: modelsF }, g, pm, { seed: 1 });
+        let decoded = false;
+        const half = { dtype, base: withBase ? halfArraySource(base) : null, models: models.map(halfArraySource) };
+        const got = method.merge({
+          ...input,
+          half,
+          get base() { decoded = true; return withBase ? baseF : null; },
+          get models() { decoded = true; return modelsF; },
+        }, g, pm, { seed: 1 });
+        assert.equal(decoded, false, `${id}: the half path decoded no input to float32`);
+        assert.deepEqual(bitsOf(got), bitsOf(want), `${dtype} ${id} ${JSON.stringify(global)} n=${n} m=${m}`);
+      }
+    }
+  });
+}

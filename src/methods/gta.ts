@@ -26,7 +26,7 @@ import { HISTOGRAM_BUCKETS, magnitudeCut, rowMagnitudeRanks } from '../tensor/se
 import { bernoulliPruneInPlace, deltaBernoulliPrune, deltaWithHistogram, dropExcessTies, tiesMerge, weightedSum } from '../tensor/kernels.ts';
 import { FastRng, bernoulliThreshold31 } from '../tensor/fastrng.ts';
 import { wasmDeltaScratch } from '../tensor/wasm-ties.ts';
-import { halfDareMasks, halfMaskedLinear, halfMaskedTies, wasmHalfAvailable } from '../tensor/wasm-half.ts';
+import { halfDareMasks, halfMaskedLinear, halfMaskedTies, halfWeightedSum, wasmHalfAvailable } from '../tensor/wasm-half.ts';
 import { NotSupportedError } from '../errors.ts';
 
 export type Sparsification = 'magnitude' | 'random' | 'magnitude_outliers' | 'della_magprune';
@@ -104,7 +104,7 @@ export function makeGtaMethod(cfg: GtaConfig): MergeMethod {
     maxModels: Infinity,
     mergekitId: cfg.id,
     random: cfg.sparsification === 'random' || cfg.sparsification === 'della_magprune',
-    readsHalf: cfg.sparsification === 'random',
+    readsHalf: cfg.sparsification === 'random' || (cfg.sparsification === null && cfg.consensus === null),
     params: gtaParams(cfg),
     notes,
     merge: (input, global, perModel, ctx, out) => gtaMerge(cfg, input, global, perModel, ctx, out),
@@ -116,6 +116,17 @@ function gtaMerge(cfg: GtaConfig, input: TensorInput, g: ResolvedParams, pm: rea
     const merged = dareFromHalf(cfg, input, input.half, g, pm, ctx, outArg);
     if (merged) return merged;
   }
+  const weights = pm.map((p) => p.weight as number);
+  const lambda = g.lambda as number;
+  const normalize = g.normalize as boolean;
+  const half = input.half;
+  if (cfg.sparsification === null && cfg.consensus === null && half?.base && half.models.length > 0 && half.models.length < 17 && wasmHalfAvailable(half.dtype)) {
+    // task arithmetic over half-precision sources (wasm-half.ts): the sum below over their exactly
+    // decoded values, with no float32 copy of `base` or `models`
+    const out = outArg ?? new Float32Array(half.base.length);
+    halfWeightedSum(half.dtype, [half.base, ...half.models], taskArithmeticCoeffs(weights, lambda, normalize), out);
+    return out;
+  }
   const base = input.base!;
   const n = base.length;
   const out = outArg ?? new Float32Array(n);
@@ -124,15 +135,10 @@ function gtaMerge(cfg: GtaConfig, input: TensorInput, g: ResolvedParams, pm: rea
     out.set(base);
     return out;
   }
-  const weights = pm.map((p) => p.weight as number);
-  const lambda = g.lambda as number;
-  const normalize = g.normalize as boolean;
   if (cfg.sparsification === null && cfg.consensus === null) {
     // task arithmetic: base + s * sum_j w_j (x_j - base) = (1 - s sum_j w_j) base + sum_j s w_j x_j,
     // one pass; in float64 the rearrangement is exact to far below float32 rounding
-    const scale = (normalize ? 1 / guardedSum(weights) : 1) * lambda;
-    const c = weights.map((w) => w * scale);
-    weightedSum([base, ...input.models], [1 - c.reduce((a, b) => a + b, 0), ...c], out);
+    weightedSum([base, ...input.models], taskArithmeticCoeffs(weights, lambda, normalize), out);
     return out;
   }
   // deltas inside the WebAssembly memory are read and written there without staging copies;
@@ -202,6 +208,17 @@ function dareFromHalf(cfg: GtaConfig, input: TensorInput, half: HalfInput, g: Re
     halfMaskedLinear(half.dtype, half.base, half.models, masks.keep, Float64Array.from(eff, (e) => e * scale), out);
   }
   return out;
+}
+
+/**
+ * Task arithmetic's coefficients of [base, x_1, ..., x_m]: base + s * sum_j w_j (x_j - base) =
+ * (1 - s sum_j w_j) base + sum_j s w_j x_j with s = lambda (over the guarded weight sum when
+ * normalizing), one pass; in float64 the rearrangement is exact to far below float32 rounding.
+ */
+function taskArithmeticCoeffs(weights: readonly number[], lambda: number, normalize: boolean): number[] {
+  const scale = (normalize ? 1 / guardedSum(weights) : 1) * lambda;
+  const c = weights.map((w) => w * scale);
+  return [1 - c.reduce((a, b) => a + b, 0), ...c];
 }
 
 /** Sum of weights with mergekit's guard for the non-consensus divisor: |sum| < 1e-8 becomes 1. */

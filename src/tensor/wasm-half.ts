@@ -475,3 +475,42 @@ export function halfMaskedLinear(dtype: HalfDType, base: HalfSource, models: rea
     for (let i = 0; i < len; i++) out[o + i] = a[i]!;
   }
 }
+
+/**
+ * kernels.ts `weightedSum(xs, coeffs)` over half-precision sources: out = coeffs[0] * x_0 + ...,
+ * each x_j decoded exactly to float32 chunk by chunk (mode 1), the terms summed in float64 left to
+ * right and rounded once, as that kernel does: the same bits, with no float32 copy of any input.
+ * Linear and task arithmetic (mergekit/merge_methods/linear.py, task_arithmetic in
+ * generalized_task_arithmetic.py) are this sum. Up to 17 sources (a base and 16 models).
+ */
+export function halfWeightedSum(dtype: HalfDType, xs: readonly HalfSource[], coeffs: ArrayLike<number>, out: Float32Array): void {
+  const k = xs.length;
+  if (k > 17) throw new RangeError('halfWeightedSum: at most 17 sources');
+  const n = out.length;
+  for (const x of xs) if (x.length !== n) throw new RangeError(`halfWeightedSum: a source has ${x.length} elements, the output ${n}`);
+  const run = compileHalf(dtype, MASK_GROUP)!.run;
+  const at = (j: number): number => (j === 0 ? HB : HX(j - 1));
+  const c = Float64Array.from(coeffs);
+  acc ??= new Float64Array(CHUNK);
+  const a = acc;
+  const fd = COUT >> 2;
+  for (let o = 0; o < n; o += CHUNK) {
+    const len = Math.min(CHUNK, n - o);
+    const within = o % BLOCK;
+    if (within === 0) {
+      const blockLen = Math.min(BLOCK, n - o);
+      for (let j = 0; j < k; j++) stageBlock(xs[j]!, o, blockLen, at(j));
+    }
+    a.fill(0, 0, len);
+    param(P_OUT, COUT);
+    for (let j = 0; j < k; j++) {
+      param(P_IN, at(j) + 2 * within);
+      run(len, 1);
+      const f = heap().f32;
+      const cj = c[j]!;
+      if (j === 0) for (let i = 0; i < len; i++) a[i] = cj * f[fd + i]!;
+      else for (let i = 0; i < len; i++) a[i] = a[i]! + cj * f[fd + i]!;
+    }
+    for (let i = 0; i < len; i++) out[o + i] = a[i]!;
+  }
+}
