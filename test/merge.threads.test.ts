@@ -43,9 +43,10 @@ for (const dtype of ['BF16', 'F16', 'F32'] as const) {
     for (const [id, recipe] of Object.entries(all).filter(([k]) => ids.includes(k))) {
       const one = join(root, 'out', dtype, `${id}-1`);
       const three = join(root, 'out', dtype, `${id}-3`);
-      mergeToDisk(recipe, one, { maxShardBytes: 40_000 });
+      const r1 = mergeToDisk(recipe, one, { maxShardBytes: 40_000 });
       const r = await mergeToDiskThreaded(recipe, three, { maxShardBytes: 40_000, threads: 3 });
       assert.equal(r.threads, 3, `${id}: three threads merged`);
+      assert.equal(r.bytesWritten, r1.bytesWritten, `${id}: the bytes written are counted alike`);
       const a = filesOf(one);
       const b = filesOf(three);
       assert.ok(a.size > 4, `${id}: several shards`);
@@ -80,4 +81,6 @@ test('the memory budget bounds the threads: one task\'s peak per thread', async 
   assert.equal(r.threads, 2);
   const single = await mergeToDiskThreaded(recipe, join(root, 'out', 'budget-1'), { threads: 4, maxMemory: 1 });
   assert.equal(single.threads, 1);
+  const small = await mergeToDiskThreaded(recipe, join(root, 'out', 'default'));
+  assert.equal(small.threads, 1, 'a merge this small stays on one thread unless threads are asked for');
 });

@@ -82,8 +82,9 @@ export const THREAD_OVERHEAD_BYTES = 160 * 2 ** 20;
 
 /**
  * The most memory one thread holds for one task of `plan`: its float32 output, plus the inputs
- * it reads. A DARE task whose sources are all BF16 or F16 reads them block by block (the masks,
- * one byte per element and group of four models, are all it keeps: tensor/wasm-half.ts); any
+ * it reads. A task of a method that reads half bits (DARE, linear, task arithmetic), whose sources
+ * are all BF16 or F16, reads them block by block and keeps at most DARE's masks, one byte per
+ * element and group of four models (tensor/wasm-half.ts; counted for all three); any
  * other reads each input as float32 (merge/reader.ts pools them) and may hold as many float32
  * task vectors in the WebAssembly memory (tensor/wasm-ties.ts `wasmDeltaScratch`).
  */
@@ -108,6 +109,17 @@ export function taskPeakBytes(plan: MergePlan, sources: SourceSet): number {
     peak = Math.max(peak, 4 * n + inputs);
   }
   return peak;
+}
+
+/**
+ * Output elements below which a merge stays on one thread unless more are asked for: starting a
+ * pool thread (tsx, the plan) costs about a second, more than merging 100M elements saves.
+ */
+export const THREADED_MIN_ELEMENTS = 2 ** 27;
+
+/** Output elements of a plan. */
+export function planElements(plan: MergePlan): number {
+  return plan.tasks.reduce((a, t) => a + elements(t), 0);
 }
 
 /**
@@ -139,7 +151,8 @@ export async function writeMergedFolderThreaded(plan: MergePlan, dir: string, o:
       const index = order[next++]!;
       const task = plan.tasks[index]!;
       try {
-        bytes += await o.run({ kind: 'tensor', index, name: task.name, place: writer.placement(task.name), seed: o.seed });
+        const written = await o.run({ kind: 'tensor', index, name: task.name, place: writer.placement(task.name), seed: o.seed });
+        bytes += written; // after the await: `bytes += await ...` would add to a stale total
         writer.markWritten(task.name);
         o.onProgress?.(++done, plan.tasks.length, task.name);
       } catch (err) {

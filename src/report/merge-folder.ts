@@ -10,7 +10,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { temporaryPathFor } from '../checkpoint/index.ts';
 import { InputError, RuntimeFailure } from '../errors.ts';
-import { mergeThreads, planRecipe, SourceSet, taskPeakBytes, writeMergedFolder, writeMergedFolderThreaded, type MergePlan, type MergeThreadData, type MergeThreadJob, type WriteFolderOptions } from '../merge/index.ts';
+import { mergeThreads, planElements, planRecipe, THREADED_MIN_ELEMENTS, SourceSet, taskPeakBytes, writeMergedFolder, writeMergedFolderThreaded, type MergePlan, type MergeThreadData, type MergeThreadJob, type WriteFolderOptions } from '../merge/index.ts';
 import { WorkerPool } from '../pool/pool.ts';
 import { recipeHash, recipeToMergekitYaml, type Recipe } from '../recipe/index.ts';
 import type { FloatDType } from '../tensor/dtype.ts';
@@ -135,7 +135,7 @@ export function mergeToDisk(recipeIn: Recipe, dir: string, options: MergeToDiskO
 }
 
 export interface ThreadedMergeOptions extends MergeToDiskOptions {
-  /** Threads wanted (default: the machine's cores). */
+  /** Threads wanted (default: the machine's cores; one below THREADED_MIN_ELEMENTS output elements). */
   threads?: number;
   /** Bytes the merge's threads may hold together (default: half the machine's memory). */
   maxMemory?: number;
@@ -153,7 +153,7 @@ export async function mergeToDiskThreaded(recipeIn: Recipe, dir: string, options
   const sources = new SourceSet();
   try {
     const p = prepareMerge(recipeIn, dir, sources, options);
-    const requested = options.threads ?? availableParallelism();
+    const requested = options.threads ?? (planElements(p.plan) < THREADED_MIN_ELEMENTS ? 1 : availableParallelism());
     if (!Number.isInteger(requested) || requested < 1) throw new InputError('E_BAD_THREADS', `the merge's threads must be a positive integer, got ${requested}; pass --threads 1 or more`);
     const budget = options.maxMemory ?? Math.floor(totalmem() / 2);
     const tasks = p.plan.tasks.length;
