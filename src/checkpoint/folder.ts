@@ -8,7 +8,7 @@ import { basename, join, resolve } from 'node:path';
 import { CheckpointFormatError, InputError, MissingTensorError, RuntimeFailure } from '../errors.ts';
 import { DTYPE_SIZE, type DType } from '../tensor/dtype.ts';
 import { temporaryPathFor, unlinkQuietly, writeFileAtomic } from './atomic.ts';
-import { SafetensorsFile, SafetensorsWriter, type ReadOptions, type TensorData, type TensorInfo, type TensorSource, type TensorSpec } from './safetensors.ts';
+import { SafetensorsFile, SafetensorsWriter, type RawReadOptions, type ReadOptions, type TensorData, type TensorInfo, type TensorPlacement, type TensorSource, type TensorSpec } from './safetensors.ts';
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'added_tokens.json', 'generation_config.json', 'chat_template.jinja', 'chat_template.json'] as const;
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -125,8 +125,11 @@ class ShardedSource implements TensorSource {
   info(name: string): TensorInfo {
     return this.shard(name).info(name);
   }
-  readRaw(name: string): Uint8Array {
-    return this.shard(name).readRaw(name);
+  readRaw(name: string, options?: RawReadOptions): Uint8Array {
+    return this.shard(name).readRaw(name, options);
+  }
+  readRawRange(name: string, from: number, into: Uint8Array): void {
+    this.shard(name).readRawRange(name, from, into);
   }
   readFloat32(name: string, options?: ReadOptions): Float32Array {
     return this.shard(name).readFloat32(name, options);
@@ -220,8 +223,11 @@ class OpenCheckpoint implements Checkpoint {
   info(name: string): TensorInfo {
     return this.source.info(name);
   }
-  readRaw(name: string): Uint8Array {
-    return this.source.readRaw(name);
+  readRaw(name: string, options?: RawReadOptions): Uint8Array {
+    return this.source.readRaw(name, options);
+  }
+  readRawRange(name: string, from: number, into: Uint8Array): void {
+    this.source.readRawRange(name, from, into);
   }
   readFloat32(name: string, options?: ReadOptions): Float32Array {
     return this.source.readFloat32(name, options);
@@ -371,6 +377,20 @@ export class CheckpointWriter {
     const w = this.shardOf.get(name);
     if (!w) throw new InputError('E_UNDECLARED_TENSOR', `tensor '${name}' was not declared for ${this.dir}`);
     w.write(name, data);
+  }
+
+  /** Where a declared tensor goes (its shard's descriptor and offset), for a write from a worker thread (SafetensorsWriter.placement). */
+  placement(name: string): TensorPlacement {
+    const w = this.shardOf.get(name);
+    if (!w) throw new InputError('E_UNDECLARED_TENSOR', `tensor '${name}' was not declared for ${this.dir}`);
+    return w.placement(name);
+  }
+
+  /** Record that a tensor's bytes were written at its `placement`. */
+  markWritten(name: string): void {
+    const w = this.shardOf.get(name);
+    if (!w) throw new InputError('E_UNDECLARED_TENSOR', `tensor '${name}' was not declared for ${this.dir}`);
+    w.markWritten(name);
   }
 
   finish(extra: FinishOptions = {}): void {

@@ -32,10 +32,18 @@ export interface TensorSource {
   has(name: string): boolean;
   info(name: string): TensorInfo;
   /** Exact little-endian bytes of one tensor (one positioned read). */
-  readRaw(name: string): Uint8Array;
+  readRaw(name: string, options?: RawReadOptions): Uint8Array;
+  /** Bytes [from, from + into.byteLength) of one tensor into `into` (one positioned read). */
+  readRawRange(name: string, from: number, into: Uint8Array): void;
   /** One tensor as float32 (exact for F32, F16, BF16); `shared` backs it by a SharedArrayBuffer. */
   readFloat32(name: string, options?: ReadOptions): Float32Array;
   close(): void;
+}
+
+export interface RawReadOptions {
+  shared?: boolean;
+  /** Read into this array (exactly the tensor's byte length) instead of allocating one. */
+  into?: Uint8Array;
 }
 
 export interface ReadOptions {
@@ -294,11 +302,18 @@ export class SafetensorsFile implements TensorSource {
     return this.fd;
   }
 
-  readRaw(name: string, options: ReadOptions = {}): Uint8Array {
+  readRaw(name: string, options: RawReadOptions = {}): Uint8Array {
     const e = this.entry(name);
-    const buf = options.shared ? new Uint8Array(new SharedArrayBuffer(e.byteLength)) : new Uint8Array(e.byteLength);
+    if (options.into && options.into.byteLength !== e.byteLength) throw new RangeError(`readRaw: ${name} has ${e.byteLength} bytes, the target array ${options.into.byteLength}`);
+    const buf = options.into ?? (options.shared ? new Uint8Array(new SharedArrayBuffer(e.byteLength)) : new Uint8Array(e.byteLength));
     readFully(this.handle(), buf, this.header.dataStart + e.begin, this.path);
     return buf;
+  }
+
+  readRawRange(name: string, from: number, into: Uint8Array): void {
+    const e = this.entry(name);
+    if (from < 0 || from + into.byteLength > e.byteLength) throw new RangeError(`readRawRange: bytes [${from}, ${from + into.byteLength}) are outside ${name}'s ${e.byteLength}`);
+    readFully(this.handle(), into, this.header.dataStart + e.begin + from, this.path);
   }
 
   readFloat32(name: string, options: ReadOptions = {}): Float32Array {
@@ -324,7 +339,7 @@ export class SafetensorsFile implements TensorSource {
     }
     if (e.dtype === 'F32') {
       // read straight into the result's memory: no conversion, no copy
-      const raw = this.readRaw(name, options);
+      const raw = this.readRaw(name, { shared: options.shared });
       return new Float32Array(raw.buffer, 0, count);
     }
     const out = options.shared ? new Float32Array(new SharedArrayBuffer(count * 4)) : new Float32Array(count);
@@ -358,6 +373,55 @@ function elementCount(shape: readonly number[]): number {
  */
 export function layoutOrder(specs: readonly TensorSpec[]): TensorSpec[] {
   return [...specs].sort((a, b) => DTYPE_SIZE[b.dtype] - DTYPE_SIZE[a.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Where one declared tensor of an open SafetensorsWriter goes (see `placement`). */
+export interface TensorPlacement {
+  path: string;
+  fd: number;
+  /** Absolute offset of the tensor's bytes in the file. */
+  offset: number;
+  byteLength: number;
+  name: string;
+  dtype: DType;
+  shape: number[];
+}
+
+function writeFullyAt(fd: number, bytes: Uint8Array, position: number): void {
+  let off = 0;
+  while (off < bytes.byteLength) off += writeSync(fd, bytes, off, bytes.byteLength - off, position + off);
+}
+
+/**
+ * Write one tensor's data at its placement: float32 values converted to its dtype, or its raw
+ * bytes. Half-precision output is encoded and written a piece at a time (PIECE_BYTES of output):
+ * the encoded bytes are written while in cache, and nothing tensor-sized is allocated for them.
+ */
+export function writeTensorAt(place: TensorPlacement, data: TensorData): void {
+  const { name, dtype, shape } = place;
+  if (data instanceof Float32Array) {
+    if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') {
+      throw new InputError('E_DTYPE', `tensor '${name}' is declared ${dtype}; pass its raw bytes, float32 values convert only to F32, F16 or BF16`);
+    }
+    if (data.length !== elementCount(shape)) {
+      throw new InputError('E_SHAPE_MISMATCH', `tensor '${name}' has ${data.length} values but its shape ${JSON.stringify(shape)} holds ${elementCount(shape)}`);
+    }
+    if (dtype !== 'F32') {
+      if (data.length * 2 !== place.byteLength) throw new InputError('E_SHAPE_MISMATCH', `tensor '${name}' has ${data.length * 2} bytes but ${dtype} ${JSON.stringify(shape)} needs ${place.byteLength}`);
+      piece ??= new Uint8Array(PIECE_BYTES);
+      const per = PIECE_BYTES / 2;
+      for (let i = 0; i < data.length; i += per) {
+        const values = data.subarray(i, Math.min(data.length, i + per));
+        writeFullyAt(place.fd, encodeFromFloat32(dtype, values, piece.subarray(0, values.length * 2)), place.offset + i * 2);
+      }
+      return;
+    }
+  }
+  const bytes = data instanceof Float32Array ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data;
+  if (bytes.byteLength !== place.byteLength) {
+    throw new InputError('E_SHAPE_MISMATCH', `tensor '${name}' has ${bytes.byteLength} bytes but ${dtype} ${JSON.stringify(shape)} needs ${place.byteLength}`);
+  }
+  writeFullyAt(place.fd, bytes, place.offset);
 }
 
 /**
@@ -417,47 +481,32 @@ export class SafetensorsWriter {
   }
 
   private writeAt(bytes: Uint8Array, position: number): void {
-    let off = 0;
-    while (off < bytes.byteLength) off += writeSync(this.fd!, bytes, off, bytes.byteLength - off, position + off);
+    writeFullyAt(this.fd!, bytes, position);
   }
 
   /** Write one declared tensor: float32 values (converted to its dtype) or its raw bytes. */
   write(name: string, data: TensorData): void {
+    const place = this.placement(name);
+    writeTensorAt(place, data);
+    this.slots.get(name)!.written = true;
+  }
+
+  /**
+   * Where a declared, not yet written tensor goes: this file's descriptor and the tensor's offset,
+   * for a writer elsewhere (a worker thread of merge/parallel.ts) that then calls `markWritten`.
+   */
+  placement(name: string): TensorPlacement {
     const slot = this.slots.get(name);
     if (!slot) throw new InputError('E_UNDECLARED_TENSOR', `tensor '${name}' was not declared for ${this.path}`);
     if (slot.written) throw new InputError('E_DUPLICATE_TENSOR', `tensor '${name}' was already written to ${this.path}`);
     if (this.fd === null) throw new RuntimeFailure('E_CLOSED', `${this.path} writer is closed`);
-    let bytes: Uint8Array;
-    if (data instanceof Float32Array) {
-      const { dtype, shape } = slot.spec;
-      if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') {
-        throw new InputError('E_DTYPE', `tensor '${name}' is declared ${dtype}; pass its raw bytes, float32 values convert only to F32, F16 or BF16`);
-      }
-      if (data.length !== elementCount(shape)) {
-        throw new InputError('E_SHAPE_MISMATCH', `tensor '${name}' has ${data.length} values but its shape ${JSON.stringify(shape)} holds ${elementCount(shape)}`);
-      }
-      if (dtype === 'F32') bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      else {
-        // encoded and written a piece at a time (PIECE_BYTES of output): the encoded bytes are
-        // written while in cache, and nothing tensor-sized is allocated for them
-        if (data.length * 2 !== slot.byteLength) throw new InputError('E_SHAPE_MISMATCH', `tensor '${name}' has ${data.length * 2} bytes but ${dtype} ${JSON.stringify(shape)} needs ${slot.byteLength}`);
-        piece ??= new Uint8Array(PIECE_BYTES);
-        const per = PIECE_BYTES / 2;
-        for (let i = 0; i < data.length; i += per) {
-          const values = data.subarray(i, Math.min(data.length, i + per));
-          this.writeAt(encodeFromFloat32(dtype as FloatDType, values, piece.subarray(0, values.length * 2)), slot.offset + i * 2);
-        }
-        slot.written = true;
-        return;
-      }
-    } else {
-      bytes = data;
-    }
-    if (bytes.byteLength !== slot.byteLength) {
-      throw new InputError('E_SHAPE_MISMATCH', `tensor '${name}' has ${bytes.byteLength} bytes but ${slot.spec.dtype} ${JSON.stringify(slot.spec.shape)} needs ${slot.byteLength}`);
-    }
-    this.writeAt(bytes, slot.offset);
-    slot.written = true;
+    return { path: this.path, fd: this.fd, offset: slot.offset, byteLength: slot.byteLength, name, dtype: slot.spec.dtype, shape: slot.spec.shape };
+  }
+
+  /** Record that the tensor's bytes were written at its `placement`. */
+  markWritten(name: string): void {
+    this.placement(name);
+    this.slots.get(name)!.written = true;
   }
 
   /** Names of declared tensors not written yet. */

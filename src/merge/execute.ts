@@ -5,7 +5,8 @@
  * search workers view without copying (`memoryReader`), so a candidate is merged without a disk
  * round trip and with nothing but its own output allocated.
  */
-import type { LoraFactorsInput, MergeMethod } from '../methods/index.ts';
+import type { HalfInput, LoraFactorsInput, MergeMethod, TensorInput } from '../methods/index.ts';
+import type { HalfSource } from '../tensor/wasm-half.ts';
 import type { TensorTask } from './plan.ts';
 import { layoutRows } from './vocab.ts';
 
@@ -16,6 +17,11 @@ export interface TensorReader {
    * computeTensor does before reading a task's inputs: keep a read array past that only as a copy.
    */
   read(model: string, tensor: string): Float32Array;
+  /**
+   * A source tensor's stored bits when it is stored as BF16 or F16, as a source read block by
+   * block on demand (valid until `reset`), else null. A reader with this method pools `read`.
+   */
+  readHalf?(model: string, tensor: string): { dtype: 'BF16' | 'F16'; source: HalfSource } | null;
   /** The arrays returned so far may be reused (a new tensor task begins). */
   reset?(): void;
   /** Whether `a` is one of this reader's pooled arrays, which a method may overwrite (TensorInput.scratchModels). */
@@ -44,6 +50,10 @@ export function memoryReader(sources: ReadonlyMap<string, ReadonlyMap<string, Fl
 export function computeTensor(task: TensorTask, method: MergeMethod, reader: TensorReader, seed: string | number, out?: Float32Array): Float32Array {
   if (task.kind === 'copy') throw new RangeError(`computeTensor: ${task.name} is a copy task (non-float); copy its raw bytes`);
   reader.reset?.();
+  if (method.readsHalf && reader.readHalf && !task.rows && !task.lora) {
+    const half = readHalfInputs(task, reader);
+    if (half) return method.merge(lazyInput(task, reader, half), task.global, task.perModel, { seed }, out);
+  }
   let base = task.base ? reader.read(task.base.model, task.base.tensor) : null;
   let models = task.models.map((r) => reader.read(r.model, r.tensor));
   let laidOut = false;
@@ -67,4 +77,43 @@ export function computeTensor(task: TensorTask, method: MergeMethod, reader: Ten
   }
   const scratchModels = laidOut || (models.length > 0 && reader.owns !== undefined && models.every((a) => reader.owns!(a)));
   return method.merge({ name: task.name, shape: task.shape, base, models, modelIndex: task.modelIndex, lora, scratchModels }, task.global, task.perModel, { seed }, out);
+}
+
+/** The task's inputs as half bits when base and models are all stored in one half dtype; else null. */
+function readHalfInputs(task: TensorTask, reader: TensorReader): HalfInput | null {
+  const base = task.base ? reader.readHalf!(task.base.model, task.base.tensor) : null;
+  if (task.base && !base) return null;
+  const models: HalfSource[] = [];
+  let dtype = base?.dtype;
+  for (const r of task.models) {
+    const h = reader.readHalf!(r.model, r.tensor);
+    if (!h || (dtype !== undefined && h.dtype !== dtype)) return null;
+    dtype = h.dtype;
+    models.push(h.source);
+  }
+  return dtype === undefined ? null : { dtype, base: base?.source ?? null, models };
+}
+
+/**
+ * A method's input holding the half bits, whose float32 `base` and `models` are read (pooled by
+ * the reader, hence scratch) only if the method asks for them.
+ */
+function lazyInput(task: TensorTask, reader: TensorReader, half: HalfInput): TensorInput {
+  let base: Float32Array | null | undefined;
+  let models: Float32Array[] | undefined;
+  return {
+    name: task.name,
+    shape: task.shape,
+    modelIndex: task.modelIndex,
+    half,
+    scratchModels: true,
+    get base() {
+      if (base === undefined) base = task.base ? reader.read(task.base.model, task.base.tensor) : null;
+      return base;
+    },
+    get models() {
+      models ??= task.models.map((r) => reader.read(r.model, r.tensor));
+      return models;
+    },
+  };
 }

@@ -4,3 +4,4 @@ export * from './execute.ts';
 export * from './reader.ts';
 export * from './write.ts';
 export * from './vocab.ts';
+export * from './parallel.ts';

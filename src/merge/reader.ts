@@ -6,6 +6,7 @@ import { openCheckpoint, openLoraAdapter } from '../checkpoint/index.ts';
 import type { Checkpoint, LoraAdapter } from '../checkpoint/index.ts';
 import { MissingTensorError } from '../errors.ts';
 import type { TensorReader } from './execute.ts';
+import type { HalfSource } from '../tensor/wasm-half.ts';
 
 /**
  * Opened sources of a recipe, closed together, read one tensor at a time from their files.
@@ -69,6 +70,23 @@ export class SourceSet {
     return ckpt.readFloat32(tensor, { into: buf.length === count ? buf : buf.subarray(0, count) });
   }
 
+  /**
+   * A source tensor's BF16 or F16 bits as a source that kernels read block by block with
+   * positioned reads straight into their staging (tensor/wasm-half.ts): nothing of the tensor is
+   * held. Null when the tensor is held in memory or stored in another dtype.
+   */
+  readHalf(model: string, tensor: string): { dtype: 'BF16' | 'F16'; source: HalfSource } | null {
+    if (this.memory.has(model)) return null;
+    const ckpt = this.checkpoint(model);
+    const info = ckpt.info(tensor);
+    if (info.dtype !== 'BF16' && info.dtype !== 'F16') return null;
+    const length = info.byteLength / 2;
+    return {
+      dtype: info.dtype,
+      source: { length, read: (offset, into) => ckpt.readRawRange(tensor, offset * 2, new Uint8Array(into.buffer, into.byteOffset, into.byteLength)) },
+    };
+  }
+
   /** Raw bytes of a tensor (non-float tensors are copied through unchanged). */
   readRaw(model: string, tensor: string): Uint8Array {
     const held = this.memory.get(model)?.get(tensor);
@@ -85,6 +103,7 @@ export class SourceSet {
   reader(): TensorReader {
     return {
       read: (model, tensor) => this.read(model, tensor),
+      readHalf: (model, tensor) => this.readHalf(model, tensor),
       reset: () => { this.next = 0; },
       owns: (a) => this.pool.some((b) => b.buffer === a.buffer),
       loraFactors: (adapter, tensor) => this.adapter(adapter).factors(tensor),

@@ -21,11 +21,12 @@
  * `rescale_mode` chooses: `l1` (default, mergekit) or `inverse` (the papers).
  */
 import { MethodInputError } from './errors.ts';
-import type { MergeContext, MergeMethod, ParamSpec, ResolvedParams, TensorInput } from './types.ts';
+import type { HalfInput, MergeContext, MergeMethod, ParamSpec, ResolvedParams, TensorInput } from './types.ts';
 import { HISTOGRAM_BUCKETS, magnitudeCut, rowMagnitudeRanks } from '../tensor/select.ts';
 import { bernoulliPruneInPlace, deltaBernoulliPrune, deltaWithHistogram, dropExcessTies, tiesMerge, weightedSum } from '../tensor/kernels.ts';
 import { FastRng, bernoulliThreshold31 } from '../tensor/fastrng.ts';
 import { wasmDeltaScratch } from '../tensor/wasm-ties.ts';
+import { halfDareMasks, halfMaskedLinear, halfMaskedTies, halfWeightedSum, wasmHalfAvailable } from '../tensor/wasm-half.ts';
 import { NotSupportedError } from '../errors.ts';
 
 export type Sparsification = 'magnitude' | 'random' | 'magnitude_outliers' | 'della_magprune';
@@ -103,6 +104,7 @@ export function makeGtaMethod(cfg: GtaConfig): MergeMethod {
     maxModels: Infinity,
     mergekitId: cfg.id,
     random: cfg.sparsification === 'random' || cfg.sparsification === 'della_magprune',
+    readsHalf: cfg.sparsification === 'random' || (cfg.sparsification === null && cfg.consensus === null),
     params: gtaParams(cfg),
     notes,
     merge: (input, global, perModel, ctx, out) => gtaMerge(cfg, input, global, perModel, ctx, out),
@@ -110,6 +112,21 @@ export function makeGtaMethod(cfg: GtaConfig): MergeMethod {
 }
 
 function gtaMerge(cfg: GtaConfig, input: TensorInput, g: ResolvedParams, pm: readonly ResolvedParams[], ctx: MergeContext, outArg?: Float32Array): Float32Array {
+  if (input.half && cfg.sparsification === 'random') {
+    const merged = dareFromHalf(cfg, input, input.half, g, pm, ctx, outArg);
+    if (merged) return merged;
+  }
+  const weights = pm.map((p) => p.weight as number);
+  const lambda = g.lambda as number;
+  const normalize = g.normalize as boolean;
+  const half = input.half;
+  if (cfg.sparsification === null && cfg.consensus === null && half?.base && half.models.length > 0 && half.models.length < 17 && wasmHalfAvailable(half.dtype)) {
+    // task arithmetic over half-precision sources (wasm-half.ts): the sum below over their exactly
+    // decoded values, with no float32 copy of `base` or `models`
+    const out = outArg ?? new Float32Array(half.base.length);
+    halfWeightedSum(half.dtype, [half.base, ...half.models], taskArithmeticCoeffs(weights, lambda, normalize), out);
+    return out;
+  }
   const base = input.base!;
   const n = base.length;
   const out = outArg ?? new Float32Array(n);
@@ -118,15 +135,10 @@ function gtaMerge(cfg: GtaConfig, input: TensorInput, g: ResolvedParams, pm: rea
     out.set(base);
     return out;
   }
-  const weights = pm.map((p) => p.weight as number);
-  const lambda = g.lambda as number;
-  const normalize = g.normalize as boolean;
   if (cfg.sparsification === null && cfg.consensus === null) {
     // task arithmetic: base + s * sum_j w_j (x_j - base) = (1 - s sum_j w_j) base + sum_j s w_j x_j,
     // one pass; in float64 the rearrangement is exact to far below float32 rounding
-    const scale = (normalize ? 1 / guardedSum(weights) : 1) * lambda;
-    const c = weights.map((w) => w * scale);
-    weightedSum([base, ...input.models], [1 - c.reduce((a, b) => a + b, 0), ...c], out);
+    weightedSum([base, ...input.models], taskArithmeticCoeffs(weights, lambda, normalize), out);
     return out;
   }
   // deltas inside the WebAssembly memory are read and written there without staging copies;
@@ -166,6 +178,47 @@ function gtaMerge(cfg: GtaConfig, input: TensorInput, g: ResolvedParams, pm: rea
     weightedSum([base, ...deltas], [1, ...Array.from(eff, (e) => e * scale)], out);
   }
   return out;
+}
+
+/**
+ * DARE (TIES or linear) straight from the sources' half-precision bits (tensor/wasm-half.ts): the
+ * same masks, rescale factors and election as the float32 path of `gtaMerge`, so the same bits,
+ * with no float32 copy of any input. Null where those kernels do not apply (no WebAssembly SIMD,
+ * more than 16 models to elect over, masks beyond the WebAssembly memory): the caller then takes
+ * the float32 path.
+ */
+function dareFromHalf(cfg: GtaConfig, input: TensorInput, half: HalfInput, g: ResolvedParams, pm: readonly ResolvedParams[], ctx: MergeContext, outArg?: Float32Array): Float32Array | null {
+  const m = half.models.length;
+  if (m === 0 || !half.base || !wasmHalfAvailable(half.dtype) || (cfg.consensus === 'sum' && m > 16)) return null;
+  const n = half.base.length;
+  const weights = pm.map((p) => p.weight as number);
+  const densities = pm.map((p) => p.density as number);
+  const rngs = densities.map((_, j) => FastRng.forTensor(ctx.seed, input.name, input.modelIndex?.[j] ?? j, 'dare'));
+  // density >= 1 keeps every element and is not rescaled: the float32 path's plain task vector
+  const masks = halfDareMasks(half.dtype, half.base, half.models, rngs, densities.map((d) => (d < 1 ? bernoulliThreshold31(d) : 2 ** 31)));
+  if (!masks) return null;
+  const eff = Float64Array.from(weights, (w, j) => w * (densities[j]! < 1 ? dareFactor(densities[j]!, g, masks.before[j]!, masks.after[j]!) : 1));
+  const out = outArg ?? new Float32Array(n);
+  const lambda = g.lambda as number;
+  const normalize = g.normalize as boolean;
+  if (cfg.consensus === 'sum') {
+    halfMaskedTies(half.dtype, half.base, half.models, masks.keep, eff, Float64Array.from(weights), normalize, lambda, out);
+  } else {
+    const scale = (normalize ? 1 / guardedSum(weights) : 1) * lambda;
+    halfMaskedLinear(half.dtype, half.base, half.models, masks.keep, Float64Array.from(eff, (e) => e * scale), out);
+  }
+  return out;
+}
+
+/**
+ * Task arithmetic's coefficients of [base, x_1, ..., x_m]: base + s * sum_j w_j (x_j - base) =
+ * (1 - s sum_j w_j) base + sum_j s w_j x_j with s = lambda (over the guarded weight sum when
+ * normalizing), one pass; in float64 the rearrangement is exact to far below float32 rounding.
+ */
+function taskArithmeticCoeffs(weights: readonly number[], lambda: number, normalize: boolean): number[] {
+  const scale = (normalize ? 1 / guardedSum(weights) : 1) * lambda;
+  const c = weights.map((w) => w * scale);
+  return [1 - c.reduce((a, b) => a + b, 0), ...c];
 }
 
 /** Sum of weights with mergekit's guard for the non-consensus divisor: |sum| < 1e-8 becomes 1. */
@@ -245,6 +298,11 @@ function dareInPlace(d: Float32Array, input: TensorInput, j: number, density: nu
   const rng = FastRng.forTensor(ctx.seed, input.name, input.modelIndex?.[j] ?? j, 'dare');
   const threshold = bernoulliThreshold31(density);
   const { before, after } = x && base ? deltaBernoulliPrune(x, base, d, rng, threshold) : bernoulliPruneInPlace(d, rng, threshold);
+  return dareFactor(density, g, before, after);
+}
+
+/** DARE's rescale of a pruned task vector with L1 norms `before` and `after` pruning (see rescale_mode). */
+function dareFactor(density: number, g: ResolvedParams, before: number, after: number): number {
   if (!g.rescale) return 1;
   if (g.rescale_mode === 'inverse') return density > 0 ? 1 / density : 1;
   return l1Factor(before, after);

@@ -6,6 +6,7 @@
 import { MethodInputError } from './errors.ts';
 import type { MergeMethod } from './types.ts';
 import { weightedSum } from '../tensor/kernels.ts';
+import { halfWeightedSum, wasmHalfAvailable } from '../tensor/wasm-half.ts';
 import { alloc } from './vector.ts';
 
 /** mergekit/merge_methods/linear.py: sum_i w_i x_i, divided by sum_i w_i when `normalize`. */
@@ -18,13 +19,15 @@ export const linear: MergeMethod = {
   maxModels: Infinity,
   mergekitId: 'linear',
   random: false,
+  readsHalf: true,
   params: [
     { name: 'weight', scope: 'per-model', type: 'number', range: [-Infinity, Infinity], search: [0, 1], doc: 'weight of this model' },
     { name: 'normalize', scope: 'global', type: 'boolean', default: true, doc: 'divide by the sum of the weights' },
   ],
   notes: ['mergekit divides by a zero weight sum (NaN/Inf); evomerge refuses it with E_LINEAR_ZERO_WEIGHTS'],
   merge(input, g, pm, _ctx, outArg) {
-    const n = input.models[0]!.length;
+    const half = input.half;
+    const n = half ? half.models[0]!.length : input.models[0]!.length;
     const out = alloc(n, outArg);
     const w = pm.map((p) => p.weight as number);
     let wsum = 0;
@@ -34,7 +37,10 @@ export const linear: MergeMethod = {
       if (wsum === 0) throw new MethodInputError('E_LINEAR_ZERO_WEIGHTS', `tensor ${input.name}: linear with normalize divides by the sum of weights, which is 0; change the weights or set normalize: false`);
       scale = 1 / wsum;
     }
-    weightedSum(input.models, w.map((x) => x * scale), out);
+    const coeffs = w.map((x) => x * scale);
+    // half-precision sources: the same sum over their exactly decoded values, no float32 copies (wasm-half.ts)
+    if (half && half.models.length > 0 && half.models.length < 18 && wasmHalfAvailable(half.dtype)) halfWeightedSum(half.dtype, half.models, coeffs, out);
+    else weightedSum(input.models, coeffs, out);
     return out;
   },
 };

@@ -4,6 +4,7 @@
  * Validation, `evomerge methods`, recipe checking, mergekit export and the search genome all read
  * these declarations; nothing lists a method's parameters a second time.
  */
+import type { HalfSource } from '../tensor/wasm-half.ts';
 
 export type ParamValue = number | boolean | string;
 
@@ -52,11 +53,25 @@ export interface TensorInput {
   /** LoRA factors per model for LoRA-composition methods (null: that adapter leaves the tensor alone). */
   readonly lora?: ReadonlyArray<LoraFactorsInput | null>;
   /**
+   * The same tensors as stored, when base and models are all stored in one half-precision dtype
+   * and the method reads it (`MergeMethod.readsHalf`): a method may compute from these bits
+   * without a float32 copy of any input (gta.ts DARE). `base` and `models` are then decoded only
+   * when first read.
+   */
+  readonly half?: HalfInput;
+  /**
    * The models' arrays are the caller's scratch, read for this call only (a pooled reader's), so
    * the method may overwrite them: the task-vector engine then computes large deltas in place
    * instead of in buffers of its own (gta.ts). Absent or false: inputs are never written.
    */
   readonly scratchModels?: boolean;
+}
+
+/** Half-precision bits of a tensor task's inputs (TensorInput.half), read block by block on demand. */
+export interface HalfInput {
+  readonly dtype: 'BF16' | 'F16';
+  readonly base: HalfSource | null;
+  readonly models: readonly HalfSource[];
 }
 
 export interface MergeContext {
@@ -80,6 +95,8 @@ export interface MergeMethod {
   readonly mergekitId: string | null;
   /** Whether outputs depend on the seed (random masks). */
   readonly random: boolean;
+  /** Whether `merge` reads TensorInput.half when given (else it is not read for it). */
+  readonly readsHalf?: boolean;
   /** Whether sources are LoRA adapters of the base (LoRA composition). */
   readonly lora?: boolean;
   readonly params: readonly ParamSpec[];

@@ -6,11 +6,15 @@
  *   as PyTorch's `.to(torch.bfloat16)` / `.to(torch.float16)` do. NaN stays NaN (quiet), an
  *   overflow becomes a signed infinity, an underflow a signed zero or a subnormal half.
  *
+ * Arrays of at least `WASM_MIN_ELEMENTS` convert through the WebAssembly SIMD forms of wasm-half.ts
+ * (the same bits, about twice as fast); smaller ones, and engines without SIMD, take the loops here.
+ *
  * All conversions assume a little-endian host, as safetensors files are little-endian; the
  * module refuses to load on a big-endian host rather than produce byte-swapped numbers.
  */
 import { endianness } from 'node:os';
 import { RuntimeFailure } from '../errors.ts';
+import { wasmDecodeHalf, wasmEncodeBf16, wasmHalfAvailable } from './wasm-half.ts';
 
 if (endianness() !== 'LE') {
   throw new RuntimeFailure('E_BIG_ENDIAN_HOST', 'evomerge needs a little-endian host (safetensors data is little-endian)');
@@ -124,6 +128,9 @@ export function bf16BitsToF32(b: number): number {
 // ---------------------------------------------------------------------------------------
 // Bulk conversion of raw little-endian bytes
 
+/** Half-precision arrays of at least this many elements convert in WebAssembly (below, a call costs more than it saves). */
+export const WASM_MIN_ELEMENTS = 256;
+
 /**
  * Decode `bytes` holding `dtype` elements into `out` (allocated when absent). `bytes` may
  * start at any offset; an unaligned view is copied once.
@@ -135,6 +142,10 @@ export function decodeToFloat32(dtype: DType, bytes: Uint8Array, out?: Float32Ar
   if (dst.length !== count) throw new RangeError(`decodeToFloat32: output has ${dst.length} elements, input ${count}`);
   const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
   const { buffer, byteOffset } = aligned;
+  if ((dtype === 'BF16' || dtype === 'F16') && count >= WASM_MIN_ELEMENTS && wasmHalfAvailable(dtype)) {
+    wasmDecodeHalf(dtype, new Uint16Array(buffer, byteOffset, count), dst);
+    return dst;
+  }
   switch (dtype) {
     case 'F32':
       dst.set(new Float32Array(buffer, byteOffset, count));
@@ -204,7 +215,9 @@ export function encodeFromFloat32(dtype: FloatDType, values: Float32Array, out?:
   const target = aligned ? dst : new Uint8Array(dst.byteLength);
   const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
   const half = new Uint16Array(target.buffer, target.byteOffset, values.length);
-  if (dtype === 'BF16' && target.byteOffset % 4 === 0) {
+  if (dtype === 'BF16' && values.length >= WASM_MIN_ELEMENTS && wasmHalfAvailable('BF16')) {
+    wasmEncodeBf16(values, half);
+  } else if (dtype === 'BF16' && target.byteOffset % 4 === 0) {
     // f32BitsToBf16Bits inlined, two elements per 32-bit store (about 3x faster than a call and
     // a 16-bit store per element; the same bits, tested against the scalar form)
     const pairs = values.length >> 1;

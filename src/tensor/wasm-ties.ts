@@ -26,6 +26,10 @@
  * chunks of 2048 elements (15% slower than 16384).
  */
 
+import {
+  I32, V128, F64, F32, simd, memarg, i32c, lget, lset, ltee, I32_ADD, splat32, LOAD64_ZERO, LOAD32_SPLAT, LOAD64_SPLAT, V128_LOAD, V128_STORE, HIGH_TO_LOW, JOIN_LOW_HALVES, V_AND, V_ANDNOT, V_XOR, V_BITSELECT, I32X4_GT_S, F64X2_EQ, I64X2_EXTEND_LOW_S, I64X2_EXTEND_HIGH_S, I64X2_SHR_S, F64X2_ADD, F64X2_MUL, F64X2_DIV, F64X2_PROMOTE_LOW, F32X4_DEMOTE_ZERO, ONE_F64X2, ZERO_F64X2, moduleBytes,
+} from './wasm-asm.ts';
+
 /** Elements per chunk: 5 arrays of 64 KiB for 3 models stay in L2 (measured: 2048 was 15% slower, 16384 to 65536 alike). */
 const CHUNK = 16384;
 /** Per-model parameters: cut-1 (i32), sign flip (i32), eff (f64), weight (f64), delta address (i32): 32 bytes each. */
@@ -46,16 +50,18 @@ interface Compiled {
  * module's), then resident deltas (`wasmDeltaScratch`). Views are rebuilt after it grows.
  */
 let memory: WebAssembly.Memory | null = null;
-interface Heap { f32: Float32Array; i32: Int32Array; u32: Uint32Array; f64: Float64Array }
+export interface Heap { u8: Uint8Array; u16: Uint16Array; f32: Float32Array; i32: Int32Array; u32: Uint32Array; f64: Float64Array }
 let heapViews: Heap | null = null;
-function sharedMemory(): WebAssembly.Memory {
+/** The memory shared by the kernels of this file and of wasm-half.ts (which imports it too). */
+export function sharedMemory(): WebAssembly.Memory {
   memory ??= new WebAssembly.Memory({ initial: FIXED_PAGES });
   return memory;
 }
-function heap(): Heap {
+/** Views of the shared memory, current after any growth. */
+export function heap(): Heap {
   const buf = sharedMemory().buffer;
   if (!heapViews || heapViews.f32.buffer !== buf) {
-    heapViews = { f32: new Float32Array(buf), i32: new Int32Array(buf), u32: new Uint32Array(buf), f64: new Float64Array(buf) };
+    heapViews = { u8: new Uint8Array(buf), u16: new Uint16Array(buf), f32: new Float32Array(buf), i32: new Int32Array(buf), u32: new Uint32Array(buf), f64: new Float64Array(buf) };
   }
   return heapViews;
 }
@@ -65,82 +71,6 @@ function resident(a: Float32Array): boolean {
 }
 
 const cache = new Map<string, Compiled | null>();
-
-// ---- a minimal WebAssembly binary writer (https://webassembly.github.io/spec/core/binary/) ----
-function uleb(v: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = v & 0x7f;
-    v >>>= 7;
-    if (v !== 0) b |= 0x80;
-    out.push(b);
-  } while (v !== 0);
-  return out;
-}
-function sleb(v: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = v & 0x7f;
-    v >>= 7;
-    if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-function section(id: number, body: number[]): number[] {
-  return [id, ...uleb(body.length), ...body];
-}
-function vec(items: number[][]): number[] {
-  return [...uleb(items.length), ...items.flat()];
-}
-const name = (s: string): number[] => vec([...s].map((c) => [c.charCodeAt(0)]));
-
-// opcodes (core spec 5.4, SIMD proposal as merged in WebAssembly 2.0)
-const I32 = 0x7f;
-const V128 = 0x7b;
-const F64 = 0x7c;
-const F32 = 0x7d;
-const simd = (op: number): number[] => [0xfd, ...uleb(op)];
-const memarg = (align: number, offset: number): number[] => [...uleb(align), ...uleb(offset)];
-const i32c = (v: number): number[] => [0x41, ...sleb(v | 0)];
-const lget = (i: number): number[] => [0x20, ...uleb(i)];
-const lset = (i: number): number[] => [0x21, ...uleb(i)];
-const ltee = (i: number): number[] => [0x22, ...uleb(i)];
-const I32_ADD = [0x6a];
-const v128const = (bytes: number[]): number[] => [...simd(0x0c), ...bytes];
-const splat32 = (v: number): number[] => [...i32c(v), ...simd(0x11)];
-const LOAD64_ZERO = (offset: number): number[] => [...simd(0x5d), ...memarg(3, offset)];
-const LOAD32_SPLAT = (offset: number): number[] => [...simd(0x09), ...memarg(2, offset)];
-const LOAD64_SPLAT = (offset: number): number[] => [...simd(0x0a), ...memarg(3, offset)];
-const V128_LOAD = (offset: number): number[] => [...simd(0x00), ...memarg(4, offset)];
-const V128_STORE = (offset: number): number[] => [...simd(0x0b), ...memarg(4, offset)];
-const shuffle = (lanes: number[]): number[] => [...simd(0x0d), ...lanes];
-/** i8x16.shuffle of [x, x]: bytes 8..15 to 0..7 (the two high floats into the low lanes). */
-const HIGH_TO_LOW = shuffle([8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]);
-/** i8x16.shuffle of [lo, hi]: the low 8 bytes of each. */
-const JOIN_LOW_HALVES = shuffle([0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]);
-const V_AND = simd(0x4e);
-const V_ANDNOT = simd(0x4f);
-const V_XOR = simd(0x51);
-const V_BITSELECT = simd(0x52);
-const I32X4_GT_S = simd(0x3b);
-const F64X2_EQ = simd(0x47);
-const I64X2_EXTEND_LOW_S = simd(0xc7);
-const I64X2_EXTEND_HIGH_S = simd(0xc8);
-const I64X2_SHR_S = simd(0xcc);
-const F64X2_ADD = simd(0xf0);
-const F64X2_MUL = simd(0xf2);
-const F64X2_DIV = simd(0xf3);
-const F64X2_PROMOTE_LOW = simd(0x5f);
-const F32X4_DEMOTE_ZERO = simd(0x5e);
-
-function f64Bytes(v: number): number[] {
-  return [...new Uint8Array(Float64Array.of(v).buffer)];
-}
-const ONE_F64X2 = v128const([...f64Bytes(1), ...f64Bytes(1)]);
-const ZERO_F64X2 = v128const(new Array(16).fill(0));
 
 /**
  * The kernel for m models, normalize on or off: `run(len)` merges `len` staged elements, four
@@ -223,19 +153,6 @@ function buildModule(m: number, normalize: boolean): Uint8Array<ArrayBuffer> {
   return moduleBytes(1, [[1 + m, I32], [vlocals, V128]], b, pages);
 }
 
-/** A module with one exported function `run` (params i32 x nParams, no result) and memory `mem`. */
-function moduleBytes(nParams: number, locals: Array<[number, number]>, body: number[], pages: number): Uint8Array<ArrayBuffer> {
-  const code = [...vec(locals.map(([count, type]) => [...uleb(count), type])), ...body];
-  const bytes = [
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec([[0x60, ...vec(Array.from({ length: nParams }, () => [I32])), ...vec([])]])), // type: (i32...) -> ()
-    ...section(2, vec([[...name('e'), ...name('m'), 0x02, 0x00, ...uleb(pages)]])), // the shared memory, imported
-    ...section(3, vec([uleb(0)])), // function 0 has type 0
-    ...section(7, vec([[...name('run'), 0x00, ...uleb(0)]])),
-    ...section(10, vec([[...uleb(code.length), ...code]])),
-  ];
-  return new Uint8Array(bytes);
-}
 
 /** Why the last compilation failed (an engine without SIMD), for diagnosis; null when none did. */
 export let wasmTiesFailure: string | null = null;
@@ -271,7 +188,31 @@ export function wasmTiesMerge(
   base: Float32Array, d: readonly Float32Array[], t: Float64Array, eff: Float64Array, w: Float64Array,
   normalize: boolean, lambda: number, out: Float32Array,
 ): void {
-  const m = d.length;
+  const k = heap();
+  wasmTiesMergeStaged(d.length, t, eff, w, normalize, lambda, out, (o, len, baseF, deltaF) => {
+    k.f32.set(base.subarray(o, o + len), baseF);
+    for (let j = 0; j < d.length; j++) {
+      // a resident delta is read in place; any other is staged
+      const dj = d[j]!;
+      if (resident(dj)) deltaF[j] = (dj.byteOffset >> 2) + o;
+      else k.f32.set(dj.subarray(o, o + len), deltaF[j]!);
+    }
+  });
+}
+
+/** Element offset (in the f32 view of the shared memory) of the staged delta of model j. */
+const stagedDeltaF = (j: number): number => (DATA_AT + (2 + j) * STRIDE) >> 2;
+
+/**
+ * The election of `wasmTiesMerge` over m deltas that `stage` writes chunk by chunk: for the
+ * elements [o, o + len) it writes the base (float32) at element `baseF` of the heap's f32 view
+ * and delta j at `deltaF[j]` (its staging area), or points `deltaF[j]` at a resident copy.
+ * wasm-half.ts stages deltas computed from half-precision sources this way.
+ */
+export function wasmTiesMergeStaged(
+  m: number, t: Float64Array, eff: Float64Array, w: Float64Array, normalize: boolean, lambda: number, out: Float32Array,
+  stage: (o: number, len: number, baseF: number, deltaF: number[]) => void,
+): void {
   const run = compile(m, normalize)!.run;
   const k = heap();
   for (let j = 0; j < m; j++) {
@@ -285,23 +226,19 @@ export function wasmTiesMerge(
   const n = out.length;
   const baseF = DATA_AT >> 2;
   const outF = (DATA_AT + STRIDE) >> 2;
-  const dF = (j: number) => (DATA_AT + (2 + j) * STRIDE) >> 2;
+  const deltaF = Array.from({ length: m }, (_, j) => stagedDeltaF(j));
   for (let o = 0; o < n; o += CHUNK) {
     const len = Math.min(CHUNK, n - o);
-    k.f32.set(base.subarray(o, o + len), baseF);
-    for (let j = 0; j < m; j++) {
-      // a resident delta is read in place; any other is staged
-      const dj = d[j]!;
-      if (resident(dj)) k.i32[((j * PARAM_BYTES) >> 2) + 6] = dj.byteOffset + 4 * o;
-      else {
-        k.i32[((j * PARAM_BYTES) >> 2) + 6] = dF(j) << 2;
-        k.f32.set(dj.subarray(o, o + len), dF(j));
-      }
-    }
+    for (let j = 0; j < m; j++) deltaF[j] = stagedDeltaF(j);
+    stage(o, len, baseF, deltaF);
+    for (let j = 0; j < m; j++) k.i32[((j * PARAM_BYTES) >> 2) + 6] = deltaF[j]! << 2;
     run(len);
     out.set(k.f32.subarray(outF, outF + len), o);
   }
 }
+
+/** Elements per chunk of the staged kernels (wasm-half.ts stages its chunks alike). */
+export const WASM_CHUNK = CHUNK;
 
 // ---- task vector and magnitude histogram (the first pass of select.ts `magnitudeCut`) ----
 
@@ -318,8 +255,11 @@ const DH_LO = DH_P + 64;
 const DH_CAND = DH_LO + (4 << 16);
 /** The most bucket indices recorded (select.ts passes its own cap, at most this). */
 export const BUCKET_CAP = 1 << 20;
+/** The fixed area of the half-precision kernels (wasm-half.ts), after the delta module's. */
+export const HALF_AREA_AT = Math.ceil((DH_CAND + 4 * BUCKET_CAP) / 65536) * 65536;
+export const HALF_AREA_BYTES = 3 << 20;
 /** Pages of the fixed areas; resident deltas (`wasmDeltaScratch`) follow them. */
-const FIXED_PAGES = Math.ceil((DH_CAND + 4 * BUCKET_CAP) / 65536);
+const FIXED_PAGES = (HALF_AREA_AT + HALF_AREA_BYTES) / 65536;
 const RESIDENT_AT = FIXED_PAGES * 65536;
 /** Parameter word holding D's address for the delta module (DH_P + 56). */
 const DP_WORD = (DH_P + 56) >> 2;
@@ -334,7 +274,19 @@ const RESIDENT_LIMIT = 2 ** 31;
 export function wasmDeltaScratch(count: number, n: number): Float32Array[] | null {
   if (!wasmDeltaAvailable()) return null;
   const stride = Math.ceil((4 * n + 16) / 16) * 16; // 16 spare bytes: four-lane tails may touch them
-  const need = RESIDENT_AT + count * stride;
+  const at = wasmResident(count * stride);
+  if (at === null) return null;
+  const buf = sharedMemory().buffer;
+  return Array.from({ length: count }, (_, j) => new Float32Array(buf, at + j * stride, n));
+}
+
+/**
+ * The byte address of `bytes` of resident space after the fixed areas, the memory grown to hold
+ * them; null past 2 GiB or when it cannot grow. The same space as `wasmDeltaScratch`'s: what either
+ * returned is valid until the next call of either.
+ */
+export function wasmResident(bytes: number): number | null {
+  const need = RESIDENT_AT + bytes;
   if (need > RESIDENT_LIMIT) return null;
   const mem = sharedMemory();
   if (mem.buffer.byteLength < need) {
@@ -344,8 +296,7 @@ export function wasmDeltaScratch(count: number, n: number): Float32Array[] | nul
       return null;
     }
   }
-  const buf = mem.buffer;
-  return Array.from({ length: count }, (_, j) => new Float32Array(buf, RESIDENT_AT + j * stride, n));
+  return RESIDENT_AT;
 }
 
 /**

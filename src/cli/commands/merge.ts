@@ -3,7 +3,8 @@
  * mergekit YAML as is, or an evomerge recipe (JSON or YAML). Every input error is reported before
  * any output is written. A file of several named configs (mergekit-multi) runs stage by stage,
  * one folder per stage under the output (src/report/multi-merge.ts), or only the final one with
- * `--final-only`. What is accepted but ignored (parameters a method does not read, rows cut)
+ * `--final-only`. A single config merges its tensors on every core (`--threads`, bounded by
+ * `--max-memory`: src/merge/parallel.ts); stages of a multi-stage file merge on one thread. What is accepted but ignored (parameters a method does not read, rows cut)
  * prints as `evomerge: warning: ...` lines on stderr.
  */
 import type { Command } from 'commander';
@@ -11,7 +12,8 @@ import cliProgress from 'cli-progress';
 import { InputError } from '../../errors.ts';
 import { parseFloatDType } from '../../tensor/dtype.ts';
 import { loadMergeStages } from '../../recipe/index.ts';
-import { mergeToDisk, type MergeResult } from '../../report/merge-folder.ts';
+import { mergeToDiskThreaded, type MergeResult } from '../../report/merge-folder.ts';
+import { parseSize as parsePlanSize } from '../../search/preflight.ts';
 import { mergeStages } from '../../report/multi-merge.ts';
 import { formatBytes } from '../../format.ts';
 
@@ -36,9 +38,11 @@ export function register(program: Command): void {
     .option('--out-dtype <dtype>', 'f32, f16 or bf16 (default: the recipe\'s out_dtype, else the sources\')')
     .option('--shard-size <size>', 'largest shard, e.g. 5GB', '5GB')
     .option('--final-only', 'multi-stage configs: write only the final merge, to the output folder itself')
+    .option('--threads <n>', 'threads merging tensors (default: the machine\'s cores; fewer when --max-memory does not hold them)')
+    .option('--max-memory <size>', 'memory the merge\'s threads may hold together, e.g. 8GB (default: half the machine\'s memory)')
     .option('--json', 'print one JSON object')
     .option('--no-progress', 'no progress bar')
-    .action((config: string, opts: { output: string; seed?: string; outDtype?: string; shardSize: string; finalOnly?: boolean; json?: boolean; progress: boolean }) => {
+    .action(async (config: string, opts: { output: string; seed?: string; outDtype?: string; shardSize: string; threads?: string; maxMemory?: string; finalOnly?: boolean; json?: boolean; progress: boolean }) => {
       let seed: number | undefined;
       if (opts.seed !== undefined) {
         seed = Number(opts.seed);
@@ -47,6 +51,9 @@ export function register(program: Command): void {
       const outDtype = opts.outDtype === undefined ? undefined : parseFloatDType(opts.outDtype);
       if (opts.outDtype !== undefined && !outDtype) throw new InputError('E_BAD_FLAG', `--out-dtype must be f32, f16 or bf16, got '${opts.outDtype}'`);
       const maxShardBytes = parseSize(opts.shardSize);
+      const threads = opts.threads === undefined ? undefined : Number(opts.threads);
+      if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new InputError('E_BAD_FLAG', `--threads must be a positive integer, got '${opts.threads}'`);
+      const maxMemory = opts.maxMemory === undefined ? undefined : parsePlanSize(opts.maxMemory);
       const warnings: string[] = [];
       const stages = loadMergeStages(config, warnings);
       const warn = (lines: readonly string[] | undefined) => {
@@ -57,7 +64,7 @@ export function register(program: Command): void {
       const showBar = opts.progress && !opts.json;
       const bar = showBar ? new cliProgress.SingleBar({ format: 'merging [{bar}] {value}/{total} {name}', noTTYOutput: true, stream: process.stderr, etaBuffer: 20 }, cliProgress.Presets.shades_classic) : null;
       let started = false;
-      const line = (r: MergeResult, label = '') => `merged ${label}${r.tensors} tensors (${formatBytes(r.bytesWritten)}) into ${r.dir} in ${r.seconds.toFixed(1)} s; recipe ${r.recipeHash.slice(0, 12)}\n`;
+      const line = (r: MergeResult, label = '') => `merged ${label}${r.tensors} tensors (${formatBytes(r.bytesWritten)}) into ${r.dir} in ${r.seconds.toFixed(1)} s${r.threads && r.threads > 1 ? ` on ${r.threads} threads` : ''}; recipe ${r.recipeHash.slice(0, 12)}\n`;
       try {
         const common = {
           seed,
@@ -73,7 +80,7 @@ export function register(program: Command): void {
           },
         };
         if (!multi) {
-          const result = mergeToDisk(stages[0]!.recipe, opts.output, common);
+          const result = await mergeToDiskThreaded(stages[0]!.recipe, opts.output, { ...common, threads, maxMemory });
           bar?.stop();
           warn(result.warnings);
           if (opts.json) process.stdout.write(`${JSON.stringify(result)}\n`);
