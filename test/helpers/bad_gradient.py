@@ -31,6 +31,9 @@ def write(path, tensors):
 
 
 model, path, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+if not path:  # a scoring request: no gradient asked
+    print(json.dumps({"accuracy": 0.5}))
+    sys.exit(0)
 tensors = {name: ("<f4", np.zeros(e["shape"])) for name, e in header_of(model + "/model.safetensors").items() if name != "__metadata__"}
 target = "blocks.0.fc1.weight"
 if mode == "shape":
