@@ -60,7 +60,7 @@ test('EVOMERGE_FAULTS that does not parse is refused with a typed error', () => 
   assert.throws(() => parseInjectedFaults('explode@3'), (e: unknown) => e instanceof EvomergeError && e.code === 'E_FAULTS_SPEC');
 });
 
-for (const [phase, at] of [['record', 6], ['state', 3]] as const) {
+for (const [phase, at] of [['record', 6], ['state', 2]] as const) {
   test(`a SIGKILL inside the ${phase === 'record' ? 'transaction recording a result' : 'commit of an optimizer step'} resumes to exactly the uninterrupted run`, async () => {
     const db = join(dir, `kill-${phase}`, 'run.sqlite');
     const first = await runCli(['search', space, '--db', db], { env: { EVOMERGE_BENCH_KILL: JSON.stringify({ phase, at }) } });

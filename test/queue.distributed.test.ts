@@ -102,11 +102,13 @@ test('queue URLs are parsed with their database and prefix, and bad ones are ref
 test('an unreachable Redis stops a search within seconds with a clear message and creates no run', () => {
   const db = join(dir, 'unreachable', 'run.sqlite');
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [bin, 'search', space('unreachable'), '--db', db, '--queue', 'redis://127.0.0.1:1'], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(process.execPath, [bin, 'search', space('unreachable'), '--db', db, '--queue', 'redis://127.0.0.1:1'], { encoding: 'utf8', timeout: 60_000 });
   const seconds = (performance.now() - t0) / 1000;
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /cannot reach Redis at redis:\/\/127\.0\.0\.1:1.*nothing was started/is);
-  assert.ok(seconds < 15, `took ${seconds} s`);
+  // the bound is the CLI's start plus one connection attempt, not a retry loop (which never ends);
+  // generous, since a loaded machine makes the start alone take seconds
+  assert.ok(seconds < 30, `took ${seconds} s`);
   assert.equal(existsSync(db), false, 'no run database was created');
 });
 

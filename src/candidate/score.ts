@@ -10,6 +10,9 @@ import type { MetricValue } from '../store/index.ts';
 import { race, type FidelityTask } from './fidelity.ts';
 import type { CandidateScore, EvaluatorSpec, WorkerData } from './types.ts';
 
+/** The metric under which a candidate's score stores an evaluator's standard error. */
+export const FITNESS_SE = 'fitness_se';
+
 /** A stage's evaluator, opened once per evaluation slot. */
 export interface OpenEvaluator {
   spec: EvaluatorSpec;
@@ -55,6 +58,8 @@ export async function scoreCandidate(
     const spec = evaluators[i]!.spec;
     for (const [metric, value] of Object.entries(r.metrics)) metrics.push({ evaluator: spec.id, metric, value });
     metrics.push({ evaluator: spec.id, metric: 'fitness', value: r.fitness });
+    // the evaluator's standard error (src/eval/stderr.ts), for noise-aware choices (src/search/noise.ts)
+    if (r.se !== undefined) metrics.push({ evaluator: spec.id, metric: FITNESS_SE, value: r.se });
     objectives.push(r.fitness);
     fitness += spec.weight * r.fitness;
   });

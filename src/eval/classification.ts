@@ -9,6 +9,7 @@ import type { RunnableModel } from '../models/load.ts';
 import type { Classifier } from '../models/mlp.ts';
 import { loadClassificationData } from './data.ts';
 import { manifestFitness, partialScoring, type ClassificationManifest } from './manifest.ts';
+import { binomialSE } from './stderr.ts';
 import type { EvalContext, EvalResult, Evaluator, PartialScore } from './types.ts';
 
 export class ClassificationEvaluator implements Evaluator {
@@ -105,10 +106,20 @@ export class ClassificationEvaluator implements Evaluator {
   private result(n: number, right: number, correct: ArrayLike<number>, total: ArrayLike<number>, head: { classes: number; labels?: readonly string[] }): EvalResult {
     const accuracy = n === 0 ? 0 : right / n;
     const metrics: Record<string, number> = { accuracy };
-    if (this.m.per_class) for (let c = 0; c < head.classes; c++) if (total[c]! > 0) metrics[`accuracy_class_${head.labels?.[c] ?? c}`] = correct[c]! / total[c]!;
+    // the items each metric is a proportion of, for its standard error
+    const items: Record<string, number> = { accuracy: n };
+    if (this.m.per_class) {
+      for (let c = 0; c < head.classes; c++) {
+        if (total[c]! <= 0) continue;
+        const name = `accuracy_class_${head.labels?.[c] ?? c}`;
+        metrics[name] = correct[c]! / total[c]!;
+        items[name] = total[c]!;
+      }
+    }
     const primary = metrics[this.m.metric.name];
     if (primary === undefined) throw new InputError('E_EVAL_METRIC', `${this.m.file}: field 'metric.name' is '${this.m.metric.name}' but classification reports accuracy${this.m.per_class ? ' and accuracy_class_<c>' : ''}`);
-    return { fitness: manifestFitness(this.m, primary), metrics, samples: n };
+    const se = binomialSE(primary, items[this.m.metric.name]!);
+    return { fitness: manifestFitness(this.m, primary), metrics, samples: n, ...(se !== undefined ? { se } : {}) };
   }
 
   /** Items for multi-fidelity scoring: accuracy is a mean over items (a per-class metric is not, and is scored whole). */

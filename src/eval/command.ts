@@ -111,6 +111,41 @@ export interface CommandOptions {
 }
 
 /**
+ * The standard error a program reports with its score: a number at `<metric>_stderr` (the name
+ * lm-eval-harness gives it, e.g. acc_stderr), `<metric>_se`, `stderr` or `se`; or, from the spread
+ * of its items, an `item_scores` array of the metric's per-item values: sqrt(s^2 / n), s^2 their
+ * sample variance (./stderr.ts). Undefined when it reports neither.
+ */
+export function commandSE(score: Record<string, unknown>, metric: string): number | undefined {
+  const dot = metric.lastIndexOf('.');
+  const [prefix, leaf] = dot < 0 ? ['', metric] : [metric.slice(0, dot + 1), metric.slice(dot + 1)];
+  for (const name of [`${prefix}${leaf}_stderr`, `${prefix}${leaf}_se`, 'stderr', 'se']) {
+    const v = lookup(score, name);
+    if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v;
+  }
+  const items = score.item_scores;
+  if (Array.isArray(items) && items.length >= 2 && items.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+    const xs = items as number[];
+    const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+    const s2 = xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (xs.length - 1);
+    return Math.sqrt(s2 / xs.length);
+  }
+  return undefined;
+}
+
+/** A number (or object) at a dotted path of a program's answer. */
+function lookup(obj: Record<string, unknown>, path: string): unknown {
+  return path.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), obj);
+}
+
+/** An answer read as the evaluator's result (./protocol.ts readAnswer), with the standard error it reports (commandSE). */
+function answerWithSE(answer: Record<string, unknown>, m: CommandManifest, program: string): EvalResult {
+  const r = readAnswer(answer, m, program);
+  const se = commandSE(answer, m.metric.name);
+  return se === undefined ? r : { ...r, se };
+}
+
+/**
  * The `command` evaluator. One-shot (the default): the program is run on each candidate's
  * folder and prints its answer. Persistent (`persistent: true`): the program is started once,
  * on the first candidate, and kept; each candidate is one request line (src/eval/protocol.ts);
@@ -152,7 +187,7 @@ export class CommandEvaluator implements Evaluator {
 
   async evaluate(_model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult> {
     const { answer, program } = await this.ask(ctx, {});
-    return readAnswer(answer, this.m, program);
+    return answerWithSE(answer, this.m, program);
   }
 
   /** How the program takes a subset of its items (manifest `subset`), or null: every item. */

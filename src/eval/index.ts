@@ -1,4 +1,5 @@
 export * from './types.ts';
+export * from './stderr.ts';
 export * from './manifest.ts';
 export * from './data.ts';
 export * from './classification.ts';

@@ -12,6 +12,8 @@ export interface EvalReport {
   fitness: number | null;
   backend: string;
   samples: number;
+  /** The standard error of the primary metric (./stderr.ts), null when the evaluator cannot know it. */
+  se: number | null;
   seconds: number;
 }
 
@@ -43,6 +45,7 @@ export async function runEval(modelDir: string, options: RunEvalOptions): Promis
         fitness: r.fitness,
         backend: backend?.name ?? 'none',
         samples: r.samples,
+        se: r.se ?? null,
         seconds: (performance.now() - started) / 1000,
       };
     }
@@ -54,8 +57,9 @@ export async function runEval(modelDir: string, options: RunEvalOptions): Promis
     } catch (err) {
       throw new InputError('E_EVAL_DATA', `cannot read ${options.perplexity}: ${(err as Error).message}`);
     }
-    const r = await scorePerplexity(model, model.tokenizer, [text], { onProgress: options.onProgress });
-    return { evaluator: null, metrics: { ...r }, fitness: -r.loss, backend: backend!.name, samples: 1, seconds: (performance.now() - started) / 1000 };
+    // one text: no spread over texts to take a standard error from
+    const { perText: _, ...r } = await scorePerplexity(model, model.tokenizer, [text], { onProgress: options.onProgress });
+    return { evaluator: null, metrics: { ...r }, fitness: -r.loss, backend: backend!.name, samples: 1, se: null, seconds: (performance.now() - started) / 1000 };
   } finally {
     model?.dispose();
     evaluator?.dispose();

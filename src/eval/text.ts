@@ -9,6 +9,7 @@ import type { TextTokenizer } from '../models/tokenizer.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 import { fillTemplate, loadRows, type EvalRow } from './data.ts';
 import { manifestFitness, partialScoring, type ChoiceManifest, type GenerateManifest, type Manifest, type PerplexityManifest } from './manifest.ts';
+import { binomialSE, ratioSE } from './stderr.ts';
 import type { EvalContext, EvalResult, Evaluator, PartialScore } from './types.ts';
 
 function requireLm(m: Manifest, model: RunnableModel | null): { lm: CausalLM; tok: TextTokenizer } {
@@ -21,6 +22,11 @@ function requireLm(m: Manifest, model: RunnableModel | null): { lm: CausalLM; to
     throw new ShapeMismatchError(`the tokenizer can produce ids up to ${lm.tokenizer.size - 1} but the model's vocab_size is ${lm.config.vocabSize}; tokenizer.json does not belong to this model`);
   }
   return { lm, tok: lm.tokenizer };
+}
+
+/** The `se` field of a result, present only when known. */
+function withSE(se: number | undefined): { se?: number } {
+  return se === undefined || !Number.isFinite(se) ? {} : { se };
 }
 
 function primary(m: Manifest, metrics: Record<string, number>, names: string): number {
@@ -189,7 +195,8 @@ export class ChoiceEvaluator extends TextEvaluator<ChoiceManifest> {
   resultOf(p: PartialScore): EvalResult {
     const n = p.count;
     const metrics = { acc: n ? (p.sums.acc ?? 0) / n : 0, acc_norm: n ? (p.sums.acc_norm ?? 0) / n : 0 };
-    return { fitness: manifestFitness(this.m, primary(this.m, metrics, 'acc and acc_norm')), metrics, samples: n };
+    const value = primary(this.m, metrics, 'acc and acc_norm');
+    return { fitness: manifestFitness(this.m, value), metrics, samples: n, ...withSE(binomialSE(value, n)) };
   }
 }
 
@@ -258,7 +265,10 @@ export class GenerateEvaluator extends TextEvaluator<GenerateManifest> {
     }
     const n = rows.length;
     const metrics = { exact_match: n ? right / n : 0, answered: n ? answered / n : 0, generated_tokens: generatedTokens };
-    return { fitness: manifestFitness(this.m, primary(this.m, metrics, 'exact_match and answered')), metrics, samples: n };
+    const value = primary(this.m, metrics, 'exact_match and answered');
+    // exact_match and answered are means of 0/1 items; generated_tokens is a count
+    const se = this.m.metric.name === 'generated_tokens' ? undefined : binomialSE(value, n);
+    return { fitness: manifestFitness(this.m, value), metrics, samples: n, ...withSE(se) };
   }
 }
 
@@ -282,26 +292,53 @@ function perplexityWindows(ids: readonly number[], ctxLen: number): number[][] {
   return windows;
 }
 
-export async function scorePerplexity(lm: CausalLM, tok: TextTokenizer, texts: readonly string[], options: { context?: number; onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {}): Promise<{ loss: number; perplexity: number; bits_per_char: number; tokens: number; characters: number }> {
+export async function scorePerplexity(lm: CausalLM, tok: TextTokenizer, texts: readonly string[], options: { context?: number; onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {}): Promise<{ loss: number; perplexity: number; bits_per_char: number; tokens: number; characters: number; perText: { nll: number[]; tokens: number[]; characters: number[] } }> {
   const ctxLen = windowLength(options.context, lm.config.maxPositions);
   let nll = 0;
   let tokens = 0;
   let characters = 0;
+  const perText = { nll: [] as number[], tokens: [] as number[], characters: [] as number[] };
   for (let d = 0; d < texts.length; d++) {
     options.signal?.throwIfAborted();
     const text = texts[d]!;
-    characters += [...text].length;
+    const chars = [...text].length;
+    characters += chars;
     const windows = perplexityWindows(tok.encode(text), ctxLen);
+    let textNll = 0;
+    let textTokens = 0;
     // A few windows per call: one forward pass over a small batch instead of many tiny ones.
     for (let w = 0; w < windows.length; w += 4) {
       const lps = await lm.tokenLogProbs(windows.slice(w, w + 4));
-      for (const lp of lps) for (const v of lp) nll -= v;
-      for (const win of windows.slice(w, w + 4)) tokens += win.length - 1;
+      for (const lp of lps) for (const v of lp) textNll -= v;
+      for (const win of windows.slice(w, w + 4)) textTokens += win.length - 1;
     }
+    nll += textNll;
+    tokens += textTokens;
+    perText.nll.push(textNll);
+    perText.tokens.push(textTokens);
+    perText.characters.push(chars);
     options.onProgress?.(d + 1, texts.length);
   }
   const loss = tokens ? nll / tokens : 0;
-  return { loss, perplexity: Math.exp(loss), bits_per_char: characters ? nll / Math.LN2 / characters : 0, tokens, characters };
+  return { loss, perplexity: Math.exp(loss), bits_per_char: characters ? nll / Math.LN2 / characters : 0, tokens, characters, perText };
+}
+
+/**
+ * The standard error of a perplexity evaluation's primary metric from the spread over its texts
+ * (./stderr.ts ratioSE: loss and bits_per_char are ratios of sums over texts; perplexity =
+ * exp(loss), by the delta method exp(loss) se(loss)); none for the token count.
+ */
+export function perplexitySE(metric: string, r: Awaited<ReturnType<typeof scorePerplexity>>): number | undefined {
+  if (metric === 'loss') return ratioSE(r.perText.nll, r.perText.tokens);
+  if (metric === 'perplexity') {
+    const se = ratioSE(r.perText.nll, r.perText.tokens);
+    return se === undefined ? undefined : r.perplexity * se;
+  }
+  if (metric === 'bits_per_char') {
+    const se = ratioSE(r.perText.nll, r.perText.characters);
+    return se === undefined ? undefined : se / Math.LN2;
+  }
+  return undefined;
 }
 
 export class PerplexityEvaluator extends TextEvaluator<PerplexityManifest> {
@@ -324,7 +361,7 @@ export class PerplexityEvaluator extends TextEvaluator<PerplexityManifest> {
     const { lm, tok } = requireLm(this.m, model);
     const texts = this.texts();
     const r = await scorePerplexity(lm, tok, texts, { context: this.m.context, onProgress: ctx.onProgress, signal: ctx.signal });
-    const metrics = { ...r };
-    return { fitness: manifestFitness(this.m, primary(this.m, metrics, 'loss, perplexity, bits_per_char and tokens')), metrics, samples: texts.length };
+    const { perText: _, ...metrics } = r;
+    return { fitness: manifestFitness(this.m, primary(this.m, metrics, 'loss, perplexity, bits_per_char and tokens')), metrics, samples: texts.length, ...withSE(perplexitySE(this.m.metric.name, r)) };
   }
 }

@@ -24,6 +24,12 @@ export interface EvalResult {
   metrics: Record<string, number>;
   /** Items scored (windows of text for perplexity count their tokens in `metrics.tokens`). */
   samples: number;
+  /**
+   * The standard error of `fitness` as an estimate of the model's score on unseen items of the
+   * same kind (./stderr.ts): binomial for a mean of 0/1 item scores, from the spread of the item
+   * scores otherwise, as the program reports it for `command`; absent when it cannot be known.
+   */
+  se?: number;
 }
 
 /**

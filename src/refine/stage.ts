@@ -2,7 +2,7 @@
  * The gradient stage (space `refine`) as the search runs it: the search's caller gives it
  * (`gradientStage`, src/search/runtime.ts GradientStage), and the search's one stage loop
  * (src/search/loop.ts runStage) runs it as it runs every stage. Its optimizer starts at the PS
- * stage's best candidate; each ask computes the gradient of the validation loss at the current
+ * stage's best candidate (with the space's `select`, the one chosen on the selection split); each ask computes the gradient of the validation loss at the current
  * point (./gradient.ts) and proposes the next Adam step's genome (./adam.ts), one candidate with
  * operator 'gradient' whose parent is the previous point; the loop scores it like any PS
  * candidate and tells it back. The state (Adam's, with the candidate it started from and the last
@@ -50,7 +50,7 @@ export async function openGradientStage(o: GradientStageOptions) {
   let loss = (o.store.latestGeneration(o.run.id, o.stage)?.state as GradientStageState | undefined)?.loss ?? null;
   return {
     init(): GradientStageState {
-      const best = o.store.best(o.run.id, 1).find((c) => c.stage === 0);
+      const best = o.start ?? o.store.best(o.run.id, 1).find((c) => c.stage === 0);
       if (!best) throw new InputError('E_REFINE_START', 'refine: the PS stage has no successful candidate to refine');
       o.onLog(`refine: ${cfg.steps} Adam steps from candidate ${best.id} (fitness ${best.fitness}), loss ${cfg.loss}, lr ${cfg.lr}, backend ${backend}`);
       return { adam: initRefine(best.genome, { lr: cfg.lr }), from: best.id, loss: null };

@@ -12,6 +12,7 @@ import type { ParamSetting, Recipe } from '../recipe/index.ts';
 import type { CandidateRow, MetricValue, RunRow, RunStore } from '../store/index.ts';
 import type { DfsRecipe } from './dfs.ts';
 import { modelLabel, spaceOf } from './select.ts';
+import type { Chosen } from '../search/select.ts';
 
 export interface CardScores {
   validation: Array<MetricValue & { split: string }>;
@@ -27,6 +28,8 @@ export interface CardInput {
   stacked: Recipe | null;
   scores: CardScores;
   skipped: Array<{ format: string; reason: string }>;
+  /** The run's choice when its space has `select` (src/search/select.ts chosenCandidate). */
+  selection?: Chosen | null;
 }
 
 /** A number for a table: 4 significant digits, integers as they are. */
@@ -136,8 +139,14 @@ export function modelCard(input: CardInput): string {
   const evals = [...new Set(scores.validation.map((m) => m.evaluator))];
   if (evals.length) {
     lines.push(...table(['evaluator', 'split', 'metric', 'value'], scores.validation.map((m) => [m.evaluator, m.split, m.metric, fmt(m.value)])));
-    lines.push('', `Fitness is the weighted sum of the evaluators' fitness (${s.evaluators.map((e) => `${e.id} x ${e.weight}`).join(', ')}).`);
+    lines.push('', `Fitness is the weighted sum of the evaluators' fitness (${s.evaluators.map((e) => `${e.id} x ${e.weight}`).join(', ')}); \`fitness_se\` is an evaluator's standard error (on unseen items of the same kind).`);
   } else lines.push('No metrics stored for this candidate.');
+  const sel = input.selection;
+  if (sel && sel.selectionFitness !== null) {
+    lines.push('', sel.candidate.id === c.id
+      ? `Chosen on a second split (\`select:\` rows above): the run's top ${sel.pool} candidates on the search's fitness were scored on the selection split and this one was the best there (rule ${sel.rule}). Search fitness ${fmt(sel.searchFitness)}, selection split ${fmt(sel.selectionFitness)}${sel.selectionSE !== null ? ` +- ${fmt(sel.selectionSE)}` : ''}: the optimism of the search is ${fmt(sel.optimism)}${sel.reference ? ` (its gain over the best fixed recipe, candidate ${sel.reference.id}, is ${fmt(sel.searchFitness - sel.reference.searchFitness)} on the search's split and ${fmt(sel.selectionFitness - sel.reference.selectionFitness)} on the selection split)` : ' (search fitness minus the selection score)'}.${sel.searchBest.id !== c.id ? ` The search's own maximum was candidate ${sel.searchBest.id} (fitness ${fmt(sel.searchBest.fitness)}).` : ''}`
+      : `This is not the run's chosen candidate: the run chose candidate ${sel.candidate.id} on its selection split (selection ${fmt(sel.selectionFitness)}).`);
+  }
   lines.push('');
   if (scores.test) {
     lines.push('Test split (scored after the search, never seen by it):', '', ...table(['task', 'score'], Object.entries(scores.test).map(([k, v]) => [k, fmt(v)])));

@@ -10,6 +10,8 @@ import { lineageChain } from './card.ts';
 import type { SourceBaseline } from './scores.ts';
 import { isMultiObjective, modelLabel, paretoFront, spaceOf } from './select.ts';
 import type { ParamSetting, Recipe } from '../recipe/index.ts';
+import { FITNESS_SE } from '../candidate/index.ts';
+import { chosenCandidate, isSelectionMetric, SELECTION } from '../search/select.ts';
 
 export interface FitnessPoint { n: number; id: number; stage: number; fitness: number }
 
@@ -33,8 +35,16 @@ export interface ReportData {
   pareto: { objectives: string[]; points: Array<{ id: number; x: number; y: number; front: boolean }> } | null;
   /** Chart 7. */
   timing: { points: Array<{ n: number; id: number; seconds: number | null; failed: boolean; reused: boolean }>; failures: Array<{ n: number; count: number }> };
-  /** The HTML tables. */
-  top: Array<{ id: number; stage: number; generation: number; operator: string; fitness: number; metrics: Record<string, number | null> }>;
+  /** The HTML tables; `selection`: the candidate's score on the selection split (space select), null when not scored. */
+  top: Array<{ id: number; stage: number; generation: number; operator: string; fitness: number; selection: number | null; metrics: Record<string, number | null> }>;
+  /**
+   * The run's chosen candidate when its space has `select` (src/search/select.ts): both its
+   * scores and the optimism of the search; null for a run that exports the search's maximum.
+   */
+  selection: {
+    candidate: number; rule: string; pool: number; searchFitness: number; selectionFitness: number | null; optimism: number | null;
+    searchBest: { id: number; fitness: number }; reference: { id: number; searchFitness: number; selectionFitness: number } | null;
+  } | null;
   baselines: SourceBaseline[];
 }
 
@@ -91,7 +101,7 @@ export function fitnessSeries(ordered: ReadonlyArray<CandidateRow & { n: number 
 
 /** The primary metric of an evaluator: its first metric other than `fitness` (fitness when it has none). */
 export function primaryMetric(metrics: ReadonlyArray<{ evaluator: string; metric: string }>, evaluator: string): string {
-  return metrics.find((m) => m.evaluator === evaluator && m.metric !== 'fitness')?.metric ?? 'fitness';
+  return metrics.find((m) => m.evaluator === evaluator && m.metric !== 'fitness' && m.metric !== FITNESS_SE)?.metric ?? 'fitness';
 }
 
 function numericSetting(s: ParamSetting | undefined): Array<{ filter: string | null; value: number | null }> {
@@ -168,7 +178,10 @@ export function reportData(store: RunStore, run: RunRow, baselines: readonly Sou
   });
 
   const done = all.filter((c) => c.state === 'done' && c.fitness !== null && isFullFidelity(c)).sort((a, b) => b.fitness! - a.fitness! || a.id - b.id);
-  const bestPs = done.find((c) => !isDfsRecipe(c.recipe));
+  // the run's result: with select the chosen candidate, drawn in place of the search's maximum
+  const chosen = (run.space as { space?: { select?: unknown } } | null)?.space?.select ? chosenCandidate(store, run) : null;
+  const first = chosen ? [chosen.candidate, ...done.filter((c) => c.id !== chosen.candidate.id)] : done;
+  const bestPs = first.find((c) => !isDfsRecipe(c.recipe));
   let parameters: ReportData['parameters'] = null;
   if (bestPs) {
     try {
@@ -177,7 +190,7 @@ export function reportData(store: RunStore, run: RunRow, baselines: readonly Sou
       parameters = null;
     }
   }
-  const bestDfs = done.find((c) => isDfsRecipe(c.recipe));
+  const bestDfs = first.find((c) => isDfsRecipe(c.recipe));
   const dfsPath: ReportData['dfsPath'] = bestDfs
     ? (() => {
         const r = bestDfs.recipe as DfsRecipe;
@@ -185,7 +198,7 @@ export function reportData(store: RunStore, run: RunRow, baselines: readonly Sou
       })()
     : null;
 
-  const best = done[0];
+  const best = first[0];
   let lineage: ReportData['lineage'] = null;
   if (best) {
     const { chain } = lineageChain(store, best.id, Infinity);
@@ -218,7 +231,8 @@ export function reportData(store: RunStore, run: RunRow, baselines: readonly Sou
 
   const top = done.slice(0, topK).map((c) => ({
     id: c.id, stage: c.stage, generation: c.generation, operator: c.operator, fitness: c.fitness!,
-    metrics: Object.fromEntries(metrics(c.id).filter((m) => m.metric !== 'fitness').map((m) => [`${m.evaluator} ${m.metric}`, m.value])),
+    selection: metrics(c.id).find((m) => m.evaluator === SELECTION && m.metric === 'fitness')?.value ?? null,
+    metrics: Object.fromEntries(metrics(c.id).filter((m) => m.metric !== 'fitness' && m.metric !== FITNESS_SE && !isSelectionMetric(m)).map((m) => [`${m.evaluator} ${m.metric}`, m.value])),
   }));
 
   return {
@@ -232,5 +246,9 @@ export function reportData(store: RunStore, run: RunRow, baselines: readonly Sou
     timing: { points: timingPoints, failures },
     top,
     baselines: [...baselines],
+    selection: chosen ? {
+      candidate: chosen.candidate.id, rule: chosen.rule, pool: chosen.pool, searchFitness: chosen.searchFitness, selectionFitness: chosen.selectionFitness,
+      optimism: chosen.optimism, searchBest: { id: chosen.searchBest.id, fitness: chosen.searchBest.fitness! }, reference: chosen.reference,
+    } : null,
   };
 }

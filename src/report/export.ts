@@ -20,6 +20,7 @@ import { ExportError, ExportNotSupportedError } from './errors.ts';
 import { modelCard, type CardScores } from './card.ts';
 import { mergeToDisk, type MergeResult } from './merge-folder.ts';
 import { selectCandidates, spaceOf, type Selection } from './select.ts';
+import { chosenCandidate, isSelectionMetric, SELECTION, selectionSettings } from '../search/select.ts';
 
 export const EXPORT_FORMATS = ['recipe', 'mergekit', 'model', 'card'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -115,21 +116,30 @@ function storedScores(store: RunStore, run: RunRow, c: CandidateRow): CardScores
       splits.set(e.id, 'search');
     }
   }
-  return store.metrics(c.id).map((m) => ({ ...m, split: splits.get(m.evaluator) ?? 'search' }));
+  // selection scores (space select) carry their evaluator's split too
+  for (const e of (run.space as { selectEvaluators?: Array<{ id: string; manifest: string }> } | null)?.selectEvaluators ?? []) {
+    try {
+      splits.set(`${SELECTION}:${e.id}`, loadManifest(e.manifest).split);
+    } catch {
+      splits.set(`${SELECTION}:${e.id}`, 'selection');
+    }
+  }
+  return store.metrics(c.id).map((m) => ({ ...m, split: splits.get(m.evaluator) ?? (isSelectionMetric(m) ? 'selection' : 'search') }));
 }
 
 /** Export the selected candidates of a run into `dir`. */
 export async function exportCandidates(store: RunStore, run: RunRow, dir: string, options: ExportOptions = {}): Promise<ExportedCandidate[]> {
   const formats = options.formats ?? EXPORT_FORMATS;
   const log = options.onLog ?? (() => {});
-  const chosen = selectCandidates(store, run, options);
+  const selected = selectCandidates(store, run, options);
+  const chosen = selectionSettings(run.space) ? chosenCandidate(store, run) : null;
   const root = resolve(dir);
   const out: ExportedCandidate[] = [];
-  for (const c of chosen) {
+  for (const c of selected) {
     const cdir = join(root, `candidate-${c.id}`);
     if (!emptyOrAbsent(cdir)) throw new ExportError('E_OUTPUT_EXISTS', `${cdir}: exists and is not empty; choose another -o folder or empty it`);
   }
-  for (const c of chosen) {
+  for (const c of selected) {
     const cdir = join(root, `candidate-${c.id}`);
     mkdirSync(cdir, { recursive: true });
     const files: string[] = [];
@@ -197,7 +207,7 @@ export async function exportCandidates(store: RunStore, run: RunRow, dir: string
       const test = options.testScores ? await options.testScores(c, ps) : null;
       const card = modelCard({
         store, run, candidate: c, recipe: ps, dfs, stacked: stacking?.recipe ?? null,
-        scores: { validation: storedScores(store, run, c), test }, skipped,
+        scores: { validation: storedScores(store, run, c), test }, skipped, selection: chosen,
       });
       writeFileAtomic(join(cdir, 'README.md'), card);
       files.push(join(cdir, 'README.md'));

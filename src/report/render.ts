@@ -69,7 +69,12 @@ function htmlTable(head: string[], rows: string[][]): string {
 /** The self-contained HTML report: every chart on a canvas, the top candidates and the baselines. */
 export function reportHtml(data: ReportData, charts: readonly ChartSpec[]): string {
   const metricCols = [...new Set(data.top.flatMap((t) => Object.keys(t.metrics)))];
-  const top = htmlTable(['candidate', 'stage', 'generation', 'operator', 'fitness', ...metricCols], data.top.map((t) => [String(t.id), String(t.stage), String(t.generation), t.operator, fmt(t.fitness), ...metricCols.map((c) => fmt(t.metrics[c]))]));
+  const withSel = data.top.some((t) => t.selection !== null);
+  const top = htmlTable(['candidate', 'stage', 'generation', 'operator', 'fitness', ...(withSel ? ['selection split'] : []), ...metricCols], data.top.map((t) => [`${t.id}${data.selection?.candidate === t.id ? ' (chosen)' : ''}`, String(t.stage), String(t.generation), t.operator, fmt(t.fitness), ...(withSel ? [fmt(t.selection)] : []), ...metricCols.map((c) => fmt(t.metrics[c]))]));
+  const sel = data.selection;
+  const selection = !sel ? '' : sel.selectionFitness === null
+    ? `<p>Chosen candidate: ${sel.candidate}, by the rule ${esc(sel.rule)} over the top ${sel.pool} on the search's fitness (its fitness ${fmt(sel.searchFitness)}; the search's maximum is candidate ${sel.searchBest.id}, ${fmt(sel.searchBest.fitness)}).</p>`
+    : `<h2>Selection on a second split</h2>\n<p>The top ${sel.pool} candidates on the search's fitness were scored on the selection split; the chosen one (rule ${esc(sel.rule)}) is candidate ${sel.candidate}: search fitness ${fmt(sel.searchFitness)}, selection split ${fmt(sel.selectionFitness)}, optimism of the search ${fmt(sel.optimism)}${sel.reference ? ` (gains over the best fixed recipe, candidate ${sel.reference.id}: ${fmt(sel.searchFitness - sel.reference.searchFitness)} on the search's split, ${fmt(sel.selectionFitness - sel.reference.selectionFitness)} on the selection split)` : ' (search fitness minus selection score)'}. The search's maximum is candidate ${sel.searchBest.id} (${fmt(sel.searchBest.fitness)}).</p>`;
   const evalIds = data.run.evaluators.map((e) => e.id);
   const baselines = data.baselines.length
     ? htmlTable(['source model', 'fitness', ...evalIds.map((e) => `${e} fitness`)], data.baselines.map((b) => [b.label, b.error ? `failed: ${b.error}` : fmt(b.fitness), ...evalIds.map((e) => fmt(b.metrics[e]?.fitness))]))
@@ -101,6 +106,7 @@ canvas { border: 1px solid #eee; }
 <p>Mode ${esc(data.run.mode)}, objective ${esc(data.run.objective)}, status ${esc(data.run.status)}; candidates: ${esc(counts)}; ${esc(items)}.</p>
 <h2>Top candidates</h2>
 ${top}
+${selection}
 <h2>Baselines: the source models scored by the run's evaluators</h2>
 ${baselines}
 ${fixed}

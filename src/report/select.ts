@@ -5,6 +5,7 @@
 import type { CandidateRow, RunRow, RunStore } from '../store/index.ts';
 import { dominates } from '../optim/index.ts';
 import { ExportError } from './errors.ts';
+import { chosenCandidate, selectionSettings } from '../search/select.ts';
 
 /** The resolved space a run records (src/search/resolve.ts ResolvedSpace), as far as reports read it. */
 export interface RunSpaceView {
@@ -48,7 +49,10 @@ export interface Selection {
   top?: number;
 }
 
-/** The candidates a selection names: one id, the best, the top K (the Pareto front, at most K, for a multi-objective run). */
+/**
+ * The candidates a selection names: one id, the best (the run's chosen candidate, with the
+ * space's `select`), the top K (the Pareto front, at most K, for a multi-objective run).
+ */
 export function selectCandidates(store: RunStore, run: RunRow, sel: Selection): CandidateRow[] {
   const given = [sel.candidate !== undefined, sel.best === true, sel.top !== undefined].filter(Boolean).length;
   if (given > 1) throw new ExportError('E_EXPORT_SELECTION', 'give only one of --candidate ID, --best or --top K');
@@ -64,7 +68,8 @@ export function selectCandidates(store: RunStore, run: RunRow, sel: Selection): 
     if (rows.length === 0) throw new ExportError('E_EXPORT_EMPTY', `run '${run.name}' has no scored candidate yet`);
     return rows;
   }
-  const best = store.best(run.id, 1);
+  // the run's chosen candidate: with the space's select, the best on the selection split (src/search/select.ts)
+  const best = selectionSettings(run.space) ? [chosenCandidate(store, run)?.candidate].filter((c): c is CandidateRow => !!c) : store.best(run.id, 1);
   if (best.length === 0) throw new ExportError('E_EXPORT_EMPTY', `run '${run.name}' has no scored candidate yet`);
   return best;
 }

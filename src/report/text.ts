@@ -162,14 +162,17 @@ function wrap(text: string, width: number): string[] {
  * `evomerge best <run>` as a table: id, fitness, stage, generation, method and a summary of the
  * recipe (recipeSummary), wrapped to 100 columns; the last line says where the full recipes are.
  */
-export function bestTable(run: RunRow, candidates: ReadonlyArray<{ id: number; stage: number; generation: number; fitness: number; recipe: unknown }>, scored: number, top: number): string[] {
+export function bestTable(run: RunRow, candidates: ReadonlyArray<{ id: number; stage: number; generation: number; fitness: number; recipe: unknown; selection?: number | null; chosen?: boolean }>, scored: number, top: number): string[] {
+  // a run with a selection split (space select) shows each candidate's score there, and which one was chosen
+  const withSel = candidates.some((c) => c.selection !== undefined && c.selection !== null);
   const rows = candidates.map((c) => {
     const s = recipeSummary(run, c.recipe);
-    return { cells: [String(c.id), c.fitness.toFixed(4), String(c.stage), String(c.generation), s.method], parameters: s.parameters };
+    const id = `${c.chosen ? '*' : ''}${c.id}`;
+    return { cells: [id, c.fitness.toFixed(4), ...(withSel ? [c.selection === null || c.selection === undefined ? '-' : c.selection.toFixed(4)] : []), String(c.stage), String(c.generation), s.method], parameters: s.parameters };
   });
-  const head = ['id', 'fitness', 'stage', 'gen', 'method'];
+  const head = ['id', 'fitness', ...(withSel ? ['selection'] : []), 'stage', 'gen', 'method'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r.cells[i]!.length)));
-  const right = [true, true, true, true, false];
+  const right = [true, true, ...(withSel ? [true] : []), true, true, false];
   const cells = (r: string[]) => r.map((x, i) => (right[i] ? x.padStart(widths[i]!) : x.padEnd(widths[i]!))).join('  ');
   const indent = widths.reduce((a, b) => a + b + 2, 0);
   const width = Math.max(30, TEXT_WIDTH - indent);
@@ -181,6 +184,7 @@ export function bestTable(run: RunRow, candidates: ReadonlyArray<{ id: number; s
     const [first, ...rest] = wrap(r.parameters, width);
     lines.push(`${cells(r.cells)}  ${first}`.trimEnd(), ...rest.map((x) => `${' '.repeat(indent)}${x}`));
   }
+  if (candidates.some((c) => c.chosen)) lines.push(`* the run's chosen candidate (space select${withSel ? ': the best of the top candidates on the selection split' : ': its rule over the top candidates'}), what export --best writes; the others follow by fitness`);
   lines.push(`the recipes and metrics: evomerge best ${run.name}${top !== 1 ? ` --top ${top}` : ''} --json; export: evomerge export ${run.name} --candidate ${candidates[0]?.id ?? '<id>'}`);
   return lines;
 }

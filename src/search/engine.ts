@@ -21,6 +21,8 @@ import { resolveSpace, type ResolvedSpace } from './resolve.ts';
 import { budgetOf, effectiveSpace, legacySettings, resumeSettings, settingsOf, type SettingFlags } from './settings.ts';
 import { dfsStage, psStage, sourceCatalogues, type StagePlan } from './stages.ts';
 import type { GradientStage, QueueRuntime, QueueTarget, SearchRuntime } from './runtime.ts';
+import { noiseCheck, noiseLines } from './noise.ts';
+import { chosenCandidate, partsOf, scoreSelection, selectionSettings, type Chosen } from './select.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -52,7 +54,10 @@ export interface SearchOptions extends SettingFlags {
 export interface SearchResult {
   run: RunRow;
   stages: Array<StageSummary & { stage: number; kind: 'ps' | 'dfs' }>;
+  /** The run's chosen candidate: the search's best, or with `select` the best on the selection split (./select.ts). */
   best: CandidateRow | null;
+  /** How the chosen candidate was chosen, with both its scores (null: nothing succeeded). */
+  chosen?: Chosen | null;
   /** Why the session ended: the stages' stop reasons, or why it was stopped. */
   reason?: string;
   /** `resume` of a finished run that nothing extends: nothing was evaluated. */
@@ -124,9 +129,13 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     if (space.fidelity) log(fidelityLine(r));
     const budget = budgetOf(space);
     o.onEvent?.({ type: 'stage', stage: plan.stage, kind: plan.kind, dimension: plan.problem.dimension, budget: budget.evaluations ?? null, threads, run: run.name, used: store.stageCost(run.id, plan.stage) });
+    const noise = noiseChecker(store, run, r, plan.stage, budget.evaluations, log);
     try {
       const summary = await runStage(store, run, plan.problem, runner, {
-        budget, signal: o.signal, failFast: o.failFast, onEvent: (e) => o.onEvent?.({ ...e, stage: plan.stage }),
+        budget, signal: o.signal, failFast: o.failFast, onEvent: (e) => {
+          if (e.type === 'result') noise(e.candidate);
+          o.onEvent?.({ ...e, stage: plan.stage });
+        },
       });
       store.event(run.id, 'stage', `stage ${plan.stage} ended: ${summary.reason}`, { utilisation: runner.utilisation(), ...summary, best: summary.best?.id ?? null });
       log(itemsLine(store, run, plan.stage));
@@ -139,41 +148,110 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     }
   };
 
+  // selection on a second split at the end of each stage (space select, ./select.ts)
+  const selection = selectionSettings(r);
+  const select = async (plan: StagePlan, s: StageSummary, stage: number): Promise<StageSummary> => {
+    if (!selection || s.reason === 'stopped') return s;
+    if (selection.evaluators) {
+      const runner = o.runtime.local({ data: { sources: plan.sources, evaluators: selection.evaluators, backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true }, workers: space.workers, timeoutMs: space.timeout_seconds * 1000 });
+      try {
+        const done = await scoreSelection({
+          store, run, stage, settings: selection, runner, signal: o.signal, onLog: log,
+          // the candidate's recipe scored in full on the selection evaluators (no race, no injected fault)
+          task: (c) => {
+            const { candidateId: _id, fidelity: _f, ...task } = plan.problem.prepare(c.genome, { id: c.id, proposalId: c.proposalId }).task;
+            return task as CandidateTask;
+          },
+        });
+        if (done.reason === 'stopped') return { ...s, reason: 'stopped' };
+      } finally {
+        await runner.close();
+      }
+    }
+    const chosen = chosenCandidate(store, run, { stages: [stage] });
+    if (chosen) {
+      const line = selectionLine(chosen, stage);
+      log(line);
+      store.event(run.id, 'select', line, { stage, candidate: chosen.candidate.id, searchBest: chosen.searchBest.id, searchFitness: chosen.searchFitness, selectionFitness: chosen.selectionFitness, optimism: chosen.optimism, rule: chosen.rule, pool: chosen.pool });
+    }
+    return s;
+  };
+  const finish = (): SearchResult => {
+    const chosen = chosenCandidate(store, run);
+    return { run, stages, best: chosen?.candidate ?? null, chosen };
+  };
+
   const dfsOptimizer = space.dfs_optimizer ?? space.optimizer;
   if (space.mode === 'ps' || space.mode === 'hybrid') {
     const plan = psStage(r, sources, 0);
     recordWarmStart(store, run, plan);
-    const s = await execute(plan);
+    const s = await select(plan, await execute(plan), 0);
     stages.push({ ...s, stage: 0, kind: 'ps' });
-    if (s.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
+    if (s.reason === 'stopped') return finish();
     if (space.refine) {
+      // with select, the gradient stage starts from the PS stage's chosen candidate
+      const start = selection ? chosenCandidate(store, run, { stages: [0] })?.candidate : undefined;
       // every evaluator a command: the steps are scored on one evaluation slot of this process (a persistent program lives there)
       const p = memory.pipeline;
       const evaluation = p ? { slots: p.slots.slice(0, 1), ahead: 1, candidateDir: p.candidateDir, logDir: join(dirname(store.path), 'evaluators') } : undefined;
-      const rs = await gradientStage(store, run, r, plan, o, evaluation);
+      const rs = await select(plan, await gradientStage(store, run, r, plan, o, start, evaluation), 1);
       stages.push({ ...rs, stage: 1, kind: 'ps' });
-      if (rs.reason === 'stopped') return { run, stages, best: store.best(run.id)[0] ?? null };
+      if (rs.reason === 'stopped') return finish();
     }
   }
   if (space.mode === 'dfs') {
-    const s = await execute(dfsStage(r, sources, r.models, 0, dfsOptimizer));
+    const plan = dfsStage(r, sources, r.models, 0, dfsOptimizer);
+    const s = await select(plan, await execute(plan), 0);
     stages.push({ ...s, stage: 0, kind: 'dfs' });
   } else if (space.mode === 'hybrid') {
     // the PS stage's best merged model becomes source 0 of the DFS stage (Sakana AI 2024, section 3.3)
     // a DFS stage already begun keeps its source, even if a resume with a larger budget found a better PS candidate since
     const begun = store.candidates(run.id, { stage: 1 })[0]?.recipe as { sources?: Array<{ path: string }> } | undefined;
     const begunId = /^ps-best:candidate-(\d+)$/.exec(begun?.sources?.[0]?.path ?? '')?.[1];
+    // with select, the PS stage's chosen candidate (the best on the selection split)
     const best = (begunId !== undefined ? store.candidate(Number(begunId)) : undefined)
+      ?? (selection ? chosenCandidate(store, run, { stages: [0] })?.candidate : undefined)
       ?? store.best(run.id, 1).find((c) => c.stage === 0) ?? store.candidates(run.id, { stage: 0, state: 'done' }).sort((a, b) => (b.fitness ?? -Infinity) - (a.fitness ?? -Infinity))[0];
     if (!best) throw new InputError('E_HYBRID', 'the parameter-space stage produced no successful candidate, so the data-flow stage has no merged model to start from');
     const key = `ps-best:candidate-${best.id}`;
     const merged = mergedSourceModel(key, best.recipe as Recipe, sources);
     const stageSources: SourceModels = { ...sources, [key]: merged };
     const names = [{ name: `ps-best (candidate ${best.id})`, path: key }, ...r.models];
-    const s = await execute(dfsStage(r, stageSources, names, 1, dfsOptimizer));
+    const plan = dfsStage(r, stageSources, names, 1, dfsOptimizer);
+    const s = await select(plan, await execute(plan), 1);
     stages.push({ ...s, stage: 1, kind: 'dfs' });
   }
-  return { run, stages, best: store.best(run.id)[0] ?? null };
+  return finish();
+}
+
+/** The search log's line on a stage's selection. */
+function selectionLine(c: Chosen, stage: number): string {
+  const f = (x: number) => x.toFixed(4);
+  if (c.selectionFitness === null) {
+    return `select (stage ${stage}): candidate ${c.candidate.id} by ${c.rule} over the top ${c.pool} on the search's fitness (fitness ${f(c.searchFitness)}, ${c.rule} value ${f(c.value)}; the search's maximum is candidate ${c.searchBest.id}, ${f(c.searchBest.fitness!)})`;
+  }
+  const ref = c.reference ? `; against the best fixed recipe (candidate ${c.reference.id}): ${(c.searchFitness - c.reference.searchFitness) >= 0 ? '+' : ''}${f(c.searchFitness - c.reference.searchFitness)} on the search's split, ${(c.selectionFitness - c.reference.selectionFitness) >= 0 ? '+' : ''}${f(c.selectionFitness - c.reference.selectionFitness)} on the selection split` : '';
+  return `select (stage ${stage}): candidate ${c.candidate.id} is the best of the top ${c.pool} on the selection split (${c.rule}): search fitness ${f(c.searchFitness)}, selection ${f(c.selectionFitness)}${c.selectionSE !== null ? ` +- ${f(c.selectionSE)}` : ''}, optimism ${f(c.optimism!)}${ref}${c.searchBest.id !== c.candidate.id ? ` (the search's maximum, candidate ${c.searchBest.id}, ${f(c.searchBest.fitness!)}, was not chosen)` : ''}`;
+}
+
+/**
+ * The noise check of a stage (./noise.ts), made once per run and stage on its first result
+ * scored on every item: each evaluator's standard error from that candidate, against the space's
+ * noise.gain for the stage's planned candidates (the budget). Recorded as an event of kind
+ * 'noise', so a resumed run does not repeat it.
+ */
+function noiseChecker(store: RunStore, run: RunRow, r: ResolvedSpace, stage: number, planned: number | undefined, log: (l: string) => void): (c: CandidateRow) => void {
+  let done = planned === undefined || planned < 2 || store.events(run.id, 1_000_000).some((e) => e.kind === 'noise' && (e.data as { stage?: number } | null)?.stage === stage);
+  return (c) => {
+    if (done || c.state !== 'done' || c.fidelity !== null && c.fidelity < 1) return;
+    const parts = partsOf(store.metrics(c.id), r.evaluators);
+    if (!parts) return;
+    done = true;
+    const check = noiseCheck(parts, planned!, r.space.noise?.gain ?? 0.01);
+    const lines = noiseLines(check);
+    for (const l of lines) log(l);
+    store.event(run.id, 'noise', lines.join('\n') || 'noise: no evaluator reports a standard error', { stage, candidate: c.id, ...check });
+  };
 }
 
 /**
@@ -202,13 +280,13 @@ function recordWarmStart(store: RunStore, run: RunRow, plan: StagePlan): void {
  * local thread whatever the run's workers or queue, with no budget but its steps and no fail-fast;
  * its log has one line per step instead of the loop's progress events.
  */
-async function gradientStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan: StagePlan, o: SearchOptions, evaluation?: EvaluationPlan): Promise<StageSummary> {
+async function gradientStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan: StagePlan, o: SearchOptions, start?: CandidateRow, evaluation?: EvaluationPlan): Promise<StageSummary> {
   const log = o.onLog ?? (() => {});
   const stage = 1;
   const runner = o.runtime.local({ data: { sources: plan.sources, evaluators: r.evaluators, backend: r.space.backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true }, workers: 1, timeoutMs: r.space.timeout_seconds * 1000, ...(evaluation ? { evaluation } : {}) });
   let own: Awaited<ReturnType<GradientStage['open']>> | null = null;
   try {
-    own = await gradientRuntime(o).open({ store, run, stage, space: r.space, evaluators: r.evaluators, sources: plan.sources, configFrom: r.base ?? r.models[0]!.path, codec: plan.codec!, onLog: log });
+    own = await gradientRuntime(o).open({ store, run, stage, space: r.space, evaluators: r.evaluators, sources: plan.sources, configFrom: r.base ?? r.models[0]!.path, codec: plan.codec!, onLog: log, ...(start ? { start } : {}) });
     const problem: StageProblem<CandidateTask> = {
       stage, dimension: plan.problem.dimension, optimizer: { id: 'adam', options: r.space.refine }, own,
       prepare: (genome, c) => plan.problem.prepare(genome, { id: c.id, proposalId: c.proposalId }),
@@ -352,7 +430,8 @@ export async function resumeSearch(runName: string, options: SearchOptions & { d
     if (run.status === 'finished') {
       const more = settings.budget.evaluations !== undefined && (saved.budget.evaluations === undefined || settings.budget.evaluations > saved.budget.evaluations);
       const anotherSession = options.budget?.seconds !== undefined && /budget: time/.test(run.stopReason ?? '');
-      if (!more && !anotherSession) return { run, stages: [], best: store.best(run.id)[0] ?? null, reason: run.stopReason ?? 'finished', alreadyFinished: true, dbPath };
+      const chosen = chosenCandidate(store, run);
+      if (!more && !anotherSession) return { run, stages: [], best: chosen?.candidate ?? null, chosen, reason: run.stopReason ?? 'finished', alreadyFinished: true, dbPath };
     }
     const resolved = effectiveSpace(run.space as ResolvedSpace, settings);
     for (const p of [resolved.base, ...resolved.models.map((m) => m.path)]) {

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import { runState, RunStore, type CandidateRow, type MetricValue, type RunRow, type RunSettings, type RunState } from '../store/index.ts';
 import { defaultDbPath } from './engine.ts';
+import { chosenCandidate, SELECTION, selectionSettings } from './select.ts';
 
 export function openRun(runName: string, dbPath?: string): { store: RunStore; run: RunRow; dbPath: string } {
   const path = dbPath ? resolve(dbPath) : defaultDbPath(runName);
@@ -36,6 +37,12 @@ export interface RunStatus {
   counts: Record<string, number>;
   evaluationsPerMinute: number | null;
   best: { id: number; stage: number; generation: number; fitness: number } | null;
+  /**
+   * With the space's `select`: the chosen candidate (what export --best writes), its search
+   * fitness and selection score, and the optimism of the search (./select.ts Chosen); null
+   * without select, or before any candidate succeeded.
+   */
+  selected: { id: number; stage: number; rule: string; pool: number; searchFitness: number; selectionFitness: number | null; selectionSE: number | null; optimism: number | null; reference: { id: number; searchFitness: number; selectionFitness: number } | null } | null;
   failures: Array<{ id: number; error: string }>;
   stages: number[];
   /** Items the evaluators scored (all candidates); with `fidelity`, finished candidates by the fraction of items their score rests on. */
@@ -47,12 +54,14 @@ export function runStatus(store: RunStore, run: RunRow, dbPath: string): RunStat
   const finished = all.filter((c) => c.finishedAt && c.reusedFrom === null).map((c) => Date.parse(c.finishedAt!)).sort((a, b) => a - b);
   const spanMin = finished.length >= 2 ? (finished[finished.length - 1]! - finished[0]!) / 60_000 : 0;
   const best = store.best(run.id, 1)[0];
+  const chosen = selectionSettings(run.space) ? chosenCandidate(store, run) : null;
   return {
     run: run.name, db: dbPath, status: runState(run), reason: run.status === 'running' ? null : run.stopReason, error: run.error,
     owner: run.owner ? { pid: run.owner.pid, host: run.owner.host, startedAt: run.owner.startedAt, heartbeatAt: run.heartbeatAt } : null,
     settings: run.settings, createdAt: run.createdAt, updatedAt: run.updatedAt, counts: store.counts(run.id),
     evaluationsPerMinute: spanMin > 0 ? (finished.length - 1) / spanMin : null,
     best: best ? { id: best.id, stage: best.stage, generation: best.generation, fitness: best.fitness! } : null,
+    selected: chosen ? { id: chosen.candidate.id, stage: chosen.candidate.stage, rule: chosen.rule, pool: chosen.pool, searchFitness: chosen.searchFitness, selectionFitness: chosen.selectionFitness, selectionSE: chosen.selectionSE, optimism: chosen.optimism, reference: chosen.reference } : null,
     failures: all.filter((c) => c.state === 'failed').slice(-5).map((c) => ({ id: c.id, error: c.error ?? '' })),
     stages: [...new Set(all.map((c) => c.stage))],
     items: (({ items, byFidelity }) => ({ evaluations: items, byFidelity }))(store.itemEvaluations(run.id)),
@@ -64,15 +73,28 @@ export interface BestEntry {
   stage: number;
   generation: number;
   fitness: number;
+  /** The candidate's score on the selection split (space select); null when it was not scored there, absent for a run without select. */
+  selection?: number | null;
+  /** The run's chosen candidate (space select): listed first. */
+  chosen?: boolean;
   recipeHash: string;
   recipe: unknown;
   metrics: MetricValue[];
 }
 
+/**
+ * The run's best candidates by fitness; with `select` the chosen candidate (./select.ts) first,
+ * then the best others by fitness, each with its selection score.
+ */
 export function bestCandidates(store: RunStore, run: RunRow, top: number): BestEntry[] {
-  return store.best(run.id, top).map((c: CandidateRow) => ({
-    id: c.id, stage: c.stage, generation: c.generation, fitness: c.fitness!, recipeHash: c.recipeHash, recipe: c.recipe, metrics: store.metrics(c.id),
-  }));
+  const settings = selectionSettings(run.space);
+  const chosen = settings ? chosenCandidate(store, run)?.candidate ?? null : null;
+  const rows = chosen ? [chosen, ...store.best(run.id, top).filter((c) => c.id !== chosen.id)].slice(0, top) : store.best(run.id, top);
+  return rows.map((c: CandidateRow) => {
+    const metrics = store.metrics(c.id);
+    const selection = settings?.evaluators ? { selection: metrics.find((m) => m.evaluator === SELECTION && m.metric === 'fitness')?.value ?? null } : {};
+    return { id: c.id, stage: c.stage, generation: c.generation, fitness: c.fitness!, ...selection, ...(chosen ? { chosen: c.id === chosen.id } : {}), recipeHash: c.recipeHash, recipe: c.recipe, metrics };
+  });
 }
 
 /** Every run database under a folder (default runs/): runs/<name>/run.sqlite. */

@@ -20,7 +20,14 @@ export interface ResolvedSpace {
   keep: Record<string, string>;
   /** The user asked to tune on test splits (--allow-test-split). */
   allowTestSplit: boolean;
+  /**
+   * The space's `select.evaluators` (a second split the top candidates of each stage are scored
+   * on, src/search/select.ts); absent: none (a run recorded before selection existed has none).
+   */
+  selectEvaluators?: EvaluatorSpec[];
 }
+
+type EvaluatorRef = { manifest?: string; task?: string; split?: string; weight: number };
 
 export function resolveSpace(space: SearchSpace, spacePath: string | null, allowTestSplit = false): ResolvedSpace {
   let base = space.base ? resolve(space.base) : null;
@@ -38,21 +45,33 @@ export function resolveSpace(space: SearchSpace, spacePath: string | null, allow
     base = base ?? join(zooDir, zoo.base);
     if (models.length === 0) models = zoo.models.map((m) => ({ name: m.name, path: join(zooDir!, m.path) }));
   }
-  const refs: Array<{ manifest?: string; task?: string; weight: number }> = space.evaluators ?? zoo!.tasks.map((t) => ({ task: t.name, weight: 1 }));
-  const evaluators = refs.map((ref): EvaluatorSpec => {
+  const refs: EvaluatorRef[] = space.evaluators ?? zoo!.tasks.map((t) => ({ task: t.name, weight: 1 }));
+  const toSpec = (where: string) => (ref: EvaluatorRef): EvaluatorSpec => {
     if (ref.task) {
       const t = zoo?.tasks.find((x) => x.name === ref.task);
-      if (!t) throw new InputError('E_SPACE', `evaluator task '${ref.task}' is not a task of the zoo (${zoo ? zoo.tasks.map((x) => x.name).join(', ') : 'no zoo given'})`);
-      return { id: t.name, manifest: join(zooDir!, t.evaluators.validation), weight: ref.weight };
+      if (!t) throw new InputError('E_SPACE', `${where}: evaluator task '${ref.task}' is not a task of the zoo (${zoo ? zoo.tasks.map((x) => x.name).join(', ') : 'no zoo given'})`);
+      const split = ref.split ?? 'validation';
+      const file = (t.evaluators as Record<string, string | undefined>)[split];
+      if (!file) throw new InputError('E_SPACE', `${where}: task '${ref.task}' of the zoo has no '${split}' split (it has ${Object.keys(t.evaluators).join(', ')}); a zoo built before that split was added needs 'evomerge zoo build' again`);
+      // a task's id is its name; on another split than validation, name.split
+      return { id: split === 'validation' ? t.name : `${t.name}.${split}`, manifest: join(zooDir!, file), weight: ref.weight };
     }
     const manifest = resolve(ref.manifest!);
     return { id: manifest.split('/').pop()!.replace(/\.ya?ml$/, ''), manifest, weight: ref.weight };
-  });
-  for (const p of [base, ...models.map((m) => m.path), ...evaluators.map((e) => e.manifest)]) {
+  };
+  const unique = (specs: EvaluatorSpec[], where: string) => {
+    const dup = specs.find((e, i) => specs.findIndex((x) => x.id === e.id) !== i);
+    if (dup) throw new InputError('E_SPACE', `${where}: two evaluators are named '${dup.id}'; each task (and split) or manifest may appear once`);
+    return specs;
+  };
+  const evaluators = unique(refs.map(toSpec('evaluators')), 'evaluators');
+  const selectEvaluators = space.select?.evaluators ? unique(space.select.evaluators.map(toSpec('select.evaluators')), 'select.evaluators') : undefined;
+  for (const p of [base, ...models.map((m) => m.path), ...[...evaluators, ...(selectEvaluators ?? [])].map((e) => e.manifest)]) {
     if (p && !existsSync(p)) throw new InputError('E_NOT_FOUND', `${p} (named by the search space) does not exist`);
   }
-  // a broken manifest, or a test split, stops the search here rather than failing every candidate
-  for (const e of evaluators) {
+  // a broken manifest, or a test split, stops the search here rather than failing every
+  // candidate: the selection split is guarded like any other (tuning a choice on test is tuning on test)
+  for (const e of [...evaluators, ...(selectEvaluators ?? [])]) {
     const m = loadManifest(e.manifest);
     if (m.split === 'test' && !allowTestSplit) throw new TestSplitRefusedError(m);
     // a candidate past the space's timeout has its thread terminated, which would leave the
@@ -65,5 +84,5 @@ export function resolveSpace(space: SearchSpace, spacePath: string | null, allow
   for (const [filter, model] of Object.entries(keep)) {
     if (!models.some((m) => m.name === model)) throw new InputError('E_SPACE', `ps.keep: '${filter}' names model '${model}', which is not among the models (${models.map((m) => m.name).join(', ')})`);
   }
-  return { space, spacePath, base, models, evaluators, keep, allowTestSplit };
+  return { space, spacePath, base, models, evaluators, keep, allowTestSplit, ...(selectEvaluators ? { selectEvaluators } : {}) };
 }

@@ -43,6 +43,8 @@ export interface GradientStageInput {
   configFrom: string;
   codec: PsCodec | MultiMethodCodec;
   onLog: (line: string) => void;
+  /** The candidate to start from (with `select`, the PS stage's chosen one); absent: the PS stage's best. */
+  start?: CandidateRow;
 }
 
 /** The gradient stage (space `refine`, src/refine/'s gradientStage), run by the search's stage loop. */

@@ -52,11 +52,29 @@ export const DfsSpaceSchema = z.strictObject({
 export type DfsSpace = z.infer<typeof DfsSpaceSchema>;
 
 export const EvaluatorRefSchema = z.strictObject({
-  /** A manifest file, or the name of a task of the zoo (its validation manifest is used). */
+  /** A manifest file, or the name of a task of the zoo (its validation manifest is used, or the split's). */
   manifest: z.string().min(1).optional(),
   task: z.string().min(1).optional(),
+  /** With `task`: the zoo's manifest for this split of the task (zoo.json lists them; default validation). */
+  split: z.string().regex(/^[A-Za-z0-9_-]+$/, 'a split name: letters, digits, dash and underscore').optional(),
   weight: z.number().default(1),
-}).refine((e) => (e.manifest ? 1 : 0) + (e.task ? 1 : 0) === 1, { message: 'give exactly one of manifest or task' });
+}).refine((e) => (e.manifest ? 1 : 0) + (e.task ? 1 : 0) === 1, { message: 'give exactly one of manifest or task' })
+  .refine((e) => e.split === undefined || e.task !== undefined, { message: 'split names a split of a zoo task; give it with task, not with manifest (a manifest names its own split)' });
+
+/**
+ * How the candidate a run exports is chosen (src/search/select.ts, noise.ts). At the end of each
+ * stage its `top` candidates on the search's fitness are scored by `evaluators` (a second split:
+ * data the search never saw) and the best there becomes the run's chosen candidate; without
+ * `evaluators` the rule applies to the search's own scores of those candidates.
+ */
+export const SelectSchema = z.strictObject({
+  evaluators: z.array(EvaluatorRefSchema).min(1).optional(),
+  top: z.number().int().positive().default(10),
+  /** max: the highest score; lcb: the highest score - z x its standard error; shrink: James-Stein shrinkage of each evaluator's scores toward the pool's mean. */
+  rule: z.enum(['max', 'lcb', 'shrink']).default('max'),
+  z: z.number().nonnegative().default(1),
+});
+export type SelectSpace = z.infer<typeof SelectSchema>;
 
 export const OptimizerRefSchema = z.strictObject({
   id: z.string().min(1).default('cmaes'),
@@ -114,6 +132,14 @@ export const SearchSpaceSchema = z.strictObject({
     /** z of the upper confidence bound (2: about 97.7% one-sided under the normal approximation). */
     confidence: z.number().nonnegative().default(2),
   }).optional(),
+  /** The final candidate's choice: a second split for the top candidates, and the rule (see SelectSchema). */
+  select: SelectSchema.optional(),
+  /**
+   * The noise check at the start of each stage (src/search/noise.ts): `gain` is the smallest
+   * fitness gain the search should tell apart; an evaluator whose expected maximum noise over the
+   * stage's planned candidates (weight x se x sqrt(2 ln N)) reaches it is named in a warning.
+   */
+  noise: z.strictObject({ gain: z.number().positive().default(0.01) }).default({ gain: 0.01 }),
   /** A hybrid run's second stage may use another optimizer (default: the same). */
   dfs_optimizer: OptimizerRefSchema.optional(),
   budget: z.strictObject({
@@ -136,6 +162,7 @@ export const SearchSpaceSchema = z.strictObject({
   if (!s.zoo && !s.evaluators) ctx.addIssue({ code: 'custom', message: 'without a zoo, list the evaluators', path: ['evaluators'] });
   if ((s.mode === 'ps' || s.mode === 'hybrid') && !s.ps) ctx.addIssue({ code: 'custom', message: `mode '${s.mode}' needs a ps section`, path: ['ps'] });
   if (s.refine && s.mode !== 'ps') ctx.addIssue({ code: 'custom', message: `refine follows a ps stage; mode '${s.mode}' has none that ends the run`, path: ['refine'] });
+  if (s.select && s.objective === 'multi') ctx.addIssue({ code: 'custom', message: 'select chooses one candidate by a single score; objective multi exports its Pareto front instead', path: ['select'] });
   if (s.fidelity && s.objective === 'multi') ctx.addIssue({ code: 'custom', message: 'fidelity races candidates against the best weighted-sum fitness; objective multi has no single best to race against', path: ['fidelity'] });
   if ((s.mode === 'dfs' || s.mode === 'hybrid') && !s.dfs) ctx.addIssue({ code: 'custom', message: `mode '${s.mode}' needs a dfs section`, path: ['dfs'] });
 });

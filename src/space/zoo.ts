@@ -8,8 +8,12 @@
 /** A task of a zoo, as a search reads it. */
 export interface ZooTask {
   name: string;
-  /** Evaluator manifests relative to the zoo folder. */
-  evaluators: { validation: string; test: string };
+  /**
+   * Evaluator manifests relative to the zoo folder, by split: validation (what a search tunes
+   * on), test (reports only), and any others a zoo offers (vision-plus: holdout, more held-out
+   * labelled items than validation; a space names one as `{ task, split }`).
+   */
+  evaluators: { validation: string; test: string } & Record<string, string>;
 }
 
 export interface ZooLayout {

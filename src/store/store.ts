@@ -466,6 +466,18 @@ export class RunStore {
     return r;
   }
 
+  /**
+   * Add metrics to a finished candidate without touching its state or fitness, in one
+   * transaction (the scores of a second split, src/search/select.ts, which names them apart from
+   * the search's evaluators). A metric already stored under the same evaluator and name is replaced.
+   */
+  addMetrics(candidateId: number, metrics: readonly MetricValue[]): void {
+    const put = this.db.prepare(`INSERT OR REPLACE INTO metrics (candidate_id, evaluator, metric, value) VALUES (?, ?, ?, ?)`);
+    this.transaction(() => {
+      for (const m of metrics) put.run(candidateId, m.evaluator, m.metric, m.value === null || Number.isNaN(m.value) ? null : m.value);
+    });
+  }
+
   metrics(candidateId: number): MetricValue[] {
     return this.db.prepare(`SELECT evaluator, metric, value FROM metrics WHERE candidate_id = ? ORDER BY evaluator, metric`).all(candidateId) as MetricValue[];
   }

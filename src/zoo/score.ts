@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadSourceModel, mergeToMemory, type SourceModels } from '../candidate/index.ts';
 import { createEvaluator, loadManifest } from '../eval/index.ts';
+import { InputError } from '../errors.ts';
 import { modelFromWeights, useBackend, weightsFromMap, type BackendChoice } from '../models/index.ts';
 import { loadTokenizer } from '../models/tokenizer.ts';
 import type { Recipe } from '../recipe/index.ts';
@@ -19,8 +20,12 @@ export async function scoreRecipeOnZoo(zooDir: string, recipe: Recipe, split: 'v
   return (await scoreRecipeOnZooItems(zooDir, recipe, split, backendChoice)).scores;
 }
 
-/** Scores of a PS recipe on every task of a zoo, with the items each was measured on (for standard errors). */
-export async function scoreRecipeOnZooItems(zooDir: string, recipe: Recipe, split: 'validation' | 'test', backendChoice: BackendChoice = 'auto'): Promise<{ scores: Record<string, number>; samples: Record<string, number> }> {
+/**
+ * Scores of a PS recipe on every task of a zoo, with the items each was measured on (for
+ * standard errors). `split` names a split of the tasks' evaluators in zoo.json (validation, test,
+ * or another the zoo offers, vision-plus's `large`).
+ */
+export async function scoreRecipeOnZooItems(zooDir: string, recipe: Recipe, split: string, backendChoice: BackendChoice = 'auto'): Promise<{ scores: Record<string, number>; samples: Record<string, number> }> {
   const zoo = JSON.parse(readFileSync(join(zooDir, 'zoo.json'), 'utf8')) as ZooManifest;
   const backend = await useBackend(backendChoice);
   const paths = [...new Set([recipe.base, ...(recipe.slices ?? []).flatMap((s) => s.sources.map((x) => x.model)), ...(recipe.sources ?? []).map((s) => s.model)].filter((p): p is string => !!p))];
@@ -33,7 +38,9 @@ export async function scoreRecipeOnZooItems(zooDir: string, recipe: Recipe, spli
   const samples: Record<string, number> = {};
   try {
     for (const t of zoo.tasks) {
-      const ev = createEvaluator(loadManifest(join(zooDir, t.evaluators[split])), { purpose: 'eval' });
+      const file = t.evaluators[split];
+      if (!file) throw new InputError('E_ZOO_SPLIT', `${zooDir}: task '${t.name}' has no '${split}' split (it has ${Object.keys(t.evaluators).join(', ')}); a zoo built before that split was added gets it from 'evomerge zoo build' again`);
+      const ev = createEvaluator(loadManifest(join(zooDir, file)), { purpose: 'eval' });
       try {
         const r = await ev.evaluate(model, { backend });
         scores[t.name] = r.metrics[ev.metric.name]!;

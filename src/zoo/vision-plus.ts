@@ -16,7 +16,7 @@ import { Rng, deriveSeed } from '../tensor/rng.ts';
 import { digits8x8To28, loadFashionMnist, loadSklearnDigits } from './data/debian.ts';
 import { loadMnist, type ImageSet } from './data/mnist.ts';
 import type { ZooBuildOptions, ZooResult } from './build.ts';
-import { VISION_SIZES, buildImageZoo, type ImageZooTask, type TaskMeta, type VisionSize } from './vision.ts';
+import { VISION_SIZES, buildImageZoo, type ExtraSplit, type ImageZooTask, type TaskMeta, type VisionSize } from './vision.ts';
 
 const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
 const FASHION = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
@@ -42,6 +42,30 @@ export const VISION_PLUS_SIZES: Record<'full' | 'small', VisionSize> = {
   small: VISION_SIZES.small,
 };
 
+/** Images of the `large` split per MNIST-sized task: the full build's and the reduced one's. */
+export const LARGE_IMAGES = { full: 8_000, small: 1_000 } as const;
+
+/** sklearn digits' rows in one fixed permutation (independent of the build seed): 0..299 test, 300..599 validation, the rest train. */
+function digits8x8Order(n: number): Uint32Array {
+  const order = Uint32Array.from({ length: n }, (_, i) => i);
+  const rng = Rng.seeded(deriveSeed('evomerge', 'vision-plus', 'digits8x8-split', 1));
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order;
+}
+
+function pickDigits8x8(sk: { images: Uint8Array; labels: Uint8Array }, idx: Uint32Array) {
+  const img = new Uint8Array(idx.length * 64);
+  const lab = new Uint8Array(idx.length);
+  idx.forEach((k, i) => {
+    img.set(sk.images.subarray(k * 64, k * 64 + 64), i * 64);
+    lab[i] = sk.labels[k]!;
+  });
+  return { head: 'digits8x8', features: digits8x8To28(img, idx.length), labels: lab, n: idx.length };
+}
+
 export async function buildVisionPlusZoo(dir: string, options: ZooBuildOptions): Promise<ZooResult> {
   const sizeName = options.small ? 'small' : 'full';
   const size = VISION_PLUS_SIZES[sizeName];
@@ -51,6 +75,29 @@ export async function buildVisionPlusZoo(dir: string, options: ZooBuildOptions):
   const sk = loadSklearnDigits(root);
   return buildImageZoo({
     zoo: 'vision-plus', dir, options, size, sizeName, sources: [...mnist.sources, ...fashion.sources, sk.source], keyParts: { tasks: VISION_PLUS_TASKS.map((t) => t.name) },
+    // `large`: more labelled items than validation (a search may race on them and select on
+    // validation). MNIST and Fashion-MNIST: the training-set images after the validation images,
+    // which no model was trained on. sklearn's digits have no images left over (test and
+    // validation take 600 of 1,797), so theirs are the training rows, which the base and the
+    // digits8x8 specialist were trained on: the manifest says split 'train', and zoo.json says so.
+    extraSplitNames: ['large'],
+    extraSplits: () => {
+      const n = LARGE_IMAGES[sizeName];
+      const start = 50_000 + size.validationImages;
+      const large = (set: ImageSet, name: string, head: string): ExtraSplit => ({
+        name: 'large', manifestSplit: 'validation', data: part(set, start, n, head),
+        source: `${name} train images ${start}..${start + n - 1} (held out: no model was trained on them)`,
+      });
+      const order = digits8x8Order(sk.n);
+      return {
+        digits: [large(mnist.train, 'mnist', 'digits')],
+        fashion: [large(fashion.train, 'fashion-mnist', 'fashion')],
+        digits8x8: [{
+          name: 'large', manifestSplit: 'train', data: pickDigits8x8(sk, order.subarray(600)),
+          source: `sklearn digits, permuted rows 600..${sk.n - 1}: the TRAINING rows (the base and the digits8x8 specialist were trained on them; the dataset has no other held-out rows)`,
+        }],
+      };
+    },
     prepare: () => {
       const split = (set: ImageSet, name: string, head: string): ImageZooTask => ({
         task: VISION_PLUS_TASKS.find((t) => t.name === head)!,
@@ -64,21 +111,8 @@ export async function buildVisionPlusZoo(dir: string, options: ZooBuildOptions):
       const fash = split(fashion.train, 'fashion-mnist', 'fashion');
       fash.test = part(fashion.test, 0, size.testImages, 'fashion');
       // sklearn's digits have no split: one fixed permutation (independent of the build seed) gives 300 test, 300 validation, the rest train
-      const order = Uint32Array.from({ length: sk.n }, (_, i) => i);
-      const rng = Rng.seeded(deriveSeed('evomerge', 'vision-plus', 'digits8x8-split', 1));
-      for (let i = sk.n - 1; i > 0; i--) {
-        const j = rng.int(i + 1);
-        [order[i], order[j]] = [order[j]!, order[i]!];
-      }
-      const pick = (idx: Uint32Array) => {
-        const img = new Uint8Array(idx.length * 64);
-        const lab = new Uint8Array(idx.length);
-        idx.forEach((k, i) => {
-          img.set(sk.images.subarray(k * 64, k * 64 + 64), i * 64);
-          lab[i] = sk.labels[k]!;
-        });
-        return { head: 'digits8x8', features: digits8x8To28(img, idx.length), labels: lab, n: idx.length };
-      };
+      const order = digits8x8Order(sk.n);
+      const pick = (idx: Uint32Array) => pickDigits8x8(sk, idx);
       const sm: ImageZooTask = {
         task: VISION_PLUS_TASKS[2]!,
         test: pick(order.subarray(0, 300)),

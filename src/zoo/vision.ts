@@ -135,6 +135,22 @@ export interface ImageZooTask {
   splits: { train: string; validation: string; test: string };
 }
 
+/**
+ * A labelled split beyond validation and test, written beside them (vision-plus: `large`, more
+ * items than validation, for searches that race on it, src/candidate/fidelity.ts, and select on
+ * validation). Its data never change how the models are trained, so a zoo built before the
+ * split existed gets it added on its next build (cache hit) with its checkpoints untouched.
+ */
+export interface ExtraSplit {
+  /** The split's name in zoo.json's evaluators (a space's `{ task, split }`). */
+  name: string;
+  /** The manifest's split: `validation` for held-out data, `train` for data a model was trained on. */
+  manifestSplit: 'validation' | 'train';
+  data: ClassificationData;
+  /** Where the items come from, for zoo.json. */
+  source: string;
+}
+
 export interface ImageZooSpec {
   zoo: string;
   dir: string;
@@ -146,6 +162,10 @@ export interface ImageZooSpec {
   keyParts: Record<string, unknown>;
   /** Reads and prepares the tasks; called only when the cache misses. */
   prepare: () => ImageZooTask[];
+  /** Extra labelled splits per task name (see ExtraSplit); called when a build or a cached zoo lacks them. */
+  extraSplits?: () => Record<string, ExtraSplit[]>;
+  /** The extra splits' names, to tell a cached zoo that lacks them without reading any data. */
+  extraSplitNames?: string[];
 }
 
 /** Builds the `vision` zoo into `dir` (or returns the cached one). */
@@ -175,7 +195,7 @@ export async function buildImageZoo(spec: ImageZooSpec): Promise<ZooResult> {
   const { dir, options, size, sizeName } = spec;
   const keyFor = (backend: string) => zooCacheKey({ zoo: spec.zoo, seed: options.seed, size, backend, sources: spec.sources.map((s) => s.sha256), ...spec.keyParts });
   const cache = await cachedOrTrainingBackend(dir, keyFor, options.force);
-  if (cache.hit) return cache.hit;
+  if (cache.hit) return addExtraSplits(cache.hit, spec);
   const { backend, key } = cache;
   const started = performance.now();
   const prepared = spec.prepare();
@@ -236,11 +256,12 @@ export async function buildImageZoo(spec: ImageZooSpec): Promise<ZooResult> {
     checks.push({ task: task.name, model: task.name, metric: 'accuracy', split: 'test', samples: test[i]!.n, base: b, specialist: s, beatsBase: s > b });
   }
 
+  const extra = spec.extraSplits?.() ?? {};
   const training = {
     size: sizeName, ...size, optimizer: 'adam', loss: 'softmax cross-entropy',
     base: 'all tensors trained on a round-robin mixture of the tasks (one batch per task in turn)',
     specialists: 'fine-tuned from the base on one task; the body and the task\'s own head are trained, other heads stay the base\'s',
-    splits: Object.fromEntries(prepared.map((p) => [p.task.name, p.splits])),
+    splits: Object.fromEntries(prepared.map((p) => [p.task.name, { ...p.splits, ...Object.fromEntries((extra[p.task.name] ?? []).map((x) => [x.name, x.source])) }])),
     validationScores: scores,
   };
 
@@ -259,10 +280,11 @@ export async function buildImageZoo(spec: ImageZooSpec): Promise<ZooResult> {
         writeFileAtomic(join(tmp, 'evaluators', files[split].images), encodeIdx([data.n, 28, 28], data.features));
         writeFileAtomic(join(tmp, 'evaluators', files[split].labels), encodeIdx([data.n], data.labels));
       }
-      const evaluators = { validation: `evaluators/${task.name}.validation.yaml`, test: `evaluators/${task.name}.test.yaml` };
+      const evaluators: ZooTaskInfo['evaluators'] = { validation: `evaluators/${task.name}.validation.yaml`, test: `evaluators/${task.name}.test.yaml` };
       for (const [split, data] of [['validation', validation[i]!], ['test', test[i]!]] as const) {
         writeYaml(join(tmp, evaluators[split]), classificationManifest(spec.zoo, task, split, files, data.n), `evaluator for the ${spec.zoo} zoo's '${task.name}' task, ${split} split (written by evomerge zoo build ${spec.zoo})`);
       }
+      for (const x of extra[task.name] ?? []) evaluators[x.name] = writeExtraSplit(tmp, spec.zoo, task, x);
       return { name: task.name, description: task.description, derived: task.derived, head: task.name, metric: 'accuracy', evaluators };
     });
     const manifest: ZooManifest = {
@@ -278,8 +300,47 @@ export async function buildImageZoo(spec: ImageZooSpec): Promise<ZooResult> {
   });
 }
 
-/** An evaluator manifest (src/eval's `classification` kind) for one task; both splits' files are listed, `split` picks one. */
-export function classificationManifest(zoo: string, task: TaskMeta, split: 'validation' | 'test', files: Record<'validation' | 'test', { images: string; labels: string }>, limit: number): Record<string, unknown> {
+/**
+ * Writes an extra split of a task into a zoo folder (or a build's temporary folder): its IDX
+ * files under data/ and its manifest under evaluators/; returns the manifest's path relative to
+ * the zoo folder, for zoo.json.
+ */
+function writeExtraSplit(root: string, zoo: string, task: TaskMeta, x: ExtraSplit): string {
+  const files = { images: `../data/${task.name}.${x.name}.images.idx3-ubyte`, labels: `../data/${task.name}.${x.name}.labels.idx1-ubyte` };
+  writeFileAtomic(join(root, 'evaluators', files.images), encodeIdx([x.data.n, 28, 28], x.data.features));
+  writeFileAtomic(join(root, 'evaluators', files.labels), encodeIdx([x.data.n], x.data.labels));
+  const rel = `evaluators/${task.name}.${x.name}.yaml`;
+  const m = { ...classificationManifest(zoo, task, x.manifestSplit, { [x.manifestSplit]: files }, x.data.n), id: `${zoo}-${task.name}-${x.name}`, description: `${task.description}; the '${x.name}' split: ${x.source}` };
+  writeYaml(join(root, rel), m, `evaluator for the ${zoo} zoo's '${task.name}' task, ${x.name} split: ${x.source} (written by evomerge zoo build ${zoo})`);
+  return rel;
+}
+
+/**
+ * A cached zoo as the builder writes it now: the extra splits (ImageZooSpec.extraSplits) added
+ * when zoo.json lacks them, each file written atomically and zoo.json last; the checkpoints, the
+ * other splits and the cache key stay as they were (the extra data do not enter training).
+ */
+function addExtraSplits(hit: ZooResult, spec: ImageZooSpec): ZooResult {
+  const names = spec.extraSplitNames ?? [];
+  const missing = (t: ZooTaskInfo) => names.some((n) => !(n in t.evaluators));
+  if (!spec.extraSplits || !hit.manifest.tasks.some(missing)) return hit;
+  const extra = spec.extraSplits();
+  const manifest: ZooManifest = JSON.parse(JSON.stringify(hit.manifest)) as ZooManifest;
+  const splits = (manifest.training.splits ?? {}) as Record<string, Record<string, string>>;
+  for (const t of manifest.tasks) {
+    for (const x of extra[t.name] ?? []) {
+      if (x.name in t.evaluators) continue;
+      t.evaluators[x.name] = writeExtraSplit(hit.dir, spec.zoo, t as unknown as TaskMeta, x);
+      splits[t.name] = { ...splits[t.name], [x.name]: x.source };
+    }
+  }
+  manifest.training = { ...manifest.training, splits };
+  writeZooManifest(hit.dir, manifest);
+  return { ...hit, manifest };
+}
+
+/** An evaluator manifest (src/eval's `classification` kind) for one task; the splits' files are listed, `split` picks one. */
+export function classificationManifest(zoo: string, task: TaskMeta, split: 'validation' | 'test' | 'train', files: Partial<Record<'validation' | 'test' | 'train', { images: string; labels: string }>>, limit: number): Record<string, unknown> {
   return {
     id: `${zoo}-${task.name}-${split}`,
     version: 1,

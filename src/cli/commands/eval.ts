@@ -9,6 +9,7 @@ function formatReport(r: EvalReport): string {
   else lines.push('perplexity of a plain text');
   const width = Math.max(...Object.keys(r.metrics).map((k) => k.length));
   for (const [k, v] of Object.entries(r.metrics)) lines.push(`  ${k.padEnd(width)}  ${Number.isInteger(v) ? v : v.toPrecision(6)}`);
+  if (r.se !== null && r.evaluator) lines.push(`  standard error of ${r.evaluator.metric}: ${r.se.toPrecision(3)} (on unseen items of the same kind)`);
   lines.push(`backend ${r.backend}, ${r.samples} samples, ${r.seconds.toFixed(2)} s`);
   return lines.join('\n');
 }
@@ -21,7 +22,7 @@ export function register(program: Command): void {
     .option('--evaluator <manifest>', 'an evaluator manifest (YAML)')
     .option('--perplexity <text-file>', 'score a plain text with a causal LM (no manifest)')
     .option('--backend <name>', `TensorFlow.js backend: ${BACKEND_CHOICES.join(', ')}`, 'auto')
-    .option('--json', 'print one JSON object with metrics, backend, samples and seconds')
+    .option('--json', 'print one JSON object with metrics, backend, samples, se (standard error) and seconds')
     .action(async (dir: string, opts: { evaluator?: string; perplexity?: string; backend: string; json?: boolean }) => {
       const backend = parseBackendChoice(opts.backend);
       const bar = opts.json || !process.stderr.isTTY ? null : new SingleBar({ noTTYOutput: true, clearOnComplete: true, format: 'eval [{bar}] {value}/{total}' });

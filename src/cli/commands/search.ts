@@ -127,6 +127,14 @@ export function progressReporter(label: string) {
   };
 }
 
+/** The chosen candidate of a run with `select`, for `status`: both its scores and the optimism. */
+function selectedLine(x: NonNullable<ReturnType<typeof runStatus>['selected']>): string {
+  const f = (v: number) => v.toFixed(4);
+  if (x.selectionFitness === null) return x.pool === 0 && x.rule === 'max' ? `candidate ${x.id}: not yet scored on the selection split (at the end of the stage)` : `candidate ${x.id} (stage ${x.stage}) by ${x.rule} over the top ${x.pool}: fitness ${f(x.searchFitness)}`;
+  const gains = x.reference ? `; gains over the best fixed recipe (candidate ${x.reference.id}) ${f(x.searchFitness - x.reference.searchFitness)} on the search's split, ${f(x.selectionFitness - x.reference.selectionFitness)} on the selection split` : '';
+  return `candidate ${x.id} (stage ${x.stage}), best of the top ${x.pool} on the selection split (${x.rule}): search ${f(x.searchFitness)}, selection ${f(x.selectionFitness)}${x.selectionSE !== null ? ` +- ${f(x.selectionSE)}` : ''}, optimism ${f(x.optimism!)}${gains}`;
+}
+
 /** How a run stands, for `status`: who holds it, or why it ended. */
 function statusLine(s: ReturnType<typeof runStatus>): string {
   const w = s.owner;
@@ -152,7 +160,7 @@ function settingsLine(st: RunSettings): string {
 
 function printResult(r: SearchResult & { dbPath: string }, json: boolean | undefined): void {
   if (json) {
-    process.stdout.write(`${JSON.stringify({ run: r.run.name, db: r.dbPath, status: r.run.status, reason: r.reason ?? null, alreadyFinished: r.alreadyFinished === true, stages: r.stages.map((s) => ({ stage: s.stage, kind: s.kind, reason: s.reason, evaluated: s.evaluated, reused: s.reused, failed: s.failed, best: s.best?.id ?? null })), best: r.best ? { id: r.best.id, fitness: r.best.fitness, recipe: r.best.recipe } : null })}\n`);
+    process.stdout.write(`${JSON.stringify({ run: r.run.name, db: r.dbPath, status: r.run.status, reason: r.reason ?? null, alreadyFinished: r.alreadyFinished === true, stages: r.stages.map((s) => ({ stage: s.stage, kind: s.kind, reason: s.reason, evaluated: s.evaluated, reused: s.reused, failed: s.failed, best: s.best?.id ?? null })), best: r.best ? { id: r.best.id, fitness: r.best.fitness, recipe: r.best.recipe } : null, ...(r.chosen && r.chosen.selectionFitness !== null ? { selection: { fitness: r.chosen.selectionFitness, optimism: r.chosen.optimism, searchBest: r.chosen.searchBest.id } } : {}) })}\n`);
     return;
   }
   const budget = (r.run.settings ?? null)?.budget ?? {};
@@ -164,7 +172,7 @@ function printResult(r: SearchResult & { dbPath: string }, json: boolean | undef
   for (const s of r.stages) {
     process.stdout.write(`stage ${s.stage} (${s.kind}) ended: ${describeStop(s.reason, budget)}; ${s.evaluated} evaluated, ${s.reused} reused, ${s.failed} failed\n`);
   }
-  if (r.best) process.stdout.write(`best: candidate ${r.best.id} (stage ${r.best.stage}, generation ${r.best.generation}), fitness ${r.best.fitness!.toFixed(4)}\n`);
+  if (r.best) process.stdout.write(`best: candidate ${r.best.id} (stage ${r.best.stage}, generation ${r.best.generation}), fitness ${r.best.fitness!.toFixed(4)}${r.chosen && r.chosen.selectionFitness !== null ? `, selection split ${r.chosen.selectionFitness.toFixed(4)} (chosen there; optimism of the search ${r.chosen.optimism!.toFixed(4)})` : ''}\n`);
   const stopped = r.run.status === 'stopped';
   process.stdout.write(`run '${r.run.name}' ${stopped ? `stopped (${r.reason})` : 'finished'}: ${r.dbPath}\n${stopped ? `continue with: evomerge resume ${r.run.name}\n` : `see it with: evomerge best ${r.run.name}\n`}`);
 }
@@ -256,6 +264,7 @@ export function register(program: Command): void {
           // not running: a pending candidate waits for a resume, or lies past the budget
           `  candidates  ${c.done} done, ${c.failed} failed${live ? `, ${c.running} running, ${c.pending} pending` : c.pending + c.running > 0 ? `, ${c.pending + c.running} not evaluated` : ''}`,
           `  best        ${s.best ? `candidate ${s.best.id} (stage ${s.best.stage}, generation ${s.best.generation}): ${s.best.fitness.toFixed(4)}` : 'none yet'}`,
+          ...(s.selected ? [`  selected    ${selectedLine(s.selected)}`] : []),
           `  speed       ${s.evaluationsPerMinute === null ? '-' : `${s.evaluationsPerMinute.toFixed(1)} evaluations/min`}`,
           `  items       ${itemsText({ items: s.items.evaluations, byFidelity: s.items.byFidelity })}`,
           ...s.failures.map((f) => `  failed      candidate ${f.id}: ${f.error}`),
@@ -270,7 +279,7 @@ export function register(program: Command): void {
     .argument('<run>', 'run name')
     .option('--top <k>', 'how many', '1')
     .option('--db <path>', 'run database')
-    .option('--json', 'print { run, candidates: [{ id, stage, generation, fitness, recipeHash, recipe, metrics }] }')
+    .option('--json', 'print { run, candidates: [{ id, stage, generation, fitness, recipeHash, recipe, metrics }] } (with select: selection and chosen too)')
     .action((runName: string, o: { top: string; db?: string; json?: boolean }) => {
       const top = positiveInt('--top', o.top)!;
       const { store, run } = openRun(runName, o.db);
