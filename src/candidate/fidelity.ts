@@ -108,9 +108,11 @@ export interface RaceResult {
 
 /**
  * Scores one candidate by racing: evaluators that cannot score a subset of their items
- * (command, generate, perplexity, a per-class metric) first, on all items; then the others rung
- * by rung, each rung scoring only its new items, stopping when the upper bound of the fitness
- * falls below the threshold. With no threshold every item is scored in one go.
+ * (a command without `subset`, generate, perplexity, a per-class metric) first, on all items;
+ * then the others rung by rung, each rung scoring only its new items (a command of subset form
+ * `first` rescores its prefix), stopping when the upper bound of the fitness falls below the
+ * threshold. With no threshold every item is scored in one go. Items spent counts every item
+ * scored, a rescored one each time.
  */
 export async function race(evaluators: readonly RacedEvaluator[], f: FidelityTask, score: {
   whole(e: RacedEvaluator): Promise<EvalResult>;
@@ -118,7 +120,7 @@ export async function race(evaluators: readonly RacedEvaluator[], f: FidelityTas
 }): Promise<RaceResult> {
   const results: Array<EvalResult | null> = evaluators.map(() => null);
   let itemEvals = 0;
-  const raced: Array<{ i: number; n: number; order: number[]; sizes: number[]; partial: PartialScore | null }> = [];
+  const raced: Array<{ i: number; n: number; order: number[]; sizes: number[]; partial: PartialScore | null; first: boolean; spent: number }> = [];
   for (const [i, e] of evaluators.entries()) {
     const n = e.ev.itemCount?.() ?? null;
     if (n === null || !e.ev.scoreItems || !e.ev.resultOf) {
@@ -126,7 +128,9 @@ export async function race(evaluators: readonly RacedEvaluator[], f: FidelityTas
       results[i] = r;
       itemEvals += r.samples;
     } else {
-      raced.push({ i, n, order: itemOrder(e.id, n), sizes: rungSizes(f.rungs, n), partial: null });
+      // a program with its own order (a command's subset) is given positions in it, not the seeded order
+      const own = e.ev.subset ?? null;
+      raced.push({ i, n, order: own ? Array.from({ length: n }, (_, k) => k) : itemOrder(e.id, n), sizes: rungSizes(f.rungs, n), partial: null, first: own === 'first', spent: 0 });
     }
   }
   const last = f.rungs.length - 1;
@@ -135,8 +139,14 @@ export async function race(evaluators: readonly RacedEvaluator[], f: FidelityTas
     for (const r of raced) {
       const from = r.partial?.count ?? 0;
       const to = r.sizes[rung]!;
-      if (to > from) r.partial = addPartial(r.partial, await score.items(evaluators[r.i]!, r.order.slice(from, to)));
-      else r.partial ??= { count: 0, sums: {}, primary: { sum: 0, sumSq: 0 } };
+      if (to > from && r.first) {
+        // a tool that takes only its first N items (lm-eval --limit) scores the rung's whole prefix again
+        r.partial = await score.items(evaluators[r.i]!, r.order.slice(0, to));
+        r.spent += to;
+      } else if (to > from) {
+        r.partial = addPartial(r.partial, await score.items(evaluators[r.i]!, r.order.slice(from, to)));
+        r.spent += to - from;
+      } else r.partial ??= { count: 0, sums: {}, primary: { sum: 0, sumSq: 0 } };
     }
     if (rung === last) break;
     const parts = evaluators.map((e, i) => {
@@ -151,7 +161,7 @@ export async function race(evaluators: readonly RacedEvaluator[], f: FidelityTas
   }
   for (const r of raced) {
     results[r.i] = evaluators[r.i]!.ev.resultOf!(r.partial!);
-    itemEvals += r.partial!.count;
+    itemEvals += r.spent;
   }
   return { results: results as EvalResult[], fidelity: raced.length === 0 ? 1 : f.rungs[rung]!, itemEvals, rung };
 }

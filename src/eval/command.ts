@@ -11,10 +11,10 @@ import { InputError } from '../errors.ts';
 import type { RunnableModel } from '../models/load.ts';
 import { guardChild, signalGroup } from './children.ts';
 import { CommandFailedError } from './errors.ts';
-import type { CommandManifest } from './manifest.ts';
+import { manifestFitness, type CommandManifest } from './manifest.ts';
 import { EvaluatorProcess } from './persistent.ts';
-import { buildRequest, placeholders, programEnv, readAnswer, substitute, type Placement } from './protocol.ts';
-import type { EvalContext, EvalResult, Evaluator } from './types.ts';
+import { buildRequest, checkAnswerError, checkCapabilities, placeholders, programEnv, readAnswer, readLoss, readPartial, substitute, type ItemSubset, type Placement } from './protocol.ts';
+import type { EvalContext, EvalResult, Evaluator, PartialScore } from './types.ts';
 
 export { CommandFailedError } from './errors.ts';
 
@@ -186,15 +186,66 @@ export class CommandEvaluator implements Evaluator {
   }
 
   async evaluate(_model: RunnableModel | null, ctx: EvalContext): Promise<EvalResult> {
+    const { answer, program } = await this.ask(ctx, {});
+    return answerWithSE(answer, this.m, program);
+  }
+
+  /** How the program takes a subset of its items (manifest `subset`), or null: every item. */
+  get subset(): 'range' | 'first' | null {
+    return this.m.subset?.form ?? null;
+  }
+
+  /** Items for multi-fidelity scoring: the manifest's subset.items (capped by its limit), or null without subset. */
+  itemCount(): number | null {
+    return this.m.subset ? Math.min(this.m.subset.items, this.m.limit ?? Infinity) : null;
+  }
+
+  /**
+   * Scores positions from..to-1 of the program's own item order (form range) or its first `to`
+   * items (form first; `from` is then 0): multi-fidelity's race (src/candidate/fidelity.ts)
+   * asks these instead of item indices, since the order is the program's.
+   */
+  async scoreSubset(ctx: EvalContext, subset: ItemSubset): Promise<PartialScore> {
+    const { answer, program } = await this.ask(ctx, { subset });
+    checkAnswerError(answer, program);
+    return readPartial(answer, this.m, program, subset.to - subset.from);
+  }
+
+  /** Contiguous positions only (see scoreSubset); the race passes them for an evaluator with `subset`. */
+  scoreItems(_model: RunnableModel | null, ctx: EvalContext, indices: readonly number[]): Promise<PartialScore> {
+    const from = indices[0] ?? 0;
+    if (indices.some((v, i) => v !== from + i)) throw new Error(`evaluator ${this.m.id} scores contiguous positions of its program's order; it was given ${indices.length} scattered indices`);
+    return this.scoreSubset(ctx, { from, to: from + indices.length });
+  }
+
+  /** The result that partial sums stand for: the primary metric is their mean. */
+  resultOf(p: PartialScore): EvalResult {
+    const value = p.count > 0 ? p.primary.sum / p.count : 0;
+    return { fitness: manifestFitness(this.m, value), metrics: { [this.m.metric.name]: value, samples: p.count }, samples: p.count };
+  }
+
+  /**
+   * The program's loss and its gradient with respect to the merged tensors (manifest
+   * `gradient: true`), written by the program to `path` (read by src/refine/command.ts).
+   */
+  async gradient(ctx: EvalContext, o: { path: string; loss: 'supervised' | 'entropy' }): Promise<{ loss: number; answer: Record<string, unknown> }> {
+    if (!this.m.gradient) throw new InputError('E_REFINE_EVALUATOR', `evaluator ${this.m.id} (${this.m.file}) does not set gradient: true, so its program returns no gradient`);
+    const { answer, program } = await this.ask(ctx, { gradient: o });
+    checkAnswerError(answer, program);
+    return { loss: readLoss(answer, this.m, program), answer };
+  }
+
+  /** One request to the program (run once, or a line to the persistent one) and its answer object. */
+  private async ask(ctx: EvalContext, extra: { subset?: ItemSubset; gradient?: { path: string; loss: 'supervised' | 'entropy' } }): Promise<{ answer: Record<string, unknown>; program: string }> {
     if (!ctx.modelDir) throw new InputError('E_EVAL_COMMAND_MODEL', `evaluator ${this.m.id} runs a program on a model folder, and none was given`);
     const dir = await ctx.modelDir();
-    const req = buildRequest(this.m, { id: ctx.requestId ?? `r${++this.seq}`, model: dir });
+    const req = buildRequest(this.m, { id: ctx.requestId ?? `r${++this.seq}`, model: dir, ...extra });
     const vars = placeholders(this.m, req, this.placement);
     const argv = substitute(this.m.command, vars);
     const env = programEnv(this.m, this.placement);
     if (!this.m.persistent) {
       const { stdout } = await runProgram(argv, { timeoutMs: this.m.timeout_s * 1000, env, signal: ctx.signal, log: this.o.log });
-      return answerWithSE(parseScore(stdout, argv[0]!), this.m, argv[0]!);
+      return { answer: parseScore(stdout, argv[0]!), program: argv[0]! };
     }
     if (!this.proc?.usable) {
       await this.proc?.stop();
@@ -206,8 +257,15 @@ export class CommandEvaluator implements Evaluator {
       if (!proc.usable) proc = await this.launch();
       this.proc = proc;
     }
+    try {
+      checkCapabilities(this.m, this.proc.hello, argv[0]!);
+    } catch (err) {
+      await this.proc.stop();
+      this.proc = null;
+      throw err;
+    }
     const answer = await this.proc.request(req, this.m.timeout_s * 1000, ctx.signal);
-    return answerWithSE(answer, this.m, argv[0]!);
+    return { answer, program: argv[0]! };
   }
 
   /**

@@ -128,6 +128,23 @@ const commandSchema = z.strictObject({
   startup_timeout_s: z.number().positive().default(600),
   /** Given to the program as the request's `seed` (and `{seed}`); absent: null, the program's own default. */
   seed: z.number().int().optional(),
+  /**
+   * The program returns the gradient of its loss with respect to the merged tensors when a
+   * request carries `gradient` (a path; `{gradient}` for the one-shot form): the gradient stage
+   * (space `refine`) can then use it (src/eval/protocol.ts).
+   */
+  gradient: z.boolean().default(false),
+  /**
+   * The program scores part of its items when asked (multi-fidelity evaluation, space `fidelity`):
+   * `range`: items offset..offset+count-1 of its own fixed seeded order (`{offset}`, `{count}`);
+   * `first`: its first N items (`{limit}`, as lm-eval's --limit). `items` is how many items it has
+   * (a manifest `limit` below it caps it); `min_items` the fewest it can score in one request.
+   */
+  subset: z.strictObject({
+    form: z.enum(['range', 'first']),
+    items: z.number().int().positive(),
+    min_items: z.number().int().positive().default(1),
+  }).optional(),
 });
 
 export const manifestSchema = z.discriminatedUnion('kind', [classificationSchema, choiceSchema, generateSchema, perplexitySchema, commandSchema]);
@@ -153,6 +170,14 @@ export function parseManifest(raw: unknown, file: string): Manifest {
   const m = parsed.data;
   if (m.kind === 'command' && m.persistent && m.command.some((a) => a.includes('{model}'))) {
     throw new ManifestError(file, 'command', `contains {model}, but a persistent evaluator is started once and receives each candidate's folder in its request line (the "model" field), not as an argument; remove {model} from command (see README, "Command evaluators")`);
+  }
+  if (m.kind === 'command' && m.gradient && !m.persistent && !m.command.some((a) => a.includes('{gradient}'))) {
+    throw new ManifestError(file, 'command', `has no {gradient} argument, but the manifest sets gradient: true; a one-shot evaluator is told where to write the gradient file through {gradient} (see README, "Command evaluators")`);
+  }
+  if (m.kind === 'command' && m.subset && !m.persistent) {
+    const need = m.subset.form === 'range' ? ['{offset}', '{count}'] : ['{limit}'];
+    const missing = need.filter((p) => !m.command.some((a) => a.includes(p)));
+    if (missing.length > 0) throw new ManifestError(file, 'command', `has no ${missing.join(' or ')} argument, but subset.form is '${m.subset.form}'; a one-shot evaluator is told which items to score through ${need.join(' and ')} (see README, "Command evaluators")`);
   }
   if (m.kind !== 'command' && !m.data) throw new ManifestError(file, 'data', `is required for kind '${m.kind}'`);
   if (m.data?.splits && !m.data.splits[m.split]) {
@@ -195,9 +220,9 @@ export function manifestFitness(m: Pick<Manifest, 'metric'>, value: number): num
 /**
  * Whether an evaluator of this manifest can score a subset of its items (multi-fidelity
  * evaluation): its primary metric is a mean over items, the accuracy of a classification or the
- * acc / acc_norm of a choice task. Others (command, generate, perplexity, a per-class accuracy)
- * score every item.
+ * acc / acc_norm of a choice task, or a command whose manifest declares `subset`. Others
+ * (generate, perplexity, a per-class accuracy, a command without `subset`) score every item.
  */
 export function partialScoring(m: Manifest): boolean {
-  return (m.kind === 'classification' && m.metric.name === 'accuracy') || (m.kind === 'choice' && (m.metric.name === 'acc' || m.metric.name === 'acc_norm'));
+  return (m.kind === 'classification' && m.metric.name === 'accuracy') || (m.kind === 'choice' && (m.metric.name === 'acc' || m.metric.name === 'acc_norm')) || (m.kind === 'command' && m.subset !== undefined);
 }

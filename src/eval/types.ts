@@ -64,6 +64,13 @@ export interface Evaluator {
    * `limit`); `resultOf` is the result the sums stand for.
    */
   itemCount?(): number | null;
+  /**
+   * A command evaluator whose program keeps its own item order (manifest `subset`): `range`
+   * scores positions from..to-1 of it, `first` only its first N items. `scoreItems` is then given
+   * contiguous positions, not indices into the seeded order of src/candidate/fidelity.ts, and a
+   * `first` rung rescores the items of the rungs before it. Absent or null: indices.
+   */
+  readonly subset?: 'range' | 'first' | null;
   scoreItems?(model: RunnableModel | null, ctx: EvalContext, indices: readonly number[]): Promise<PartialScore>;
   resultOf?(p: PartialScore): EvalResult;
   /** Frees cached data on the backend (for example the classifier's uploaded inputs). */

@@ -16,11 +16,10 @@ import { loadTokenizer } from '../models/tokenizer.ts';
 import { ChoiceEvaluator, PerplexityEvaluator } from '../eval/text.ts';
 import { createEvaluator } from '../eval/evaluator.ts';
 import type { TextTokenizer } from '../models/tokenizer.ts';
-import type { MergePlan, TensorTask } from '../merge/index.ts';
-import { planCandidate, sourceSet, type SourceModels } from '../candidate/index.ts';
+import { planCandidate, type SourceModels } from '../candidate/index.ts';
 import { ensureGradients } from '../train/gradients.ts';
-import { linearization, type Linearized } from './coefficients.ts';
-import { checkRefinableEvaluator, checkRefinableMethod, DIFFERENTIABLE_PARAMS } from './setup.ts';
+import { chainToGenes, geneLinks, linearizeTasks } from './chain.ts';
+import { checkRefinableEvaluator, checkRefinableMethod } from './setup.ts';
 
 /** The sources as the engine holds them: catalogues keyed by the model references of the recipe (read per tensor). */
 export interface RefineSources {
@@ -112,35 +111,6 @@ export interface CoefficientGradientInput {
   /** Items per evaluator (a seeded sample); default all. */
   batch?: number;
   seed?: number;
-}
-
-/** Which genes drive which task's parameter: read off the planner by perturbing one gene at a time. */
-interface Link { task: number; param: 'weight' | 'lambda'; model: number; gene: number; scale: number }
-
-function geneLinks(codec: PsCodec, genome: number[], plan: MergePlan, models: SourceModels): Link[] {
-  const names = codec.geneNames();
-  const links: Link[] = [];
-  const lo = codec.values(genome.map(() => 0));
-  const hi = codec.values(genome.map(() => 1));
-  names.forEach((name, gene) => {
-    const param = name.slice(name.lastIndexOf(' / ') + 3) as 'weight' | 'lambda';
-    if (!DIFFERENTIABLE_PARAMS.has(param) || hi[gene] === lo[gene]) return;
-    const g = genome.slice();
-    g[gene] = genome[gene]! < 0.5 ? genome[gene]! + 0.37 : genome[gene]! - 0.37;
-    const other = planCandidate(codec.decode(g), models);
-    other.tasks.forEach((t, ti) => {
-      const mine = plan.tasks[ti]!;
-      if (t.kind !== 'merge') return;
-      if (param === 'lambda') {
-        if (t.global.lambda !== mine.global.lambda) links.push({ task: ti, param, model: -1, gene, scale: hi[gene]! - lo[gene]! });
-      } else {
-        t.perModel.forEach((p, k) => {
-          if (p.weight !== mine.perModel[k]!.weight) links.push({ task: ti, param, model: k, gene, scale: hi[gene]! - lo[gene]! });
-        });
-      }
-    });
-  });
-  return links;
 }
 
 /** A seeded sample of `batch` of `n` indices (Fisher-Yates over the project's seeded stream), in order. */
@@ -236,13 +206,7 @@ export async function coefficientGradient(input: CoefficientGradientInput): Prom
     if (plan.tasks[at]!.rows) throw new NotSupportedError('E_REFINE_VOCAB', `refine: the sources' ${n} have different vocabularies (rows laid out per token, src/merge/vocab.ts), which refinement does not follow yet; refine over sources of one vocabulary`);
     return at;
   });
-  const set = sourceSet(sources.models);
-  const lin = new Map<number, Linearized>();
-  try {
-    for (const ti of read) lin.set(ti, linearization(plan.method, plan.tasks[ti] as TensorTask, (m, t) => set.read(m, t).slice(), recipe.seed));
-  } finally {
-    set.close();
-  }
+  const lin = linearizeTasks(plan, read, sources.models, recipe.seed);
   const slot = new Map(names.map((n, j) => [n, j]));
   const build = isMlp
     ? mlpLoss(parseResidualMlpConfig(cfgRaw, cfgFile), evaluators as ClassificationItems[], loss, input)
@@ -262,13 +226,8 @@ export async function coefficientGradient(input: CoefficientGradientInput): Prom
     read.forEach((ti, j) => G.set(ti, data[j]!));
     value.dispose();
     grads.forEach((g) => g.dispose());
-    const gradient = genome.map(() => 0);
-    for (const link of links) {
-      // dL/dgene = (dL/dW . dW/dvalue) (hi - lo); a tensor the loss does not read has dL/dW = 0
-      const g = G.get(link.task);
-      if (g) gradient[link.gene]! += lin.get(link.task)!.dot(g, link.param, link.model) * link.scale;
-    }
-    return { loss: lossValue, gradient };
+    // a tensor the loss does not read has dL/dW = 0 (./chain.ts)
+    return { loss: lossValue, gradient: chainToGenes(links, lin, G, genome.length) };
   } finally {
     weights.forEach((t) => t.dispose());
     build.dispose();

@@ -9,13 +9,13 @@ import type { MergePlan } from '../merge/index.ts';
 import { familyOf, parseLlamaConfig } from '../models/index.ts';
 import type { SearchSpace } from '../space/index.ts';
 import { checkRefineItems, refineItemsFromSpecs, refineTensorNames } from './gradient.ts';
-import { checkRefinableEvaluator, checkRefinableGenes, checkRefinableMethod } from './setup.ts';
+import { checkCommandRefine, checkRefinableEvaluator, checkRefinableGenes, checkRefinableMethod } from './setup.ts';
 
 /**
  * Refuse a gradient stage (space `refine`) that cannot work, before the run database exists, by
  * the rules the stage itself applies (./setup.ts and ./gradient.ts): one
- * refinable method with weight or lambda genes; evaluators of a differentiable kind, not on the
- * test split; their items built as the stage builds them (labels, tokenizer, tokens in the
+ * refinable method with weight or lambda genes; evaluators of a differentiable kind (or all
+ * commands with gradient: true, without batch), not on the test split; their items built as the stage builds them (labels, tokenizer, tokens in the
  * vocabulary); and float tensors, in the first candidate's plan, for everything the loss reads.
  */
 export function checkRefine(r: { space: SearchSpace; evaluators: readonly EvaluatorSpec[] }, sources: SourceModels, plan: MergePlan): void {
@@ -26,7 +26,14 @@ export function checkRefine(r: { space: SearchSpace; evaluators: readonly Evalua
   const ps = r.space.ps;
   checkRefinableMethod(ps.method);
   checkRefinableGenes(Array.isArray(ps.evolve) ? ps.evolve : Object.keys(ps.evolve));
-  for (const e of r.evaluators) checkRefinableEvaluator(loadManifest(e.manifest), e.id);
+  const manifests = r.evaluators.map((e) => ({ id: e.id, m: loadManifest(e.manifest) }));
+  for (const { id, m } of manifests) checkRefinableEvaluator(m, id);
+  // command evaluators with gradient: true compute the loss themselves; their gradient file is
+  // checked against the candidate's tensors at each step (./command.ts)
+  if (checkCommandRefine(manifests, refine.batch)) {
+    if (!plan.tasks.some((t) => t.kind === 'merge')) throw new SetupError('E_REFINE_COPY', `refine: the merge of ${plan.configFrom} has no float tensor, so no gradient can pass through it; remove refine`);
+    return;
+  }
   const items = refineItemsFromSpecs(r.evaluators, sources, plan.configFrom);
   const config = sources[plan.configFrom]?.config ?? null;
   const file = `${plan.configFrom}/config.json`;

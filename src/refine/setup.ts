@@ -33,7 +33,7 @@ export function checkRefinableGenes(evolved: readonly string[]): void {
 /** Why an evaluator gives no differentiable loss, or null when it does. */
 function kindProblem(m: Manifest): string | null {
   if (m.kind === 'generate') return 'scores generated text by exact match, a step function of the weights with no gradient';
-  if (m.kind === 'command') return 'runs a program that returns metrics, not a loss the gradient can flow through';
+  if (m.kind === 'command') return m.gradient ? null : 'runs a program that returns metrics, not a loss the gradient can flow through; if the program can write the gradient of its loss with respect to the merged tensors, set gradient: true in its manifest (README, "Command evaluators")';
   return (REFINABLE_KINDS as readonly string[]).includes(m.kind) ? null : `is of kind ${m.kind}`;
 }
 
@@ -41,7 +41,25 @@ function kindProblem(m: Manifest): string | null {
 export function checkRefinableEvaluator(m: Manifest, id: string = m.id): void {
   const problem = kindProblem(m);
   if (problem) {
-    throw new NotSupportedError('E_REFINE_EVALUATOR', `refine: evaluator '${id}' (${m.file}) is ${m.kind} and ${problem}; the gradient stage takes its loss from ${REFINABLE_KINDS.join(', ')} evaluators: list only those under evaluators, or remove refine`);
+    throw new NotSupportedError('E_REFINE_EVALUATOR', `refine: evaluator '${id}' (${m.file}) is ${m.kind} and ${problem}; the gradient stage takes its loss from ${REFINABLE_KINDS.join(', ')} evaluators, or from command evaluators with gradient: true: list only those under evaluators, or remove refine`);
   }
   if (m.split === 'test') throw new InputError('E_REFINE_SPLIT', `refine: evaluator '${id}' (${m.file}) reads the test split; refine on the validation split`);
+}
+
+/**
+ * A stage's evaluators are either all commands that return gradients (./command.ts) or all
+ * built-in (./gradient.ts): the two losses are computed in different places, so a mix is refused;
+ * so is `batch`, which samples a built-in evaluator's items (a command's program takes its own).
+ */
+export function checkCommandRefine(manifests: ReadonlyArray<{ id: string; m: Manifest }>, batch: number | undefined): boolean {
+  const commands = manifests.filter(({ m }) => m.kind === 'command');
+  if (commands.length === 0) return false;
+  const builtIn = manifests.find(({ m }) => m.kind !== 'command');
+  if (builtIn) {
+    throw new NotSupportedError('E_REFINE_EVALUATOR', `refine: evaluator '${commands[0]!.id}' is a command and '${builtIn.id}' (${builtIn.m.file}) is ${builtIn.m.kind}; the gradient stage takes its loss from built-in evaluators or from command evaluators, not both: list one kind under evaluators, or remove refine`);
+  }
+  if (batch !== undefined) {
+    throw new InputError('E_REFINE_BATCH', `refine: batch (${batch}) samples the items of built-in evaluators, but evaluator '${commands[0]!.id}' is a command whose program computes its gradient over its own split (its manifest's limit); remove refine.batch, or set limit in ${commands[0]!.m.file}`);
+  }
+  return true;
 }

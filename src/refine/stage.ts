@@ -15,7 +15,11 @@ import { useBackend } from '../models/backend.ts';
 import { PsCodec } from '../space/index.ts';
 import type { CandidateRow } from '../store/index.ts';
 import { adamStep, initRefine, type RefineState } from './adam.ts';
+import { dirname, join } from 'node:path';
+import { loadManifest } from '../eval/manifest.ts';
+import { commandCoefficientGradient, openCommandGradientEvaluators } from './command.ts';
 import { coefficientGradient, refineItemsFromSpecs } from './gradient.ts';
+import { checkCommandRefine } from './setup.ts';
 import { checkRefine } from './preflight.ts';
 import type { GradientStageInput } from '../search/runtime.ts';
 
@@ -37,7 +41,11 @@ export async function openGradientStage(o: GradientStageOptions) {
   if (!(codec instanceof PsCodec)) throw new InputError('E_REFINE_SPACE', 'refine: gradient refinement needs a PS stage with one method (not a method list)');
   const backend = o.space.backend === 'cpu' ? 'cpu' : 'wasm';
   await useBackend(backend);
-  const items = refineItemsFromSpecs(o.evaluators, o.sources, o.configFrom);
+  // command evaluators with gradient: true (./command.ts), else the built-in evaluators' items (./gradient.ts)
+  const commands = checkCommandRefine(o.evaluators.map((e) => ({ id: e.id, m: loadManifest(e.manifest) })), cfg.batch)
+    ? openCommandGradientEvaluators(o.evaluators, { logDir: join(dirname(o.store.path), 'evaluators') })
+    : null;
+  const items = commands ? null : refineItemsFromSpecs(o.evaluators, o.sources, o.configFrom);
   // the loss of the step whose candidate is scored next (a resumed stage: the stored step's)
   let loss = (o.store.latestGeneration(o.run.id, o.stage)?.state as GradientStageState | undefined)?.loss ?? null;
   return {
@@ -49,7 +57,9 @@ export async function openGradientStage(o: GradientStageOptions) {
     },
     async ask(state: unknown) {
       const s = state as GradientStageState;
-      const g = await coefficientGradient({ codec, genome: s.adam.genome, sources: { models: o.sources }, evaluators: items, loss: cfg.loss, batch: cfg.batch, seed: s.adam.step });
+      const g = commands
+        ? await commandCoefficientGradient({ codec, genome: s.adam.genome, sources: o.sources, evaluators: commands, loss: cfg.loss, step: s.adam.step + 1 })
+        : await coefficientGradient({ codec, genome: s.adam.genome, sources: { models: o.sources }, evaluators: items!, loss: cfg.loss, batch: cfg.batch, seed: s.adam.step });
       const adam = adamStep(s.adam, g.gradient);
       loss = g.loss;
       // the parent: the PS best for the first step, the step before for the others
@@ -61,6 +71,10 @@ export async function openGradientStage(o: GradientStageOptions) {
     tell: (state: unknown) => state,
     isDone: (state: unknown) => ((state as GradientStageState).adam.step >= cfg.steps ? `refine: ${cfg.steps} steps` : null),
     resultLine: (c: CandidateRow) => `refine step ${c.generation}: loss ${loss?.toFixed(5)}, fitness ${c.fitness ?? 'failed'}`,
+    /** Stops the command evaluators' programs (a persistent one runs for the whole stage). */
+    close: async () => {
+      await Promise.all((commands ?? []).map((e) => e.ev.close()));
+    },
   };
 }
 

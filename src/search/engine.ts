@@ -15,7 +15,7 @@ import { canonicalJson, recipeHash, type Recipe } from '../recipe/index.ts';
 import { baselineGenomes, DfsCodec, MultiMethodCodec, PsCodec, loadSearchSpace, type SearchSpace } from '../space/index.ts';
 import { HEARTBEAT_SECONDS, newOwner, runState, RunStore, type CandidateRow, type RunRow, type RunSettings } from '../store/index.ts';
 import { describeStop, itemsText, runStage, type Budget, type SearchEvent, type StageProblem, type StageSummary } from './loop.ts';
-import { fingerprint, loadSourceModel, mergedSourceModel, planCandidate, type CandidateRunner, type CandidateTask, type SourceModels, type WorkerData } from '../candidate/index.ts';
+import { fingerprint, loadSourceModel, mergedSourceModel, planCandidate, type CandidateRunner, type CandidateTask, type EvaluationPlan, type SourceModels, type WorkerData } from '../candidate/index.ts';
 import { checkStage, memoryPlan, SetupError, type MemoryPlan } from './preflight.ts';
 import { resolveSpace, type ResolvedSpace } from './resolve.ts';
 import { budgetOf, effectiveSpace, legacySettings, resumeSettings, settingsOf, type SettingFlags } from './settings.ts';
@@ -191,7 +191,10 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
     if (space.refine) {
       // with select, the gradient stage starts from the PS stage's chosen candidate
       const start = selection ? chosenCandidate(store, run, { stages: [0] })?.candidate : undefined;
-      const rs = await select(plan, await gradientStage(store, run, r, plan, o, start), 1);
+      // every evaluator a command: the steps are scored on one evaluation slot of this process (a persistent program lives there)
+      const p = memory.pipeline;
+      const evaluation = p ? { slots: p.slots.slice(0, 1), ahead: 1, candidateDir: p.candidateDir, logDir: join(dirname(store.path), 'evaluators') } : undefined;
+      const rs = await select(plan, await gradientStage(store, run, r, plan, o, start, evaluation), 1);
       stages.push({ ...rs, stage: 1, kind: 'ps' });
       if (rs.reason === 'stopped') return finish();
     }
@@ -277,12 +280,13 @@ function recordWarmStart(store: RunStore, run: RunRow, plan: StagePlan): void {
  * local thread whatever the run's workers or queue, with no budget but its steps and no fail-fast;
  * its log has one line per step instead of the loop's progress events.
  */
-async function gradientStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan: StagePlan, o: SearchOptions, start?: CandidateRow): Promise<StageSummary> {
+async function gradientStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan: StagePlan, o: SearchOptions, start?: CandidateRow, evaluation?: EvaluationPlan): Promise<StageSummary> {
   const log = o.onLog ?? (() => {});
   const stage = 1;
-  const runner = o.runtime.local({ data: { sources: plan.sources, evaluators: r.evaluators, backend: r.space.backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true }, workers: 1, timeoutMs: r.space.timeout_seconds * 1000 });
+  const runner = o.runtime.local({ data: { sources: plan.sources, evaluators: r.evaluators, backend: r.space.backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true }, workers: 1, timeoutMs: r.space.timeout_seconds * 1000, ...(evaluation ? { evaluation } : {}) });
+  let own: Awaited<ReturnType<GradientStage['open']>> | null = null;
   try {
-    const own = await gradientRuntime(o).open({ store, run, stage, space: r.space, evaluators: r.evaluators, sources: plan.sources, configFrom: r.base ?? r.models[0]!.path, codec: plan.codec!, onLog: log, ...(start ? { start } : {}) });
+    own = await gradientRuntime(o).open({ store, run, stage, space: r.space, evaluators: r.evaluators, sources: plan.sources, configFrom: r.base ?? r.models[0]!.path, codec: plan.codec!, onLog: log, ...(start ? { start } : {}) });
     const problem: StageProblem<CandidateTask> = {
       stage, dimension: plan.problem.dimension, optimizer: { id: 'adam', options: r.space.refine }, own,
       prepare: (genome, c) => plan.problem.prepare(genome, { id: c.id, proposalId: c.proposalId }),
@@ -292,10 +296,11 @@ async function gradientStage(store: RunStore, run: RunRow, r: ResolvedSpace, pla
       onEvent: (e) => {
         if (e.type !== 'result') return;
         o.onEvent?.({ type: 'result', candidate: e.candidate, reused: e.reused, stage });
-        log(own.resultLine(e.candidate));
+        log(own!.resultLine(e.candidate));
       },
     });
   } finally {
+    await own?.close?.();
     await runner.close();
   }
 }

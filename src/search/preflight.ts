@@ -16,7 +16,7 @@ import { isInputEnd, type MergePlan } from '../merge/index.ts';
 import { familyOf, llamaShapesOf, MLP_ARCHITECTURE, parseLlamaConfig, parseResidualMlpConfig, residualMlpTensorShapes, type ModelFamily } from '../models/index.ts';
 import { isFloatDType } from '../tensor/dtype.ts';
 import type { ResolvedSpace } from './resolve.ts';
-import { chooseCandidateDir, freeBytes, onTmpfs, slotSpecs, tensorBytes, type SlotSpec, type SourceModel, type SourceModels } from '../candidate/index.ts';
+import { chooseCandidateDir, freeBytes, onTmpfs, rungSizes, slotSpecs, tensorBytes, type SlotSpec, type SourceModel, type SourceModels } from '../candidate/index.ts';
 
 export { SetupError } from '../errors.ts';
 
@@ -106,6 +106,7 @@ export function checkStage(r: ResolvedSpace, stage: StageChecks): void {
       }
     }
   }
+  if (r.space.fidelity) checkFidelityCommands(r.space.fidelity.rungs, commands);
   // the first candidate's merge, planned: missing tensors, shapes and layer counts raise here
   if (stage.kind === 'ps' && stage.firstPlan) {
     const plan = stage.firstPlan();
@@ -123,6 +124,29 @@ export function checkStage(r: ResolvedSpace, stage: StageChecks): void {
       if (emb && !Object.keys(emb.tensors).some((n) => isInputEnd(n, mlp) && !/\.\d+\./.test(n))) {
         throw new SetupError('E_SETUP_DFS_ENDS', `dfs.embeddings_from (${stage.dfs.embeddings}) and head_from (${stage.dfs.head}) differ, but no tensor of ${emb.path} is recognisably the embeddings (a name with embed, wte or wpe); take both from one source`);
       }
+    }
+  }
+}
+
+/**
+ * Multi-fidelity through command evaluators (src/candidate/fidelity.ts, src/eval/protocol.ts):
+ * each must declare `subset` (its program scores part of its items on request), and every
+ * rung's share of its items must be at least its `subset.min_items`; a rung it cannot score is
+ * refused here rather than failing each candidate's race.
+ */
+export function checkFidelityCommands(rungs: readonly number[], commands: ReadonlyArray<{ e: { id: string; manifest: string }; m: Manifest }>): void {
+  for (const { e, m } of commands) {
+    if (m.kind !== 'command') continue;
+    if (!m.subset) {
+      throw new SetupError('E_SETUP_FIDELITY', `the space races candidates on rungs ${rungs.join(', ')} of each evaluator's items (fidelity), but evaluator '${e.id}' (${e.manifest}) is a command without 'subset', so its program can only score every item; declare subset (form range: it scores {offset}/{count} of its own seeded order, or form first: its first {limit} items) with its item count in the manifest, or remove fidelity`);
+    }
+    const n = Math.min(m.subset.items, m.limit ?? Infinity);
+    const sizes = rungSizes(rungs, n);
+    // a range rung asks for its new items only; a first-N rung for its whole prefix
+    const asked = sizes.map((k, i) => (m.subset!.form === 'range' ? k - (sizes[i - 1] ?? 0) : k));
+    const small = asked.findIndex((k) => k > 0 && k < m.subset!.min_items);
+    if (small >= 0) {
+      throw new SetupError('E_SETUP_FIDELITY', `rung ${rungs[small]} of fidelity.rungs would ask evaluator '${e.id}' (${e.manifest}) to score ${asked[small]} of its ${n} items in one request, but its program scores at least subset.min_items = ${m.subset.min_items}; space the rungs further apart, or lower min_items if the tool allows`);
     }
   }
 }

@@ -52,7 +52,7 @@ export interface GradientStage {
   /** Refuses a set-up the stage cannot run, before the run database exists. */
   check(r: { space: SearchSpace; evaluators: readonly EvaluatorSpec[] }, sources: SourceModels, firstPlan: MergePlan): void;
   /** The stage's optimizer, and the search log's line on each of its results. */
-  open(o: GradientStageInput): Promise<StageOptimizer & { resultLine(c: CandidateRow): string }>;
+  open(o: GradientStageInput): Promise<StageOptimizer & { resultLine(c: CandidateRow): string; close?(): Promise<void> }>;
 }
 
 export interface SearchRuntime {
