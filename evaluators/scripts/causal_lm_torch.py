@@ -33,61 +33,11 @@ import argparse
 import json
 import math
 import os
-import struct
-import sys
 
 import numpy as np
 import torch
 
-DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
-
-
-def read_safetensors(path, out):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        start = 8 + n
-        for name, e in header.items():
-            if name == "__metadata__":
-                continue
-            a, z = e["data_offsets"]
-            f.seek(start + a)
-            raw = f.read(z - a)
-            if e["dtype"] == "BF16":
-                v = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-            elif e["dtype"] in DTYPES:
-                v = np.frombuffer(raw, dtype=np.dtype(DTYPES[e["dtype"]]).newbyteorder("<")).astype(np.float32)
-            else:
-                v = np.frombuffer(raw, dtype=np.uint8)  # not a float tensor: kept, no gradient
-            out[name] = v.reshape(e["shape"]).copy()
-
-
-def load_tensors(folder):
-    tensors = {}
-    index = os.path.join(folder, "model.safetensors.index.json")
-    if os.path.exists(index):
-        with open(index) as f:
-            for name in sorted(set(json.load(f)["weight_map"].values())):
-                read_safetensors(os.path.join(folder, name), tensors)
-    else:
-        read_safetensors(os.path.join(folder, "model.safetensors"), tensors)
-    return tensors
-
-
-def write_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        b = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path + ".part", "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h)
-        for b in blobs:
-            f.write(b)
-    os.replace(path + ".part", path)
+from evomerge_evaluator import add_request_args, read_folder, run, write_safetensors
 
 
 # ---------------------------------------------------------------- the model
@@ -160,7 +110,7 @@ def build_model(folder, args):
     with open(os.path.join(folder, "config.json")) as f:
         config = json.load(f)
     params = {}
-    for name, v in load_tensors(folder).items():
+    for name, v in read_folder(folder, np.float32, non_float="keep").items():
         if v.dtype == np.float32:
             params[name] = torch.tensor(v, dtype=dtype, device=args.device, requires_grad=True)
     return PlainLlama(config, params).logits, params
@@ -235,14 +185,9 @@ class Scorer:
         return out
 
 
-def number(s):
-    return None if s in (None, "") else int(s)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model")
-    ap.add_argument("--serve", action="store_true")
+    add_request_args(ap)
     ap.add_argument("--text")
     ap.add_argument("--tokens")
     ap.add_argument("--context", type=int, default=64)
@@ -250,28 +195,12 @@ def main():
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--hf", action="store_true")
-    for k in ("limit", "seed", "offset", "count", "gradient", "loss"):
-        ap.add_argument(f"--{k}")
     args = ap.parse_args()
     if not (args.text or args.tokens):
         raise SystemExit("give --text FILE or --tokens FILE")
     torch.manual_seed(0)
     scorer = Scorer(args)
-    if not args.serve:
-        req = {"model": args.model, "limit": number(args.limit), "seed": number(args.seed), "offset": number(args.offset),
-               "count": number(args.count), "gradient": args.gradient or None, "loss": args.loss or None}
-        print(json.dumps(scorer.answer(req)))
-        return
-    print(json.dumps({"evomerge_evaluator": 1, "capabilities": ["gradient", "subset"]}), flush=True)
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        req = json.loads(line)
-        try:
-            out = {"id": req["id"], **scorer.answer(req)}
-        except Exception as e:  # the candidate fails with the reason; the program stays up
-            out = {"id": req.get("id"), "error": f"{type(e).__name__}: {e}"}
-        print(json.dumps(out), flush=True)
+    run(args, scorer.answer, ["gradient", "subset"])
 
 
 if __name__ == "__main__":

@@ -37,11 +37,10 @@ import json
 import math
 import os
 import struct
-import sys
 
 import numpy as np
 
-DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
+from evomerge_evaluator import add_request_args, read_folder, run, write_safetensors
 
 
 # ---------------------------------------------------------------- files
@@ -77,58 +76,11 @@ def load_data(args):
     return x.reshape(x.shape[0], -1), read_idx(args.labels).astype(np.int64).reshape(-1)
 
 
-def read_safetensors(path, out):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        start = 8 + n
-        for name, e in header.items():
-            if name == "__metadata__":
-                continue
-            a, z = e["data_offsets"]
-            f.seek(start + a)
-            raw = f.read(z - a)
-            if e["dtype"] == "BF16":
-                v = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-            elif e["dtype"] in DTYPES:
-                v = np.frombuffer(raw, dtype=np.dtype(DTYPES[e["dtype"]]).newbyteorder("<"))
-            else:
-                raise ValueError(f"{path}: tensor {name} is {e['dtype']}, not a float type")
-            out[name] = v.astype(np.float64).reshape(e["shape"])
-
-
 def load_model(folder):
     with open(os.path.join(folder, "config.json")) as f:
         config = json.load(f)
-    tensors = {}
-    index = os.path.join(folder, "model.safetensors.index.json")
-    if os.path.exists(index):
-        with open(index) as f:
-            files = sorted(set(json.load(f)["weight_map"].values()))
-        for name in files:
-            read_safetensors(os.path.join(folder, name), tensors)
-    else:
-        read_safetensors(os.path.join(folder, "model.safetensors"), tensors)
+    tensors = read_folder(folder, np.float64)
     return config, tensors
-
-
-def write_safetensors(path, tensors):
-    """float32 tensors, in name order, with an 8-byte aligned header (the safetensors format)."""
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        b = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    tmp = path + ".part"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- the model and its backward
@@ -291,45 +243,18 @@ class Scorer:
         return out
 
 
-def number(s):
-    return None if s in (None, "") else int(s)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model")
-    ap.add_argument("--serve", action="store_true")
+    add_request_args(ap)
     ap.add_argument("--images")
     ap.add_argument("--labels")
     ap.add_argument("--jsonl")
     ap.add_argument("--input-field", default="input")
     ap.add_argument("--label-field", default="label")
     ap.add_argument("--head")
-    ap.add_argument("--limit")
-    ap.add_argument("--seed")
-    ap.add_argument("--offset")
-    ap.add_argument("--count")
-    ap.add_argument("--gradient")
-    ap.add_argument("--loss")
     args = ap.parse_args()
     scorer = Scorer(args)
-    if not args.serve:
-        if not args.model:
-            raise SystemExit("give --model DIR, or --serve")
-        req = {"model": args.model, "limit": number(args.limit), "seed": number(args.seed), "offset": number(args.offset),
-               "count": number(args.count), "gradient": args.gradient or None, "loss": args.loss or None}
-        print(json.dumps(scorer.answer(req)))
-        return
-    print(json.dumps({"evomerge_evaluator": 1, "capabilities": ["gradient", "subset"]}), flush=True)
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        req = json.loads(line)
-        try:
-            out = {"id": req["id"], **scorer.answer(req)}
-        except Exception as e:  # the candidate fails with the reason; the program stays up
-            out = {"id": req.get("id"), "error": f"{type(e).__name__}: {e}"}
-        print(json.dumps(out), flush=True)
+    run(args, scorer.answer, ["gradient", "subset"])
 
 
 if __name__ == "__main__":
