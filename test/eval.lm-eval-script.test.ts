@@ -64,6 +64,21 @@ test('the persistent mode says hello, builds the model once, loads each later ca
   assert.ok((a!.score_seconds as number) >= 0.01);
 });
 
+test('--base builds the model before the hello line, so the first candidate is loaded in place as well; a --base that is no folder is refused', () => {
+  const input = [req('1', family[1]!), req('2', family[2]!)].join('\n') + '\n';
+  const r = spawnSync(PYTHON, [SCRIPT, '--serve', '--base', family[0]!, '--simulate', '0', '--framework', 'numpy'], { input, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /built the model from .* in [\d.]+ s/);
+  const [hello, a, b] = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, number | string>);
+  assert.deepEqual(hello, { evomerge_evaluator: 1, capabilities: [] });
+  assert.deepEqual([a!.builds, a!.loads, b!.builds, b!.loads], [1, 1, 1, 2], 'one build, at the start; both candidates in place');
+  assert.ok(Math.abs((a!.score as number) - checksum(family[1]!)) < 1e-6, 'the first candidate\'s weights, not the base\'s');
+  const bad = spawnSync(PYTHON, [SCRIPT, '--serve', '--base', join(root, 'nowhere'), '--simulate', '0'], { input: '', encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--base .*nowhere: no such folder/);
+  assert.equal(bad.stdout, '', 'no hello line');
+});
+
 test('the one-shot mode builds, scores and prints one answer', () => {
   const r = spawnSync(PYTHON, [SCRIPT, '--model', family[3]!, '--simulate', '0', '--framework', 'numpy'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);

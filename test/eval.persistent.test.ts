@@ -26,7 +26,7 @@ requireNumpy();
 const model = writeTemporaryModel({ config: { architectures: ['X'] }, tensors: [{ name: 'w', shape: [4], data: new Float32Array([1, 2, 3, 6]) }], parent: root });
 
 let n = 0;
-function evaluator(o: { env?: Record<string, string>; timeout?: number; persistent?: boolean; command?: string[] } = {}): { ev: CommandEvaluator; pids: string; log: string } {
+function evaluator(o: { env?: Record<string, string>; timeout?: number; persistent?: boolean; command?: string[]; base?: string } = {}): { ev: CommandEvaluator; pids: string; log: string } {
   const dir = join(root, `e${++n}`);
   const pids = join(dir, 'pids');
   mkdirSync(pids, { recursive: true });
@@ -36,7 +36,7 @@ function evaluator(o: { env?: Record<string, string>; timeout?: number; persiste
     env: { EVAL_PID_DIR: pids, ...o.env }, metric: { name: 'score', direction: 'maximize' },
   }, join(dir, 'proto.yaml')) as CommandManifest;
   const log = join(dir, 'proto.log');
-  return { ev: new CommandEvaluator(m, { placement: { gpu: '3' }, log, graceMs: 1000 }), pids, log };
+  return { ev: new CommandEvaluator(m, { placement: { gpu: '3', base: o.base ?? null }, log, graceMs: 1000 }), pids, log };
 }
 
 const ctx = (id: string) => ({ backend: null, modelDir: () => model.dir, requestId: id });
@@ -168,6 +168,30 @@ test('the one-shot form reads the same answer from its arguments, on its slot\'s
   assert.deepEqual([a.fitness, a.metrics.cuda, a.metrics.gpu_arg, a.metrics.limit], [3, 3, 3, 9]);
   assert.notEqual(a.metrics.pid, b.metrics.pid, 'a process per candidate');
   assert.equal(started(pids).length, 2);
+});
+
+test('{base} is the slot\'s base checkpoint, and the program starts before the first candidate; without a known base it is the first candidate\'s folder, started at that request', async () => {
+  const other = writeTemporaryModel({ config: { architectures: ['X'] }, tensors: [{ name: 'w', shape: [2], data: new Float32Array([10, 20]) }], parent: root });
+  const command = [PYTHON, EVALUATOR, '--serve', '--base', '{base}'];
+  const known = evaluator({ command, base: other.dir });
+  const withBase = known.ev;
+  const unknown = evaluator({ command });
+  try {
+    withBase.prestart();
+    for (const t0 = Date.now(); started(known.pids).length === 0 && Date.now() - t0 < 10_000;) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(started(known.pids).length, 1, 'a known base: started before any candidate');
+    const a = await withBase.evaluate(null, ctx('1'));
+    assert.deepEqual([a.metrics.base_mean, a.fitness, a.metrics.served], [15, 3, 1], 'built from the base (mean 15), scored the candidate (mean 3)');
+    unknown.ev.prestart();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(started(unknown.pids).length, 0, 'no base known: nothing started before the first candidate');
+    const b = await unknown.ev.evaluate(null, ctx('1'));
+    assert.deepEqual([b.metrics.base_mean, b.fitness], [3, 3], '{base} is the first candidate\'s folder');
+    const c = await unknown.ev.evaluate(null, { backend: null, modelDir: () => other.dir, requestId: '2' });
+    assert.deepEqual([c.metrics.base_mean, c.fitness, c.metrics.served], [3, 15, 2], 'the same process for the next candidate');
+  } finally {
+    await Promise.all([withBase.close(), unknown.ev.close()]);
+  }
 });
 
 test('a persistent manifest that passes {model} as an argument is refused, naming the request field instead', () => {

@@ -9,7 +9,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,7 +45,7 @@ function space(env: Record<string, string>, o: { budget?: number; workers?: numb
   mkdirSync(pids, { recursive: true });
   writeFileSync(join(dir, 'proto.yaml'), stringify({
     id: 'proto', version: 1, kind: 'command', split: 'validation', limit: 5, persistent: true, timeout_s: o.timeout ?? 30,
-    command: [PYTHON, EVALUATOR, '--serve', '--gpu', '{gpu}'], env: { EVAL_PID_DIR: pids, ...env }, metric: { name: 'score', direction: 'maximize' },
+    command: [PYTHON, EVALUATOR, '--serve', '--gpu', '{gpu}', '--base', '{base}'], env: { EVAL_PID_DIR: pids, ...env }, metric: { name: 'score', direction: 'maximize' },
   }));
   const path = join(dir, 'space.yaml');
   writeFileSync(path, stringify({
@@ -100,8 +100,10 @@ test('with --gpus 0,1 each slot\'s program sees its own GPU, no slot scores two 
     assert.equal(metric(db, c.id, 'gpu_arg'), gpu);
   }
   assert.deepEqual([...new Set(rows.map((c) => c.phases!.slot))].sort(), ['gpu0', 'gpu1']);
-  // one persistent process per slot for the whole run
+  // one persistent process per slot for the whole run, started on the space's base model ({base})
   assert.equal(new Set(rows.map((c) => metric(db, c.id, 'pid'))).size, 2);
+  const baseMean = JSON.parse(spawnSync(PYTHON, [EVALUATOR, '--model', family[0]!], { encoding: 'utf8' }).stdout).score as number;
+  for (const c of rows) assert.equal(metric(db, c.id, 'base_mean'), baseMean, `candidate ${c.id}: {base} is the space's base`);
   // never two candidates on one slot at once
   for (const slot of ['gpu0', 'gpu1']) {
     const on = rows.filter((c) => c.phases!.slot === slot).sort((a, b) => a.phases!.scoreStart! - b.phases!.scoreStart!);

@@ -7,11 +7,13 @@ Two forms (README.md, "Command evaluators" and "lm-eval at scale"):
   task through lm-eval's Python API and prints one JSON answer on stdout.
 - persistent: `lm_eval_score.py --serve --task T ...` speaks evomerge's evaluator protocol
   (version 1, src/eval/protocol.ts): it prints its hello line, then answers one request line
-  per candidate. The model is built once, from the first candidate's folder; every later
-  candidate's safetensors are copied into that model's tensors in place (its parameters on the
-  GPU for `hf`; vLLM's `load_weights` for `vllm`), so a candidate costs a weight copy and the
-  task, not a Python start, imports and a model build. A candidate whose config differs (a
-  layer path of another length) gets the model rebuilt.
+  per candidate. The model is built once: from `--base DIR` before the hello line (evomerge
+  starts the program when the search opens, so this build overlaps the first merge), else from
+  the first candidate's folder; every later candidate's safetensors are copied into that
+  model's tensors in place (its parameters on the GPU for `hf`; vLLM's `load_weights` for
+  `vllm`), so a candidate costs a weight copy and the task, not a Python start, imports and a
+  model build. A candidate whose config differs (a layer path of another length) gets the
+  model rebuilt.
 
 `--simulate SECONDS` replaces lm-eval by a stand-in task (used by the tests and by `evomerge
 bench pipeline`): the candidate's tensors are really loaded into a model held in memory (torch
@@ -499,8 +501,14 @@ def serve(args):
     sys.stdout = sys.stderr
     threading.Thread(target=watch_parent, args=(os.getppid(),), daemon=True).start()
     holder, task = make(args)  # imports lm-eval (a missing one fails here, before the hello)
-    proto.write(json.dumps({"evomerge_evaluator": PROTOCOL_VERSION, "capabilities": []}) + "\n")
     stats = {"builds": 0, "loads": 0}
+    if args.base:
+        # the model of the family's base, built before the hello: the first candidate loads in place
+        t0 = time.perf_counter()
+        holder.prepare(args.base)
+        stats["builds"] += 1
+        print(f"built the model from {args.base} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    proto.write(json.dumps({"evomerge_evaluator": PROTOCOL_VERSION, "capabilities": []}) + "\n")
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -528,6 +536,7 @@ def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--serve", action="store_true", help="persistent: speak evomerge's evaluator protocol on stdin and stdout")
     p.add_argument("--model", help="one-shot: the candidate's folder")
+    p.add_argument("--base", default=None, metavar="DIR", help="persistent: build the model from this checkpoint (the family's base) before the hello line, so the first candidate is loaded in place too (give startup_timeout_s the time of a model build)")
     p.add_argument("--limit", default="", help="one-shot: items of the task (persistent: the request's limit)")
     p.add_argument("--seed", type=int, default=None, help="one-shot: lm-eval's seeds (persistent: the request's seed)")
     p.add_argument("--task", help="the lm-eval task (a name, or one from --include-path)")
@@ -553,6 +562,10 @@ def parse(argv):
         p.error("--task is required (or --simulate)")
     if not a.serve and not a.model:
         p.error("give --model DIR (one-shot) or --serve (persistent)")
+    if a.base and not a.serve:
+        p.error("--base is for --serve (persistent); the one-shot form builds its model from --model")
+    if a.base and not os.path.isdir(a.base):
+        p.error(f"--base {a.base}: no such folder (give the checkpoint folder of the family's base model)")
     return a
 
 

@@ -11,8 +11,8 @@
  *   read into a model held in memory (torch tensors on the CPU where torch is installed, else
  *   numpy arrays), then the task sleeps S seconds, the stand-in for scoring on a GPU. One
  *   search runs it one-shot (a process per candidate: interpreter, imports, model build, load),
- *   the other persistent (one process per slot, the model built once, each candidate loaded in
- *   place).
+ *   the other persistent (one process per slot, started when the search opens, the model built
+ *   once from `{base}` while the first candidate is merged, each candidate loaded in place).
  * - Per candidate, from the run database's phase timestamps and the evaluator's answer: merge,
  *   write, evaluator load (the scoring window less the task's own time), scoring, the slot's
  *   idle time before it, and its wall time; per search, the slot's busy fraction.
@@ -162,7 +162,7 @@ export async function runPipelineBench(o: { dir: string; small: boolean; candida
     const arms: PipelineArm[] = [];
     for (const kind of ['persistent', 'one-shot'] as const) {
       const manifest = join(work, `${kind}.yaml`);
-      const command = [o.python, SCRIPT, ...(kind === 'persistent' ? ['--serve'] : ['--model', '{model}']), '--simulate', String(S), '--framework', framework];
+      const command = [o.python, SCRIPT, ...(kind === 'persistent' ? ['--serve', '--base', '{base}'] : ['--model', '{model}']), '--simulate', String(S), '--framework', framework];
       writeFileSync(manifest, `id: simulated\nversion: 1\nkind: command\nfamily: any\nsplit: validation\npersistent: ${kind === 'persistent'}\ncommand: ${JSON.stringify(command)}\ntimeout_s: ${Math.ceil(S * 4 + 900)}\nstartup_timeout_s: 600\nmetric: { name: score, direction: maximize }\n`);
       const space = join(work, `${kind}-space.yaml`);
       writeFileSync(space, [

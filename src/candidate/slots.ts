@@ -55,7 +55,7 @@ export class EvaluationSlots {
   private readonly startedAt = performance.now();
   private closed = false;
 
-  constructor(private readonly data: Pick<WorkerData, 'evaluators' | 'allowTestSplit' | 'objective'>, specs: readonly SlotSpec[], o: { logDir: string | null; graceMs?: number }) {
+  constructor(private readonly data: Pick<WorkerData, 'evaluators' | 'allowTestSplit' | 'objective' | 'baseCheckpoint'>, specs: readonly SlotSpec[], o: { logDir: string | null; graceMs?: number }) {
     this.slots = specs.map((spec) => ({
       spec,
       busyMs: 0,
@@ -63,7 +63,7 @@ export class EvaluationSlots {
         spec: e,
         ev: createEvaluator(loadManifest(e.manifest), {
           purpose: 'search', allowTestSplit: data.allowTestSplit,
-          command: { placement: { gpu: spec.gpu }, log: o.logDir ? join(o.logDir, `${e.id}.${spec.name}.log`) : null, graceMs: o.graceMs },
+          command: { placement: { gpu: spec.gpu, base: data.baseCheckpoint ?? null }, log: o.logDir ? join(o.logDir, `${e.id}.${spec.name}.log`) : null, graceMs: o.graceMs },
         }),
       })),
     }));

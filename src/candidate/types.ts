@@ -24,6 +24,12 @@ export interface WorkerData {
   backend: BackendChoice;
   objective: 'weighted-sum' | 'multi';
   allowTestSplit: boolean;
+  /**
+   * A checkpoint of the candidates' architecture (the space's base model, else its first model),
+   * given to command evaluators as `{base}`: a persistent program builds its model from it before
+   * the first candidate (src/eval/protocol.ts).
+   */
+  baseCheckpoint?: string;
   /** Largest shard of a candidate folder written for command evaluators (default: the writer's, 5 GB). */
   shardBytes?: number;
   /** Where candidate folders for command evaluators are written (default: the system's temporary folder). */

@@ -250,11 +250,11 @@ export class CommandEvaluator implements Evaluator {
     if (!this.proc?.usable) {
       await this.proc?.stop();
       this.proc = null;
-      const started = this.starting ?? this.launch();
+      const started = this.starting ?? this.launch(dir);
       this.starting = null;
       let proc = await started;
       // one that ended while it waited for its first candidate is no fault of this candidate's
-      if (!proc.usable) proc = await this.launch();
+      if (!proc.usable) proc = await this.launch(dir);
       this.proc = proc;
     }
     try {
@@ -275,12 +275,15 @@ export class CommandEvaluator implements Evaluator {
    */
   prestart(): void {
     if (!this.m.persistent || this.proc || this.starting) return;
-    this.starting = this.launch();
+    // `{base}` without a known base is the first candidate's folder: start at the first request
+    if (!this.placement.base && this.m.command.some((a) => a.includes('{base}'))) return;
+    this.starting = this.launch(null);
     this.starting.catch(() => {});
   }
 
-  private launch(): Promise<EvaluatorProcess> {
-    const argv = substitute(this.m.command, placeholders(this.m, null, this.placement));
+  /** Starts the persistent program; `firstModel` stands in for `{base}` when no base is known. */
+  private launch(firstModel: string | null): Promise<EvaluatorProcess> {
+    const argv = substitute(this.m.command, placeholders(this.m, null, { ...this.placement, base: this.placement.base ?? firstModel }));
     return EvaluatorProcess.start({ argv, env: programEnv(this.m, this.placement), log: this.o.log, startupTimeoutMs: this.m.startup_timeout_s * 1000, graceMs: this.o.graceMs });
   }
 

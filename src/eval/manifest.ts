@@ -115,8 +115,8 @@ const commandSchema = z.strictObject({
   family: z.enum(['llama', 'residual-mlp', 'any']).default('any'),
   /**
    * The program and its arguments, never run through a shell. `{model}` (one-shot only),
-   * `{split}`, `{limit}`, `{seed}`, `{gpu}` and `{manifest_dir}` are substituted in arguments
-   * (src/eval/protocol.ts).
+   * `{split}`, `{limit}`, `{seed}`, `{gpu}`, `{base}` and `{manifest_dir}` are substituted in
+   * arguments (src/eval/protocol.ts).
    */
   command: z.array(z.string()).min(1),
   /** Per candidate (for a persistent program: per request). */

@@ -16,7 +16,9 @@
  *   manifest's (null when it sets none). The persistent form gets it as one line on stdin; the
  *   one-shot form gets the same fields as argument placeholders (`{model}`, `{split}`,
  *   `{limit}` (empty when null), `{seed}` (empty when null)), and both get `{gpu}` and
- *   CUDA_VISIBLE_DEVICES for the evaluation slot's GPU.
+ *   CUDA_VISIBLE_DEVICES for the evaluation slot's GPU, and `{base}`: a checkpoint of the
+ *   candidates' architecture (the search's base model, else its first model) to build a model
+ *   from before the first request.
  * - answer: `{"id": "17", "acc_norm": 0.61, "samples": 200}`: every finite number is a metric,
  *   the manifest's `metric.name` (a dotted path is allowed) is the fitness, `samples` the items
  *   scored; fields evomerge does not know are ignored. `{"id": "17", "error": "why"}` fails that
@@ -81,8 +83,15 @@ export interface ItemSubset {
 }
 
 /** Where the request is scored: the evaluation slot's GPU, or none. */
+/** Where a program runs: its evaluation slot's GPU, and the checkpoint of the family it scores. */
 export interface Placement {
   gpu: string | null;
+  /**
+   * `{base}`: a checkpoint of the architecture candidates have, for a persistent program to build
+   * its model from before its first candidate (the search's base model, else its first model).
+   * Absent or null: the first request's candidate folder, and the program starts at that request.
+   */
+  base?: string | null;
 }
 
 /**
@@ -109,12 +118,14 @@ export function placeholders(m: CommandManifest, req: EvaluationRequest | null, 
   const opt = (v: number | string | null | undefined) => (v === null || v === undefined ? '' : String(v));
   const vars: Record<string, string> = { split: m.split, limit: opt(req ? req.limit : m.limit), seed: opt(m.seed), gpu: placement.gpu ?? '', manifest_dir: m.dir, offset: opt(req?.offset), count: opt(req?.count), gradient: opt(req?.gradient), loss: opt(req?.loss) };
   if (req) vars.model = req.model;
+  const base = placement.base ?? req?.model;
+  if (base) vars.base = base;
   return vars;
 }
 
 /** argv with `{name}` placeholders substituted (a name without a value is left as written). */
 export function substitute(argv: readonly string[], vars: Record<string, string>): string[] {
-  return argv.map((a) => a.replace(/\{(model|split|limit|seed|gpu|manifest_dir|offset|count|gradient|loss)\}/g, (whole, k: string) => vars[k] ?? whole));
+  return argv.map((a) => a.replace(/\{(model|split|limit|seed|gpu|base|manifest_dir|offset|count|gradient|loss)\}/g, (whole, k: string) => vars[k] ?? whole));
 }
 
 /** The capabilities a persistent program must announce for its manifest: `gradient`, `subset`. */

@@ -135,7 +135,7 @@ class Lanes {
       }
     }
     const backend = this.o.backend ?? c.backend;
-    const data: WorkerData = { sources, evaluators: c.evaluators.map(({ id, manifest, weight }) => ({ id, manifest, weight })), backend, objective: c.objective, allowTestSplit: c.allowTestSplit };
+    const data: WorkerData = { sources, evaluators: c.evaluators.map(({ id, manifest, weight }) => ({ id, manifest, weight })), backend, objective: c.objective, allowTestSplit: c.allowTestSplit, ...(c.baseCheckpoint ? { baseCheckpoint: c.baseCheckpoint } : {}) };
     const commandsOnly = c.evaluators.every((e) => loadManifest(e.manifest).kind === 'command');
     if (commandsOnly) {
       // as a local search does: merges on threads pipelined with scoring on this process's slots

@@ -62,7 +62,7 @@ export async function stageContext(store: RunStore, run: RunRow, stage: number, 
   return {
     run: run.name, stage, sources: [...real, ...merged],
     evaluators: await Promise.all(data.evaluators.map(async (e) => ({ ...e, sha256: await sha256File(e.manifest) }))),
-    backend: data.backend, objective: data.objective, allowTestSplit: data.allowTestSplit, timeoutMs,
+    backend: data.backend, objective: data.objective, allowTestSplit: data.allowTestSplit, ...(data.baseCheckpoint ? { baseCheckpoint: data.baseCheckpoint } : {}), timeoutMs,
   };
 }
 

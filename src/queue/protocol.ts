@@ -26,6 +26,8 @@ export interface StageContext {
   backend: BackendChoice;
   objective: 'weighted-sum' | 'multi';
   allowTestSplit: boolean;
+  /** A checkpoint of the candidates' architecture: command evaluators' `{base}` (src/candidate/types.ts). */
+  baseCheckpoint?: string;
   /** Per-candidate limit (0: none), as a local pool applies it. */
   timeoutMs: number;
 }

@@ -5,7 +5,8 @@ tests of persistent and one-shot command evaluators. Needs only numpy.
 It scores a candidate folder by the mean of all its floating-point tensor values (F32, F16,
 BF16), so the score is a function of the merged tensors alone. Its answer also reports what the
 tests check: its pid, CUDA_VISIBLE_DEVICES, the `--gpu` argument it was given, and how many
-requests this process answered.
+requests this process answered, and with `--base DIR` (evomerge's `{base}`) the mean of that
+folder's tensors, read once at start as a real evaluator builds its model there.
 
 Faults for the tests, from EVAL_FAULTS (a comma-separated list of action@request-id):
 (`*` for every request) crash (exit 3 before answering), hang (never answer), garbage (a line that is not JSON),
@@ -56,7 +57,7 @@ def folder_mean(folder):
     return total / max(count, 1)
 
 
-def answer(req, served, gpu_arg):
+def answer(req, served, gpu_arg, base_mean=None):
     delay = float(os.environ.get("EVAL_DELAY", "0") or 0)
     if delay:
         time.sleep(delay)
@@ -70,6 +71,7 @@ def answer(req, served, gpu_arg):
         "served": served,
         "limit": req.get("limit") if isinstance(req.get("limit"), int) else -1,
         "note": "a string field evomerge ignores",
+        **({"base_mean": base_mean} if base_mean is not None else {}),
     }
 
 
@@ -85,6 +87,7 @@ def watch_parent():
 def main():
     args = sys.argv[1:]
     gpu_arg = args[args.index("--gpu") + 1] if "--gpu" in args else ""
+    base_mean = folder_mean(args[args.index("--base") + 1]) if "--base" in args else None
     pid_dir = os.environ.get("EVAL_PID_DIR")
     if pid_dir:
         open(os.path.join(pid_dir, str(os.getpid())), "w").close()
@@ -125,7 +128,7 @@ def main():
         elif action == "wrongid":
             reply = {"id": "somebody-else", "score": 0}
         else:
-            reply = answer(req, served, gpu_arg)
+            reply = answer(req, served, gpu_arg, base_mean)
         out.write(json.dumps(reply) + "\n")
         if action == "extra":
             out.write(json.dumps({"id": req["id"], "score": 1}) + "\n")
