@@ -240,9 +240,10 @@ export class CommandEvaluator implements Evaluator {
     if (!ctx.modelDir) throw new InputError('E_EVAL_COMMAND_MODEL', `evaluator ${this.m.id} runs a program on a model folder, and none was given`);
     const dir = await ctx.modelDir();
     const req = buildRequest(this.m, { id: ctx.requestId ?? `r${++this.seq}`, model: dir, ...extra });
-    const vars = placeholders(this.m, req, this.placement);
-    const argv = substitute(this.m.command, vars);
-    const env = programEnv(this.m, this.placement);
+    // `{base}` without a known base: this first candidate's folder (a checkpoint of the family too)
+    const placement = { ...this.placement, base: this.placement.base ?? dir };
+    const argv = substitute(this.m.command, placeholders(this.m, req, placement));
+    const env = programEnv(this.m, placement);
     if (!this.m.persistent) {
       const { stdout } = await runProgram(argv, { timeoutMs: this.m.timeout_s * 1000, env, signal: ctx.signal, log: this.o.log });
       return { answer: parseScore(stdout, argv[0]!), program: argv[0]! };
@@ -250,11 +251,11 @@ export class CommandEvaluator implements Evaluator {
     if (!this.proc?.usable) {
       await this.proc?.stop();
       this.proc = null;
-      const started = this.starting ?? this.launch(dir);
+      const started = this.starting ?? this.launch(placement);
       this.starting = null;
       let proc = await started;
       // one that ended while it waited for its first candidate is no fault of this candidate's
-      if (!proc.usable) proc = await this.launch(dir);
+      if (!proc.usable) proc = await this.launch(placement);
       this.proc = proc;
     }
     try {
@@ -277,14 +278,13 @@ export class CommandEvaluator implements Evaluator {
     if (!this.m.persistent || this.proc || this.starting) return;
     // `{base}` without a known base is the first candidate's folder: start at the first request
     if (!this.placement.base && this.m.command.some((a) => a.includes('{base}'))) return;
-    this.starting = this.launch(null);
+    this.starting = this.launch(this.placement);
     this.starting.catch(() => {});
   }
 
-  /** Starts the persistent program; `firstModel` stands in for `{base}` when no base is known. */
-  private launch(firstModel: string | null): Promise<EvaluatorProcess> {
-    const argv = substitute(this.m.command, placeholders(this.m, null, { ...this.placement, base: this.placement.base ?? firstModel }));
-    return EvaluatorProcess.start({ argv, env: programEnv(this.m, this.placement), log: this.o.log, startupTimeoutMs: this.m.startup_timeout_s * 1000, graceMs: this.o.graceMs });
+  private launch(placement: Placement): Promise<EvaluatorProcess> {
+    const argv = substitute(this.m.command, placeholders(this.m, null, placement));
+    return EvaluatorProcess.start({ argv, env: programEnv(this.m, placement), log: this.o.log, startupTimeoutMs: this.m.startup_timeout_s * 1000, graceMs: this.o.graceMs });
   }
 
   /** Stops a persistent program (resolves once it exited). */

@@ -82,14 +82,14 @@ export interface ItemSubset {
   to: number;
 }
 
-/** Where the request is scored: the evaluation slot's GPU, or none. */
 /** Where a program runs: its evaluation slot's GPU, and the checkpoint of the family it scores. */
 export interface Placement {
   gpu: string | null;
   /**
    * `{base}`: a checkpoint of the architecture candidates have, for a persistent program to build
    * its model from before its first candidate (the search's base model, else its first model).
-   * Absent or null: the first request's candidate folder, and the program starts at that request.
+   * Absent or null: unknown; the command evaluator then gives the first request's candidate
+   * folder (src/eval/command.ts), and starts a persistent program at that request.
    */
   base?: string | null;
 }
@@ -118,8 +118,7 @@ export function placeholders(m: CommandManifest, req: EvaluationRequest | null, 
   const opt = (v: number | string | null | undefined) => (v === null || v === undefined ? '' : String(v));
   const vars: Record<string, string> = { split: m.split, limit: opt(req ? req.limit : m.limit), seed: opt(m.seed), gpu: placement.gpu ?? '', manifest_dir: m.dir, offset: opt(req?.offset), count: opt(req?.count), gradient: opt(req?.gradient), loss: opt(req?.loss) };
   if (req) vars.model = req.model;
-  const base = placement.base ?? req?.model;
-  if (base) vars.base = base;
+  if (placement.base) vars.base = placement.base;
   return vars;
 }
 

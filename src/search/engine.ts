@@ -17,7 +17,7 @@ import { HEARTBEAT_SECONDS, newOwner, runState, RunStore, type CandidateRow, typ
 import { describeStop, itemsText, runStage, type Budget, type SearchEvent, type StageProblem, type StageSummary } from './loop.ts';
 import { fingerprint, loadSourceModel, mergedSourceModel, planCandidate, type CandidateRunner, type CandidateTask, type EvaluationPlan, type SourceModels, type WorkerData } from '../candidate/index.ts';
 import { checkStage, memoryPlan, SetupError, type MemoryPlan } from './preflight.ts';
-import { resolveSpace, type ResolvedSpace } from './resolve.ts';
+import { architectureSource, resolveSpace, type ResolvedSpace } from './resolve.ts';
 import { budgetOf, effectiveSpace, legacySettings, resumeSettings, settingsOf, type SettingFlags } from './settings.ts';
 import { dfsStage, psStage, sourceCatalogues, type StagePlan } from './stages.ts';
 import type { GradientStage, QueueRuntime, QueueTarget, SearchRuntime } from './runtime.ts';
@@ -103,7 +103,7 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
   const stages: SearchResult['stages'] = [];
 
   const execute = async (plan: StagePlan): Promise<StageSummary> => {
-    const data: WorkerData = { sources: plan.sources, evaluators: r.evaluators, backend, objective: space.objective === 'multi' ? 'multi' : 'weighted-sum', allowTestSplit: r.allowTestSplit === true, baseCheckpoint: r.base ?? r.models[0]!.path };
+    const data: WorkerData = { sources: plan.sources, evaluators: r.evaluators, backend, objective: space.objective === 'multi' ? 'multi' : 'weighted-sum', allowTestSplit: r.allowTestSplit === true, baseCheckpoint: architectureSource(r) };
     const timeoutMs = space.timeout_seconds * 1000;
     // candidates go to the local pool, or to workers on other machines through the run's queue
     let runner: CandidateRunner;
@@ -153,7 +153,7 @@ async function runStages(store: RunStore, run: RunRow, r: ResolvedSpace, o: Sear
   const select = async (plan: StagePlan, s: StageSummary, stage: number): Promise<StageSummary> => {
     if (!selection || s.reason === 'stopped') return s;
     if (selection.evaluators) {
-      const runner = o.runtime.local({ data: { sources: plan.sources, evaluators: selection.evaluators, backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true, baseCheckpoint: r.base ?? r.models[0]!.path }, workers: space.workers, timeoutMs: space.timeout_seconds * 1000 });
+      const runner = o.runtime.local({ data: { sources: plan.sources, evaluators: selection.evaluators, backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true, baseCheckpoint: architectureSource(r) }, workers: space.workers, timeoutMs: space.timeout_seconds * 1000 });
       try {
         const done = await scoreSelection({
           store, run, stage, settings: selection, runner, signal: o.signal, onLog: log,
@@ -283,10 +283,10 @@ function recordWarmStart(store: RunStore, run: RunRow, plan: StagePlan): void {
 async function gradientStage(store: RunStore, run: RunRow, r: ResolvedSpace, plan: StagePlan, o: SearchOptions, start?: CandidateRow, evaluation?: EvaluationPlan): Promise<StageSummary> {
   const log = o.onLog ?? (() => {});
   const stage = 1;
-  const runner = o.runtime.local({ data: { sources: plan.sources, evaluators: r.evaluators, backend: r.space.backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true, baseCheckpoint: r.base ?? r.models[0]!.path }, workers: 1, timeoutMs: r.space.timeout_seconds * 1000, ...(evaluation ? { evaluation } : {}) });
+  const runner = o.runtime.local({ data: { sources: plan.sources, evaluators: r.evaluators, backend: r.space.backend, objective: 'weighted-sum', allowTestSplit: r.allowTestSplit === true, baseCheckpoint: architectureSource(r) }, workers: 1, timeoutMs: r.space.timeout_seconds * 1000, ...(evaluation ? { evaluation } : {}) });
   let own: Awaited<ReturnType<GradientStage['open']>> | null = null;
   try {
-    own = await gradientRuntime(o).open({ store, run, stage, space: r.space, evaluators: r.evaluators, sources: plan.sources, configFrom: r.base ?? r.models[0]!.path, codec: plan.codec!, onLog: log, ...(start ? { start } : {}) });
+    own = await gradientRuntime(o).open({ store, run, stage, space: r.space, evaluators: r.evaluators, sources: plan.sources, configFrom: architectureSource(r), codec: plan.codec!, onLog: log, ...(start ? { start } : {}) });
     const problem: StageProblem<CandidateTask> = {
       stage, dimension: plan.problem.dimension, optimizer: { id: 'adam', options: r.space.refine }, own,
       prepare: (genome, c) => plan.problem.prepare(genome, { id: c.id, proposalId: c.proposalId }),

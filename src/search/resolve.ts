@@ -27,6 +27,14 @@ export interface ResolvedSpace {
   selectEvaluators?: EvaluatorSpec[];
 }
 
+/**
+ * The checkpoint candidates take their architecture from (config, tokenizer, layer layout): the
+ * space's base model, else its first model.
+ */
+export function architectureSource(r: Pick<ResolvedSpace, 'base' | 'models'>): string {
+  return r.base ?? r.models[0]!.path;
+}
+
 type EvaluatorRef = { manifest?: string; task?: string; split?: string; weight: number };
 
 export function resolveSpace(space: SearchSpace, spacePath: string | null, allowTestSplit = false): ResolvedSpace {

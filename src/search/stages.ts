@@ -11,7 +11,7 @@ import { canonicalJson, recipeHash } from '../recipe/index.ts';
 import { baselineGenomes, DfsCodec, MultiMethodCodec, PsCodec, resolveFilters, type SearchSpace } from '../space/index.ts';
 import { loadSourceModel, type CandidateTask, type SourceModels } from '../candidate/index.ts';
 import type { StageProblem } from './loop.ts';
-import { resolveSpace, type ResolvedSpace } from './resolve.ts';
+import { architectureSource, resolveSpace, type ResolvedSpace } from './resolve.ts';
 import { Rng, deriveSeed } from '../tensor/rng.ts';
 
 export interface StagePlan {
@@ -61,7 +61,7 @@ export function fidelityOf(space: SearchSpace, threshold: number | null | undefi
 
 export function psStage(r: ResolvedSpace, sources: SourceModels, stage: number): StagePlan {
   const ps = r.space.ps!;
-  const layersFrom = r.base ?? r.models[0]!.path;
+  const layersFrom = architectureSource(r);
   const layout = {
     base: r.base, models: r.models.map((m) => m.path), modelNames: r.models.map((m) => m.name),
     layers: sources[layersFrom]!.layers.count, layersPerGroup: ps.layers_per_group, filters: resolveFilters(ps.filters, sources[layersFrom]!, layersFrom),
